@@ -1,0 +1,254 @@
+"""Slim, immutable records of the Kubernetes objects DNS needs, and their converters.
+
+Every source (fixture files, the Kubernetes watch, a recorded stream) turns API objects — plain
+dicts in the API's JSON shape, exactly what `kubectl get -o yaml/json` prints — into these values
+with the converters below, so "did anything DNS-visible change?" is `==`.  Only what DNS reads is
+kept: memory at a large cluster depends on it.
+
+A converter raises `MalformedObject` with a reason a person can act on; callers add the file or
+stream the object came from.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+NAMESPACE = "Namespace"
+SERVICE = "Service"
+ENDPOINT_SLICE = "EndpointSlice"
+POD = "Pod"
+KINDS = (NAMESPACE, SERVICE, ENDPOINT_SLICE, POD)
+
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set by the EndpointSlice controller
+TERMINAL_POD_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
+
+
+class MalformedObject(ValueError):
+    """An API object that cannot be read: the message says which field and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Port:
+    name: str  # "" for an unnamed port
+    protocol: str  # upper case as in the API: TCP, UDP, SCTP
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
+class Namespace:
+    name: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (NAMESPACE, "", self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Service:
+    namespace: str
+    name: str
+    cluster_ips: tuple[str, ...]  # normalised addresses; empty for headless and ExternalName
+    headless: bool
+    external_name: str  # "" unless type ExternalName; lower case, no trailing dot
+    ports: tuple[Port, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (SERVICE, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    addresses: tuple[str, ...]  # normalised
+    ready: bool
+    hostname: str  # "" if unset
+    pod_name: str  # targetRef name when it is a Pod, else ""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointSlice:
+    namespace: str
+    name: str
+    service: str  # from the kubernetes.io/service-name label; "" if absent
+    endpoints: tuple[Endpoint, ...]
+    ports: tuple[Port, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (ENDPOINT_SLICE, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    namespace: str
+    name: str
+    ips: tuple[str, ...]  # normalised status.podIPs (or status.podIP)
+    running: bool  # phase is not terminal (Succeeded, Failed, Unknown)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (POD, self.namespace, self.name)
+
+
+Record = Namespace | Service | EndpointSlice | Pod
+Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for Namespace objects
+
+
+def normalize_ip(text: str) -> str:
+    """Canonical text of an address (`fd00:0::1` -> `fd00::1`); raises ValueError."""
+    return str(ipaddress.ip_address(text.strip()))
+
+
+def convert(obj: Mapping[str, Any]) -> Record | None:
+    """Convert one API object; None for kinds DNS does not read."""
+    kind = obj.get("kind")
+    converter = _CONVERTERS.get(kind) if isinstance(kind, str) else None
+    if converter is None:
+        return None
+    return converter(obj)
+
+
+def key_of(obj: Mapping[str, Any]) -> Key | None:
+    """The registry key of an API object (even a malformed one), None if it has none."""
+    kind = obj.get("kind")
+    meta = obj.get("metadata")
+    if kind not in KINDS or not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
+        return None
+    namespace = "" if kind == NAMESPACE else str(meta.get("namespace") or "default")
+    return (str(kind), namespace, meta["name"])
+
+
+def describe(obj: Mapping[str, Any]) -> str:
+    """`Kind ns/name` for log lines, whatever shape the object has."""
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), Mapping) else {}
+    assert isinstance(meta, Mapping)
+    ns = meta.get("namespace")
+    name = meta.get("name", "?")
+    return f"{obj.get('kind', '?')} {ns}/{name}" if ns else f"{obj.get('kind', '?')} {name}"
+
+
+def _meta(obj: Mapping[str, Any], namespaced: bool) -> tuple[str, str]:
+    meta = obj.get("metadata")
+    if not isinstance(meta, Mapping):
+        raise MalformedObject("metadata is missing")
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise MalformedObject("metadata.name is missing")
+    if not namespaced:
+        return "", name.lower()
+    namespace = meta.get("namespace") or "default"
+    if not isinstance(namespace, str):
+        raise MalformedObject("metadata.namespace is not a string")
+    return namespace.lower(), name.lower()
+
+
+def _section(obj: Mapping[str, Any], field: str) -> Mapping[str, Any]:
+    value = obj.get(field)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedObject(f"{field} is not an object")
+    return value
+
+
+def _list(value: Any, field: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise MalformedObject(f"{field} is not a list")
+    return value
+
+
+def _ip(text: Any, field: str) -> str:
+    if not isinstance(text, str):
+        raise MalformedObject(f"{field} is not a string")
+    try:
+        return normalize_ip(text)
+    except ValueError:
+        raise MalformedObject(f"{field} {text!r} is not an IP address") from None
+
+
+def _ports(items: Any, field: str, number_optional: bool = False) -> tuple[Port, ...]:
+    ports = []
+    for i, item in enumerate(_list(items, field)):
+        if not isinstance(item, Mapping):
+            raise MalformedObject(f"{field}[{i}] is not an object")
+        number = item.get("port")
+        if number is None and number_optional:
+            continue  # an EndpointSlice port may leave the number unset ("all ports")
+        if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 65536:
+            raise MalformedObject(f"{field}[{i}].port {number!r} is not a port number")
+        name = item.get("name") or ""
+        protocol = item.get("protocol") or "TCP"
+        if not isinstance(name, str) or not isinstance(protocol, str):
+            raise MalformedObject(f"{field}[{i}] name or protocol is not a string")
+        ports.append(Port(name.lower(), protocol.upper(), number))
+    return tuple(ports)
+
+
+def namespace_from_api(obj: Mapping[str, Any]) -> Namespace:
+    _, name = _meta(obj, namespaced=False)
+    return Namespace(name)
+
+
+def service_from_api(obj: Mapping[str, Any]) -> Service:
+    namespace, name = _meta(obj, namespaced=True)
+    spec = _section(obj, "spec")
+    kind = spec.get("type") or "ClusterIP"
+    if kind == "ExternalName":
+        target = spec.get("externalName")
+        if not isinstance(target, str) or not target.strip(". "):
+            raise MalformedObject("spec.externalName is missing for an ExternalName service")
+        return Service(namespace, name, (), False, target.strip().rstrip(".").lower(),
+                       _ports(spec.get("ports"), "spec.ports"))
+    ips = _list(spec.get("clusterIPs"), "spec.clusterIPs") or (
+        [spec["clusterIP"]] if spec.get("clusterIP") else [])
+    headless = not ips or ips[0] == "None"
+    cluster_ips = () if headless else tuple(
+        _ip(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(ips))
+    return Service(namespace, name, cluster_ips, headless, "", _ports(spec.get("ports"), "spec.ports"))
+
+
+def endpoint_slice_from_api(obj: Mapping[str, Any]) -> EndpointSlice:
+    namespace, name = _meta(obj, namespaced=True)
+    meta = obj["metadata"]
+    labels = meta.get("labels") or {}
+    service = labels.get(SERVICE_NAME_LABEL, "") if isinstance(labels, Mapping) else ""
+    address_type = obj.get("addressType", "IPv4")
+    endpoints = []
+    for i, item in enumerate(_list(obj.get("endpoints"), "endpoints")):
+        if not isinstance(item, Mapping):
+            raise MalformedObject(f"endpoints[{i}] is not an object")
+        if address_type == "FQDN":
+            continue  # FQDN endpoints are deprecated and never served by cluster DNS
+        addresses = tuple(_ip(a, f"endpoints[{i}].addresses[{j}]")
+                          for j, a in enumerate(_list(item.get("addresses"), f"endpoints[{i}].addresses")))
+        conditions = item.get("conditions") or {}
+        ready = conditions.get("ready") if isinstance(conditions, Mapping) else None
+        hostname = item.get("hostname") or ""
+        target = item.get("targetRef") or {}
+        pod_name = target.get("name", "") if isinstance(target, Mapping) and target.get("kind") == "Pod" else ""
+        endpoints.append(Endpoint(addresses, ready is not False, str(hostname).lower(), str(pod_name).lower()))
+    return EndpointSlice(namespace, name, str(service).lower(), tuple(endpoints),
+                         _ports(obj.get("ports"), "ports", number_optional=True))
+
+
+def pod_from_api(obj: Mapping[str, Any]) -> Pod:
+    namespace, name = _meta(obj, namespaced=True)
+    status = _section(obj, "status")
+    raw = [entry.get("ip") if isinstance(entry, Mapping) else entry
+           for entry in _list(status.get("podIPs"), "status.podIPs")]
+    if not raw and status.get("podIP"):
+        raw = [status["podIP"]]
+    ips = tuple(_ip(ip, f"status.podIPs[{i}]") for i, ip in enumerate(raw))
+    return Pod(namespace, name, ips, status.get("phase") not in TERMINAL_POD_PHASES)
+
+
+_CONVERTERS = {
+    NAMESPACE: namespace_from_api,
+    SERVICE: service_from_api,
+    ENDPOINT_SLICE: endpoint_slice_from_api,
+    POD: pod_from_api,
+}
