@@ -1,0 +1,131 @@
+"""The composition root: config -> registry -> sources -> pipeline -> transports.
+
+Start-up order matters: the configuration is already validated; the first full load of cluster
+data happens before any socket is bound (a broken fixture directory is an error, not an empty
+zone); then every listener is bound, and only then does the server report itself up.  Shutdown
+runs the other way: listeners close first, then sources and the forwarder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+from dns_server.config import Config, ConfigError
+from dns_server.pipeline import Pipeline
+from dns_server.records import KINDS
+from dns_server.registry import Registry
+from dns_server.sources.fixtures import FixtureSource
+from dns_server.transport.tcp import TcpServer
+from dns_server.transport.udp import UdpServer
+
+log = logging.getLogger("dns_server")
+
+TCP_BACKLOG = 1024
+
+
+class StartupError(Exception):
+    """The server cannot start (a busy port, unreadable data): one line for the user."""
+
+
+@dataclass
+class Listeners:
+    udp: list[UdpServer] = field(default_factory=list)
+    tcp: list[TcpServer] = field(default_factory=list)
+    servers: list[asyncio.AbstractServer] = field(default_factory=list)
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+        for tcp in self.tcp:
+            tcp.close_all()
+        for udp in self.udp:
+            udp.close()
+
+
+async def bind(config: Config, pipeline: Pipeline) -> Listeners:
+    """UDP and TCP on every listen address; raises StartupError naming the address that failed."""
+    loop = asyncio.get_running_loop()
+    listeners = Listeners()
+    try:
+        for host, port in config.listen:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            udp = UdpServer(pipeline, max_pending=config.max_concurrent * 2)
+            try:
+                await loop.create_datagram_endpoint(lambda: udp, local_addr=(host, port), family=family)
+                tcp = TcpServer(pipeline, config.tcp_idle_timeout, config.max_tcp_connections)
+                server = await loop.create_server(tcp.protocol, host, port, family=family,
+                                                  reuse_address=True, backlog=TCP_BACKLOG)
+            except OSError as error:
+                raise StartupError(f"cannot listen on {format_address(host, port)}: {error.strerror or error}")
+            listeners.udp.append(udp)
+            listeners.tcp.append(tcp)
+            listeners.servers.append(server)
+            log.info("listening on %s (UDP and TCP)", format_address(host, port))
+    except BaseException:
+        listeners.close()
+        raise
+    return listeners
+
+
+def format_address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
+    """Run the server until `stop` is set (or SIGINT/SIGTERM)."""
+    started = time.monotonic()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    registry = Registry(required_kinds=KINDS, endpoint_pod_names=config.endpoint_pod_names, clock=time.time)
+    assert config.fixtures is not None, "the Kubernetes API source is not wired yet"
+    source = FixtureSource(config.fixtures, registry)
+    try:
+        await asyncio.to_thread(source.load)
+    except ConfigError as error:
+        raise StartupError(str(error)) from None
+    pipeline = Pipeline(config, registry.snapshot)
+    registry.subscribe(pipeline.publish)
+    pipeline.publish(registry.snapshot)
+    listeners = await bind(config, pipeline)
+    snapshot = registry.snapshot
+    log.info("serving zone %s and reverse zones from %s: %d namespaces, %d services, %s (ready in %.2f s)",
+             config.cluster_domain, config.fixtures, len(snapshot.namespaces), len(snapshot.services),
+             source.summary(), time.monotonic() - started)
+    tasks = [asyncio.create_task(source.run(), name="fixtures")]
+    try:
+        await stop.wait()
+        log.info("shutting down")
+    finally:
+        listeners.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def run(config: Config, log_level: str = "info") -> int:
+    """Run the server in the foreground; returns the process exit status."""
+    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop  # a faster event loop; the server works without it
+    except ImportError:
+        runner = asyncio.run
+    else:
+        runner = uvloop.run
+    try:
+        runner(serve(config))
+    except StartupError as error:
+        print(f"dns-server: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0

@@ -1,0 +1,107 @@
+"""Answer -> wire bytes: header flags, EDNS0 (RFC 6891), name compression, truncation.
+
+Built with dnslib.  Encoding happens once per (question, snapshot): the pipeline caches the bytes,
+so clarity wins over speed here.
+"""
+
+from __future__ import annotations
+
+from dnslib import AAAA as AAAARecord
+from dnslib import CNAME as CNAMERecord
+from dnslib import EDNS0, QTYPE, SOA as SOARecord, SRV as SRVRecord, TXT as TXTRecord
+from dnslib import A as ARecord
+from dnslib import NS as NSRecord
+from dnslib import PTR as PTRRecord
+from dnslib import RR as WireRR
+from dnslib import DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib.dns import RD
+
+from dns_server.resolver import RR, Answer
+from dns_server.wire import HEADER_LEN, Query
+
+BADVERS = 16  # RFC 6891 9: extended RCODE for an unsupported EDNS version
+MAX_TCP_MESSAGE = 65535  # RFC 1035 4.2.2: two-byte length prefix
+
+
+def question_label(query: Query) -> DNSLabel:
+    """The question name as dnslib labels, lower case, labels kept exactly as on the wire."""
+    key = query.key
+    labels = []
+    i = 0
+    while key[i]:
+        labels.append(key[i + 1:i + 1 + key[i]])
+        i += key[i] + 1
+    return DNSLabel(labels)
+
+
+def _rdata(rr: RR) -> RD:
+    data = rr.data
+    if rr.rtype == QTYPE.A:
+        return ARecord(data)
+    if rr.rtype == QTYPE.AAAA:
+        return AAAARecord(data)
+    if rr.rtype == QTYPE.CNAME:
+        return CNAMERecord(data)
+    if rr.rtype == QTYPE.PTR:
+        return PTRRecord(data)
+    if rr.rtype == QTYPE.NS:
+        return NSRecord(data)
+    if rr.rtype == QTYPE.TXT:
+        return TXTRecord(data)
+    if rr.rtype == QTYPE.SRV:
+        priority, weight, port, target = data  # type: ignore[misc]
+        return SRVRecord(priority, weight, port, target)
+    if rr.rtype == QTYPE.SOA:
+        mname, rname, *times = data  # type: ignore[misc]
+        return SOARecord(mname, rname, tuple(times))
+    raise ValueError(f"no encoder for record type {rr.rtype}")
+
+
+def build(query: Query, rcode: int, answer: Answer | None, max_payload: int) -> DNSRecord:
+    """The dnslib message for `answer` (or an empty reply with `rcode`) to `query`.
+
+    RA is set: the server recurses (through its upstreams) for names outside its zones.
+    """
+    qname = question_label(query)
+    header = DNSHeader(id=query.id, qr=1, opcode=query.opcode, rd=(query.flags >> 8) & 1, ra=1,
+                       aa=int(bool(answer and answer.authoritative)), rcode=rcode & 0xF)
+    header.cd = (query.flags >> 4) & 1
+    message = DNSRecord(header, q=DNSQuestion(qname, query.qtype, query.qclass))
+    if answer is not None:
+        for section, records in ((message.rr, answer.answer), (message.auth, answer.authority),
+                                 (message.ar, answer.additional)):
+            for rr in records:
+                owner = qname if rr.name == query.name else DNSLabel(rr.name)
+                section.append(WireRR(owner, rr.rtype, ttl=rr.ttl, rdata=_rdata(rr)))
+    if query.edns:
+        # our buffer size, the extended RCODE bits, and DO echoed (RFC 6891 6.1.3, RFC 3225 3)
+        message.add_ar(EDNS0(udp_len=max_payload, ext_rcode=rcode >> 4, version=0,
+                             flags="do" if query.do else ""))
+    return message
+
+
+def encode(query: Query, answer: Answer, max_payload: int) -> bytes:
+    """Wire form of an answer (never truncated: see `truncate`)."""
+    return bytes(build(query, answer.rcode, answer, max_payload).pack())
+
+
+def error_reply(query: Query, rcode: int, max_payload: int) -> bytes:
+    """A reply with no records: FORMERR, NOTIMP, REFUSED, SERVFAIL or BADVERS, question echoed."""
+    return bytes(build(query, rcode, None, max_payload).pack())
+
+
+def truncate(reply: bytes, question_len: int) -> bytes:
+    """`reply` cut to header, question and OPT, with TC set (RFC 2181 9, RFC 6891 7).
+
+    The client retries over TCP; an OPT record, if present, is kept so it still learns our
+    buffer size.
+    """
+    parsed = DNSRecord.parse(reply)
+    opt = [rr for rr in parsed.ar if rr.rtype == QTYPE.OPT]
+    parsed.rr, parsed.auth, parsed.ar = [], [], opt
+    parsed.header.tc = 1
+    wire = bytes(parsed.pack())
+    # keep the question bytes exactly as they were (case), whatever dnslib did to them
+    end = HEADER_LEN + question_len
+    return wire[:HEADER_LEN] + reply[HEADER_LEN:end] + wire[end:]
+

@@ -1,0 +1,186 @@
+"""Query decoding and reply patching at the byte level (RFC 1035 section 4, RFC 6891).
+
+Rules this module keeps:
+- It reads only the header, the question and the OPT record of a query; a query is never fully
+  parsed on the hot path.  Anything malformed raises `FormErr` (answer FORMERR) or `Drop` (no
+  answer at all), and nothing else.
+- A reply built for one query is reused for another with the same question key: `patch_reply`
+  copies in the new ID, the RD/CD flags and the question exactly as asked (so the query's case is
+  echoed; answers compress their owner names against the question, so they echo it too).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from dnslib import QTYPE
+
+HEADER_LEN = 12
+MAX_NAME_LEN = 255  # RFC 1035 2.3.4, in wire form
+MAX_LABEL_LEN = 63
+NO_EDNS_PAYLOAD = 512  # RFC 1035 4.2.1
+OPT = QTYPE.OPT
+
+_QR = 0x80
+_RD = 0x01
+_CD = 0x10
+_HEADER = struct.Struct("!HBBHHHH")
+_U16 = struct.Struct("!H")
+_OPT_FIXED = struct.Struct("!HHBBHH")  # type, class=payload, ext-rcode, version, flags, rdlength
+
+
+class Drop(Exception):
+    """Input that gets no answer at all: too short to answer, or a response (QR=1)."""
+
+
+class FormErr(Exception):
+    """A query whose header we can answer, but whose body is malformed: reply FORMERR."""
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """The parts of a query that decide its answer."""
+
+    id: int
+    opcode: int
+    name: str  # lower case, dotted, no trailing dot; "" for the root
+    qtype: int
+    qclass: int
+    question: bytes  # name + type + class exactly as received
+    key: bytes  # the question with the name lower-cased: the answer cache key
+    edns: bool
+    payload: int  # the UDP payload the client accepts (512 without EDNS)
+    do: bool  # DNSSEC OK (RFC 3225)
+    edns_version: int
+    flags: int  # the header's two flag bytes as received
+
+
+def question_end(data: bytes) -> int:
+    """Offset just past the question's name; raises FormErr for a bad or compressed name."""
+    i = HEADER_LEN
+    n = len(data)
+    while True:
+        if i >= n:
+            raise FormErr("question name runs past the end of the packet")
+        length = data[i]
+        if length == 0:
+            break
+        if length > MAX_LABEL_LEN:
+            raise FormErr("compression or extended label in the question name")
+        i += length + 1
+    i += 1
+    if i - HEADER_LEN > MAX_NAME_LEN:
+        raise FormErr("question name longer than 255 bytes")
+    return i
+
+
+def decode_name(wire: bytes) -> str:
+    """Dotted lower-case text of an uncompressed wire name (already validated).
+
+    A dot or backslash inside a label is escaped (RFC 4343 2.1), so such a label never matches a
+    cluster name by accident.
+    """
+    labels = []
+    i = 0
+    while wire[i]:
+        length = wire[i]
+        label = wire[i + 1:i + 1 + length].decode("latin-1").lower()
+        if "." in label or "\\" in label:
+            label = label.replace("\\", "\\\\").replace(".", "\\.")
+        labels.append(label)
+        i += length + 1
+    return ".".join(labels)
+
+
+def skip_name(data: bytes, i: int) -> int:
+    """Offset past a possibly compressed name starting at i (pointers are not followed)."""
+    n = len(data)
+    while True:
+        if i >= n:
+            raise FormErr("name runs past the end of the packet")
+        length = data[i]
+        if length == 0:
+            return i + 1
+        if length & 0xC0 == 0xC0:
+            if i + 2 > n:
+                raise FormErr("truncated compression pointer")
+            return i + 2
+        if length > MAX_LABEL_LEN:
+            raise FormErr("bad label type")
+        i += length + 1
+
+
+def decode_query(data: bytes) -> Query:
+    """Decode a query's header, question and OPT; raises Drop or FormErr."""
+    if len(data) < HEADER_LEN:
+        raise Drop("shorter than a DNS header")
+    qid, flags1, flags2, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
+    if flags1 & _QR:
+        raise Drop("a response, not a query")
+    opcode = (flags1 >> 3) & 0xF
+    if qdcount != 1:
+        raise FormErr("QDCOUNT is not 1")
+    end = question_end(data)
+    qend = end + 4
+    if qend > len(data):
+        raise FormErr("question type and class run past the end of the packet")
+    qtype, qclass = struct.unpack_from("!HH", data, end)
+    question = data[HEADER_LEN:qend]
+    key = data[HEADER_LEN:end].lower() + data[end:qend]
+    name = decode_name(question)
+    edns = False
+    payload = NO_EDNS_PAYLOAD
+    do = False
+    version = 0
+    if ancount or nscount or arcount:
+        i = qend
+        for _ in range(ancount + nscount):
+            i = _skip_rr(data, i)
+        for _ in range(arcount):
+            start = i
+            i = skip_name(data, i)
+            if i + 10 > len(data):
+                raise FormErr("additional record runs past the end of the packet")
+            rtype, rclass, ext_rcode, version_here, opt_flags, rdlength = _OPT_FIXED.unpack_from(data, i)
+            if rtype == OPT:
+                if edns:
+                    raise FormErr("more than one OPT record")  # RFC 6891 6.1.1
+                if i != start + 1:
+                    raise FormErr("OPT owner name is not the root")
+                edns = True
+                payload = max(rclass, NO_EDNS_PAYLOAD)
+                do = bool(opt_flags & 0x8000)
+                version = version_here
+            i += 10 + rdlength
+            if i > len(data):
+                raise FormErr("additional record data runs past the end of the packet")
+    return Query(qid, opcode, name, qtype, qclass, question, key, edns, payload, do, version,
+                 (flags1 << 8) | flags2)
+
+
+def _skip_rr(data: bytes, i: int) -> int:
+    i = skip_name(data, i)
+    if i + 10 > len(data):
+        raise FormErr("record runs past the end of the packet")
+    (rdlength,) = _U16.unpack_from(data, i + 8)
+    i += 10 + rdlength
+    if i > len(data):
+        raise FormErr("record data runs past the end of the packet")
+    return i
+
+
+def patch_reply(reply: bytes, query: bytes, question_len: int) -> bytes:
+    """`reply` (built for the same question key) with `query`'s ID, RD/CD flags and question case."""
+    flags1 = (reply[2] & ~_RD) | (query[2] & _RD)
+    flags2 = (reply[3] & ~_CD) | (query[3] & _CD)
+    end = HEADER_LEN + question_len
+    return query[:2] + bytes((flags1, flags2)) + reply[4:HEADER_LEN] + query[HEADER_LEN:end] + reply[end:]
+
+
+def header_only_reply(data: bytes, rcode: int) -> bytes | None:
+    """A reply with only a header (for queries whose question cannot be read), or None to drop."""
+    if len(data) < HEADER_LEN or data[2] & _QR:
+        return None
+    flags1 = _QR | (data[2] & 0x79)  # keep opcode and RD
+    return data[:2] + bytes((flags1, rcode & 0xF)) + bytes(8)
