@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 import logging
 
 from dns_server.pipeline import Forward, Pipeline
@@ -48,11 +49,11 @@ class TcpConnection(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        stream = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         if len(self._server.connections) >= self._server.max_connections:
-            transport.abort()
+            stream.abort()
             return
-        self._transport = transport
+        self._transport = stream
         self._server.connections.add(self)
         self._deadline = self._loop.time() + self._server.idle_timeout
         self._timer = self._loop.call_at(self._deadline, self._check_idle)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import cast
 import logging
 import socket
 
@@ -25,10 +26,9 @@ class UdpServer(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
-        self._sendto = transport.sendto
-        sock = transport.get_extra_info("socket")
+        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's are not subclasses
+        self._sendto = self.transport.sendto
+        sock = self.transport.get_extra_info("socket")
         if sock is not None:
             enlarge_receive_buffer(sock)
 
