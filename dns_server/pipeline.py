@@ -116,7 +116,8 @@ class Pipeline:
         except Drop:
             return None
         except FormErr:
-            return header_only_reply(data, FORMERR)
+            opcode = (data[2] >> 3) & 0xF
+            return header_only_reply(data, FORMERR if opcode == OPCODE_QUERY else NOTIMP)
         try:
             return self._answer(data, query, via_tcp, snapshot, cache)
         except Exception:

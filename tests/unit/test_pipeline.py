@@ -197,3 +197,8 @@ def test_fuzzed_packets_get_well_formed_replies_or_nothing() -> None:
         if reply[3] & 0x0F not in (dns.rcode.FORMERR, dns.rcode.NOTIMP):
             dns.message.from_wire(reply)  # every full reply parses
     assert ask(pipeline, query(f"frontend.shop.svc.{Z}")).answer[0][0].to_text() == "10.96.10.20"
+
+
+def test_unknown_opcode_without_a_question_is_still_notimp() -> None:
+    reply = make_pipeline().handle(header(flags=0x1000, qd=0), False)  # STATUS, no question
+    assert isinstance(reply, bytes) and reply[3] & 0x0F == dns.rcode.NOTIMP
