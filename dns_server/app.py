@@ -96,10 +96,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     registry.subscribe(pipeline.publish)
     pipeline.publish(registry.snapshot)
     listeners = await bind(config, pipeline)
-    snapshot = registry.snapshot
-    log.info("serving zone %s and reverse zones from %s: %d namespaces, %d services, %s (ready in %.2f s)",
-             config.cluster_domain, config.fixtures, len(snapshot.namespaces), len(snapshot.services),
-             source.summary(), time.monotonic() - started)
+    log.info("serving zone %s and reverse zones from %s (ready in %.2f s)",
+             config.cluster_domain, source.summary(), time.monotonic() - started)
     tasks = [asyncio.create_task(source.run(), name="fixtures")]
     try:
         await stop.wait()

@@ -1,0 +1,1 @@
+"""Cluster DNS for Kubernetes: the DNS-Based Service Discovery specification, served from memory."""
