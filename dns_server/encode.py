@@ -6,6 +6,8 @@ so clarity wins over speed here.
 
 from __future__ import annotations
 
+from typing import cast
+
 from dnslib import AAAA as AAAARecord
 from dnslib import CNAME as CNAMERecord
 from dnslib import EDNS0, QTYPE, SOA as SOARecord, SRV as SRVRecord, TXT as TXTRecord
@@ -16,7 +18,7 @@ from dnslib import RR as WireRR
 from dnslib import DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.dns import RD
 
-from dns_server.resolver import RR, Answer
+from dns_server.resolver import RR, Answer, SoaData, SrvData
 from dns_server.wire import HEADER_LEN, Query
 
 BADVERS = 16  # RFC 6891 9: extended RCODE for an unsupported EDNS version
@@ -49,10 +51,10 @@ def _rdata(rr: RR) -> RD:
     if rr.rtype == QTYPE.TXT:
         return TXTRecord(data)
     if rr.rtype == QTYPE.SRV:
-        priority, weight, port, target = data  # type: ignore[misc]
+        priority, weight, port, target = cast(SrvData, data)
         return SRVRecord(priority, weight, port, target)
     if rr.rtype == QTYPE.SOA:
-        mname, rname, *times = data  # type: ignore[misc]
+        mname, rname, *times = cast(SoaData, data)
         return SOARecord(mname, rname, tuple(times))
     raise ValueError(f"no encoder for record type {rr.rtype}")
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 NAMESPACE = "Namespace"
 SERVICE = "Service"
@@ -246,7 +246,7 @@ def pod_from_api(obj: Mapping[str, Any]) -> Pod:
     return Pod(namespace, name, ips, status.get("phase") not in TERMINAL_POD_PHASES)
 
 
-_CONVERTERS = {
+_CONVERTERS: dict[str, Callable[[Mapping[str, Any]], Record]] = {
     NAMESPACE: namespace_from_api,
     SERVICE: service_from_api,
     ENDPOINT_SLICE: endpoint_slice_from_api,

@@ -80,7 +80,7 @@ class TcpConnection(asyncio.Protocol):
         if reply is None:
             return
         if reply.__class__ is bytes:
-            self._send(reply)  # type: ignore[arg-type]
+            self._send(reply)
             return
         assert isinstance(reply, Forward)
         if len(self._pending) >= MAX_PENDING_PER_CONNECTION:

@@ -37,7 +37,7 @@ class UdpServer(asyncio.DatagramProtocol):
         if reply is None:
             return
         if reply.__class__ is bytes:
-            self._sendto(reply, addr)  # type: ignore[arg-type]
+            self._sendto(reply, addr)
             return
         assert isinstance(reply, Forward)
         if len(self._pending) >= self._max_pending:
