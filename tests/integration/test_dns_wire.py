@@ -1,0 +1,365 @@
+"""Everything the Kubernetes DNS specification defines, asked of the real server over UDP and TCP.
+
+Real parts: the server runs as its own process (`python -m dns_server`) on the bundled zones/
+example cluster (plus one generated 200-endpoint headless service); the client is dnspython, an
+independent DNS implementation.  Expected answers follow ../shared/DNS-BEHAVIOUR.md.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+import dns.rdatatype
+import pytest
+import yaml
+
+from tests.cluster_data import ZONES
+from tests.integration.server import REPO, ServerProcess, free_port, wait_for
+
+Z = "cluster.local"
+TRANSPORTS = ["udp", "tcp"]
+
+
+def headless_manifest(name: str, namespace: str, count: int) -> list[dict]:
+    endpoints = [{"addresses": [f"10.{200 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}"],
+                  "conditions": {"ready": True}} for i in range(count)]
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+         "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+         "metadata": {"name": f"{name}-abcde", "namespace": namespace,
+                      "labels": {"kubernetes.io/service-name": name}},
+         "endpoints": endpoints, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+    ]
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("cluster")
+    for path in ZONES.glob("*.yaml"):
+        shutil.copy(path, directory / path.name)
+    (directory / "big.yaml").write_text(yaml.safe_dump_all(headless_manifest("many", "big", 200)))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def server(fixtures: Path) -> Iterator[ServerProcess]:
+    with ServerProcess("--fixtures", str(fixtures)) as running:
+        yield running
+
+
+def ask(server: ServerProcess, transport: str, name: str, qtype: str = "A", **kw: object) -> dns.message.Message:
+    message = dns.message.make_query(name, qtype, **kw)  # type: ignore[arg-type]
+    return server.udp(message) if transport == "udp" else server.tcp(message)
+
+
+def texts(section: list) -> set[str]:
+    return {f"{rrset.name.to_text().lower()} {dns.rdatatype.to_text(rrset.rdtype)} {rr.to_text()}"
+            for rrset in section for rr in rrset}
+
+
+ANSWERS = [
+    ("clusterip", f"frontend.shop.svc.{Z}", "A", {f"frontend.shop.svc.{Z}. A 10.96.10.20"}),
+    ("dual-stack A", f"checkout.shop.svc.{Z}", "A", {f"checkout.shop.svc.{Z}. A 10.96.10.30"}),
+    ("dual-stack AAAA", f"checkout.shop.svc.{Z}", "AAAA", {f"checkout.shop.svc.{Z}. AAAA fd00:10:96::a30"}),
+    ("headless", f"postgres.data.svc.{Z}", "A",
+     {f"postgres.data.svc.{Z}. A 10.244.1.10", f"postgres.data.svc.{Z}. A 10.244.2.11"}),
+    ("endpoint hostname", f"postgres-1.postgres.data.svc.{Z}", "A", {f"postgres-1.postgres.data.svc.{Z}. A 10.244.2.11"}),
+    ("endpoint dashed ip", f"10-244-1-20.redis.data.svc.{Z}", "A", {f"10-244-1-20.redis.data.svc.{Z}. A 10.244.1.20"}),
+    ("srv clusterip", f"_https._tcp.frontend.shop.svc.{Z}", "SRV",
+     {f"_https._tcp.frontend.shop.svc.{Z}. SRV 0 100 443 frontend.shop.svc.{Z}."}),
+    ("srv headless", f"_postgres._tcp.postgres.data.svc.{Z}", "SRV",
+     {f"_postgres._tcp.postgres.data.svc.{Z}. SRV 0 50 5432 postgres-0.postgres.data.svc.{Z}.",
+      f"_postgres._tcp.postgres.data.svc.{Z}. SRV 0 50 5432 postgres-1.postgres.data.svc.{Z}."}),
+    ("srv bare service", f"cart.shop.svc.{Z}", "SRV", {f"cart.shop.svc.{Z}. SRV 0 100 9090 cart.shop.svc.{Z}."}),
+    ("externalname cname", f"payments-api.shop.svc.{Z}", "CNAME",
+     {f"payments-api.shop.svc.{Z}. CNAME api.payments.example.com."}),
+    ("externalname in-zone chased", f"storefront.shop.svc.{Z}", "A",
+     {f"storefront.shop.svc.{Z}. CNAME frontend.shop.svc.{Z}.", f"frontend.shop.svc.{Z}. A 10.96.10.20"}),
+    ("ptr clusterip", "20.10.96.10.in-addr.arpa", "PTR", {f"20.10.96.10.in-addr.arpa. PTR frontend.shop.svc.{Z}."}),
+    ("ptr endpoint", "11.2.244.10.in-addr.arpa", "PTR",
+     {f"11.2.244.10.in-addr.arpa. PTR postgres-1.postgres.data.svc.{Z}."}),
+    ("ptr ipv6", "0.3.a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa", "PTR",
+     {f"0.3.a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa. PTR checkout.shop.svc.{Z}."}),
+    ("pod insecure", f"10-244-7-7.shop.pod.{Z}", "A", {f"10-244-7-7.shop.pod.{Z}. A 10.244.7.7"}),
+    ("dns-version", f"dns-version.{Z}", "TXT", {f'dns-version.{Z}. TXT "1.1.0"'}),
+    ("apex ns", Z, "NS", {f"{Z}. NS ns.dns.{Z}."}),
+    ("ns.dns address", f"ns.dns.{Z}", "A", {f"ns.dns.{Z}. A 10.96.0.10"}),
+]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("what, name, qtype, expected", ANSWERS, ids=[a[0] for a in ANSWERS])
+def test_answers(server: ServerProcess, transport: str, what: str, name: str, qtype: str, expected: set[str]) -> None:
+    reply = ask(server, transport, name, qtype)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert reply.flags & dns.flags.AA
+    assert texts(reply.answer) == expected
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_srv_additional_section_carries_target_addresses(server: ServerProcess, transport: str) -> None:
+    reply = ask(server, transport, f"_postgres._tcp.postgres.data.svc.{Z}", "SRV")
+    assert texts(reply.additional) == {f"postgres-0.postgres.data.svc.{Z}. A 10.244.1.10",
+                                       f"postgres-1.postgres.data.svc.{Z}. A 10.244.2.11"}
+    ns = ask(server, transport, Z, "NS")
+    assert texts(ns.additional) == {f"ns.dns.{Z}. A 10.96.0.10"}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_soa_at_the_apex(server: ServerProcess, transport: str) -> None:
+    reply = ask(server, transport, Z, "SOA")
+    (soa,) = reply.answer[0]
+    assert (soa.mname.to_text(), soa.rname.to_text()) == (f"ns.dns.{Z}.", f"hostmaster.{Z}.")
+    assert (soa.refresh, soa.retry, soa.expire, soa.minimum) == (7200, 1800, 86400, 5)
+    assert soa.serial > 1_600_000_000  # the time of the last change
+
+
+NEGATIVE = [
+    ("missing service", f"nope.shop.svc.{Z}", "A", dns.rcode.NXDOMAIN),
+    ("missing namespace", f"frontend.nope.svc.{Z}", "A", dns.rcode.NXDOMAIN),
+    ("not ready endpoint", f"postgres-2.postgres.data.svc.{Z}", "A", dns.rcode.NXDOMAIN),
+    ("search path miss", f"frontend.shop.svc.{Z}.shop.svc.{Z}", "A", dns.rcode.NXDOMAIN),
+    ("unknown port", f"_nope._tcp.frontend.shop.svc.{Z}", "SRV", dns.rcode.NXDOMAIN),
+    ("clusterip AAAA", f"frontend.shop.svc.{Z}", "AAAA", dns.rcode.NOERROR),
+    ("existing namespace", f"shop.svc.{Z}", "A", dns.rcode.NOERROR),
+    ("apex A", Z, "A", dns.rcode.NOERROR),
+    ("svc.Z", f"svc.{Z}", "A", dns.rcode.NOERROR),
+    ("pod.Z", f"pod.{Z}", "A", dns.rcode.NOERROR),
+    ("externalname SRV", f"payments-api.shop.svc.{Z}", "SRV", dns.rcode.NOERROR),
+]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("what, name, qtype, rcode", NEGATIVE, ids=[n[0] for n in NEGATIVE])
+def test_nxdomain_and_nodata_carry_the_soa(server: ServerProcess, transport: str, what: str, name: str,
+                                           qtype: str, rcode: int) -> None:
+    reply = ask(server, transport, name, qtype)
+    assert reply.rcode() == rcode
+    assert not reply.answer
+    assert reply.flags & dns.flags.AA
+    assert [rrset.rdtype for rrset in reply.authority] == [dns.rdatatype.SOA]
+    assert reply.authority[0].name.to_text() == f"{Z}."
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_query_case_is_echoed(server: ServerProcess, transport: str) -> None:
+    for _ in range(2):  # a cache miss, then a hit
+        reply = ask(server, transport, f"FrontEnd.SHOP.svc.Cluster.Local", "A")
+        assert reply.question[0].name.to_text() == "FrontEnd.SHOP.svc.Cluster.Local."
+        assert reply.answer[0][0].to_text() == "10.96.10.20"
+
+
+@pytest.mark.parametrize("qtype", ["AXFR", "IXFR"])
+def test_zone_transfers_are_refused(server: ServerProcess, qtype: str) -> None:
+    message = dns.message.make_query(Z, qtype)
+    assert server.tcp(message).rcode() == dns.rcode.REFUSED
+
+
+def test_outside_names_are_refused_without_upstream_forwarding(server: ServerProcess) -> None:
+    assert ask(server, "udp", "example.com", "A").rcode() == dns.rcode.REFUSED
+
+
+def test_non_in_class_is_refused(server: ServerProcess) -> None:
+    message = dns.message.make_query("version.bind", "TXT", rdclass="CH")
+    assert server.udp(message).rcode() == dns.rcode.REFUSED
+
+
+def test_edns_echo_and_badvers(server: ServerProcess) -> None:
+    reply = ask(server, "udp", f"frontend.shop.svc.{Z}", "A", use_edns=0, payload=4096, want_dnssec=True)
+    assert reply.edns == 0 and reply.payload == 1232 and reply.ednsflags & dns.flags.DO
+    assert ask(server, "udp", f"frontend.shop.svc.{Z}", "A", use_edns=1).rcode() == dns.rcode.BADVERS
+
+
+def test_200_endpoints_truncated_over_udp_and_whole_over_tcp(server: ServerProcess) -> None:
+    udp = ask(server, "udp", f"many.big.svc.{Z}", "A")
+    assert udp.flags & dns.flags.TC
+    edns = ask(server, "udp", f"many.big.svc.{Z}", "A", use_edns=0, payload=1232)
+    assert edns.flags & dns.flags.TC
+    tcp = ask(server, "tcp", f"many.big.svc.{Z}", "A")
+    assert not tcp.flags & dns.flags.TC and len(tcp.answer[0]) == 200
+    srv = ask(server, "tcp", f"_http._tcp.many.big.svc.{Z}", "SRV")
+    assert len(srv.answer[0]) == 200 and sum(len(rrset) for rrset in srv.additional) == 200
+
+
+def tcp_exchange(server: ServerProcess, sock: socket.socket, count: int) -> list[dns.message.Message]:
+    replies = []
+    buffer = b""
+    while len(replies) < count:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed early")
+        buffer += chunk
+        while len(buffer) >= 2 and len(buffer) >= 2 + struct.unpack("!H", buffer[:2])[0]:
+            length = struct.unpack("!H", buffer[:2])[0]
+            replies.append(dns.message.from_wire(buffer[2:2 + length]))
+            buffer = buffer[2 + length:]
+    return replies
+
+
+def test_pipelined_queries_on_one_tcp_connection(server: ServerProcess) -> None:
+    names = [f"frontend.shop.svc.{Z}", f"cart.shop.svc.{Z}", f"nope.shop.svc.{Z}", f"postgres.data.svc.{Z}"]
+    queries = [dns.message.make_query(name, "A") for name in names]
+    wire = b"".join(struct.pack("!H", len(w)) + w for w in (q.to_wire() for q in queries))
+    with socket.create_connection((server.host, server.port), timeout=5) as sock:
+        sock.sendall(wire)
+        replies = tcp_exchange(server, sock, len(queries))
+        by_id = {r.id: r for r in replies}
+        assert [by_id[q.id].rcode() for q in queries] == [0, 0, dns.rcode.NXDOMAIN, 0]
+        sock.sendall(wire[: 2 + len(queries[0].to_wire())])  # the connection stays open for more
+        assert tcp_exchange(server, sock, 1)[0].answer
+
+
+def test_fuzzed_packets_never_stop_the_server(server: ServerProcess) -> None:
+    rng = random.Random(7)
+    seeds = [dns.message.make_query(f"frontend.shop.svc.{Z}", "A").to_wire(),
+             dns.message.make_query(f"_http._tcp.frontend.shop.svc.{Z}", "SRV", use_edns=0).to_wire(),
+             dns.message.make_query(f"1.0.96.10.in-addr.arpa", "PTR").to_wire()]
+
+    def packet() -> bytes:
+        if rng.random() < 0.3:
+            return bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 120)))
+        mutated = bytearray(rng.choice(seeds))
+        for _ in range(rng.randrange(1, 8)):
+            mutated[rng.randrange(len(mutated))] = rng.getrandbits(8)
+        return bytes(mutated[: rng.randrange(1, len(mutated) + 1)])
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for _ in range(3000):
+            udp.sendto(packet(), (server.host, server.port))
+    for _ in range(20):
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            for _ in range(25):
+                body = packet()
+                sock.sendall(struct.pack("!H", len(body)) + body)
+    for transport in TRANSPORTS:
+        assert ask(server, transport, f"frontend.shop.svc.{Z}").answer[0][0].to_text() == "10.96.10.20"
+    assert server.process is not None and server.process.poll() is None
+
+
+def test_tcp_idle_timeout_and_trickling_client(tmp_path: Path) -> None:
+    with ServerProcess("--fixtures", str(ZONES), "--tcp-idle-timeout", "1") as server:
+        with socket.create_connection((server.host, server.port), timeout=5) as sock:
+            started = time.monotonic()
+            query = dns.message.make_query(f"frontend.shop.svc.{Z}", "A").to_wire()
+            framed = struct.pack("!H", len(query)) + query
+            closed = False
+            for byte in framed:  # a byte every 0.2 s would take ~10 s; the 1 s idle timeout must win
+                try:
+                    sock.sendall(bytes([byte]))
+                    time.sleep(0.2)
+                except OSError:
+                    closed = True
+                    break
+                if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                    closed = True
+                    break
+            assert closed
+            assert time.monotonic() - started < 4
+
+
+def recv_or_closed(sock: socket.socket) -> bytes:
+    try:
+        return sock.recv(1)
+    except (ConnectionResetError, BrokenPipeError):
+        return b""
+
+
+def test_tcp_connection_cap(tmp_path: Path) -> None:
+    with ServerProcess("--fixtures", str(ZONES), "--max-tcp-connections", "3") as server:
+        held = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(3)]
+        wait_for(lambda: True, 0.1, "connections")
+        extra = socket.create_connection((server.host, server.port), timeout=5)
+        extra.settimeout(3)
+        assert recv_or_closed(extra) == b""  # closed at once by the server
+        query = dns.message.make_query(f"frontend.shop.svc.{Z}", "A")
+        wire = query.to_wire()
+        held[0].sendall(struct.pack("!H", len(wire)) + wire)
+        assert tcp_exchange(server, held[0], 1)[0].answer
+        for sock in held + [extra]:
+            sock.close()
+
+
+def test_flags_change_what_is_served(tmp_path: Path) -> None:
+    args = ["--fixtures", str(ZONES), "--cluster-domain", "k8s.test", "--ttl", "30", "--endpoint-pod-names",
+            "--pods", "verified"]
+    with ServerProcess(*args, ready_name="dns-version.k8s.test") as server:
+        reply = server.udp(dns.message.make_query("frontend.shop.svc.k8s.test", "A"))
+        assert reply.answer[0].ttl == 30 and reply.answer[0][0].to_text() == "10.96.10.20"
+        reply = server.udp(dns.message.make_query("redis-7f9c6-2mxkq.redis.data.svc.k8s.test", "A"))
+        assert reply.answer[0][0].to_text() == "10.244.1.20"
+        assert server.udp(dns.message.make_query("10-244-1-5.shop.pod.k8s.test", "A")).answer  # running pod
+        unknown = server.udp(dns.message.make_query("10-244-7-7.shop.pod.k8s.test", "A"))
+        assert unknown.rcode() == dns.rcode.NXDOMAIN
+        assert server.udp(dns.message.make_query(f"frontend.shop.svc.{Z}", "A")).rcode() == dns.rcode.REFUSED
+
+
+def test_pods_disabled(tmp_path: Path) -> None:
+    with ServerProcess("--fixtures", str(ZONES), "--pods", "disabled") as server:
+        reply = server.udp(dns.message.make_query(f"10-244-1-5.shop.pod.{Z}", "A"))
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+
+
+def test_ipv6_listener() -> None:
+    if not socket.has_ipv6:
+        pytest.skip("this machine has no IPv6 loopback")
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "dns_server", "--fixtures", str(ZONES),
+                                "--listen", f"[::1]:{port}"], cwd=REPO, stderr=subprocess.PIPE)
+    try:
+        def answers() -> bool:
+            try:
+                reply = dns.query.udp(dns.message.make_query(f"frontend.shop.svc.{Z}", "A"), "::1", port=port,
+                                      timeout=0.2)
+            except Exception:
+                return False
+            return reply.answer[0][0].to_text() == "10.96.10.20"
+        wait_for(answers, 20, "an answer over IPv6")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "dns_server", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=30)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--fixtures", "zones", "--ttl", "99999"], "--ttl must be between 0 and 3600"),
+    (["--fixtures", "zones", "--pods", "sometimes"], "invalid choice"),
+    (["--fixtures", "zones", "--listen", "nonsense:53"], "is not an IP address"),
+    (["--fixtures", "/nonexistent/dir", "--listen", "127.0.0.1:0"], "/nonexistent/dir"),
+    ([], "no cluster data"),
+])
+def test_bad_start_is_one_line_and_non_zero(args: list[str], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_busy_port_is_one_line_and_non_zero(server: ServerProcess) -> None:
+    result = run_cli("--fixtures", "zones", "--listen", f"127.0.0.1:{server.port}")
+    assert result.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{server.port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_startup_logs_listeners_and_a_summary(server: ServerProcess) -> None:
+    log = server.log()
+    assert f"listening on 127.0.0.1:{server.port} (UDP and TCP)" in log
+    assert "serving zone cluster.local" in log and "services" in log
