@@ -2,7 +2,8 @@
 
 Sources (fixture files, the Kubernetes watch, a recorded stream) only produce `Update` values;
 `Registry.apply` folds a batch of them into its private state and publishes one new `Snapshot`
-with one assignment.  Readers never see half an update.
+with one assignment.  Readers never see half an update.  An optional scope (`dns_server.scope`)
+filters every batch first, so each source honours `--namespaces` and `--namespace-labels` alike.
 
 Theory of operation: the registry keeps every record by key, plus the derived indexes a snapshot
 exposes (service entries, reverse names, pod addresses).  A batch marks the services it touches
@@ -51,6 +52,7 @@ class Replace:
 
 
 Update = Put | Remove | Replace
+Scope = Callable[[Iterable[Update]], Iterable[Update]]  # dns_server.scope: which namespaces are served
 
 
 def endpoint_name(hostname: str, pod_name: str, address: str, use_pod_names: bool) -> str:
@@ -67,8 +69,9 @@ class Registry:
     """Owns the records; `apply` is the only way to change them.  Thread-safe."""
 
     def __init__(self, *, required_kinds: Iterable[str] = KINDS, endpoint_pod_names: bool = False,
-                 clock: Callable[[], float] | None = None) -> None:
+                 clock: Callable[[], float] | None = None, scope: Scope | None = None) -> None:
         self._required = frozenset(required_kinds)
+        self._scope = scope
         self._synced_kinds: set[str] = set()
         self._use_pod_names = endpoint_pod_names
         self._clock = clock
@@ -94,6 +97,8 @@ class Registry:
     def apply(self, updates: Iterable[Update], now: float | None = None) -> Snapshot:
         """Apply a batch of updates and publish one snapshot (the same one if nothing changed)."""
         with self._lock:
+            if self._scope is not None:
+                updates = self._scope(updates)
             changes: dict[Key, Record | None] = {}
             newly_synced = False
             for update in updates:
