@@ -16,6 +16,9 @@ snapshot (a Replace of every kind).  A change that never settles is read anyway 
 A file that cannot be read or parsed keeps its last good records; a malformed object keeps its
 last good version from that file.  Either is logged once per change, naming the file, the object
 and the reason.  Nothing that was loaded is lost because one input was bad.
+
+An `overlay` (the updates of a replayed watch stream, `sources/replay.py`) is applied on top of
+every load, in the same batch, so a reload never drops it.
 """
 
 from __future__ import annotations
@@ -28,13 +31,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml
 
 from dns_server.config import ConfigError
 from dns_server.records import KINDS, Key, Record, convert, describe, key_of
-from dns_server.registry import Registry, Replace
+from dns_server.registry import Registry, Replace, Update
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,10 @@ class FixtureSource:
 
     def __init__(self, directory: Path, registry: Registry, *, poll_interval: float = POLL_INTERVAL,
                  settle: float = SETTLE, max_wait: float = MAX_WAIT,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, overlay: Sequence[Update] = ()) -> None:
         self.directory = directory
         self.registry = registry
+        self.overlay = tuple(overlay)
         self.poll_interval = poll_interval
         self.settle = settle
         self.max_wait = max_wait
@@ -123,7 +127,8 @@ class FixtureSource:
         counts = Counter(key[0] for f in self._files.values() for key in f.records)
         return (f"{self.directory} ({len(self._files)} files): {counts['Namespace']} namespaces, "
                 f"{counts['Service']} services, "
-                f"{counts['EndpointSlice']} endpoint slices, {counts['Pod']} pods")
+                f"{counts['EndpointSlice']} endpoint slices, {counts['Pod']} pods"
+                + (f", {len(self.overlay)} replayed events on top" if self.overlay else ""))
 
     # -- scanning and reading -----------------------------------------------------------------------
     def _scan(self) -> dict[Path, Signature]:
@@ -155,7 +160,7 @@ class FixtureSource:
                                 path, key[0], key[1], key[2], origin[key], path)
                 records[key] = record
                 origin[key] = path
-        self.registry.apply([Replace(frozenset(KINDS), tuple(records.values()))])
+        self.registry.apply([Replace(frozenset(KINDS), tuple(records.values())), *self.overlay])
 
     def _read(self, path: Path, last_good: dict[Key, Record]) -> dict[Key, Record]:
         """The records of one file; on any problem, what it held before."""
