@@ -1,9 +1,14 @@
 """The composition root: config -> registry -> sources -> pipeline -> transports.
 
-Start-up order matters: the configuration is already validated; the first full load of cluster
-data happens before any socket is bound (a broken fixture directory is an error, not an empty
-zone); then every listener is bound, and only then does the server report itself up.  Shutdown
-runs the other way: listeners close first, then sources and the forwarder.
+Start-up order matters: the configuration is already validated; the data source is opened
+before any socket is bound (a broken fixture directory or kubeconfig is an error, not an empty
+zone); then every listener is bound, and only then does the server report itself up.  Fixture
+files are fully loaded before binding.  The Kubernetes API is not waited for: its first listing
+arrives while the server already answers, cluster names with SERVFAIL until every required
+resource is synced and every other name as usual, so a slow or unreachable API at start never
+takes DNS for names outside the cluster down with it.  Shutdown runs the other way: listeners
+close first, then sources (the API source's watch threads are stopped and joined) and the
+forwarder.
 """
 
 from __future__ import annotations
@@ -15,12 +20,15 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from dns_server.config import Config, ConfigError
 from dns_server.pipeline import Pipeline
-from dns_server.records import KINDS
-from dns_server.registry import Registry
+from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE
+from dns_server.registry import Registry, Scope
+from dns_server.scope import FixedNamespaces, SelectedNamespaces
 from dns_server.sources.fixtures import FixtureSource
+from dns_server.sources.replay import read_watch_file
 from dns_server.transport.tcp import TcpServer
 from dns_server.transport.udp import UdpServer
 
@@ -31,6 +39,41 @@ TCP_BACKLOG = 1024
 
 class StartupError(Exception):
     """The server cannot start (a busy port, unreadable data): one line for the user."""
+
+
+class Source(Protocol):
+    """What the composition root needs of a data source."""
+
+    async def run(self) -> None: ...
+
+    def summary(self) -> str: ...
+
+
+def required_kinds(config: Config) -> frozenset[str]:
+    """The kinds whose first listing must arrive before a cluster name may be called missing."""
+    return frozenset({NAMESPACE, SERVICE, ENDPOINT_SLICE} | ({POD} if config.pods == "verified" else set()))
+
+
+def scope_for(config: Config) -> Scope | None:
+    """The namespace filter every update passes through, if the namespaces are limited."""
+    if config.namespaces:
+        return FixedNamespaces(config.namespaces)
+    if config.namespace_labels:
+        return SelectedNamespaces()
+    return None
+
+
+async def open_source(config: Config, registry: Registry) -> Source:
+    """Fixture files, fully loaded, or the Kubernetes API, connected but not yet listed."""
+    if config.fixtures is not None:
+        overlay = await asyncio.to_thread(read_watch_file, config.watch_file) if config.watch_file else []
+        fixtures = FixtureSource(config.fixtures, registry, overlay=overlay)
+        await asyncio.to_thread(fixtures.load)
+        return fixtures
+    from dns_server.sources.kube import KubeSource, api_client, resources_for  # the client is heavy
+
+    api = await asyncio.to_thread(api_client, config.kubeconfig, config.kube_context)
+    return KubeSource(api, registry, resources_for(config))
 
 
 @dataclass
@@ -85,20 +128,23 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
 
-    registry = Registry(required_kinds=KINDS, endpoint_pod_names=config.endpoint_pod_names, clock=time.time)
-    assert config.fixtures is not None, "the Kubernetes API source is not wired yet"
-    source = FixtureSource(config.fixtures, registry)
+    registry = Registry(required_kinds=required_kinds(config), endpoint_pod_names=config.endpoint_pod_names,
+                        clock=time.time, scope=scope_for(config))
     try:
-        await asyncio.to_thread(source.load)
+        source = await open_source(config, registry)
     except ConfigError as error:
         raise StartupError(str(error)) from None
     pipeline = Pipeline(config, registry.snapshot)
     registry.subscribe(pipeline.publish)
     pipeline.publish(registry.snapshot)
     listeners = await bind(config, pipeline)
-    log.info("serving zone %s and reverse zones from %s (ready in %.2f s)",
-             config.cluster_domain, source.summary(), time.monotonic() - started)
-    tasks = [asyncio.create_task(source.run(), name="fixtures")]
+    tasks = [asyncio.create_task(source.run(), name="source")]
+    if registry.snapshot.synced:
+        log.info("serving zone %s and reverse zones from %s (ready in %.2f s)",
+                 config.cluster_domain, source.summary(), time.monotonic() - started)
+    else:
+        log.info("serving zone %s and reverse zones from %s; cluster names answer SERVFAIL until the first "
+                 "sync (listening after %.2f s)", config.cluster_domain, source.summary(), time.monotonic() - started)
     try:
         await stop.wait()
         log.info("shutting down")
@@ -113,6 +159,7 @@ def run(config: Config, log_level: str = "info") -> int:
     """Run the server in the foreground; returns the process exit status."""
     logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("urllib3").setLevel(logging.ERROR)  # the API source logs its own retries, once each
     try:
         import uvloop  # a faster event loop; the server works without it
     except ImportError:

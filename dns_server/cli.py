@@ -29,11 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
                       help="list and watch the cluster through this kubeconfig (default in a pod: its service account)")
     data.add_argument("--context", metavar="NAME", help="the kubeconfig context to use")
     data.add_argument("--namespaces", metavar="A,B", help="serve only these namespaces")
-    data.add_argument("--labels", metavar="SELECTOR", help="serve only objects matching this label selector")
+    data.add_argument("--labels", metavar="SELECTOR",
+                      help="serve only services, endpoint slices and pods matching this label selector (API source)")
     data.add_argument("--namespace-labels", metavar="SELECTOR",
-                      help="serve only namespaces matching this label selector")
+                      help="serve only namespaces matching this label selector (API source)")
     data.add_argument("--watch-file", metavar="FILE", type=Path,
-                      help="replay a recorded stream of watch events (newline-delimited JSON) on top of the data")
+                      help="replay a recorded stream of watch events (newline-delimited JSON) on top of --fixtures")
 
     dns = parser.add_argument_group("answers")
     dns.add_argument("--cluster-domain", default=DEFAULT_CLUSTER_DOMAIN, metavar="D",

@@ -72,6 +72,13 @@ class Config:
             raise ConfigError("--namespaces and --namespace-labels cannot be used together")
         if self.fixtures is not None and self.kubeconfig is not None:
             raise ConfigError("--fixtures and --kubeconfig are alternatives: choose one source")
+        if self.kube_context and self.kubeconfig is None:
+            raise ConfigError("--context names a context of the --kubeconfig file: give --kubeconfig too")
+        if self.fixtures is not None and (self.labels or self.namespace_labels):
+            raise ConfigError("--labels and --namespace-labels are selectors the Kubernetes API applies: "
+                              "they need the API source, not --fixtures")
+        if self.watch_file is not None and self.fixtures is None:
+            raise ConfigError("--watch-file replays events on top of --fixtures DIR (an empty directory will do)")
         if self.max_udp_payload < 512 or self.max_udp_payload > 65535:
             raise ConfigError("the maximum UDP payload must be between 512 and 65535")
         if self.max_concurrent < 1 or self.max_tcp_connections < 1 or self.cache_size < 0:
