@@ -1,0 +1,192 @@
+"""The list + watch loops under failures that take minutes with production timeouts.
+
+Real parts: `KubeSource` runs in this process with the official `kubernetes` client, configured
+from a generated kubeconfig, against the API stand-in (`tests/kube_api_standin.py`).  The watch
+timeout, read-timeout margin, page size and backoff are shortened through the source's
+constructor (they are not user settings), so a silent connection or a server-side timeout shows
+within seconds.  The registry is the real one; assertions read its snapshots and the stand-in's
+request log.  Every wait is a poll with a deadline.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from dns_server.records import ENDPOINT_SLICE, NAMESPACE, SERVICE
+from dns_server.registry import Registry
+from dns_server.snapshot import Snapshot
+from dns_server.sources.kube import Backoff, KubeSource, Resource, api_client
+from tests.integration.server import wait_for
+from tests.kube_api_standin import KubeApiStandIn, Request, endpoint_slice, namespace, service
+
+KINDS = (NAMESPACE, SERVICE, ENDPOINT_SLICE)
+FAST_BACKOFF = Backoff(initial=0.1, cap=0.4)
+
+
+@pytest.fixture
+def api() -> Iterator[KubeApiStandIn]:
+    standin = KubeApiStandIn(bookmark_interval=3600).start()
+    standin.load([namespace("shop")] + [service("shop", f"svc-{i}", f"10.96.1.{i + 1}") for i in range(9)]
+                 + [endpoint_slice("shop", "svc-0", ["10.244.0.1"])])
+    yield standin
+    standin.stop()
+
+
+class Running:
+    """A KubeSource feeding a registry, with every published snapshot recorded."""
+
+    def __init__(self, api: KubeApiStandIn, tmp_path: Path, **options: object) -> None:
+        self.registry = Registry(required_kinds=KINDS)
+        self.snapshots: list[tuple[float, Snapshot]] = []
+        self.registry.subscribe(lambda snapshot: self.snapshots.append((time.monotonic(), snapshot)))
+        client = api_client(api.write_kubeconfig(tmp_path / "kubeconfig"), None)
+        self.source = KubeSource(client, self.registry, [Resource(kind) for kind in KINDS], **options)  # type: ignore[arg-type]
+        self.source.start()
+
+    def has(self, namespace: str, name: str) -> bool:
+        return (namespace, name) in self.registry.snapshot.services
+
+    def address(self, namespace: str, name: str) -> tuple[str, ...]:
+        entry = self.registry.snapshot.services.get((namespace, name))
+        return entry.service.cluster_ips if entry else ()
+
+
+@pytest.fixture
+def running(api: KubeApiStandIn, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Running]:
+    options = getattr(request, "param", {})
+    source = Running(api, tmp_path, **options)
+    yield source
+    source.source.stop()
+
+
+def synced(running: Running) -> None:
+    wait_for(lambda: running.registry.snapshot.synced, 10, "the first sync")
+
+
+@pytest.mark.parametrize("running", [{"page_size": 2}], indirect=True)
+def test_lists_are_paged_and_applied_as_one_replace(api: KubeApiStandIn, running: Running) -> None:
+    synced(running)
+    pages = api.lists("Service")
+    assert [r.params.get("limit") for r in pages] == ["2"] * 5  # 9 services, 2 per page
+    assert all("continue" in r.params for r in pages[1:])
+    assert sorted(k[1] for k in running.registry.snapshot.services) == sorted(f"svc-{i}" for i in range(9))
+    assert running.source.status.resources[SERVICE].objects == 9
+    assert running.source.status.ready
+    # each kind's whole listing was applied at once: no snapshot ever held part of the services
+    counts = {len(s.services) for _, s in running.snapshots}
+    assert counts <= {0, 9}
+
+
+def test_an_expired_continue_token_restarts_the_list(api: KubeApiStandIn, tmp_path: Path) -> None:
+    compacted = threading.Event()
+
+    def compact_mid_list(request: Request) -> None:
+        if request.kind == "Service" and request.params.get("continue") and not compacted.is_set():
+            compacted.set()
+            api.compact()
+
+    api.on_request = compact_mid_list
+    running = Running(api, tmp_path, page_size=2, backoff=FAST_BACKOFF)
+    try:
+        synced(running)
+        assert compacted.is_set()
+        pages = api.lists("Service")
+        assert [("continue" in r.params) for r in pages] == [False, True] + [False, True, True, True, True]
+        assert len(running.registry.snapshot.services) == 9
+    finally:
+        running.source.stop()
+
+
+@pytest.mark.parametrize("running", [{"watch_timeout": 2.0, "read_timeout_margin": 0.5}], indirect=True)
+def test_the_server_side_timeout_is_jittered_and_resumed_without_a_relist(api: KubeApiStandIn,
+                                                                          running: Running) -> None:
+    synced(running)
+    wait_for(lambda: len(api.watches("Service")) >= 2, 10, "a watch to time out and be resumed")
+    watches = [r for kind in KINDS for r in api.watches(kind)]
+    assert {int(r.params["timeoutSeconds"]) for r in watches} <= {2, 3}  # [T, 2T)
+    first, resumed = api.watches("Service")[:2]
+    assert resumed.params["resourceVersion"] == first.params["resourceVersion"]  # nothing happened meanwhile
+    assert len(api.lists("Service")) == 1
+    api.apply(service("shop", "late", "10.96.2.1"))
+    wait_for(lambda: running.has("shop", "late"), 5, "a change after several watch restarts")
+
+
+@pytest.mark.parametrize("running", [{"watch_timeout": 1.0, "read_timeout_margin": 0.5}], indirect=True)
+def test_a_silent_connection_is_noticed_and_resumed(api: KubeApiStandIn, running: Running,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    synced(running)
+    api.go_silent()
+    before = len(api.watches("Service"))
+    silent_since = time.monotonic()
+    # timeoutSeconds is 1 and the read timeout 1.5 s: a stream silent longer than that is abandoned
+    wait_for(lambda: len(api.watches("Service")) > before, 10, "the client to give up on the silent watch")
+    assert time.monotonic() - silent_since >= 1.0
+    assert "services: HTTPConnectionPool(host='127.0.0.1'" in caplog.text and "Read timed out" in caplog.text
+    api.speak()
+    api.apply(service("shop", "after-silence", "10.96.3.1"))
+    wait_for(lambda: running.has("shop", "after-silence"), 10, "the change after the silence")
+    assert len(api.lists("Service")) == 1  # resumed, not relisted
+    assert running.source.status.resources[SERVICE].error == ""
+
+
+@pytest.mark.parametrize("running", [{"backoff": FAST_BACKOFF}], indirect=True)
+def test_errors_back_off_and_keep_the_last_data(api: KubeApiStandIn, running: Running) -> None:
+    synced(running)
+    api.fail_requests(500)
+    failing_since, first = time.monotonic(), len(api.requests)
+    api.drop_connections()
+    wait_for(lambda: len(api.requests) >= first + 12, 10, "four failed attempts per resource")
+    # Three loops, each waiting 0.05-0.1, 0.1-0.2, then 0.2-0.4 s (capped) between attempts: twelve
+    # attempts take at least 0.35 s.  A loop that retried at once would make them in milliseconds.
+    assert time.monotonic() - failing_since >= 0.3
+    assert len(running.registry.snapshot.services) == 9  # nothing was emptied
+    assert running.registry.snapshot.synced
+    assert "HTTP 500" in running.source.status.resources[SERVICE].error
+    api.fail_requests(None)
+    api.apply(service("shop", "recovered", "10.96.4.1"))
+    wait_for(lambda: running.has("shop", "recovered"), 5, "recovery once the API answers again")
+
+
+@pytest.mark.parametrize("running", [{"batch_quiet": 0.01, "batch_max_delay": 0.05}], indirect=True)
+def test_a_burst_of_events_is_one_snapshot_within_the_delay_bound(api: KubeApiStandIn, running: Running) -> None:
+    synced(running)
+    before = len(running.snapshots)
+    sent = time.monotonic()
+    api.apply(*[service("shop", f"burst-{i}", f"10.96.5.{i + 1}") for i in range(200)])
+    wait_for(lambda: running.has("shop", "burst-199"), 5, "the burst")
+    published = running.snapshots[before:]
+    assert len(published) <= 3, len(published)  # a burst, not 200 snapshots
+    assert published[-1][0] - sent < 0.5
+
+
+def test_events_carry_resource_versions_and_bookmarks_move_them(tmp_path: Path) -> None:
+    api = KubeApiStandIn(bookmark_interval=0.2).start()
+    api.load([namespace("shop"), service("shop", "a", "10.96.6.1")])
+    running = Running(api, tmp_path)
+    try:
+        synced(running)
+        status = running.source.status.resources[NAMESPACE]
+        listed = int(status.resource_version)
+        api.apply(service("shop", "b", "10.96.6.2"))  # moves the global version past the namespace watch
+        wait_for(lambda: running.has("shop", "b"), 5, "the change")
+        wait_for(lambda: int(status.resource_version or 0) == api.resource_version, 5,
+                 "a bookmark to move the namespaces' resourceVersion on")
+        assert int(status.resource_version) > listed
+        assert status.last_event_at is not None
+    finally:
+        running.source.stop()
+        api.stop()
+
+
+def test_stop_ends_open_watches_promptly(api: KubeApiStandIn, tmp_path: Path) -> None:
+    running = Running(api, tmp_path)
+    synced(running)
+    started = time.monotonic()
+    running.source.stop()
+    assert time.monotonic() - started < 2.0
+    assert not any(t.is_alive() for t in threading.enumerate() if t.name.startswith("kube-"))
