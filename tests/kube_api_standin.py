@@ -47,8 +47,9 @@ continue tokens become 410), `go_silent()`/`speak()` (open watches stop sending 
 bookmarks and the end of the stream, but stay connected), `drop_connections()` (cut every open
 connection without ending the chunked stream), `down()`/`up()` (stop and resume listening on the
 same port: connections are refused meanwhile), `fail_requests(status)` (answer every request
-with that error), `on_request` (a callback before each request is served), and `requests`, a log
-of every request with its query parameters.
+with that error), `on_request` (a callback before each request is served), `requests` (a log of
+every request with its query parameters), and `sent_at` (when each change's event was sent,
+for measuring the delay from an event to the answer that reflects it).
 
 Not reproduced: TLS, HTTP/2, protobuf/CBOR, namespaced collection paths, single-object GETs and
 writes over HTTP, `resourceVersionMatch`, `sendInitialEvents` streaming lists, admission.
@@ -220,6 +221,7 @@ class KubeApiStandIn:
         self.token = token
         self.requests: list[Request] = []
         self.on_request: Callable[[Request], None] | None = None  # runs before each request is served
+        self.sent_at: dict[str, float] = {}  # resourceVersion -> when its watch event was written (monotonic)
         self._cond = threading.Condition()
         self._version = FIRST_RESOURCE_VERSION
         self._objects: dict[str, dict[tuple[str, str], dict[str, Any]]] = {k: {} for k, _, _ in COLLECTIONS.values()}
@@ -505,6 +507,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
+        # Go's net package, and so kube-apiserver, disables Nagle on every TCP connection; without
+        # this an event written while the previous one awaits a delayed ACK waits up to 40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.api._track(self.connection, True)
 
     def finish(self) -> None:
@@ -567,6 +572,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def send_event(self, event_type: str, obj: dict[str, Any]) -> None:
         data = json.dumps({"type": event_type, "object": obj}).encode() + b"\n"
+        if event_type in ("ADDED", "MODIFIED", "DELETED"):
+            self.api.sent_at.setdefault(obj["metadata"]["resourceVersion"], time.monotonic())
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 

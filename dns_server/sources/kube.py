@@ -327,8 +327,9 @@ class KubeSource:
             if self._stop.is_set():
                 return
             delay = self._backoff.delay(failures, self._rng)
-            log.warning("%s: %s; retrying in %.1f s, serving the data synced before",
-                        resource.plural, status.error, delay)
+            log.warning("%s: %s; retrying in %.1f s, %s", resource.plural, status.error, delay,
+                        "serving the data synced before" if status.synced
+                        else "cluster names answer SERVFAIL until it is listed")
             self._stop.wait(delay)
 
     def _list(self, resource: Resource, status: ResourceStatus) -> None:

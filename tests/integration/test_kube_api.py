@@ -52,7 +52,8 @@ def kubeconfig(api: KubeApiStandIn, tmp_path: Path) -> Path:
 
 
 def start(kubeconfig: Path, *args: str) -> ServerProcess:
-    return ServerProcess("--kubeconfig", str(kubeconfig), *args).start()
+    """The server on the API source; `with` starts it and stops it."""
+    return ServerProcess("--kubeconfig", str(kubeconfig), *args)
 
 
 def answer(server: ServerProcess, name: str, qtype: str = "A", tcp: bool = False) -> tuple[str, set[str]]:
@@ -342,7 +343,7 @@ def test_watch_file_replays_on_top_of_fixtures(tmp_path: Path) -> None:
 
 
 def test_shutdown_stops_the_watches_promptly(api: KubeApiStandIn, kubeconfig: Path) -> None:
-    server = start(kubeconfig)
+    server = start(kubeconfig).start()
     try:
         wait_synced(server)
         assert server.process is not None
