@@ -273,6 +273,19 @@ def test_namespaces_flag_serves_only_those(api: KubeApiStandIn, kubeconfig: Path
         assert answer(server, "1.60.96.10.in-addr.arpa", "PTR")[1] == set()
 
 
+def test_namespaces_flag_applies_to_fixtures_too(tmp_path: Path) -> None:
+    """The filter sits in the registry, so the fixture source honours it as the API source does."""
+    fixtures = tmp_path / "fixtures"
+    fixtures.mkdir()
+    for path in ZONES.glob("*.yaml"):
+        (fixtures / path.name).write_text(path.read_text())
+    with ServerProcess("--fixtures", str(fixtures), "--namespaces", "data") as server:
+        assert addresses(server, f"postgres.data.svc.{Z}") == ("NOERROR", {"10.244.1.10", "10.244.2.11"})
+        assert addresses(server, f"frontend.shop.svc.{Z}")[0] == "NXDOMAIN"
+        assert answer(server, f"shop.svc.{Z}")[0] == "NXDOMAIN"
+        assert answer(server, "20.10.96.10.in-addr.arpa", "PTR")[1] == set()
+
+
 def test_label_selectors_go_to_the_api(api: KubeApiStandIn, kubeconfig: Path) -> None:
     api.apply(service("shop", "public", "10.96.70.1", labels={"expose": "dns"}),
               namespace("team-a", {"dns": "on"}), service("team-a", "web", "10.96.70.2", labels={"expose": "dns"}))

@@ -5,16 +5,17 @@ from __future__ import annotations
 import random
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from dns_server.app import required_kinds, scope_for
-from dns_server.config import Config
+from dns_server.config import Config, ConfigError
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, Namespace
 from dns_server.registry import Put, Registry, Replace
 from dns_server.scope import FixedNamespaces, SelectedNamespaces
 from dns_server.sources.kube import (
-    RUNNING_PODS_FIELD_SELECTOR, Backoff, Batcher, Resource, resources_for,
+    RUNNING_PODS_FIELD_SELECTOR, Backoff, Batcher, Resource, api_client, resources_for,
 )
 
 
@@ -83,3 +84,29 @@ def test_the_batcher_bounds_the_delay_under_a_steady_stream() -> None:
     thread.join(5)
     assert published and published[0] - first < 0.25  # the first batch did not wait for the 0.3 s stream to end
     assert 2 <= len(published) < 60
+
+
+def test_in_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --kubeconfig: the API address from the environment, the token and CA from the pod's files."""
+    from kubernetes.config import incluster_config
+
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("pod-token")
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    client = api_client(None, None)
+    configuration = client.configuration
+    assert configuration.host == "https://10.96.0.1:443"
+    assert configuration.ssl_ca_cert == str(ca)
+    assert configuration.get_api_key_with_prefix("BearerToken") == "bearer pod-token"
+    assert configuration.keep_alive and configuration.retries is False
+    client.close()
+
+
+def test_outside_a_pod_without_a_kubeconfig_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ConfigError, match="in-cluster service account"):
+        api_client(None, None)
