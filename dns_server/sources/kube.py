@@ -51,7 +51,7 @@ from kubernetes.client.exceptions import ApiException
 
 from dns_server.config import Config, ConfigError
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, Record, describe
-from dns_server.registry import Registry, Replace, Update
+from dns_server.registry import Put, Registry, Replace, Update
 from dns_server.sources.events import (
     BOOKMARK, ERROR, BadEvent, parse_event, resource_version, update_for,
 )
@@ -363,8 +363,8 @@ class KubeSource:
                 except BadEvent as bad:
                     log.error("%s: %s", describe(item), bad)
                     continue
-                if update is not None:
-                    records.append(update.record)  # type: ignore[union-attr]
+                if isinstance(update, Put):
+                    records.append(update.record)
             meta = body.get("metadata") or {}
             token = meta.get("continue") or None
             if token is None:
@@ -407,38 +407,44 @@ class KubeSource:
         try:
             for lines in _line_batches(response, self._stop):
                 updates: list[Update] = []
-                for line in lines:
-                    try:
-                        event = parse_event(line)
-                    except BadEvent as bad:
-                        raise WatchFailed(f"unreadable watch event: {bad}") from None
-                    obj = event.object
-                    if event.type == ERROR:
-                        if obj.get("code") == GONE:
-                            raise Gone(f"resourceVersion {status.resource_version} is too old "
-                                       f"({obj.get('message', 'Gone')})")
-                        raise WatchFailed(f"the API ended the watch: {obj.get('code')} {obj.get('message', '')}")
-                    if event.type != BOOKMARK:
-                        obj["kind"] = resource.kind
-                        try:
-                            update = update_for(event.type, obj)
-                        except BadEvent as bad:
-                            log.error("%s: %s; keeping its previous version", describe(obj), bad)
-                            update = None
-                        if update is not None:
-                            updates.append(update)
-                    version = resource_version(obj)
-                    if version:
-                        status.resource_version = version
-                    progress = True
-                status.last_event_at = time.time()
-                if updates:
-                    self._batcher.put(updates)
+                try:
+                    for line in lines:
+                        self._event(resource, status, line, updates)
+                        progress = True
+                finally:
+                    # what was read before a failing line is applied: the resourceVersion moved past it
+                    status.last_event_at = time.time()
+                    if updates:
+                        self._batcher.put(updates)
         finally:
             self._streams.pop(resource.kind, None)
             response.close()
             response.release_conn()
         return progress or time.monotonic() - started >= min(1.0, timeout)
+
+    def _event(self, resource: Resource, status: ResourceStatus, line: bytes, updates: list[Update]) -> None:
+        """Handle one watch event line: collect its update, move the resourceVersion on."""
+        try:
+            event = parse_event(line)
+        except BadEvent as bad:
+            raise WatchFailed(f"unreadable watch event: {bad}") from None
+        obj = event.object
+        if event.type == ERROR:
+            if obj.get("code") == GONE:
+                raise Gone(f"resourceVersion {status.resource_version} is too old ({obj.get('message', 'Gone')})")
+            raise WatchFailed(f"the API ended the watch: {obj.get('code')} {obj.get('message', '')}")
+        if event.type != BOOKMARK:
+            obj["kind"] = resource.kind
+            try:
+                update = update_for(event.type, obj)
+            except BadEvent as bad:
+                log.error("%s: %s; keeping its previous version", describe(obj), bad)
+                update = None
+            if update is not None:
+                updates.append(update)
+        version = resource_version(obj)
+        if version:
+            status.resource_version = version
 
 
 def _line_batches(response: Any, stop: threading.Event) -> Iterator[list[bytes]]:

@@ -15,7 +15,7 @@ from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, Namespac
 from dns_server.registry import Put, Registry, Replace
 from dns_server.scope import FixedNamespaces, SelectedNamespaces
 from dns_server.sources.kube import (
-    RUNNING_PODS_FIELD_SELECTOR, Backoff, Batcher, Resource, api_client, resources_for,
+    RUNNING_PODS_FIELD_SELECTOR, Backoff, Batcher, KubeSource, Resource, WatchFailed, api_client, resources_for,
 )
 
 
@@ -110,3 +110,41 @@ def test_outside_a_pod_without_a_kubeconfig_is_a_config_error(monkeypatch: pytes
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(ConfigError, match="in-cluster service account"):
         api_client(None, None)
+
+
+class ScriptedStream:
+    """A watch response that hands out the given byte chunks, then ends."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+
+    def read1(self, size: int) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def close(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        pass
+
+
+def test_events_before_a_bad_line_are_applied_and_the_stream_is_resumed_after_them(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text('{"apiVersion": "v1", "kind": "Config", "current-context": "c", '
+                          '"clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}], '
+                          '"users": [{"name": "u", "user": {"token": "t"}}], '
+                          '"contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}')
+    registry = Registry(required_kinds=set())
+    source = KubeSource(api_client(kubeconfig, None), registry, [Resource(SERVICE)])
+    added = (b'{"type": "ADDED", "object": {"kind": "Service", "metadata": {"name": "web", "namespace": "shop", '
+             b'"resourceVersion": "42"}, "spec": {"clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7"]}}}\n')
+    source._list_functions[SERVICE] = lambda **params: ScriptedStream(added[:30], added[30:] + b"{garbage\n")
+    status = source.status.resources[SERVICE]
+    status.resource_version = "41"
+    with pytest.raises(WatchFailed, match="unreadable watch event"):
+        source._watch(Resource(SERVICE), status)
+    assert status.resource_version == "42"  # the resume starts after the event that was read ...
+    source._batcher.close()
+    source._batcher.run()
+    assert ("shop", "web") in registry.snapshot.services  # ... so that event must have been applied
+    source._api.close()
