@@ -152,7 +152,9 @@ def test_errors_back_off_and_keep_the_last_data(api: KubeApiStandIn, running: Ru
     wait_for(lambda: running.has("shop", "recovered"), 5, "recovery once the API answers again")
 
 
-@pytest.mark.parametrize("running", [{"batch_quiet": 0.01, "batch_max_delay": 0.05}], indirect=True)
+# a wider quiet window than production's 10 ms, so that a busy test machine pausing the stand-in's
+# writer mid-burst does not split the burst
+@pytest.mark.parametrize("running", [{"batch_quiet": 0.05, "batch_max_delay": 0.2}], indirect=True)
 def test_a_burst_of_events_is_one_snapshot_within_the_delay_bound(api: KubeApiStandIn, running: Running) -> None:
     synced(running)
     before = len(running.snapshots)
@@ -161,7 +163,7 @@ def test_a_burst_of_events_is_one_snapshot_within_the_delay_bound(api: KubeApiSt
     wait_for(lambda: running.has("shop", "burst-199"), 5, "the burst")
     published = running.snapshots[before:]
     assert len(published) <= 3, len(published)  # a burst, not 200 snapshots
-    assert published[-1][0] - sent < 0.5
+    assert published[-1][0] - sent < 1.0
 
 
 def test_events_carry_resource_versions_and_bookmarks_move_them(tmp_path: Path) -> None:
