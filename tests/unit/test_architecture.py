@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "dns_server"
-PURE_CORE = ["records", "snapshot", "qname", "resolver", "wire", "encode", "config", "cache"]
+PURE_CORE = ["records", "snapshot", "qname", "resolver", "wire", "encode", "config", "cache", "upstreams"]
 IO_MODULES = {"asyncio", "socket", "selectors", "threading", "kubernetes", "yaml", "urllib", "http", "time",
               "subprocess", "os"}
 
