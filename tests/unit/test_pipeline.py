@@ -125,11 +125,25 @@ def test_a_reply_that_fits_the_client_buffer_is_not_truncated() -> None:
     assert not r.flags & dns.flags.TC and len(r.answer[0]) == 40
 
 
+class MissingUpstream:
+    """An Upstream whose cache never has the answer."""
+
+    def cached(self, key: bytes, limit: int) -> bytes | None:
+        return None
+
+    def saturated(self) -> bool:
+        return False
+
+    async def forward(self, key: bytes, payload: int, via_tcp: bool, limit: int) -> bytes:
+        raise AssertionError("not called by handle()")
+
+
 def test_outside_names_are_refused_without_an_upstream_and_forwarded_with_one() -> None:
     q = query("example.com")
     assert ask(make_pipeline(), q).rcode() == dns.rcode.REFUSED
-    pipeline = Pipeline(CONFIG, registry_with(example_records()).snapshot, upstream=object())  # type: ignore[arg-type]
-    assert isinstance(pipeline.handle(q.to_wire(), False), Forward)
+    pipeline = Pipeline(CONFIG, registry_with(example_records()).snapshot, upstream=MissingUpstream())
+    for _ in range(2):  # the resolver's verdict, then the per-snapshot mark
+        assert isinstance(pipeline.handle(q.to_wire(), False), Forward)
 
 
 def test_new_snapshot_replaces_cached_answers() -> None:
