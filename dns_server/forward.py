@@ -13,8 +13,10 @@ dict lookup and no task.  On a miss the transport runs `forward()` as a task, wh
   refuses the connection is not asked again for this query;
 - goes over UDP, retrying over TCP when the reply is truncated, or over TCP from the start when
   the client came over TCP (RFC 7766 6.2.1.1);
-- uses a new socket, hence a new random source port, for every exchange (RFC 5452 9.2), and
-  discards replies whose ID or question does not match the query (RFC 5452 9.1);
+- over UDP, shares one connected socket per upstream among the queries in flight (each with an
+  unpredictable ID of its own), replaced every 10 s as CoreDNS replaces its upstream connections,
+  so the source port changes too (RFC 5452 9.2); a reply whose ID or question does not match a
+  query in flight is discarded (RFC 5452 9.1);
 - stores what it got in the cache and returns it with its TTLs as of now; when nothing answered
   in time it serves a stale entry if serve-stale allows one, else raises NoAnswer (-> SERVFAIL).
 Every failure counts against the upstream; one that is marked down is probed with `. NS` every
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
+import os
 import socket
 import time
 from typing import Callable, Coroutine
@@ -41,7 +43,10 @@ log = logging.getLogger(__name__)
 READ_TIMEOUT = 2.0  # CoreDNS forward: read timeout per upstream
 DEADLINE = 5.0  # CoreDNS forward: the overall timeout of one forwarded query
 PROBE_INTERVAL = 0.5  # CoreDNS forward: health_check default
+CHANNEL_LIFETIME = 10.0  # CoreDNS forward: `expire` of its cached upstream connections
 MAX_MESSAGE = 65535
+MAX_READS = 64  # datagrams read per readiness callback before the loop gets a turn
+ID_BATCH = 2048  # random bytes fetched at once: IDs for 1024 queries per system call
 PROBE_KEY = b"\x00\x00\x02\x00\x01" + bytes((MODE_RD,))  # `. NS IN`, as CoreDNS's health check asks
 _TC = 0x02
 
@@ -59,6 +64,8 @@ class Forwarder:
         self._shared: dict[bytes, asyncio.Future[Entry]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._probes: dict[Server, asyncio.Task[None]] = {}
+        self._channels: dict[Server, UdpChannel] = {}
+        self._ids = QueryIds()
 
     # -- the pipeline's interface --------------------------------------------------------------
     def cached(self, key: bytes, limit: int) -> bytes | None:
@@ -98,11 +105,14 @@ class Forwarder:
         return entry.render(self._clock(), limit)
 
     async def close(self) -> None:
-        """Stop probing and prefetching."""
+        """Stop probing and prefetching, close the upstream sockets."""
         tasks = list(self._background)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for channel in self._channels.values():
+            channel.close()
+        self._channels.clear()
 
     # -- resolution ----------------------------------------------------------------------------
     async def _resolve(self, key: bytes, payload: int, via_tcp: bool) -> Entry:
@@ -133,9 +143,8 @@ class Forwarder:
             if now >= deadline:
                 break
             server = candidates[turn % len(candidates)]
-            query = secrets.token_bytes(2) + template[2:]  # a fresh ID for every exchange (RFC 5452 9.2)
             try:
-                reply = await self._exchange(server, query, question_len, via_tcp, deadline)
+                reply = await self._exchange(server, template, question_len, via_tcp, deadline)
                 entry = self.cache.store(key, reply, self._clock())
             except TimeoutError:
                 log.debug("upstream %s: no answer within %.1f s", server, min(READ_TIMEOUT, deadline - now))
@@ -152,12 +161,26 @@ class Forwarder:
 
     async def _exchange(self, server: Server, query: bytes, question_len: int, via_tcp: bool,
                         deadline: float) -> bytes:
-        """One upstream's reply: over UDP, or TCP when asked or when the UDP reply is truncated."""
+        """One upstream's reply: over UDP, or TCP when asked or when the UDP reply is truncated.
+
+        `query` gets a fresh unpredictable ID for every exchange (RFC 5452 9.2).
+        """
         if not via_tcp:
-            reply = await _udp(server, query, question_len, self._timeout(deadline))
+            reply = await self._channel(server).ask(query, question_len, self._ids, self._timeout(deadline))
             if not reply[2] & _TC:
                 return reply
+        query = self._ids.take().to_bytes(2, "big") + query[2:]
         return await _tcp(server, query, question_len, self._timeout(deadline))
+
+    def _channel(self, server: Server) -> UdpChannel:
+        """The server's UDP channel, replaced once it is CHANNEL_LIFETIME old."""
+        channel = self._channels.get(server)
+        loop = asyncio.get_running_loop()
+        if channel is None or channel.closed or loop.time() - channel.opened >= CHANNEL_LIFETIME:
+            if channel is not None:
+                channel.retire()
+            channel = self._channels[server] = UdpChannel(server, loop)
+        return channel
 
     def _timeout(self, deadline: float) -> float:
         return max(min(READ_TIMEOUT, deadline - self._clock()), 0.0)
@@ -186,11 +209,11 @@ class Forwarder:
             log.info("upstream %s answers again", server)
 
     async def _probe(self, server: Server) -> None:
+        query = query_for_key(PROBE_KEY, 0, 0)
         while server.down:
             await asyncio.sleep(PROBE_INTERVAL)
-            query = secrets.token_bytes(2) + query_for_key(PROBE_KEY, 0, 0)[2:]
             try:
-                await _udp(server, query, len(PROBE_KEY) - 1, READ_TIMEOUT)
+                await self._channel(server).ask(query, len(PROBE_KEY) - 1, self._ids, READ_TIMEOUT)
             except OSError:  # TimeoutError included
                 continue
             self._succeeded(server)  # any reply will do, whatever its rcode (as in CoreDNS)
@@ -202,18 +225,97 @@ class Forwarder:
         return task
 
 
-async def _udp(server: Server, query: bytes, question_len: int, timeout: float) -> bytes:
-    loop = asyncio.get_running_loop()
-    with socket.socket(socket.AF_INET6 if server.ipv6 else socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.setblocking(False)
-        sock.connect((server.host, server.port))
-        sock.send(query)
-        async with asyncio.timeout(timeout):
-            while True:
-                reply = await loop.sock_recv(sock, MAX_MESSAGE)
-                if reply_matches(reply, query, question_len):
-                    return reply
-                log.debug("upstream %s: discarded a reply that does not match the query", server)
+class QueryIds:
+    """Unpredictable query IDs (RFC 5452 9.2), from the system's random source in batches."""
+
+    def __init__(self) -> None:
+        self._pool = b""
+        self._at = 0
+
+    def take(self) -> int:
+        if self._at >= len(self._pool):
+            self._pool, self._at = os.urandom(ID_BATCH), 0
+        at = self._at
+        self._at += 2
+        return self._pool[at] << 8 | self._pool[at + 1]
+
+
+class UdpChannel:
+    """A connected UDP socket to one upstream, shared by the queries in flight to it.
+
+    A datagram goes to the query waiting under its ID, and only if it answers that query (ID and
+    question, RFC 5452 9.1); anything else is dropped.  A socket error such as an ICMP port
+    unreachable fails every query waiting here: they all went to that upstream.  A retired channel
+    takes no new queries and closes once the last one in flight has finished.
+    """
+
+    def __init__(self, server: Server, loop: asyncio.AbstractEventLoop) -> None:
+        self.server = server
+        self.opened = loop.time()
+        self.closed = False
+        self._retired = False
+        self._loop = loop
+        self._waiting: dict[int, tuple[bytes, int, asyncio.Future[bytes]]] = {}
+        self._sock = socket.socket(socket.AF_INET6 if server.ipv6 else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            self._sock.setblocking(False)
+            self._sock.connect((server.host, server.port))
+        except OSError:
+            self._sock.close()
+            raise
+        loop.add_reader(self._sock.fileno(), self._readable)
+
+    async def ask(self, query: bytes, question_len: int, ids: QueryIds, timeout: float) -> bytes:
+        """The reply to `query` (its ID replaced by a fresh one); raises OSError or TimeoutError."""
+        qid = ids.take()
+        while qid in self._waiting:
+            qid = ids.take()
+        query = qid.to_bytes(2, "big") + query[2:]
+        future: asyncio.Future[bytes] = self._loop.create_future()
+        self._waiting[qid] = (query, question_len, future)
+        try:
+            self._sock.send(query)
+            async with asyncio.timeout(timeout):
+                return await future
+        finally:
+            del self._waiting[qid]
+            if self._retired and not self._waiting:
+                self.close()
+
+    def _readable(self) -> None:
+        for _ in range(MAX_READS):
+            try:
+                reply = self._sock.recv(MAX_MESSAGE)
+            except BlockingIOError:
+                return
+            except OSError as error:
+                for _, _, future in self._waiting.values():
+                    if not future.done():
+                        future.set_exception(error)
+                # libuv (uvloop) stops watching a socket once it reported an error: watch it again
+                self._loop.remove_reader(self._sock.fileno())
+                self._loop.add_reader(self._sock.fileno(), self._readable)
+                return
+            waiting = self._waiting.get(int.from_bytes(reply[:2], "big")) if len(reply) >= 2 else None
+            if waiting is not None and not waiting[2].done() and reply_matches(reply, waiting[0], waiting[1]):
+                waiting[2].set_result(reply)
+            else:
+                log.debug("upstream %s: discarded a reply that matches no query in flight", self.server)
+
+    def retire(self) -> None:
+        self._retired = True
+        if not self._waiting:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._loop.remove_reader(self._sock.fileno())
+        self._sock.close()
+        for _, _, future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionAbortedError("the upstream socket was closed"))
 
 
 async def _tcp(server: Server, query: bytes, question_len: int, timeout: float) -> bytes:

@@ -18,6 +18,7 @@ import dns.message
 import dns.rcode
 import dns.rrset
 import pytest
+import uvloop
 
 from dns_server import forward
 from dns_server.cache import ForwardCache
@@ -41,10 +42,11 @@ def answer(query: dns.message.Message, address: str = "192.0.2.1", ttl: int = 30
 class StubUpstream:
     """UDP and TCP on one loopback port; `respond` decides what each query gets (possibly nothing)."""
 
-    def __init__(self, respond: Responder) -> None:
+    def __init__(self, respond: Responder, port: int = 0) -> None:
         self.respond = respond
         self.received: list[tuple[dns.message.Message, bool]] = []
-        self.port = 0
+        self.sources: list[tuple[str, int]] = []  # where each UDP query came from
+        self.port = port
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.AbstractServer | None = None
 
@@ -57,16 +59,19 @@ class StubUpstream:
                 self.transport = transport
 
             def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+                stub.sources.append(addr)
                 for reply in stub._answer(data, False):
                     self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
 
         while True:  # until the UDP port's number is free for TCP too
-            self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", 0))
+            self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", self.port))
             self.port = self._udp.get_extra_info("sockname")[1]
             try:
                 self._tcp = await asyncio.start_server(self._serve_tcp, "127.0.0.1", self.port)
             except OSError:
                 self._udp.close()
+                if self.port:
+                    raise
                 continue
             return self
 
@@ -107,8 +112,28 @@ def closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
+OPEN: list[Forwarder] = []
+RUNNERS = {"asyncio": asyncio.run, "uvloop": uvloop.run}  # the server uses uvloop when installed
+runner = asyncio.run
+
+
+@pytest.fixture(autouse=True, params=sorted(RUNNERS))
+def event_loop_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test runs on both event loops: they differ in how socket errors are reported."""
+    monkeypatch.setitem(globals(), "runner", RUNNERS[request.param])
+
+
 def run(test: Callable[[], Awaitable[T]]) -> T:
-    return asyncio.run(asyncio.wait_for(test(), 20))
+    """Run a test coroutine (20 s at most), closing every forwarder it made."""
+    async def main() -> T:
+        try:
+            return await asyncio.wait_for(test(), 20)
+        finally:
+            for forwarder in OPEN:
+                await forwarder.close()
+            OPEN.clear()
+
+    return runner(main())
 
 
 def key_of(name: str, qtype: str = "A", **kw: object) -> bytes:
@@ -119,7 +144,9 @@ def forwarder_for(*ports: int, policy: str = "sequential", max_concurrent: int =
                   prefetch: bool = False, clock: Callable[[], float] | None = None) -> Forwarder:
     upstreams = Upstreams([("127.0.0.1", port) for port in ports], policy, random.Random(1))
     cache = ForwardCache(100, 1232, serve_stale, prefetch)
-    return Forwarder(upstreams, cache, max_concurrent, clock) if clock else Forwarder(upstreams, cache, max_concurrent)
+    forwarder = Forwarder(upstreams, cache, max_concurrent, clock) if clock else Forwarder(upstreams, cache, max_concurrent)
+    OPEN.append(forwarder)
+    return forwarder
 
 
 @pytest.fixture(autouse=True)
@@ -213,13 +240,37 @@ def test_failover_and_down_marking_and_probing() -> None:
         await forwarder.forward(key_of("n9.example.com"), 512, False, 512)
         assert all(q.question[0].name.to_text() == "." for q, _ in first.received[asked:])  # only probes now
         silent = False
-        while forwarder.upstreams.servers[0].down:
-            await asyncio.sleep(0.01)
+        await until(lambda: not forwarder.upstreams.servers[0].down)
         reply = dns.message.from_wire(await forwarder.forward(key_of("back.example.com"), 512, False, 512))
         assert reply.answer[0][0].to_text() == "192.0.2.9"
         await forwarder.close()
         first.close()
         second.close()
+
+    run(test)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
+    """Poll `condition` on the running loop until it holds; TimeoutError after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def test_a_refusing_upstream_is_probed_until_it_answers() -> None:
+    """A port nobody listens on (ICMP port unreachable) is marked down, then found again by the probe."""
+    async def test() -> None:
+        port = closed_port()
+        forwarder = forwarder_for(port)
+        for i in range(MAX_FAILS):
+            with pytest.raises(NoAnswer):
+                await forwarder.forward(key_of(f"r{i}.example.com"), 512, False, 512)
+        assert forwarder.upstreams.servers[0].down
+        stub = await StubUpstream(lambda q, tcp: [answer(q, "192.0.2.7")], port=port).start()
+        await until(lambda: not forwarder.upstreams.servers[0].down)
+        reply = dns.message.from_wire(await forwarder.forward(key_of("again.example.com"), 512, False, 512))
+        assert reply.answer[0][0].to_text() == "192.0.2.7"
+        stub.close()
 
     run(test)
 
@@ -307,12 +358,27 @@ def test_prefetch_refreshes_a_popular_entry_before_it_expires() -> None:
         assert len(stub.received) == 1  # half its life left: no prefetch yet
         clock.offset = 95  # 5% of its life left, and hit twice within a minute: popular
         assert forwarder.cached(key, 512) is not None
-        while forwarder.cache.get(key, clock()) is first:
-            await asyncio.sleep(0.01)
+        await until(lambda: forwarder.cache.get(key, clock()) is not first)
         assert len(stub.received) == 2  # refreshed in the background, before it expired
         clock.offset = 150  # past the old entry's expiry: the refreshed one still serves
         assert forwarder.cached(key, 512) is not None and len(stub.received) == 2
         await forwarder.close()
+        stub.close()
+
+    run(test)
+
+
+def test_one_socket_per_upstream_is_shared_and_replaced_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Queries in flight share a socket (source port); after CHANNEL_LIFETIME a new one is used."""
+    async def test() -> None:
+        stub = await StubUpstream(lambda q, tcp: [answer(q)]).start()
+        forwarder = forwarder_for(stub.port)
+        await asyncio.gather(*(forwarder.forward(key_of(f"s{i}.example.com"), 512, False, 512) for i in range(5)))
+        assert len(set(stub.sources)) == 1
+        monkeypatch.setattr(forward, "CHANNEL_LIFETIME", 0.0)
+        for i in range(3):
+            await forwarder.forward(key_of(f"t{i}.example.com"), 512, False, 512)
+        assert len(set(stub.sources)) == 4  # a new source port each time
         stub.close()
 
     run(test)
