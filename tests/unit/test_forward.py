@@ -63,14 +63,15 @@ class StubUpstream:
                 for reply in stub._answer(data, False):
                     self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
 
-        while True:  # until the UDP port's number is free for TCP too
-            self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", self.port))
+        wanted = self.port  # 0: any port whose number is free for both UDP and TCP
+        while True:
+            self._udp, _ = await loop.create_datagram_endpoint(Udp, local_addr=("127.0.0.1", wanted))
             self.port = self._udp.get_extra_info("sockname")[1]
             try:
                 self._tcp = await asyncio.start_server(self._serve_tcp, "127.0.0.1", self.port)
             except OSError:
                 self._udp.close()
-                if self.port:
+                if wanted:
                     raise
                 continue
             return self
