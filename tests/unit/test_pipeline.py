@@ -17,8 +17,11 @@ import dns.rdatatype
 import pytest
 
 from dns_server.config import Config
+from dns_server.encode import build, encode
 from dns_server.pipeline import Forward, Pipeline
 from dns_server.records import Endpoint, EndpointSlice, Namespace, Port, Service
+from dns_server.resolver import resolve
+from dns_server.wire import decode_query
 from tests.cluster_data import example_records, registry_with
 
 Z = "cluster.local"
@@ -216,3 +219,33 @@ def test_fuzzed_packets_get_well_formed_replies_or_nothing() -> None:
 def test_unknown_opcode_without_a_question_is_still_notimp() -> None:
     reply = make_pipeline().handle(header(flags=0x1000, qd=0), False)  # STATUS, no question
     assert isinstance(reply, bytes) and reply[3] & 0x0F == dns.rcode.NOTIMP
+
+
+NEGATIVE = [
+    ("search-path miss", f"api.github.com.shop.svc.{Z}", "A", {}),
+    ("missing service, EDNS and DO", f"nope.shop.svc.{Z}", "AAAA", dict(use_edns=0, want_dnssec=True)),
+    ("NODATA for a namespace", f"shop.svc.{Z}", "A", dict(use_edns=0)),
+    ("NODATA at the apex", Z, "TXT", {}),
+    ("missing pod namespace", f"1-2-3-4.nope.pod.{Z}", "A", {}),
+]
+
+
+@pytest.mark.parametrize("what, name, qtype, options", NEGATIVE, ids=[row[0] for row in NEGATIVE])
+@pytest.mark.parametrize("flags", [dns.flags.RD, dns.flags.CD, 0])
+def test_negative_answers_written_directly_are_what_dnslib_writes(what: str, name: str, qtype: str,
+                                                                  options: dict, flags: int) -> None:
+    """encode() writes NXDOMAIN/NODATA by hand (they are most of the misses): byte for byte dnslib's message."""
+    message = query(name, qtype, **options)
+    message.flags = flags
+    decoded = decode_query(message.to_wire())
+    answer = resolve(decoded.name, decoded.qtype, decoded.qclass, registry_with(example_records()).snapshot, CONFIG)
+    assert not answer.answer and len(answer.authority) == 1
+    assert encode(decoded, answer, 1232) == bytes(build(decoded, answer.rcode, answer, 1232).pack())
+
+
+def test_an_unknown_reverse_name_without_fallthrough_is_written_directly_too() -> None:
+    config = Config(listen=CONFIG.listen, reverse_fallthrough=False)
+    decoded = decode_query(query("9.9.9.10.in-addr.arpa", "PTR").to_wire())
+    answer = resolve(decoded.name, decoded.qtype, decoded.qclass, registry_with(example_records()).snapshot, config)
+    assert answer.rcode == dns.rcode.NXDOMAIN and answer.authority[0].name == "in-addr.arpa"
+    assert encode(decoded, answer, 1232) == bytes(build(decoded, answer.rcode, answer, 1232).pack())
