@@ -274,7 +274,7 @@ def test_dead_upstream_gives_servfail_in_time_and_refused_over_the_limit(blackho
             reply = receive(sock, DEADLINE + 2)
             assert reply.id == query.id and reply.rcode() == dns.rcode.SERVFAIL
         elapsed = time.monotonic() - started
-        assert DEADLINE - 0.5 <= elapsed <= DEADLINE + 1.5  # retried until the deadline, then SERVFAIL
+        assert DEADLINE - 0.5 <= elapsed <= DEADLINE + 2  # retried until the deadline, then SERVFAIL
         wait_for(lambda: ". NS" in blackhole.questions(), 3, "the dead upstream to be probed with '. NS'")
         assert "marked down, probing it" in server.log()
 
