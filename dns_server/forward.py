@@ -44,6 +44,7 @@ READ_TIMEOUT = 2.0  # CoreDNS forward: read timeout per upstream
 DEADLINE = 5.0  # CoreDNS forward: the overall timeout of one forwarded query
 PROBE_INTERVAL = 0.5  # CoreDNS forward: health_check default
 CHANNEL_LIFETIME = 10.0  # CoreDNS forward: `expire` of its cached upstream connections
+MIN_WAIT = 0.01  # no new attempt with less time left (uvloop's timers have 1 ms resolution)
 MAX_MESSAGE = 65535
 MAX_READS = 64  # datagrams read per readiness callback before the loop gets a turn
 ID_BATCH = 2048  # random bytes fetched at once: IDs for 1024 queries per system call
@@ -140,7 +141,7 @@ class Forwarder:
         turn = 0
         while candidates:
             now = self._clock()
-            if now >= deadline:
+            if deadline - now < MIN_WAIT:
                 break
             server = candidates[turn % len(candidates)]
             try:
