@@ -19,7 +19,6 @@ from pathlib import Path
 
 import dns.exception
 import dns.message
-import dns.name
 import dns.query
 import dns.rdatatype
 

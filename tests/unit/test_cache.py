@@ -10,7 +10,6 @@ import dns.edns
 import dns.flags
 import dns.message
 import dns.rcode
-import dns.rdatatype
 import dns.rrset
 import pytest
 

@@ -15,7 +15,6 @@ from typing import Awaitable, Callable, TypeVar
 
 import dns.flags
 import dns.message
-import dns.rcode
 import dns.rrset
 import pytest
 import uvloop
