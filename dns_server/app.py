@@ -1,20 +1,23 @@
-"""The composition root: config -> registry -> sources -> pipeline -> transports.
+"""The composition root: config -> registry -> sources -> forwarder -> pipeline -> transports.
 
 Start-up order matters: the configuration is already validated; the data source is opened
 before any socket is bound (a broken fixture directory or kubeconfig is an error, not an empty
-zone); then every listener is bound, and only then does the server report itself up.  Fixture
-files are fully loaded before binding.  The Kubernetes API is not waited for: its first listing
-arrives while the server already answers, cluster names with SERVFAIL until every required
-resource is synced and every other name as usual, so a slow or unreachable API at start never
-takes DNS for names outside the cluster down with it.  Shutdown runs the other way: listeners
-close first, then sources (the API source's watch threads are stopped and joined) and the
-forwarder.
+zone); the upstreams are chosen and logged; then every listener is bound, and only then does the
+server report itself up.  Fixture files are fully loaded before binding.  The Kubernetes API is
+not waited for: its first listing arrives while the server already answers, cluster names with
+SERVFAIL until every required resource is synced and every other name as usual (forwarded), so a
+slow or unreachable API at start never takes DNS for names outside the cluster down with it.
+Shutdown runs the other way: listeners close first (cancelling the forwarded queries in flight),
+then sources (the API source's watch threads are stopped and joined), then the forwarder's
+probes and prefetches.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import resource
 import signal
 import socket
 import sys
@@ -22,7 +25,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dns_server.config import Config, ConfigError
+from dns_server.cache import ForwardCache
+from dns_server.config import MAX_UPSTREAMS, Config, ConfigError
+from dns_server.forward import Forwarder
 from dns_server.pipeline import Pipeline
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE
 from dns_server.registry import Registry, Scope
@@ -31,10 +36,12 @@ from dns_server.sources.fixtures import FixtureSource
 from dns_server.sources.replay import read_watch_file
 from dns_server.transport.tcp import TcpServer
 from dns_server.transport.udp import UdpServer
+from dns_server.upstreams import DNS_PORT, Upstreams, loops_back, resolv_conf_nameservers
 
 log = logging.getLogger("dns_server")
 
 TCP_BACKLOG = 1024
+SPARE_FILES = 256  # descriptors beyond forwarded queries and TCP clients: listeners, logs, the API
 
 
 class StartupError(Exception):
@@ -120,6 +127,71 @@ def format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def upstream_addresses(config: Config) -> list[tuple[str, int]]:
+    """The upstreams to forward to: --upstream, else resolv.conf's nameservers; never ourselves."""
+    if config.upstreams:
+        candidates = list(config.upstreams)
+    else:
+        path = config.resolv_conf
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as error:
+            log.warning("cannot read %s: %s", path, error.strerror or error)
+            return []
+        found, bad = resolv_conf_nameservers(text)
+        for line in bad:
+            log.warning("%s: ignoring %r: not an IP address", path, line)
+        if len(found) > MAX_UPSTREAMS:
+            log.warning("%s lists %d nameservers: using the first %d", path, len(found), MAX_UPSTREAMS)
+        candidates = [(host, DNS_PORT) for host in found[:MAX_UPSTREAMS]]
+    chosen = []
+    for upstream in candidates:
+        if loops_back(upstream, config.listen, is_local_address):
+            log.warning("not forwarding to %s: it is one of our own listen addresses (queries would loop)",
+                        format_address(*upstream))
+        else:
+            chosen.append(upstream)
+    return chosen
+
+
+def is_local_address(host: str) -> bool:
+    """Whether `host` is an address of this machine (only those can be bound)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
+def make_forwarder(config: Config) -> Forwarder | None:
+    """The forwarder for names outside the cluster zones, or None (they are refused) without upstreams."""
+    addresses = upstream_addresses(config)
+    if not addresses:
+        log.warning("no upstream resolvers: names outside the cluster zones will be refused")
+        return None
+    cache = ForwardCache(config.cache_size, config.max_udp_payload, config.serve_stale, config.prefetch)
+    upstreams = Upstreams(addresses, config.upstream_policy, random.Random())
+    log.info("forwarding names outside the cluster zones to %s (policy %s, cache of %d answers%s%s)",
+             ", ".join(format_address(*a) for a in addresses), config.upstream_policy, config.cache_size,
+             ", prefetch" if config.prefetch else "",
+             f", serve-stale {config.serve_stale:g} s" if config.serve_stale else "")
+    return Forwarder(upstreams, cache, config.max_concurrent)
+
+
+def raise_open_file_limit(config: Config) -> None:
+    """Allow a descriptor for every forwarded query and TCP client (the soft limit is often 1024)."""
+    wanted = config.max_concurrent + config.max_tcp_connections * len(config.listen) + SPARE_FILES
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    if new < wanted:
+        log.warning("open files are limited to %d; --max-concurrent and --max-tcp-connections want %d",
+                    new, wanted)
+
+
 async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     """Run the server until `stop` is set (or SIGINT/SIGTERM)."""
     started = time.monotonic()
@@ -134,10 +206,17 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         source = await open_source(config, registry)
     except ConfigError as error:
         raise StartupError(str(error)) from None
-    pipeline = Pipeline(config, registry.snapshot)
+    raise_open_file_limit(config)
+    forwarder = make_forwarder(config)
+    pipeline = Pipeline(config, registry.snapshot, forwarder)
     registry.subscribe(pipeline.publish)
     pipeline.publish(registry.snapshot)
-    listeners = await bind(config, pipeline)
+    try:
+        listeners = await bind(config, pipeline)
+    except BaseException:
+        if forwarder is not None:
+            await forwarder.close()
+        raise
     tasks = [asyncio.create_task(source.run(), name="source")]
     if registry.snapshot.synced:
         log.info("serving zone %s and reverse zones from %s (ready in %.2f s)",
@@ -153,6 +232,8 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if forwarder is not None:
+            await forwarder.close()
 
 
 def run(config: Config, log_level: str = "info") -> int:

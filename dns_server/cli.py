@@ -11,7 +11,8 @@ from typing import Sequence
 
 from dns_server.config import (
     DEFAULT_CACHE_SIZE, DEFAULT_CLUSTER_DOMAIN, DEFAULT_MAX_CONCURRENT, DEFAULT_MAX_TCP_CONNECTIONS,
-    DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TTL, POD_MODES, UPSTREAM_POLICIES, Config, ConfigError, parse_hostport,
+    DEFAULT_RESOLV_CONF, DEFAULT_TCP_IDLE_TIMEOUT, DEFAULT_TTL, MAX_UPSTREAMS, POD_MODES, UPSTREAM_POLICIES, Config,
+    ConfigError, parse_hostport,
 )
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)?$")
@@ -59,16 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     fwd = parser.add_argument_group("forwarding")
     fwd.add_argument("--upstream", action="append", metavar="HOST[:PORT]",
-                     help="upstream resolver, repeatable (default: the nameservers of /etc/resolv.conf)")
+                     help=f"upstream resolver, repeatable up to {MAX_UPSTREAMS} times; IPv6 as [::1]:53 "
+                          "(default: the nameservers of --resolv-conf)")
+    fwd.add_argument("--resolv-conf", metavar="FILE", type=Path, default=DEFAULT_RESOLV_CONF,
+                     help=f"read the upstreams from the nameserver lines of FILE when no --upstream is given "
+                          f"(default {DEFAULT_RESOLV_CONF}; an empty file: names outside the cluster are refused)")
     fwd.add_argument("--upstream-policy", choices=UPSTREAM_POLICIES, default="random",
                      help="how an upstream is chosen (default random)")
     fwd.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT, metavar="N",
                      help=f"forwarded queries in flight at most; more get REFUSED (default {DEFAULT_MAX_CONCURRENT})")
     fwd.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_SIZE, metavar="N",
-                     help=f"forwarded answers kept at most (default {DEFAULT_CACHE_SIZE})")
-    fwd.add_argument("--prefetch", action="store_true", help="refresh popular cached answers before they expire")
+                     help=f"forwarded answers kept at most, least recently used evicted first; 0 disables "
+                          f"the cache (default {DEFAULT_CACHE_SIZE})")
+    fwd.add_argument("--prefetch", action="store_true",
+                     help="refresh popular cached answers in the background shortly before they expire")
     fwd.add_argument("--serve-stale", default="0", metavar="DURATION",
-                     help="serve expired answers for this long when every upstream is down (e.g. 1h; default off)")
+                     help="serve expired answers, for up to DURATION past their expiry, when the upstreams "
+                          "do not answer (e.g. 1h; default off)")
 
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     return parser
@@ -105,6 +113,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         tcp_idle_timeout=args.tcp_idle_timeout,
         max_tcp_connections=args.max_tcp_connections,
         upstreams=tuple(parse_hostport(text, 53) for text in (args.upstream or [])),
+        resolv_conf=args.resolv_conf,
         upstream_policy=args.upstream_policy,
         max_concurrent=args.max_concurrent,
         cache_size=args.cache_size,

@@ -19,7 +19,9 @@ DEFAULT_MAX_TCP_CONNECTIONS = 1000
 DEFAULT_MAX_UDP_PAYLOAD = 1232  # DNS flag day 2020 recommendation; CoreDNS's bufsize default
 DEFAULT_DNS_SERVICE = ("kube-system", "kube-dns")  # the Service kubeadm creates for cluster DNS
 DEFAULT_MAX_CONCURRENT = 1000  # CoreDNS forward plugin max_concurrent in the default Corefile
-DEFAULT_CACHE_SIZE = 10_000
+DEFAULT_CACHE_SIZE = 10_000  # CoreDNS cache: 9984 entries by default
+DEFAULT_RESOLV_CONF = Path("/etc/resolv.conf")
+MAX_UPSTREAMS = 15  # CoreDNS forward: at most 15 upstreams
 UPSTREAM_POLICIES = ("random", "round_robin", "sequential")  # CoreDNS forward plugin policies
 POD_MODES = ("disabled", "insecure", "verified")
 
@@ -50,7 +52,8 @@ class Config:
     max_tcp_connections: int = DEFAULT_MAX_TCP_CONNECTIONS
     max_udp_payload: int = DEFAULT_MAX_UDP_PAYLOAD
     # forwarding
-    upstreams: tuple[tuple[str, int], ...] = ()  # empty: read /etc/resolv.conf at start
+    upstreams: tuple[tuple[str, int], ...] = ()  # empty: the nameservers of `resolv_conf`, read at start
+    resolv_conf: Path = DEFAULT_RESOLV_CONF
     upstream_policy: str = "random"
     max_concurrent: int = DEFAULT_MAX_CONCURRENT
     cache_size: int = DEFAULT_CACHE_SIZE
@@ -83,6 +86,10 @@ class Config:
             raise ConfigError("the maximum UDP payload must be between 512 and 65535")
         if self.max_concurrent < 1 or self.max_tcp_connections < 1 or self.cache_size < 0:
             raise ConfigError("limits must be positive")
+        if len(self.upstreams) > MAX_UPSTREAMS:
+            raise ConfigError(f"at most {MAX_UPSTREAMS} --upstream servers, not {len(self.upstreams)}")
+        if self.serve_stale < 0:
+            raise ConfigError("--serve-stale cannot be negative")
 
 
 def valid_domain(name: str) -> bool:

@@ -8,9 +8,14 @@ case and returns.  On a miss it decodes the query properly, resolves, encodes, s
 returns.  A new snapshot from the registry replaces the cache as a whole (one assignment), so a
 reply never mixes two snapshots.
 
-Questions outside the cluster zones come back as `Forward`; the transport runs `complete()` for
-them as a bounded task.  Everything that escapes as an exception is a bug: the query gets
-SERVFAIL and a rate-limited log line with the traceback.
+Questions outside the cluster zones are answered by the forwarder (the `Upstream`).  The
+per-snapshot cache marks such a question with an empty reply, so the hot path goes straight to
+the forwarder's own cache; on a hit the reply is patched and returned like any other, without a
+task.  Only a miss comes back as `Forward`, which the transport finishes with `complete()` as a
+bounded task.  The resolver is still asked first for every question after a snapshot change, so
+a name the cluster starts to own (a reverse name of a new ClusterIP) is never answered from the
+forwarder's cache.  Everything that escapes as an exception is a bug: the query gets SERVFAIL and
+a rate-limited log line with the traceback.
 """
 
 from __future__ import annotations
@@ -20,14 +25,16 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from dnslib import RR as WireRR
+from dnslib import DNSRecord
 
 from dns_server.config import Config
 from dns_server.encode import BADVERS, MAX_TCP_MESSAGE, build, encode, error_reply, truncate
 from dns_server.resolver import REFUSED, SERVFAIL, Answer, resolve
 from dns_server.snapshot import Snapshot
+from dns_server.upstreams import NoAnswer, Overloaded
 from dns_server.wire import (
-    HEADER_LEN, NO_EDNS_PAYLOAD, Drop, FormErr, Query, decode_query, header_only_reply, question_end,
+    HEADER_LEN, NO_EDNS_PAYLOAD, Drop, FormErr, Query, decode_query, header_only_reply, name_to_wire,
+    question_end,
 )
 
 log = logging.getLogger(__name__)
@@ -37,14 +44,24 @@ OPCODE_QUERY = 0
 MAX_CACHED_ANSWERS = 100_000  # per snapshot; the cache is dropped and refilled past this
 _OPT_PREFIX = b"\x00\x00\x29"  # root owner name, type OPT
 _DO_BIT = 0x80  # in the high byte of the OPT flags
+FORWARDED = b""  # in the per-snapshot cache: this question's answer comes from the forwarder
 
 
 class Upstream(Protocol):
-    """What the pipeline needs from the forwarder (dns_server.forward.Forwarder)."""
+    """What the pipeline needs from the forwarder (dns_server.forward.Forwarder).
 
-    async def forward(self, data: bytes, query: Query, via_tcp: bool) -> bytes: ...
+    Questions are given as cache keys (`Pipeline.cache_key`); replies come back with ID 0 and the
+    question in lower case, already cut to `limit` bytes (truncated, TC set, when they do not fit).
+    """
 
-    async def lookup(self, name: str, qtype: int, *, do: bool, via_tcp: bool) -> tuple[int, list[WireRR]]: ...
+    def cached(self, key: bytes, limit: int) -> bytes | None:
+        """A cached reply, without I/O, or None."""
+
+    def saturated(self) -> bool:
+        """Whether a new forwarded query would be refused."""
+
+    async def forward(self, key: bytes, payload: int, via_tcp: bool, limit: int) -> bytes:
+        """The upstream reply; raises Overloaded or NoAnswer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +114,12 @@ class Pipeline:
                 key = lowered + data[end:qend] + bytes((mode,))
                 reply = cache.get(key)
                 if reply is not None:
-                    if not via_tcp and len(reply) > limit:
+                    if reply is FORWARDED:
+                        assert self.upstream is not None
+                        reply = self.upstream.cached(key, MAX_TCP_MESSAGE if via_tcp else limit)
+                        if reply is None:
+                            return self._slow(data, via_tcp, snapshot, cache)
+                    elif not via_tcp and len(reply) > limit:
                         reply = self._truncated(key, reply, qend - HEADER_LEN, cache)
                     if name == lowered:
                         return data[:2] + reply[2:]
@@ -131,17 +153,17 @@ class Pipeline:
         if query.edns and query.edns_version != 0:
             return error_reply(query, BADVERS, self._max_payload)
         answer = resolve(query.name, query.qtype, query.qclass, snapshot, self.config)
+        key = self.cache_key(query)
+        if len(cache) >= MAX_CACHED_ANSWERS:
+            cache.clear()
         if answer.forward or answer.chase:
             if self.upstream is None:
                 if answer.forward:
                     return error_reply(query, REFUSED, self._max_payload)
                 answer = Answer(answer.rcode, answer.answer, authoritative=True)  # the CNAME alone
             else:
-                return Forward(data, query, answer, via_tcp)
+                return self._forwarded(data, query, answer, via_tcp, key, cache)
         reply = encode(query, answer, self._max_payload)
-        key = self.cache_key(query)
-        if len(cache) >= MAX_CACHED_ANSWERS:
-            cache.clear()
         cache[key] = reply
         question_len = len(query.question)
         if not via_tcp and len(reply) > self.udp_limit(query):
@@ -151,6 +173,24 @@ class Pipeline:
         # echo the question exactly as asked: the cached reply holds it in lower case
         return reply[:HEADER_LEN] + query.question + reply[HEADER_LEN + question_len:]
 
+    def _forwarded(self, data: bytes, query: Query, answer: Answer, via_tcp: bool, key: bytes,
+                   cache: dict[bytes, bytes]) -> bytes | Forward:
+        """A forwarded question answered from the forwarder's cache, REFUSED, or a Forward."""
+        assert self.upstream is not None
+        limit = self._limit(query, via_tcp)
+        if answer.forward:
+            cache[key] = FORWARDED
+            reply = self.upstream.cached(key, limit)
+            if reply is not None:
+                return self._relayed(reply, query)
+        else:
+            target = self.upstream.cached(self._chase_key(query, answer.chase), MAX_TCP_MESSAGE)
+            if target is not None:
+                return self._chased(query, answer, target, via_tcp)
+        if self.upstream.saturated():
+            return error_reply(query, REFUSED, self._max_payload)
+        return Forward(data, query, answer, via_tcp)
+
     @staticmethod
     def cache_key(query: Query) -> bytes:
         """The same key the fast path computes from the raw bytes."""
@@ -158,6 +198,15 @@ class Pipeline:
         cd = (query.flags >> 4) & 0x01
         edns = (2 if query.do else 1) if query.edns else 0
         return query.key + bytes((rd << 2 | cd << 3 | edns,))
+
+    @staticmethod
+    def _chase_key(query: Query, target: str) -> bytes:
+        """The key of the question for an ExternalName target: the query's type, class and mode."""
+        key = Pipeline.cache_key(query)
+        return name_to_wire(target) + key[-5:]
+
+    def _limit(self, query: Query, via_tcp: bool) -> int:
+        return MAX_TCP_MESSAGE if via_tcp else self.udp_limit(query)
 
     def udp_limit(self, query: Query) -> int:
         """The largest UDP reply this client accepts (RFC 6891 6.2.5, capped by our own limit)."""
@@ -179,20 +228,39 @@ class Pipeline:
         query = forward.query
         try:
             if forward.answer.forward:
-                reply = await self.upstream.forward(forward.data, query, forward.via_tcp)
-            else:
-                rcode, records = await self.upstream.lookup(
-                    forward.answer.chase, query.qtype, do=query.do, via_tcp=forward.via_tcp)
-                message = build(query, rcode, forward.answer, self._max_payload)
-                message.header.aa = 0  # part of the answer is not ours (RFC 1035 4.1.1)
-                message.rr.extend(records)
-                reply = bytes(message.pack())
+                reply = await self.upstream.forward(self.cache_key(query), query.payload, forward.via_tcp,
+                                                    self._limit(query, forward.via_tcp))
+                return self._relayed(reply, query)
+            target = await self.upstream.forward(self._chase_key(query, forward.answer.chase), query.payload,
+                                                 forward.via_tcp, MAX_TCP_MESSAGE)
+            return self._chased(query, forward.answer, target, forward.via_tcp)
+        except Overloaded:
+            return error_reply(query, REFUSED, self._max_payload)
+        except NoAnswer:
+            return error_reply(query, SERVFAIL, self._max_payload)
         except Exception:
             self._log_bug()
             return error_reply(query, SERVFAIL, self._max_payload)
-        if not forward.via_tcp and len(reply) > self.udp_limit(query):
-            return truncate(reply, len(query.question))
-        return reply
+
+    @staticmethod
+    def _relayed(reply: bytes, query: Query) -> bytes:
+        """A forwarder reply with the query's ID and question case."""
+        end = HEADER_LEN + len(query.question)
+        return query.id.to_bytes(2, "big") + reply[2:HEADER_LEN] + query.question + reply[end:]
+
+    def _chased(self, query: Query, answer: Answer, target: bytes, via_tcp: bool) -> bytes:
+        """The CNAME of an ExternalName followed by its target's records from upstream, in one answer."""
+        upstream = DNSRecord.parse(target)
+        message = build(query, upstream.header.rcode, answer, self._max_payload)
+        message.header.aa = 0  # part of the answer is not ours (RFC 1035 4.1.1)
+        message.rr.extend(upstream.rr)
+        if not upstream.rr:
+            message.auth.extend(upstream.auth)  # the target's SOA, for negative caching (RFC 2308 3)
+        reply = bytes(message.pack())
+        question_len = len(query.question)
+        if len(reply) > self._limit(query, via_tcp):
+            reply = truncate(reply, question_len)
+        return reply[:HEADER_LEN] + query.question + reply[HEADER_LEN + question_len:]
 
     def _log_bug(self) -> None:
         now = time.monotonic()

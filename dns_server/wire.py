@@ -25,6 +25,9 @@ OPT = QTYPE.OPT
 _QR = 0x80
 _RD = 0x01
 _CD = 0x10
+# The mode byte that ends a question key (see Pipeline.cache_key): what else, besides the question,
+# makes two replies differ.
+MODE_EDNS, MODE_DO, MODE_RD, MODE_CD = 0x01, 0x02, 0x04, 0x08
 _HEADER = struct.Struct("!HBBHHHH")
 _U16 = struct.Struct("!H")
 _OPT_FIXED = struct.Struct("!HHBBHH")  # type, class=payload, ext-rcode, version, flags, rdlength
@@ -184,3 +187,40 @@ def header_only_reply(data: bytes, rcode: int) -> bytes | None:
         return None
     flags1 = _QR | (data[2] & 0x79)  # keep opcode and RD
     return data[:2] + bytes((flags1, rcode & 0xF)) + bytes(8)
+
+
+def name_to_wire(name: str) -> bytes:
+    """Uncompressed wire form of a dotted name (no trailing dot); raises FormErr for a bad one."""
+    labels = [label.encode("ascii") for label in name.split(".")] if name else []
+    if any(not 0 < len(label) <= MAX_LABEL_LEN for label in labels):
+        raise FormErr(f"{name!r} has an empty or over-long label")
+    wire = b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
+    if len(wire) > MAX_NAME_LEN:
+        raise FormErr(f"{name!r} is longer than 255 bytes")
+    return wire
+
+
+def query_for_key(key: bytes, qid: int, payload: int) -> bytes:
+    """The query a question key stands for: its question, RD and CD, and EDNS with the DO bit.
+
+    `payload` is the UDP size announced in the OPT record (RFC 6891 6.2.5), when the key asks for EDNS.
+    """
+    mode = key[-1]
+    flags = (0x0100 if mode & MODE_RD else 0) | (0x0010 if mode & MODE_CD else 0)
+    edns = bool(mode & (MODE_EDNS | MODE_DO))
+    message = _HEADER.pack(qid, flags >> 8, flags & 0xFF, 1, 0, 0, 1 if edns else 0) + key[:-1]
+    if edns:
+        message += b"\x00" + _OPT_FIXED.pack(OPT, payload, 0, 0, 0x8000 if mode & MODE_DO else 0, 0)
+    return message
+
+
+def reply_matches(reply: bytes, query: bytes, question_len: int) -> bool:
+    """Whether `reply` answers `query`: same ID, QR set, opcode QUERY, same question (RFC 5452 9.1).
+
+    The name is compared case-insensitively; `query`'s name must be lower case.
+    """
+    end = HEADER_LEN + question_len
+    return (len(reply) >= end and reply[:2] == query[:2] and reply[2] & 0xF8 == _QR
+            and reply[4:6] == b"\x00\x01"
+            and reply[HEADER_LEN:end - 4].lower() == query[HEADER_LEN:end - 4]
+            and reply[end - 4:end] == query[end - 4:end])

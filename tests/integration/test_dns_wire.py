@@ -57,7 +57,8 @@ def fixtures(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(fixtures: Path) -> Iterator[ServerProcess]:
-    with ServerProcess("--fixtures", str(fixtures)) as running:
+    # no upstreams (an empty resolv.conf): names outside the zone are refused, never sent to this machine's resolver
+    with ServerProcess("--fixtures", str(fixtures), "--resolv-conf", "/dev/null") as running:
         yield running
 
 
@@ -295,7 +296,7 @@ def test_tcp_connection_cap(tmp_path: Path) -> None:
 
 def test_flags_change_what_is_served(tmp_path: Path) -> None:
     args = ["--fixtures", str(ZONES), "--cluster-domain", "k8s.test", "--ttl", "30", "--endpoint-pod-names",
-            "--pods", "verified"]
+            "--pods", "verified", "--resolv-conf", "/dev/null"]
     with ServerProcess(*args, ready_name="dns-version.k8s.test") as server:
         reply = server.udp(dns.message.make_query("frontend.shop.svc.k8s.test", "A"))
         assert reply.answer[0].ttl == 30 and reply.answer[0][0].to_text() == "10.96.10.20"

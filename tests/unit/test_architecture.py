@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "dns_server"
-PURE_CORE = ["records", "snapshot", "qname", "resolver", "wire", "encode", "config", "scope"]
+PURE_CORE = ["records", "snapshot", "qname", "resolver", "wire", "encode", "config", "scope", "cache", "upstreams"]
 IO_MODULES = {"asyncio", "socket", "selectors", "threading", "kubernetes", "yaml", "urllib", "http", "time",
               "subprocess", "os"}
 
@@ -40,3 +40,12 @@ def test_sources_never_reach_the_answer_side() -> None:
     for path in (PACKAGE / "sources").glob("*.py"):
         module = f"sources.{path.stem}"
         assert not {n for n in imports_of(module) if any(n.startswith(a) for a in answer_side)}, module
+
+
+def test_the_forwarder_sits_below_the_pipeline() -> None:
+    """The pipeline reaches the forwarder only through its Upstream protocol; the forwarder never reaches up."""
+    for module in ("forward", "cache", "upstreams"):
+        upward = {n for n in imports_of(module) if n.startswith(("dns_server.pipeline", "dns_server.transport",
+                                                                   "dns_server.resolver"))}
+        assert not upward, f"dns_server.{module} imports {upward}"
+    assert "dns_server.forward" not in imports_of("pipeline")

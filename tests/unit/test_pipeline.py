@@ -17,8 +17,11 @@ import dns.rdatatype
 import pytest
 
 from dns_server.config import Config
+from dns_server.encode import build, encode
 from dns_server.pipeline import Forward, Pipeline
 from dns_server.records import Endpoint, EndpointSlice, Namespace, Port, Service
+from dns_server.resolver import resolve
+from dns_server.wire import decode_query
 from tests.cluster_data import example_records, registry_with
 
 Z = "cluster.local"
@@ -125,11 +128,25 @@ def test_a_reply_that_fits_the_client_buffer_is_not_truncated() -> None:
     assert not r.flags & dns.flags.TC and len(r.answer[0]) == 40
 
 
+class MissingUpstream:
+    """An Upstream whose cache never has the answer."""
+
+    def cached(self, key: bytes, limit: int) -> bytes | None:
+        return None
+
+    def saturated(self) -> bool:
+        return False
+
+    async def forward(self, key: bytes, payload: int, via_tcp: bool, limit: int) -> bytes:
+        raise AssertionError("not called by handle()")
+
+
 def test_outside_names_are_refused_without_an_upstream_and_forwarded_with_one() -> None:
     q = query("example.com")
     assert ask(make_pipeline(), q).rcode() == dns.rcode.REFUSED
-    pipeline = Pipeline(CONFIG, registry_with(example_records()).snapshot, upstream=object())  # type: ignore[arg-type]
-    assert isinstance(pipeline.handle(q.to_wire(), False), Forward)
+    pipeline = Pipeline(CONFIG, registry_with(example_records()).snapshot, upstream=MissingUpstream())
+    for _ in range(2):  # the resolver's verdict, then the per-snapshot mark
+        assert isinstance(pipeline.handle(q.to_wire(), False), Forward)
 
 
 def test_new_snapshot_replaces_cached_answers() -> None:
@@ -202,3 +219,33 @@ def test_fuzzed_packets_get_well_formed_replies_or_nothing() -> None:
 def test_unknown_opcode_without_a_question_is_still_notimp() -> None:
     reply = make_pipeline().handle(header(flags=0x1000, qd=0), False)  # STATUS, no question
     assert isinstance(reply, bytes) and reply[3] & 0x0F == dns.rcode.NOTIMP
+
+
+NEGATIVE = [
+    ("search-path miss", f"api.github.com.shop.svc.{Z}", "A", {}),
+    ("missing service, EDNS and DO", f"nope.shop.svc.{Z}", "AAAA", dict(use_edns=0, want_dnssec=True)),
+    ("NODATA for a namespace", f"shop.svc.{Z}", "A", dict(use_edns=0)),
+    ("NODATA at the apex", Z, "TXT", {}),
+    ("missing pod namespace", f"1-2-3-4.nope.pod.{Z}", "A", {}),
+]
+
+
+@pytest.mark.parametrize("what, name, qtype, options", NEGATIVE, ids=[row[0] for row in NEGATIVE])
+@pytest.mark.parametrize("flags", [dns.flags.RD, dns.flags.CD, 0])
+def test_negative_answers_written_directly_are_what_dnslib_writes(what: str, name: str, qtype: str,
+                                                                  options: dict, flags: int) -> None:
+    """encode() writes NXDOMAIN/NODATA by hand (they are most of the misses): byte for byte dnslib's message."""
+    message = query(name, qtype, **options)
+    message.flags = flags
+    decoded = decode_query(message.to_wire())
+    answer = resolve(decoded.name, decoded.qtype, decoded.qclass, registry_with(example_records()).snapshot, CONFIG)
+    assert not answer.answer and len(answer.authority) == 1
+    assert encode(decoded, answer, 1232) == bytes(build(decoded, answer.rcode, answer, 1232).pack())
+
+
+def test_an_unknown_reverse_name_without_fallthrough_is_written_directly_too() -> None:
+    config = Config(listen=CONFIG.listen, reverse_fallthrough=False)
+    decoded = decode_query(query("9.9.9.10.in-addr.arpa", "PTR").to_wire())
+    answer = resolve(decoded.name, decoded.qtype, decoded.qclass, registry_with(example_records()).snapshot, config)
+    assert answer.rcode == dns.rcode.NXDOMAIN and answer.authority[0].name == "in-addr.arpa"
+    assert encode(decoded, answer, 1232) == bytes(build(decoded, answer.rcode, answer, 1232).pack())

@@ -1,0 +1,237 @@
+"""Real upstream resolvers for the forwarding tests: unbound from Debian, on a loopback port.
+
+`Unbound` runs the real unbound daemon (package `unbound`, installed by scripts/test) as the
+current user in a temporary directory, serving test zones from zone files (`auth-zone`), with a
+query log (`log-queries`) and counters (`unbound-control stats_noreset` over a local socket).
+`max-udp-size: 512` makes it truncate every UDP reply over 512 bytes, whatever the client's EDNS
+buffer, so a forwarder must retry over TCP to get a large answer.
+
+`Blackhole` is a UDP socket that receives queries and never answers: a dead upstream.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from tests.integration.server import free_port, wait_for
+
+STARTUP_DEADLINE = 10.0
+
+# TTLs are written on every record: they are what the cache tests read back.
+EXAMPLE_COM = """\
+$ORIGIN example.com.
+@            3600 IN SOA  ns.example.com. hostmaster.example.com. 1 7200 1800 86400 6
+@            3600 IN NS   ns.example.com.
+ns            300 IN A    192.0.2.1
+www           300 IN A    192.0.2.10
+www           300 IN AAAA 2001:db8::10
+www           300 IN MX   10 mail.example.com.
+www           300 IN TXT  "v=spf1 -all"
+mail          300 IN A    192.0.2.25
+long        86400 IN A    192.0.2.11
+api.payments  300 IN A    192.0.2.20
+*.wild        300 IN A    192.0.2.99
+*.wild        300 IN AAAA 2001:db8::99
+*.wild        300 IN TXT  "wildcard"
+""" + "".join(f'*.big         300 IN TXT  "{chr(97 + i) * 100}"\n' for i in range(8))  # ~900 bytes
+
+EXAMPLE_NET = """\
+$ORIGIN example.net.
+@           86400 IN SOA  ns.example.net. hostmaster.example.net. 1 7200 1800 86400 86400
+@           86400 IN NS   ns.example.net.
+ns            300 IN A    192.0.2.2
+"""
+
+REVERSE = """\
+$ORIGIN 2.0.192.in-addr.arpa.
+@            3600 IN SOA  ns.example.com. hostmaster.example.com. 1 7200 1800 86400 60
+@            3600 IN NS   ns.example.com.
+10            300 IN PTR  www.example.com.
+"""
+
+ZONES = {"example.com": EXAMPLE_COM, "example.net": EXAMPLE_NET, "2.0.192.in-addr.arpa": REVERSE}
+
+
+APPARMOR = Path("/sys/module/apparmor/parameters/enabled")
+
+
+def _program(name: str) -> str:
+    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
+    if path is None:
+        raise AssertionError(f"{name} is not installed: scripts/test installs it (apt-get install unbound)")
+    return path
+
+
+def _unbound_binary(directory: Path) -> str:
+    """The unbound program to run: where AppArmor is on, a copy of it.
+
+    Debian's AppArmor profile for /usr/sbin/unbound confines it to /etc/unbound and /var/lib/unbound,
+    so it could not read a configuration in a temporary directory; the same binary under another
+    path is not attached to that profile.
+    """
+    program = _program("unbound")
+    if APPARMOR.exists() and APPARMOR.read_text().strip() == "Y":
+        copy = directory / "unbound"
+        shutil.copy2(program, copy)
+        return str(copy)
+    return program
+
+
+class Unbound:
+    """The unbound daemon serving ZONES on 127.0.0.1:<port>, with a query log and counters."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.config = directory / "unbound.conf"
+        self.log_file = directory / "unbound.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def write_config(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        zones = []
+        for name, text in ZONES.items():
+            (self.directory / f"{name}.zone").write_text(text)
+            zones.append(f'auth-zone:\n  name: "{name}."\n  zonefile: "{self.directory}/{name}.zone"\n'
+                         "  for-downstream: yes\n  for-upstream: no\n  fallback-enabled: no\n")
+        self.config.write_text(f"""\
+server:
+  interface: 127.0.0.1
+  port: {self.port}
+  do-daemonize: no
+  username: ""
+  chroot: ""
+  directory: "{self.directory}"
+  pidfile: "{self.directory}/unbound.pid"
+  logfile: "{self.log_file}"
+  use-syslog: no
+  log-queries: yes
+  verbosity: 1
+  num-threads: 1
+  do-ip6: no
+  max-udp-size: 512
+  module-config: "iterator"
+  access-control: 127.0.0.0/8 allow
+  extended-statistics: yes
+  # unbound answers the documentation ranges' reverse zones itself unless told not to
+  local-zone: "2.0.192.in-addr.arpa." nodefault
+  # a root NS of its own, so the health probe ('. NS') is answered without the Internet
+  local-zone: "." transparent
+  local-data: ". 86400 IN NS ns.example.com."
+{"".join(zones)}
+remote-control:
+  control-enable: yes
+  control-interface: "{self.directory}/control.sock"
+  control-use-cert: no
+""")
+
+    def start(self) -> Unbound:
+        self.write_config()
+        self.process = subprocess.Popen([_unbound_binary(self.directory), "-d", "-c", str(self.config)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(self._answers, STARTUP_DEADLINE, f"unbound to answer on {self.address}")
+        return self
+
+    def _answers(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            assert self.process.stderr is not None
+            raise AssertionError(f"unbound exited with {self.process.returncode}: "
+                                 f"{self.process.stderr.read().decode(errors='replace')} {self.log()}")
+        try:
+            reply = dns.query.udp(dns.message.make_query("ns.example.com", "A"), "127.0.0.1", port=self.port,
+                                  timeout=0.2)
+        except (dns.exception.Timeout, OSError):
+            return False
+        return bool(reply.answer)
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def queries(self) -> list[str]:
+        """Every query unbound has received, as 'name. TYPE' (lower case), in order."""
+        found = []
+        for line in self.log().splitlines():
+            # [1795484207] unbound[6186:0] info: 127.0.0.1 www.example.com. MX IN
+            fields = line.split()
+            if len(fields) == 7 and fields[2] == "info:" and fields[6] == "IN":
+                found.append(f"{fields[4].lower()} {fields[5]}")
+        return found
+
+    def count(self, name: str, qtype: str) -> int:
+        return self.queries().count(f"{name.lower().rstrip('.')}. {qtype}")
+
+    def has_seen(self, name: str, qtype: str) -> bool:
+        return self.count(name, qtype) > 0
+
+    def stats(self) -> dict[str, float]:
+        """unbound's counters (`unbound-control stats_noreset`)."""
+        result = subprocess.run([_program("unbound-control"), "-c", str(self.config), "stats_noreset"],
+                                capture_output=True, text=True, timeout=10, check=True)
+        return {key: float(value) for key, _, value in
+                (line.partition("=") for line in result.stdout.splitlines()) if value}
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> Unbound:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class Blackhole:
+    """A UDP socket on 127.0.0.1 that takes queries and never answers: a dead upstream."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.setblocking(False)
+        self.port = int(self.sock.getsockname()[1])
+        self.address = f"127.0.0.1:{self.port}"
+        self.received: list[str] = []
+
+    def questions(self) -> list[str]:
+        """Every question received so far, as 'name. TYPE' (lower case)."""
+        while True:
+            try:
+                data = self.sock.recv(65535)
+            except BlockingIOError:
+                return self.received
+            try:
+                question = dns.message.from_wire(data).question[0]
+            except (dns.exception.DNSException, IndexError):
+                continue
+            self.received.append(f"{question.name.to_text().lower()} {dns.rdatatype.to_text(question.rdtype)}")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def settle(unbound: Unbound, deadline: float = 5.0) -> None:
+    """Wait until unbound has logged every query sent to it so far.
+
+    A barrier: ask unbound directly for a fresh name and wait until that query shows in its log.
+    A query our server forwarded was logged before unbound answered it, so once our server has
+    answered and the barrier is logged, the log holds everything our server sent.
+    """
+    marker = f"barrier-{time.monotonic_ns()}.wild.example.com"
+    dns.query.udp(dns.message.make_query(marker, "A"), "127.0.0.1", port=unbound.port, timeout=2)
+    wait_for(lambda: unbound.has_seen(marker, "A"), deadline, f"{marker} in unbound's query log")
