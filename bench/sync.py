@@ -183,7 +183,8 @@ def percentile(values: list[float], p: float) -> float:
 
 
 # -- one round --------------------------------------------------------------------------------------------
-def one_round(api: KubeApiStandIn, kubeconfig: Path, args: argparse.Namespace, generation: list[int]) -> dict[str, float]:
+def one_round(api: KubeApiStandIn, kubeconfig: Path, args: argparse.Namespace,
+              generation: list[int]) -> dict[str, float]:
     port = free_port()
     log = tempfile.NamedTemporaryFile(prefix="sync-bench-", suffix=".log", delete=False)
     started = time.monotonic()

@@ -2,10 +2,11 @@
 
 Real parts: the server runs as its own process (`python -m dns_server --kubeconfig FILE`) and
 talks to the API with the official `kubernetes` Python client, configured from a generated
-kubeconfig (bearer token, plain HTTP); dnspython asks it over UDP and TCP.  Stand-in: the API
-server itself, `tests/kube_api_standin.py`, which speaks kube-apiserver's list/watch protocol
-(paged lists, chunked watch streams, bookmarks, 410 Gone, selectors) and whose docstring says
-where each behaviour is specified.  Every wait is a poll with a deadline.
+kubeconfig (bearer token, plain HTTP); dnspython asks it over UDP and TCP; where names outside
+the cluster matter, the upstream is the real unbound daemon.  Stand-in: the API server itself,
+`tests/kube_api_standin.py`, which speaks kube-apiserver's list/watch protocol (paged lists,
+chunked watch streams, bookmarks, 410 Gone, selectors) and whose docstring says where each
+behaviour is specified.  Every wait is a poll with a deadline.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import yaml
 from dns_server.records import Service
 from tests.cluster_data import ZONES, example_records
 from tests.integration.server import ServerProcess, wait_for
+from tests.integration.upstream import Unbound
 from tests.kube_api_standin import KubeApiStandIn, endpoint_slice, namespace, objects_of, pod, service
 
 Z = "cluster.local"
@@ -231,13 +233,20 @@ def test_gone_relists_and_drops_what_was_deleted_meanwhile(kubeconfig: Path, api
         assert "relisted services" in server.log()
 
 
-def test_api_down_at_start_then_up(api: KubeApiStandIn, kubeconfig: Path) -> None:
-    """Cluster names are SERVFAIL, never NXDOMAIN, until the first sync; then they are right."""
+def test_api_down_at_start_then_up(api: KubeApiStandIn, kubeconfig: Path, tmp_path: Path) -> None:
+    """Cluster names are SERVFAIL, never NXDOMAIN, until the first sync; then they are right.
+
+    Names outside the cluster are forwarded meanwhile, to a real unbound (tests/integration/upstream.py).
+    """
     api.down()
-    with start(kubeconfig) as server:  # listening although the API is unreachable
+    with Unbound(tmp_path / "unbound") as unbound, \
+            start(kubeconfig, "--upstream", unbound.address) as server:  # listening, the API unreachable
         for name in (f"frontend.shop.svc.{Z}", f"nope.shop.svc.{Z}", f"shop.svc.{Z}", f"10-1-2-3.shop.pod.{Z}"):
             assert answer(server, name)[0] == "SERVFAIL", name
         assert answer(server, f"dns-version.{Z}", "TXT")[0] == "NOERROR"
+        assert answer(server, "www.example.com") == ("NOERROR", {"www.example.com. A 192.0.2.10"})
+        assert answer(server, "www.example.com", "AAAA", tcp=True) == (
+            "NOERROR", {"www.example.com. AAAA 2001:db8::10"})
         wait_for(lambda: "retrying in" in server.log(), 10, "a failed attempt to be logged")
         assert answer(server, f"nope.shop.svc.{Z}", tcp=True)[0] == "SERVFAIL"
         api.up()

@@ -46,7 +46,8 @@ class Running:
         self.snapshots: list[tuple[float, Snapshot]] = []
         self.registry.subscribe(lambda snapshot: self.snapshots.append((time.monotonic(), snapshot)))
         client = api_client(api.write_kubeconfig(tmp_path / "kubeconfig"), None)
-        self.source = KubeSource(client, self.registry, [Resource(kind) for kind in KINDS], **options)  # type: ignore[arg-type]
+        resources = [Resource(kind) for kind in KINDS]
+        self.source = KubeSource(client, self.registry, resources, **options)  # type: ignore[arg-type]
         self.source.start()
 
     def has(self, namespace: str, name: str) -> bool:
