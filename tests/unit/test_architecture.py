@@ -7,8 +7,8 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "dns_server"
 PURE_CORE = ["records", "snapshot", "qname", "resolver", "wire", "encode", "config", "scope", "cache", "upstreams"]
-IO_MODULES = {"asyncio", "socket", "selectors", "threading", "kubernetes", "yaml", "urllib", "http", "time",
-              "subprocess", "os"}
+IO_MODULES = {"asyncio", "socket", "selectors", "threading", "kubernetes", "yaml", "yaml_rs", "urllib", "http",
+              "time", "subprocess", "os"}
 
 
 def imports_of(module: str) -> set[str]:
