@@ -5,8 +5,10 @@ per snapshot, the encoded reply for every question it has answered.  The hot pat
 header and the question, builds the cache key (the question with its name lower-cased, plus a
 byte for the EDNS mode and the RD/CD flags), and on a hit patches in the query's ID and question
 case and returns.  On a miss it decodes the query properly, resolves, encodes, stores, and
-returns.  A new snapshot from the registry replaces the cache as a whole (one assignment), so a
-reply never mixes two snapshots.
+returns.  In front of that, a UDP reply is also kept under the exact bytes of its query after the
+ID: stub resolvers send the same bytes for the same question, so most queries are answered by one
+dict lookup and a concatenation, without reading the question at all.  A new snapshot from the
+registry replaces both caches as a whole (one assignment), so a reply never mixes two snapshots.
 
 Questions outside the cluster zones are answered by the forwarder (the `Upstream`).  The
 per-snapshot cache marks such a question with an empty reply, so the hot path goes straight to
@@ -79,7 +81,8 @@ class Pipeline:
         self.config = config
         self.upstream = upstream
         self._max_payload = config.max_udp_payload
-        self._state: tuple[Snapshot, dict[bytes, bytes]] = (snapshot, {})
+        # the snapshot, its answers by question key, and its final UDP replies by query bytes after the ID
+        self._state: tuple[Snapshot, dict[bytes, bytes], dict[bytes, bytes]] = (snapshot, {}, {})
         self._last_error_log = 0.0
 
     @property
@@ -87,12 +90,16 @@ class Pipeline:
         return self._state[0]
 
     def publish(self, snapshot: Snapshot) -> None:
-        """Serve `snapshot` from now on, with a fresh answer cache (may be called from any thread)."""
-        self._state = (snapshot, {})
+        """Serve `snapshot` from now on, with fresh answer caches (may be called from any thread)."""
+        self._state = (snapshot, {}, {})
 
     def handle(self, data: bytes, via_tcp: bool) -> bytes | Forward | None:
         """The reply to one message, a Forward to finish upstream, or None to send nothing."""
-        snapshot, cache = self._state
+        snapshot, cache, exact = self._state
+        if not via_tcp:
+            tail = exact.get(data[2:])
+            if tail is not None:
+                return data[:2] + tail
         try:
             # Fast path: a plain query (QR=0, opcode 0, one question, nothing but maybe an OPT).
             if (len(data) > HEADER_LEN and not data[2] & 0xF8
@@ -104,35 +111,38 @@ class Pipeline:
                 limit = NO_EDNS_PAYLOAD
                 if arcount == 1 and data[qend:qend + 3] == _OPT_PREFIX and data[qend + 6:qend + 7] == b"\x00":
                     if len(data) != qend + 11 + (data[qend + 10] | data[qend + 9] << 8):
-                        return self._slow(data, via_tcp, snapshot, cache)
+                        return self._slow(data, via_tcp, snapshot, cache, exact)
                     mode |= 2 if data[qend + 7] & _DO_BIT else 1
                     limit = max(min(data[qend + 4] | data[qend + 3] << 8, self._max_payload), NO_EDNS_PAYLOAD)
                 elif arcount or len(data) != qend:
-                    return self._slow(data, via_tcp, snapshot, cache)
+                    return self._slow(data, via_tcp, snapshot, cache, exact)
                 name = data[HEADER_LEN:end]
                 lowered = name.lower()
                 key = lowered + data[end:qend] + bytes((mode,))
                 reply = cache.get(key)
                 if reply is not None:
-                    if reply is FORWARDED:
+                    forwarded = reply is FORWARDED
+                    if forwarded:
                         assert self.upstream is not None
                         reply = self.upstream.cached(key, MAX_TCP_MESSAGE if via_tcp else limit)
                         if reply is None:
-                            return self._slow(data, via_tcp, snapshot, cache)
+                            return self._slow(data, via_tcp, snapshot, cache, exact)
                     elif not via_tcp and len(reply) > limit:
                         reply = self._truncated(key, reply, qend - HEADER_LEN, cache)
-                    if name == lowered:
-                        return data[:2] + reply[2:]
-                    return data[:2] + reply[2:HEADER_LEN] + name + reply[end:]
-            return self._slow(data, via_tcp, snapshot, cache)
+                    if name != lowered:  # echo the question's case: the cache holds it in lower case
+                        reply = reply[:HEADER_LEN] + name + reply[end:]
+                    reply = data[:2] + reply[2:]
+                    # only cluster answers are kept by query bytes: the forwarder's expire with their TTLs
+                    return reply if via_tcp or forwarded else _remember(exact, data, reply)
+            return self._slow(data, via_tcp, snapshot, cache, exact)
         except (FormErr, Drop):
-            return self._slow(data, via_tcp, snapshot, cache)
+            return self._slow(data, via_tcp, snapshot, cache, exact)
         except Exception:  # a bug: answer SERVFAIL, keep serving
             self._log_bug()
             return header_only_reply(data, SERVFAIL)
 
     def _slow(self, data: bytes, via_tcp: bool, snapshot: Snapshot,
-              cache: dict[bytes, bytes]) -> bytes | Forward | None:
+              cache: dict[bytes, bytes], exact: dict[bytes, bytes]) -> bytes | Forward | None:
         try:
             query = decode_query(data)
         except Drop:
@@ -141,13 +151,13 @@ class Pipeline:
             opcode = (data[2] >> 3) & 0xF
             return header_only_reply(data, FORMERR if opcode == OPCODE_QUERY else NOTIMP)
         try:
-            return self._answer(data, query, via_tcp, snapshot, cache)
+            return self._answer(data, query, via_tcp, snapshot, cache, exact)
         except Exception:
             self._log_bug()
             return error_reply(query, SERVFAIL, self._max_payload)
 
     def _answer(self, data: bytes, query: Query, via_tcp: bool, snapshot: Snapshot,
-                cache: dict[bytes, bytes]) -> bytes | Forward | None:
+                cache: dict[bytes, bytes], exact: dict[bytes, bytes]) -> bytes | Forward | None:
         if query.opcode != OPCODE_QUERY:
             return error_reply(query, NOTIMP, self._max_payload)
         if query.edns and query.edns_version != 0:
@@ -171,7 +181,8 @@ class Pipeline:
         elif len(reply) > MAX_TCP_MESSAGE:
             reply = truncate(reply, question_len)
         # echo the question exactly as asked: the cached reply holds it in lower case
-        return reply[:HEADER_LEN] + query.question + reply[HEADER_LEN + question_len:]
+        reply = reply[:HEADER_LEN] + query.question + reply[HEADER_LEN + question_len:]
+        return reply if via_tcp else _remember(exact, data, reply)
 
     def _forwarded(self, data: bytes, query: Query, answer: Answer, via_tcp: bool, key: bytes,
                    cache: dict[bytes, bytes]) -> bytes | Forward:
@@ -268,3 +279,10 @@ class Pipeline:
             self._last_error_log = now
             log.exception("internal error while answering a query (answered SERVFAIL)")
 
+
+def _remember(exact: dict[bytes, bytes], query: bytes, reply: bytes) -> bytes:
+    """Keep a final UDP reply under its query's bytes after the ID; returns the reply."""
+    if len(exact) >= MAX_CACHED_ANSWERS:
+        exact.clear()
+    exact[query[2:]] = reply[2:]
+    return reply

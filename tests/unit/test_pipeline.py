@@ -16,6 +16,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from dns_server import pipeline as pipeline_module
 from dns_server.config import Config
 from dns_server.encode import build, encode
 from dns_server.pipeline import Forward, Pipeline
@@ -249,3 +250,25 @@ def test_an_unknown_reverse_name_without_fallthrough_is_written_directly_too() -
     answer = resolve(decoded.name, decoded.qtype, decoded.qclass, registry_with(example_records()).snapshot, config)
     assert answer.rcode == dns.rcode.NXDOMAIN and answer.authority[0].name == "in-addr.arpa"
     assert encode(decoded, answer, 1232) == bytes(build(decoded, answer.rcode, answer, 1232).pack())
+
+
+def test_the_same_query_bytes_under_another_id_get_the_same_reply_with_that_id() -> None:
+    """Replies kept by exact query bytes (after the ID) are the ones the question path gives."""
+    pipeline = make_pipeline()
+    first = query(f"FrontEnd.shop.svc.{Z}", "SRV", use_edns=0, payload=1232).to_wire()
+    again = bytes((first[0] ^ 0xFF, first[1])) + first[2:]
+    reply = pipeline.handle(first, False)
+    repeated = pipeline.handle(again, False)
+    assert isinstance(reply, bytes) and isinstance(repeated, bytes)
+    assert repeated[:2] == again[:2] and repeated[2:] == reply[2:]
+    assert repeated == make_pipeline().handle(again, False)  # and the same as a fresh pipeline's
+    assert pipeline.handle(again, True) == repeated  # over TCP, from the question path, alike
+
+
+def test_both_answer_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pipeline_module, "MAX_CACHED_ANSWERS", 10)
+    pipeline = make_pipeline()
+    for i in range(25):
+        assert ask(pipeline, query(f"nope{i}.shop.svc.{Z}")).rcode() == dns.rcode.NXDOMAIN
+    _, by_question, by_bytes = pipeline._state
+    assert 0 < len(by_question) <= 10 and 0 < len(by_bytes) <= 10

@@ -165,3 +165,16 @@ def test_a_name_the_cluster_starts_to_own_is_no_longer_answered_from_the_forward
     registry.apply([Put(Service("shop", "new", ("10.96.9.9",), False, "", ()))])
     reply = handle(pipeline, query)
     assert reply.answer[0][0].to_text() == f"new.shop.svc.{Z}." and reply.flags & dns.flags.AA
+
+
+def test_forwarded_replies_are_not_kept_by_query_bytes() -> None:
+    """Only cluster answers are reused by exact query bytes: a forwarded one lives as long as the forwarder's."""
+    upstream = CannedUpstream()
+    pipeline = pipeline_with(upstream)
+    first = dns.message.make_query("www.example.com", "A")
+    assert handle(pipeline, first).answer  # forwarded; now in the forwarder's cache
+    wire = first.to_wire()
+    again = bytes((wire[0] ^ 0xFF, wire[1])) + wire[2:]
+    assert isinstance(pipeline.handle(again, False), bytes)  # answered from the forwarder's cache
+    upstream.cache = ForwardCache(100, 1232)  # the entry expires there
+    assert isinstance(pipeline.handle(again, False), Forward)  # so the same bytes go upstream again
