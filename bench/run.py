@@ -116,13 +116,13 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def peak_rss_mb(pids: Sequence[int]) -> float:
-    """The sum of VmHWM (peak resident set) over `pids`, in MB."""
+def memory_mb(pids: Sequence[int], field: str) -> float:
+    """The sum of a /proc/PID/status memory field (VmHWM: peak resident set; VmRSS: now) over `pids`, in MB."""
     total = 0
     for pid in pids:
         try:
             for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(field + ":"):
                     total += int(line.split()[1])
         except OSError:
             continue
@@ -139,6 +139,15 @@ def cpu_seconds(pids: Sequence[int]) -> float:
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime
     return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def core_busy_seconds(core: str) -> float:
+    """CPU time spent in processes (user, nice, system) on one core so far, from /proc/stat."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        fields = line.split()
+        if fields[0] == f"cpu{core}":
+            return sum(int(v) for v in fields[1:4]) / os.sysconf("SC_CLK_TCK")
+    return float("nan")
 
 
 def free_port() -> int:
@@ -403,8 +412,10 @@ class Result:
     cold: Run
     saturated: Run
     fixed: Run
-    rss_mb: float
+    rss_mb: float  # peak
+    rss_end_mb: float  # after the runs
     cpu_share: float  # of one core, during the saturated run
+    foreign_share: float  # of the server's core used by other processes during the saturated run
     rcvbuf: str
 
 
@@ -415,18 +426,21 @@ def measure(server: Server, processes: Processes, workdir: Path, query_file: Pat
         rcvbuf = receive_buffer(server.port)
         load = ["-c", str(args.clients), "-q", str(args.outstanding)]
         cold = dnsperf(server.port, query_file, [*load, "-n", "1"], None)
-        before = cpu_seconds(server.pids())
+        before, core_before = cpu_seconds(server.pids()), core_busy_seconds(CORES.server)
         began = time.monotonic()
         saturated = dnsperf(server.port, query_file, [*load, "-l", str(args.duration)],
                             workdir / "verbose.out")
-        cpu_share = (cpu_seconds(server.pids()) - before) / (time.monotonic() - began)
+        elapsed = time.monotonic() - began
+        used = cpu_seconds(server.pids()) - before
+        cpu_share = used / elapsed
+        foreign_share = max(0.0, core_busy_seconds(CORES.server) - core_before - used) / elapsed
         fixed = dnsperf(server.port, query_file, [*load, "-l", str(args.fixed_duration), "-Q", str(args.rate)],
                         workdir / "verbose.out")
-        rss = peak_rss_mb(server.pids())
+        rss, rss_end = memory_mb(server.pids(), "VmHWM"), memory_mb(server.pids(), "VmRSS")
     finally:
         assert server.process is not None
         processes.stop(server.process)
-    return Result(startup, cold, saturated, fixed, rss, cpu_share, rcvbuf)
+    return Result(startup, cold, saturated, fixed, rss, rss_end, cpu_share, foreign_share, rcvbuf)
 
 
 def median(values: Sequence[float]) -> float:
@@ -464,9 +478,11 @@ def report(rounds: list[dict[str, Result]], args: argparse.Namespace, rmem_max: 
     row("lost queries (all runs, max)", lambda r: r.saturated.lost + r.fixed.lost + r.cold.lost, ".0f",
         "0", lost == 0)
     row("peak RSS MB", lambda r: r.rss_mb, ".1f", f"ours < {TARGET_RSS_MB:.0f} MB", rss < TARGET_RSS_MB)
+    row("RSS after the runs MB", lambda r: r.rss_end_mb, ".1f")
     row("start-up to first answer s", lambda r: r.startup_s, ".2f",
         f"ours <= {TARGET_STARTUP_S:g} s", startup <= TARGET_STARTUP_S)
-    row("server CPU during run", lambda r: r.cpu_share * 100, ".0f")
+    row("server CPU % during run", lambda r: r.cpu_share * 100, ".0f")
+    row("other processes' CPU % on its core", lambda r: r.foreign_share * 100, ".0f")
     row("first pass QPS (cold cache)", lambda r: r.cold.qps, ",.0f")
     row(f"avg latency ms at {args.rate:,} qps", lambda r: r.fixed.avg_ms, ".3f")
     row(f"p99 latency ms at {args.rate:,} qps", lambda r: r.fixed.p99_ms, ".3f", f"ours/NSD {fixed_p99_ratio:.2f}x")
@@ -484,6 +500,9 @@ def report(rounds: list[dict[str, Result]], args: argparse.Namespace, rmem_max: 
     print()
     print(f"UDP receive buffer: ours {ours[0].rcvbuf}, NSD {nsd[0].rcvbuf} "
           f"(ss skmem rb, the kernel doubles the request; net.core.rmem_max = {rmem_max // 1024} KiB)")
+    if max(r.foreign_share for r in ours + nsd) > 0.1:
+        print("Other processes used the server's core during some runs (see the rounds above): those runs "
+              "understate both servers; the ratios, taken within a round, suffer less.")
     if med(nsd, lambda r: r.cpu_share) < 0.9:
         print("NSD's core was not saturated: dnsperf on one core is the limit, so NSD's QPS is a floor "
               "and the ratio flatters us.")
@@ -557,7 +576,8 @@ def _main(args: argparse.Namespace, temp: Path, processes: Processes) -> int:
             result = measure(server, processes, temp, query_file, probe, args)
             print(f"  start-up {result.startup_s:.2f} s, first pass {result.cold.qps:,.0f} qps, "
                   f"saturated {result.saturated.qps:,.0f} qps (p99 {result.saturated.p99_ms:.3f} ms, "
-                  f"lost {result.saturated.lost}), CPU {result.cpu_share:.0%}, peak RSS {result.rss_mb:.1f} MB",
+                  f"lost {result.saturated.lost}), CPU {result.cpu_share:.0%} (others on its core "
+                  f"{result.foreign_share:.0%}), peak RSS {result.rss_mb:.1f} MB",
                   flush=True)
             results[server.name] = result
         rounds.append(results)
