@@ -506,8 +506,9 @@ def report(rounds: list[dict[str, Result]], args: argparse.Namespace, rmem_max: 
     if med(nsd, lambda r: r.cpu_share) < 0.9:
         print("NSD's core was not saturated: dnsperf on one core is the limit, so NSD's QPS is a floor "
               "and the ratio flatters us.")
-    print("per round (ours/NSD QPS): " + ", ".join(
-        f"{r['ours'].saturated.qps:,.0f}/{r['NSD'].saturated.qps:,.0f}" for r in rounds))
+    print("per round, ours/NSD: QPS " + ", ".join(
+        f"{r['ours'].saturated.qps / r['NSD'].saturated.qps:.0%}" for r in rounds) + "; p99 " + ", ".join(
+        f"{r['ours'].saturated.p99_ms / r['NSD'].saturated.p99_ms:.2f}x" for r in rounds))
     verdicts = [qps_ratio >= TARGET_QPS_RATIO, p99_ratio <= TARGET_P99_RATIO, lost == 0,
                 rss < TARGET_RSS_MB, startup <= TARGET_STARTUP_S]
     return all(verdicts)
