@@ -2,16 +2,18 @@
 
     .venv/bin/python bench/run.py [--rounds N] [--duration S] ...
 
-Each round starts each server afresh (the order alternates between rounds), pinned to one core
-while dnsperf runs pinned to the other:
+Each round starts both servers afresh (which one first alternates between rounds), each pinned to
+the same core while dnsperf runs pinned to the other, and measures:
 
-1. start-up: from spawning the process until it answers A for one of the 10,000 services;
+1. start-up: from spawning the process until it answers A for the last of the services;
 2. a first pass through the query file (for our server this is where answers are built, lazily);
-3. the measured run: `--duration` seconds, `--clients` sockets keeping `--outstanding` queries in
-   flight, which saturates a single-threaded server; dnsperf's `-v` line per query gives the
-   latency percentiles;
-4. a run at a fixed rate both servers can sustain (`--rate`), for latency without queueing;
-5. the server's peak RSS (VmHWM) and the CPU it used during the measured run.
+3. saturated runs: `--clients` sockets keeping `--outstanding` queries in flight, which keeps a
+   single-threaded server busy.  The servers take turns every `--slice` seconds until each has had
+   `--duration` seconds, so load from other processes on the shared machine falls on both alike;
+   dnsperf's `-v` line per query gives the latency percentiles;
+4. runs at a fixed rate both servers sustain (`--rate`), also in turns: latency without queueing;
+5. peak RSS (VmHWM), the CPU each server used in its saturated runs, and the CPU other processes
+   took from the two cores meanwhile.
 
 The table quotes medians over rounds; ratios are taken within each round, then the median.
 Every process started here is stopped on exit, Ctrl-C or failure.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -29,10 +32,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Sequence
 
 try:
     import dns.exception
@@ -269,38 +273,71 @@ class BenchError(Exception):
 # -- dnsperf ---------------------------------------------------------------------------------------
 @dataclass
 class Run:
-    """What one dnsperf run measured."""
+    """What dnsperf measured, over one run or several added together."""
 
-    qps: float
-    sent: int
-    lost: int
-    avg_ms: float
-    p50_ms: float = float("nan")
-    p99_ms: float = float("nan")
-    p999_ms: float = float("nan")
-    rcodes: dict[str, int] = field(default_factory=dict)
+    completed: int = 0
+    lost: int = 0
+    seconds: float = 0.0  # dnsperf's own run time
+    latency_us: Counter[int] = field(default_factory=Counter)  # from -v: latency (us) -> queries
+
+    @property
+    def qps(self) -> float:
+        return self.completed / self.seconds if self.seconds else float("nan")
+
+    @property
+    def avg_ms(self) -> float:
+        total = sum(self.latency_us.values())
+        return sum(us * n for us, n in self.latency_us.items()) / total / 1000 if total else float("nan")
+
+    def percentile_ms(self, fraction: float) -> float:
+        """The latency below which `fraction` of the answered queries fall."""
+        total = sum(self.latency_us.values())
+        rank = fraction * total
+        seen = 0
+        for us in sorted(self.latency_us):
+            seen += self.latency_us[us]
+            if seen >= rank:
+                return us / 1000
+        return float("nan")
+
+    @property
+    def p50_ms(self) -> float:
+        return self.percentile_ms(0.50)
+
+    @property
+    def p99_ms(self) -> float:
+        return self.percentile_ms(0.99)
+
+    @property
+    def p999_ms(self) -> float:
+        return self.percentile_ms(0.999)
+
+    def add(self, other: Run) -> None:
+        self.completed += other.completed
+        self.lost += other.lost
+        self.seconds += other.seconds
+        self.latency_us.update(other.latency_us)
 
 
 def dnsperf(port: int, query_file: Path, extra: Sequence[str], verbose_file: Path | None) -> Run:
-    """Run dnsperf pinned to the client core; latency percentiles from its per-query lines."""
+    """Run dnsperf pinned to the client core; with `verbose_file`, keep every query's latency."""
     command = ["taskset", "-c", CORES.client, "dnsperf", "-s", "127.0.0.1", "-p", str(port),
                "-d", str(query_file), "-b", str(RECEIVE_BUFFER // 1024), "-t", "5", *extra]
-    if verbose_file is not None:
-        command.append("-v")
-        with verbose_file.open("wb") as out:
-            subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=True)
-        text = _statistics_text(verbose_file)
-    else:
+    if verbose_file is None:
         text = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, check=True,
                               text=True).stdout
-    run = _parse_statistics(text)
-    if verbose_file is not None:
-        latencies = sorted(_latencies(verbose_file))
-        if latencies:
-            run.p50_ms = _percentile(latencies, 0.50) * 1000
-            run.p99_ms = _percentile(latencies, 0.99) * 1000
-            run.p999_ms = _percentile(latencies, 0.999) * 1000
-        verbose_file.unlink()
+        return _parse_statistics(text)
+    with verbose_file.open("wb") as out:
+        subprocess.run([*command, "-v"], stdout=out, stderr=subprocess.STDOUT, check=True)
+    run = _parse_statistics(_statistics_text(verbose_file))
+    with verbose_file.open("rb") as f:
+        for line in f:  # `> NOERROR name type 0.000123`
+            if line.startswith(b"> "):
+                try:
+                    run.latency_us[round(float(line.rsplit(None, 1)[1]) * 1_000_000)] += 1
+                except (ValueError, IndexError):
+                    continue
+    verbose_file.unlink()
     return run
 
 
@@ -318,31 +355,10 @@ def _parse_statistics(text: str) -> Run:
         if sep:
             values[key.strip()] = value.strip()
     try:
-        rcodes = {}
-        for part in values.get("Response codes", "").split(","):
-            words = part.split()
-            if len(words) >= 2:
-                rcodes[words[0]] = int(words[1])
-        return Run(qps=float(values["Queries per second"]), sent=int(values["Queries sent"].split()[0]),
-                   lost=int(values["Queries lost"].split()[0]),
-                   avg_ms=float(values["Average Latency (s)"].split()[0]) * 1000, rcodes=rcodes)
+        return Run(completed=int(values["Queries completed"].split()[0]),
+                   lost=int(values["Queries lost"].split()[0]), seconds=float(values["Run time (s)"]))
     except (KeyError, ValueError, IndexError):
         raise BenchError(f"cannot read dnsperf's output:\n{text[-2000:]}") from None
-
-
-def _latencies(path: Path) -> Iterator[float]:
-    """Latencies (s) from dnsperf -v lines: `> NOERROR name type 0.000123`."""
-    with path.open("rb") as f:
-        for line in f:
-            if line.startswith(b"> "):
-                try:
-                    yield float(line.rsplit(None, 1)[1])
-                except (ValueError, IndexError):
-                    continue
-
-
-def _percentile(ordered: list[float], fraction: float) -> float:
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
 # -- checks ------------------------------------------------------------------------------------------
@@ -408,39 +424,78 @@ def require_tools() -> None:
 class Result:
     """One server in one round."""
 
-    startup_s: float
-    cold: Run
-    saturated: Run
-    fixed: Run
-    rss_mb: float  # peak
-    rss_end_mb: float  # after the runs
-    cpu_share: float  # of one core, during the saturated run
-    foreign_share: float  # of the server's core used by other processes during the saturated run
-    rcvbuf: str
+    startup_s: float = 0.0
+    cold: Run = field(default_factory=Run)
+    saturated: Run = field(default_factory=Run)
+    fixed: Run = field(default_factory=Run)
+    rss_mb: float = 0.0  # peak
+    rss_end_mb: float = 0.0  # after the runs
+    cpu_seconds: float = 0.0  # used by the server during the saturated runs
+    foreign_server_core: float = 0.0  # CPU seconds other processes used on the server's core meanwhile
+    foreign_client_core: float = 0.0  # ... and on dnsperf's core
+    wall_seconds: float = 0.0  # of the saturated runs
+    rcvbuf: str = ""
+
+    @property
+    def cpu_share(self) -> float:
+        return self.cpu_seconds / self.wall_seconds if self.wall_seconds else float("nan")
+
+    @property
+    def foreign_share(self) -> float:
+        """The larger share of a core other processes took from the server's or dnsperf's core."""
+        if not self.wall_seconds:
+            return float("nan")
+        return max(self.foreign_server_core, self.foreign_client_core) / self.wall_seconds
 
 
-def measure(server: Server, processes: Processes, workdir: Path, query_file: Path, probe: str,
-            args: argparse.Namespace) -> Result:
-    startup = start(server, processes, workdir, probe)
+def children_cpu_seconds() -> float:
+    """CPU time of this script's finished children (dnsperf), so far."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def saturated_slice(server: Server, result: Result, query_file: Path, load: list[str], seconds: int,
+                    workdir: Path) -> None:
+    """One saturated dnsperf run against `server`, added to `result` with the CPU it and others used."""
+    pids = server.pids()
+    before = (cpu_seconds(pids), core_busy_seconds(CORES.server), core_busy_seconds(CORES.client),
+              children_cpu_seconds(), time.monotonic())
+    result.saturated.add(dnsperf(server.port, query_file, [*load, "-l", str(seconds)], workdir / "verbose.out"))
+    used = cpu_seconds(pids) - before[0]
+    result.cpu_seconds += used
+    result.foreign_server_core += max(0.0, core_busy_seconds(CORES.server) - before[1] - used)
+    result.foreign_client_core += max(0.0, core_busy_seconds(CORES.client) - before[2]
+                                      - (children_cpu_seconds() - before[3]))
+    result.wall_seconds += time.monotonic() - before[4]
+
+
+def run_round(order: tuple[Server, Server], processes: Processes, workdir: Path, query_file: Path, probe: str,
+              args: argparse.Namespace) -> dict[str, Result]:
+    """Start both servers, then measure them in turns: runs alternate every `--slice` seconds."""
+    results = {server.name: Result() for server in order}
     try:
-        rcvbuf = receive_buffer(server.port)
+        for server in order:
+            results[server.name].startup_s = start(server, processes, workdir, probe)
+            results[server.name].rcvbuf = receive_buffer(server.port)
         load = ["-c", str(args.clients), "-q", str(args.outstanding)]
-        cold = dnsperf(server.port, query_file, [*load, "-n", "1"], None)
-        before, core_before = cpu_seconds(server.pids()), core_busy_seconds(CORES.server)
-        began = time.monotonic()
-        saturated = dnsperf(server.port, query_file, [*load, "-l", str(args.duration)],
-                            workdir / "verbose.out")
-        elapsed = time.monotonic() - began
-        used = cpu_seconds(server.pids()) - before
-        cpu_share = used / elapsed
-        foreign_share = max(0.0, core_busy_seconds(CORES.server) - core_before - used) / elapsed
-        fixed = dnsperf(server.port, query_file, [*load, "-l", str(args.fixed_duration), "-Q", str(args.rate)],
-                        workdir / "verbose.out")
-        rss, rss_end = memory_mb(server.pids(), "VmHWM"), memory_mb(server.pids(), "VmRSS")
+        for server in order:
+            results[server.name].cold = dnsperf(server.port, query_file, [*load, "-n", "1"], None)
+        for turn in range(max(1, args.duration // args.slice)):
+            for server in order if turn % 2 == 0 else order[::-1]:
+                saturated_slice(server, results[server.name], query_file, load, args.slice, workdir)
+        for turn in range(max(1, args.fixed_duration // args.slice)):
+            for server in order if turn % 2 == 0 else order[::-1]:
+                results[server.name].fixed.add(dnsperf(
+                    server.port, query_file, [*load, "-l", str(args.slice), "-Q", str(args.rate)],
+                    workdir / "verbose.out"))
+        for server in order:
+            results[server.name].rss_mb = memory_mb(server.pids(), "VmHWM")
+            results[server.name].rss_end_mb = memory_mb(server.pids(), "VmRSS")
     finally:
-        assert server.process is not None
-        processes.stop(server.process)
-    return Result(startup, cold, saturated, fixed, rss, rss_end, cpu_share, foreign_share, rcvbuf)
+        for server in order:
+            if server.process is not None:
+                processes.stop(server.process)
+    return results
 
 
 def median(values: Sequence[float]) -> float:
@@ -482,7 +537,8 @@ def report(rounds: list[dict[str, Result]], args: argparse.Namespace, rmem_max: 
     row("start-up to first answer s", lambda r: r.startup_s, ".2f",
         f"ours <= {TARGET_STARTUP_S:g} s", startup <= TARGET_STARTUP_S)
     row("server CPU % during run", lambda r: r.cpu_share * 100, ".0f")
-    row("other processes' CPU % on its core", lambda r: r.foreign_share * 100, ".0f")
+    row("others' CPU % on server core", lambda r: r.foreign_server_core / r.wall_seconds * 100, ".0f")
+    row("others' CPU % on dnsperf core", lambda r: r.foreign_client_core / r.wall_seconds * 100, ".0f")
     row("first pass QPS (cold cache)", lambda r: r.cold.qps, ",.0f")
     row(f"avg latency ms at {args.rate:,} qps", lambda r: r.fixed.avg_ms, ".3f")
     row(f"p99 latency ms at {args.rate:,} qps", lambda r: r.fixed.p99_ms, ".3f", f"ours/NSD {fixed_p99_ratio:.2f}x")
@@ -491,8 +547,9 @@ def report(rounds: list[dict[str, Result]], args: argparse.Namespace, rmem_max: 
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     line = "  ".join(f"{{:{'<' if i in (0, 3) else '>'}{w}}}" for i, w in enumerate(widths))
     print()
-    print(f"medians over {len(rounds)} round(s); dnsperf -c {args.clients} -q {args.outstanding} "
-          f"-l {args.duration}; server on core {CORES.server}, dnsperf on core {CORES.client}")
+    print(f"medians over {len(rounds)} round(s); per round and server {args.duration // args.slice} saturated "
+          f"runs of dnsperf -c {args.clients} -q {args.outstanding} -l {args.slice}, taking turns; "
+          f"server on core {CORES.server}, dnsperf on core {CORES.client}")
     print(line.format(*headers))
     print(line.format(*("-" * w for w in widths)))
     for r in rows:
@@ -501,8 +558,8 @@ def report(rounds: list[dict[str, Result]], args: argparse.Namespace, rmem_max: 
     print(f"UDP receive buffer: ours {ours[0].rcvbuf}, NSD {nsd[0].rcvbuf} "
           f"(ss skmem rb, the kernel doubles the request; net.core.rmem_max = {rmem_max // 1024} KiB)")
     if max(r.foreign_share for r in ours + nsd) > 0.1:
-        print("Other processes used the server's core during some runs (see the rounds above): those runs "
-              "understate both servers; the ratios, taken within a round, suffer less.")
+        print("Other processes used the server's or dnsperf's core during some runs (see the rounds above): "
+              "those runs understate QPS and overstate tail latency; the turns keep the ratios fairer.")
     if med(nsd, lambda r: r.cpu_share) < 0.9:
         print("NSD's core was not saturated: dnsperf on one core is the limit, so NSD's QPS is a floor "
               "and the ratio flatters us.")
@@ -518,11 +575,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="rounds (each starts both servers afresh)")
-    parser.add_argument("--duration", type=int, default=15, help="seconds of the saturated run")
+    parser.add_argument("--duration", type=int, default=15, help="seconds of saturated runs per server and round")
+    parser.add_argument("--slice", type=int, default=3, help="seconds of each run: the servers take turns")
     parser.add_argument("--clients", type=int, default=4, help="dnsperf -c: client sockets")
     parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q: queries in flight")
     parser.add_argument("--rate", type=int, default=50_000, help="queries per second of the fixed-rate run")
-    parser.add_argument("--fixed-duration", type=int, default=5, help="seconds of the fixed-rate run")
+    parser.add_argument("--fixed-duration", type=int, default=6, help="seconds of fixed-rate runs per server")
     parser.add_argument("--queries", type=int, default=DEFAULT_COUNT, help="questions in the query file")
     parser.add_argument("--data", type=Path, help="write the generated data here and keep it (default: a temp dir)")
     parser.add_argument("--generate-only", action="store_true", help="write the data to --data and stop")
@@ -571,16 +629,15 @@ def _main(args: argparse.Namespace, temp: Path, processes: Processes) -> int:
     rounds: list[dict[str, Result]] = []
     for number in range(args.rounds):
         order = (ours, nsd) if number % 2 == 0 else (nsd, ours)
-        results = {}
-        for server in order:
-            print(f"round {number + 1}/{args.rounds}: {server.name} ...", flush=True)
-            result = measure(server, processes, temp, query_file, probe, args)
-            print(f"  start-up {result.startup_s:.2f} s, first pass {result.cold.qps:,.0f} qps, "
+        print(f"round {number + 1}/{args.rounds} ...", flush=True)
+        results = run_round(order, processes, temp, query_file, probe, args)
+        for name, result in results.items():
+            print(f"  {name:4}  start-up {result.startup_s:.2f} s, first pass {result.cold.qps:,.0f} qps, "
                   f"saturated {result.saturated.qps:,.0f} qps (p99 {result.saturated.p99_ms:.3f} ms, "
-                  f"lost {result.saturated.lost}), CPU {result.cpu_share:.0%} (others on its core "
-                  f"{result.foreign_share:.0%}), peak RSS {result.rss_mb:.1f} MB",
+                  f"lost {result.saturated.lost}), CPU {result.cpu_share:.0%}, others on the two cores "
+                  f"{result.foreign_server_core / result.wall_seconds:.0%}/"
+                  f"{result.foreign_client_core / result.wall_seconds:.0%}, peak RSS {result.rss_mb:.1f} MB",
                   flush=True)
-            results[server.name] = result
         rounds.append(results)
     return 0 if report(rounds, args, rmem_max) else 1
 
