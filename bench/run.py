@@ -60,6 +60,7 @@ TARGET_QPS_RATIO = 0.5
 TARGET_P99_RATIO = 2.0
 TARGET_RSS_MB = 250.0
 TARGET_STARTUP_S = 3.0
+MEMORY_DIR = "/dev/shm"
 CHECK_SAMPLE = 400  # questions asked of both servers to confirm they give the same answers
 
 
@@ -473,8 +474,8 @@ def saturated_slice(server: Server, result: Result, query_file: Path, load: list
     result.wall_seconds += time.monotonic() - before[4]
 
 
-def run_round(order: tuple[Server, Server], processes: Processes, workdir: Path, query_file: Path, probe: str,
-              args: argparse.Namespace) -> dict[str, Result]:
+def run_round(order: tuple[Server, Server], processes: Processes, workdir: Path, scratch: Path, query_file: Path,
+              probe: str, args: argparse.Namespace) -> dict[str, Result]:
     """Start both servers, then measure them in turns: runs alternate every `--slice` seconds."""
     results = {server.name: Result() for server in order}
     try:
@@ -488,12 +489,12 @@ def run_round(order: tuple[Server, Server], processes: Processes, workdir: Path,
             for server in order if turn % 2 == 0 else order[::-1]:
                 saturated_slice(server, results[server.name], query_file, load, args.slice)
                 results[server.name].tail.add(dnsperf(server.port, query_file, [*load, "-l", str(args.slice)],
-                                                      workdir / "verbose.out"))
+                                                      scratch / "verbose.out"))
         for turn in range(max(1, args.fixed_duration // args.slice)):
             for server in order if turn % 2 == 0 else order[::-1]:
                 results[server.name].fixed.add(dnsperf(
                     server.port, query_file, [*load, "-l", str(args.slice), "-Q", str(args.rate)],
-                    workdir / "verbose.out"))
+                    scratch / "verbose.out"))
         for server in order:
             results[server.name].rss_mb = memory_mb(server.pids(), "VmHWM")
             results[server.name].rss_end_mb = memory_mb(server.pids(), "VmRSS")
@@ -602,8 +603,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, terminate)
     try:
-        with tempfile.TemporaryDirectory(prefix="dns-bench-") as temp:
-            return _main(args, Path(temp), processes)
+        with tempfile.TemporaryDirectory(prefix="dns-bench-") as temp, \
+                tempfile.TemporaryDirectory(prefix="dns-bench-", dir=memory_directory()) as scratch:
+            return _main(args, Path(temp), Path(scratch), processes)
     except BenchError as error:
         print(f"bench: {error}", file=sys.stderr)
         return 2
@@ -614,7 +616,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         processes.stop_all()
 
 
-def _main(args: argparse.Namespace, temp: Path, processes: Processes) -> int:
+def memory_directory() -> str | None:
+    """/dev/shm when usable: dnsperf -v writes ~50 MB a run, and writing that back to disk stalls it."""
+    return MEMORY_DIR if os.path.isdir(MEMORY_DIR) and os.access(MEMORY_DIR, os.W_OK) else None
+
+
+def _main(args: argparse.Namespace, temp: Path, scratch: Path, processes: Processes) -> int:
     data = args.data or temp / "data"
     cluster = build_cluster()
     fixtures = write_fixtures(cluster, data / "fixtures").parent
@@ -637,7 +644,7 @@ def _main(args: argparse.Namespace, temp: Path, processes: Processes) -> int:
     for number in range(args.rounds):
         order = (ours, nsd) if number % 2 == 0 else (nsd, ours)
         print(f"round {number + 1}/{args.rounds} ...", flush=True)
-        results = run_round(order, processes, temp, query_file, probe, args)
+        results = run_round(order, processes, temp, scratch, query_file, probe, args)
         for name, result in results.items():
             print(f"  {name:4}  start-up {result.startup_s:.2f} s, first pass {result.cold.qps:,.0f} qps, "
                   f"saturated {result.saturated.qps:,.0f} qps (p99 {result.tail.p99_ms:.3f} ms, "
