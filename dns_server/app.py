@@ -107,7 +107,7 @@ async def bind(config: Config, pipeline: Pipeline) -> Listeners:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             udp = UdpServer(pipeline, max_pending=config.max_concurrent * 2)
             try:
-                await loop.create_datagram_endpoint(lambda: udp, local_addr=(host, port), family=family)
+                udp.open(host, port, family)
                 tcp = TcpServer(pipeline, config.tcp_idle_timeout, config.max_tcp_connections)
                 server = await loop.create_server(tcp.protocol, host, port, family=family,
                                                   reuse_address=True, backlog=TCP_BACKLOG)

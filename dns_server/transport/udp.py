@@ -1,9 +1,17 @@
-"""DNS over UDP: receive, hand to the pipeline, send.  Nothing else happens here."""
+"""DNS over UDP: receive, hand to the pipeline, send.  Nothing else happens here.
+
+The socket is read directly when the event loop reports it readable (`loop.add_reader`), up to
+`BATCH` datagrams at a time, and replies are sent with `socket.sendto` on the spot: each datagram
+skips the callback machinery of the loop's datagram transport.  On one core, with dnsperf on the
+other, a bare responder does 330,000 queries a second this way against 275,000 through uvloop's
+transport, and this server 259,600 against 240,500 (bench/).  Level-triggered readiness brings the
+loop back while datagrams remain; a batch ends after `BATCH` so TCP connections and timers get
+their turn.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import logging
 import socket
 
@@ -13,9 +21,11 @@ log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER = 8 * 1024 * 1024  # bursts from many pods must not overflow the kernel queue
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux: exceeds rmem_max when privileged
+MAX_DATAGRAM = 65535  # read whole datagrams: a cut one could parse as a different, shorter query
+BATCH = 64  # datagrams read per readiness callback before the loop runs anything else
 
 
-class UdpServer(asyncio.DatagramProtocol):
+class UdpServer:
     """One UDP listening socket."""
 
     def __init__(self, pipeline: Pipeline, max_pending: int) -> None:
@@ -23,42 +33,73 @@ class UdpServer(asyncio.DatagramProtocol):
         self._pipeline = pipeline
         self._max_pending = max_pending
         self._pending: set[asyncio.Task[None]] = set()
-        self.transport: asyncio.DatagramTransport | None = None
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)  # uvloop's are not subclasses
-        self._sendto = self.transport.sendto
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None:
+    def open(self, host: str, port: int, family: socket.AddressFamily) -> None:
+        """Bind to (host, port) and start answering; raises OSError (a busy port, an address not ours)."""
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
             enlarge_receive_buffer(sock)
+            sock.bind((host, port))
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(sock.fileno(), self._readable)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
 
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        reply = self._handle(data, False)
-        if reply is None:
-            return
-        if reply.__class__ is bytes:
-            self._sendto(reply, addr)
-            return
-        assert isinstance(reply, Forward)
-        if len(self._pending) >= self._max_pending:
-            return  # the forwarder's own limit answers REFUSED long before this; this only bounds memory
-        task = asyncio.ensure_future(self._finish(reply, addr))
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+    @property
+    def address(self) -> tuple[str, int]:
+        """The address the socket is bound to (the port the system chose, when asked for 0)."""
+        assert self._sock is not None
+        host, port = self._sock.getsockname()[:2]
+        return str(host), int(port)
+
+    def _readable(self) -> None:
+        assert self._sock is not None
+        recvfrom, sendto, handle = self._sock.recvfrom, self._sock.sendto, self._handle
+        for _ in range(BATCH):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                log.debug("UDP receive error: %s", error)
+                return
+            reply = handle(data, False)
+            if reply is None:
+                continue
+            if reply.__class__ is bytes:
+                try:
+                    sendto(reply, addr)
+                except OSError as error:  # a full send queue or an unreachable client: UDP drops it
+                    log.debug("UDP send to %s failed: %s", addr, error)
+                continue
+            assert isinstance(reply, Forward)
+            if len(self._pending) >= self._max_pending:
+                continue  # the forwarder's own limit answers REFUSED long before this; this only bounds memory
+            task = asyncio.ensure_future(self._finish(reply, addr))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
 
     async def _finish(self, forward: Forward, addr: tuple[str, int]) -> None:
         reply = await self._pipeline.complete(forward)
-        if reply is not None and self.transport is not None and not self.transport.is_closing():
-            self._sendto(reply, addr)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("UDP socket error: %s", exc)
+        if reply is not None and self._sock is not None:
+            try:
+                self._sock.sendto(reply, addr)
+            except OSError as error:
+                log.debug("UDP send to %s failed: %s", addr, error)
 
     def close(self) -> None:
         for task in self._pending:
             task.cancel()
-        if self.transport is not None:
-            self.transport.close()
+        if self._sock is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
 
 
 def enlarge_receive_buffer(sock: socket.socket) -> None:
