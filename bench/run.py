@@ -580,16 +580,22 @@ def report(rounds: list[dict[str, Result]], args: argparse.Namespace, rmem_max: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3, help="rounds (each starts both servers afresh)")
-    parser.add_argument("--duration", type=int, default=15, help="seconds of saturated runs per server and round")
-    parser.add_argument("--slice", type=int, default=3, help="seconds of each run: the servers take turns")
-    parser.add_argument("--clients", type=int, default=4, help="dnsperf -c: client sockets")
-    parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q: queries in flight")
-    parser.add_argument("--rate", type=int, default=50_000, help="queries per second of the fixed-rate run")
-    parser.add_argument("--fixed-duration", type=int, default=6, help="seconds of fixed-rate runs per server")
-    parser.add_argument("--queries", type=int, default=DEFAULT_COUNT, help="questions in the query file")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds, each starting both servers afresh (default %(default)s)")
+    parser.add_argument("--duration", type=int, default=15,
+                        help="seconds of saturated runs per server and round (default %(default)s)")
+    parser.add_argument("--slice", type=int, default=3,
+                        help="seconds of each run: the servers take turns (default %(default)s)")
+    parser.add_argument("--clients", type=int, default=4, help="dnsperf -c: client sockets (default %(default)s)")
+    parser.add_argument("--outstanding", type=int, default=200,
+                        help="dnsperf -q: queries in flight (default %(default)s)")
+    parser.add_argument("--rate", type=int, default=50_000,
+                        help="queries a second of the fixed-rate runs (default %(default)s)")
+    parser.add_argument("--fixed-duration", type=int, default=6,
+                        help="seconds of fixed-rate runs per server and round (default %(default)s)")
+    parser.add_argument("--queries", type=int, default=DEFAULT_COUNT,
+                        help="questions in the query file (default %(default)s)")
     parser.add_argument("--data", type=Path, help="write the generated data here and keep it (default: a temp dir)")
     parser.add_argument("--generate-only", action="store_true", help="write the data to --data and stop")
     args = parser.parse_args(argv)
