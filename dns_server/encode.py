@@ -156,6 +156,13 @@ def error_reply(query: Query, rcode: int, max_payload: int) -> bytes:
     return bytes(build(query, rcode, None, max_payload).pack())
 
 
+def without_additional(reply: bytes, question_len: int) -> bytes:
+    """`reply` without its additional records, but for the OPT record (RFC 2181 9, RFC 6891 7)."""
+    parsed = DNSRecord.parse(reply)
+    parsed.ar = [rr for rr in parsed.ar if rr.rtype == QTYPE.OPT]
+    return _repacked(parsed, reply, question_len)
+
+
 def truncate(reply: bytes, question_len: int) -> bytes:
     """`reply` cut to header, question and OPT, with TC set (RFC 2181 9, RFC 6891 7).
 
@@ -166,8 +173,12 @@ def truncate(reply: bytes, question_len: int) -> bytes:
     opt = [rr for rr in parsed.ar if rr.rtype == QTYPE.OPT]
     parsed.rr, parsed.auth, parsed.ar = [], [], opt
     parsed.header.tc = 1
-    wire = bytes(parsed.pack())
-    # keep the question bytes exactly as they were (case), whatever dnslib did to them
+    return _repacked(parsed, reply, question_len)
+
+
+def _repacked(message: DNSRecord, original: bytes, question_len: int) -> bytes:
+    """`message` packed, with the question bytes exactly as in `original` (their case)."""
+    wire = bytes(message.pack())
     end = HEADER_LEN + question_len
-    return wire[:HEADER_LEN] + reply[HEADER_LEN:end] + wire[end:]
+    return wire[:HEADER_LEN] + original[HEADER_LEN:end] + wire[end:]
 

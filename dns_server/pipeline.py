@@ -30,7 +30,9 @@ from typing import Protocol
 from dnslib import DNSRecord
 
 from dns_server.config import Config
-from dns_server.encode import BADVERS, MAX_TCP_MESSAGE, build, encode, error_reply, truncate
+from dns_server.encode import (
+    BADVERS, MAX_TCP_MESSAGE, build, encode, error_reply, truncate, without_additional,
+)
 from dns_server.resolver import REFUSED, SERVFAIL, Answer, resolve
 from dns_server.snapshot import Snapshot
 from dns_server.upstreams import NoAnswer, Overloaded
@@ -128,7 +130,7 @@ class Pipeline:
                         if reply is None:
                             return self._slow(data, via_tcp, snapshot, cache, exact)
                     elif not via_tcp and len(reply) > limit:
-                        reply = self._truncated(key, reply, qend - HEADER_LEN, cache)
+                        reply = self._fitted(key, reply, qend - HEADER_LEN, limit, cache)
                     if name != lowered:  # echo the question's case: the cache holds it in lower case
                         reply = reply[:HEADER_LEN] + name + reply[end:]
                     reply = data[:2] + reply[2:]
@@ -177,7 +179,7 @@ class Pipeline:
         cache[key] = reply
         question_len = len(query.question)
         if not via_tcp and len(reply) > self.udp_limit(query):
-            reply = self._truncated(key, reply, question_len, cache)
+            reply = self._fitted(key, reply, question_len, self.udp_limit(query), cache)
         elif len(reply) > MAX_TCP_MESSAGE:
             reply = truncate(reply, question_len)
         # echo the question exactly as asked: the cached reply holds it in lower case
@@ -226,11 +228,24 @@ class Pipeline:
         return max(min(query.payload, self._max_payload), NO_EDNS_PAYLOAD)
 
     @staticmethod
-    def _truncated(key: bytes, reply: bytes, question_len: int, cache: dict[bytes, bytes]) -> bytes:
-        tkey = b"T" + key
-        short = cache.get(tkey)
+    def _fitted(key: bytes, reply: bytes, question_len: int, limit: int, cache: dict[bytes, bytes]) -> bytes:
+        """A reply too big for a UDP client, cut to fit `limit` bytes.
+
+        Additional records are dropped first, without TC, since the client can do without them
+        (RFC 2181 9); only when the answer and authority sections alone do not fit is the reply
+        cut to its question with TC set, so the client retries over TCP.  Both forms are kept
+        beside the reply (their keys cannot collide with a question key: a label is at most 63).
+        """
+        lean_key = b"A" + key
+        lean = cache.get(lean_key)
+        if lean is None:
+            lean = cache[lean_key] = without_additional(reply, question_len)
+        if len(lean) <= limit:
+            return lean
+        short_key = b"T" + key
+        short = cache.get(short_key)
         if short is None:
-            short = cache[tkey] = truncate(reply, question_len)
+            short = cache[short_key] = truncate(reply, question_len)
         return short
 
     async def complete(self, forward: Forward) -> bytes | None:

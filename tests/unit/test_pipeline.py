@@ -272,3 +272,16 @@ def test_both_answer_caches_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
         assert ask(pipeline, query(f"nope{i}.shop.svc.{Z}")).rcode() == dns.rcode.NXDOMAIN
     _, by_question, by_bytes = pipeline._state
     assert 0 < len(by_question) <= 10 and 0 < len(by_bytes) <= 10
+
+
+def test_additional_records_are_dropped_before_the_answer_is_truncated() -> None:
+    """RFC 2181 9: a UDP reply sheds its additional section first; TC only when the answer itself does not fit."""
+    pipeline = make_pipeline(big_headless(8))  # 8 SRV records fit in 512 bytes, with their addresses they do not
+    for _ in range(2):  # miss, then hit
+        lean = ask(pipeline, query(f"_http._tcp.many.big.svc.{Z}", "SRV"))
+        assert not lean.flags & dns.flags.TC
+        assert len(lean.answer[0]) == 8 and not lean.additional
+        full = ask(pipeline, query(f"_http._tcp.many.big.svc.{Z}", "SRV", use_edns=0, payload=1232))
+        assert len(full.answer[0]) == 8 and sum(len(rrset) for rrset in full.additional) == 8
+        lean_edns = ask(pipeline, query(f"_http._tcp.many.big.svc.{Z}", "SRV", use_edns=0, payload=512))
+        assert not lean_edns.flags & dns.flags.TC and lean_edns.edns == 0 and not lean_edns.additional
