@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import resource
 import signal
 import socket
@@ -25,9 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from dns_server.cache import ForwardCache
-from dns_server.config import MAX_UPSTREAMS, Config, ConfigError
-from dns_server.forward import Forwarder
+from dns_server.config import Config, ConfigError, format_address
+from dns_server.forward import forwarder_for
 from dns_server.pipeline import Pipeline
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE
 from dns_server.registry import Registry, Scope
@@ -36,7 +34,6 @@ from dns_server.sources.fixtures import FixtureSource
 from dns_server.sources.replay import read_watch_file
 from dns_server.transport.tcp import TcpServer
 from dns_server.transport.udp import UdpServer
-from dns_server.upstreams import DNS_PORT, Upstreams, loops_back, resolv_conf_nameservers
 
 log = logging.getLogger("dns_server")
 
@@ -123,62 +120,6 @@ async def bind(config: Config, pipeline: Pipeline) -> Listeners:
     return listeners
 
 
-def format_address(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def upstream_addresses(config: Config) -> list[tuple[str, int]]:
-    """The upstreams to forward to: --upstream, else resolv.conf's nameservers; never ourselves."""
-    if config.upstreams:
-        candidates = list(config.upstreams)
-    else:
-        path = config.resolv_conf
-        try:
-            text = path.read_text(errors="replace")
-        except OSError as error:
-            log.warning("cannot read %s: %s", path, error.strerror or error)
-            return []
-        found, bad = resolv_conf_nameservers(text)
-        for line in bad:
-            log.warning("%s: ignoring %r: not an IP address", path, line)
-        if len(found) > MAX_UPSTREAMS:
-            log.warning("%s lists %d nameservers: using the first %d", path, len(found), MAX_UPSTREAMS)
-        candidates = [(host, DNS_PORT) for host in found[:MAX_UPSTREAMS]]
-    chosen = []
-    for upstream in candidates:
-        if loops_back(upstream, config.listen, is_local_address):
-            log.warning("not forwarding to %s: it is one of our own listen addresses (queries would loop)",
-                        format_address(*upstream))
-        else:
-            chosen.append(upstream)
-    return chosen
-
-
-def is_local_address(host: str) -> bool:
-    """Whether `host` is an address of this machine (only those can be bound)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((host, 0))
-        except OSError:
-            return False
-    return True
-
-
-def make_forwarder(config: Config) -> Forwarder | None:
-    """The forwarder for names outside the cluster zones, or None (they are refused) without upstreams."""
-    addresses = upstream_addresses(config)
-    if not addresses:
-        log.warning("no upstream resolvers: names outside the cluster zones will be refused")
-        return None
-    cache = ForwardCache(config.cache_size, config.max_udp_payload, config.serve_stale, config.prefetch)
-    upstreams = Upstreams(addresses, config.upstream_policy, random.Random())
-    log.info("forwarding names outside the cluster zones to %s (policy %s, cache of %d answers%s%s)",
-             ", ".join(format_address(*a) for a in addresses), config.upstream_policy, config.cache_size,
-             ", prefetch" if config.prefetch else "",
-             f", serve-stale {config.serve_stale:g} s" if config.serve_stale else "")
-    return Forwarder(upstreams, cache, config.max_concurrent)
-
-
 def raise_open_file_limit(config: Config) -> None:
     """Allow a descriptor for every forwarded query and TCP client (the soft limit is often 1024)."""
     wanted = config.max_concurrent + config.max_tcp_connections * len(config.listen) + SPARE_FILES
@@ -207,7 +148,7 @@ async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
     except ConfigError as error:
         raise StartupError(str(error)) from None
     raise_open_file_limit(config)
-    forwarder = make_forwarder(config)
+    forwarder = forwarder_for(config)
     pipeline = Pipeline(config, registry.snapshot, forwarder)
     registry.subscribe(pipeline.publish)
     pipeline.publish(registry.snapshot)

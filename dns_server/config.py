@@ -120,3 +120,8 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise ConfigError(f"{text!r}: {port_text!r} is not a port number")
     return host, int(port_text)
+
+
+def format_address(host: str, port: int) -> str:
+    """The inverse of `parse_hostport`: `1.2.3.4:53` or `[::1]:53`."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

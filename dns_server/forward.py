@@ -30,12 +30,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import socket
 import time
 from typing import Callable, Coroutine
 
 from dns_server.cache import BadReply, Entry, ForwardCache
-from dns_server.upstreams import MAX_FAILS, NoAnswer, Overloaded, Server, Upstreams
+from dns_server.config import MAX_UPSTREAMS, Config, format_address
+from dns_server.upstreams import (
+    DNS_PORT, MAX_FAILS, NoAnswer, Overloaded, Server, Upstreams, loops_back, resolv_conf_nameservers,
+)
 from dns_server.wire import MODE_RD, query_for_key, reply_matches
 
 log = logging.getLogger(__name__)
@@ -224,6 +228,58 @@ class Forwarder:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+
+def upstream_addresses(config: Config) -> list[tuple[str, int]]:
+    """The upstreams to forward to: --upstream, else resolv.conf's nameservers; never ourselves."""
+    if config.upstreams:
+        candidates = list(config.upstreams)
+    else:
+        path = config.resolv_conf
+        try:
+            text = path.read_text(errors="replace")
+        except OSError as error:
+            log.warning("cannot read %s: %s", path, error.strerror or error)
+            return []
+        found, bad = resolv_conf_nameservers(text)
+        for line in bad:
+            log.warning("%s: ignoring %r: not an IP address", path, line)
+        if len(found) > MAX_UPSTREAMS:
+            log.warning("%s lists %d nameservers: using the first %d", path, len(found), MAX_UPSTREAMS)
+        candidates = [(host, DNS_PORT) for host in found[:MAX_UPSTREAMS]]
+    chosen = []
+    for upstream in candidates:
+        if loops_back(upstream, config.listen, is_local_address):
+            log.warning("not forwarding to %s: it is one of our own listen addresses (queries would loop)",
+                        format_address(*upstream))
+        else:
+            chosen.append(upstream)
+    return chosen
+
+
+def is_local_address(host: str) -> bool:
+    """Whether `host` is an address of this machine (only those can be bound)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, 0))
+        except OSError:
+            return False
+    return True
+
+
+def forwarder_for(config: Config) -> Forwarder | None:
+    """The forwarder for names outside the cluster zones, or None (they are refused) without upstreams."""
+    addresses = upstream_addresses(config)
+    if not addresses:
+        log.warning("no upstream resolvers: names outside the cluster zones will be refused")
+        return None
+    cache = ForwardCache(config.cache_size, config.max_udp_payload, config.serve_stale, config.prefetch)
+    upstreams = Upstreams(addresses, config.upstream_policy, random.Random())
+    log.info("forwarding names outside the cluster zones to %s (policy %s, cache of %d answers%s%s)",
+             ", ".join(format_address(*a) for a in addresses), config.upstream_policy, config.cache_size,
+             ", prefetch" if config.prefetch else "",
+             f", serve-stale {config.serve_stale:g} s" if config.serve_stale else "")
+    return Forwarder(upstreams, cache, config.max_concurrent)
 
 
 class QueryIds:
