@@ -326,18 +326,11 @@ class KubeApiStandIn:
     def apply(self, *objects: dict[str, Any]) -> int:
         """Create or replace objects (ADDED or MODIFIED), each at a new resourceVersion; returns the last."""
         with self._cond:
-            for obj in objects:
-                obj = copy.deepcopy(obj)
-                kind = obj["kind"]
-                meta = obj.setdefault("metadata", {})
-                if kind != "Namespace":
-                    meta.setdefault("namespace", "default")
-                key = (meta.get("namespace", ""), meta["name"])
+            for given in objects:
+                kind, key, obj = self._stamped(given)
                 previous = self._objects[kind].get(key)
-                self._version += 1
-                meta["resourceVersion"] = str(self._version)
-                meta.setdefault("uid", previous["metadata"]["uid"] if previous else str(uuid.uuid4()))
-                obj.setdefault("apiVersion", API_VERSIONS[kind])
+                if previous and "uid" not in given.get("metadata", {}):
+                    obj["metadata"]["uid"] = previous["metadata"]["uid"]  # an update keeps the object's uid
                 self._objects[kind][key] = obj
                 self._record(Change(self._version, kind, "MODIFIED" if previous else "ADDED", obj, previous))
             self._cond.notify_all()
@@ -362,18 +355,23 @@ class KubeApiStandIn:
         """Create many objects at once, without history (as if they existed before any watch)."""
         with self._cond:
             for obj in objects:
-                obj = copy.deepcopy(obj)
-                kind = obj["kind"]
-                meta = obj.setdefault("metadata", {})
-                if kind != "Namespace":
-                    meta.setdefault("namespace", "default")
-                self._version += 1
-                meta["resourceVersion"] = str(self._version)
-                meta.setdefault("uid", str(uuid.uuid4()))
-                obj.setdefault("apiVersion", API_VERSIONS[kind])
-                self._objects[kind][(meta.get("namespace", ""), meta["name"])] = obj
+                kind, key, obj = self._stamped(obj)
+                self._objects[kind][key] = obj
             self._compacted = self._version
             self._history, self._history_versions = [], []
+
+    def _stamped(self, obj: dict[str, Any]) -> tuple[str, tuple[str, str], dict[str, Any]]:
+        """A copy of `obj` as the API stores it (namespace, a new resourceVersion, uid, apiVersion), its key."""
+        obj = copy.deepcopy(obj)
+        kind = obj["kind"]
+        meta = obj.setdefault("metadata", {})
+        if kind != "Namespace":
+            meta.setdefault("namespace", "default")
+        self._version += 1
+        meta["resourceVersion"] = str(self._version)
+        meta.setdefault("uid", str(uuid.uuid4()))
+        obj.setdefault("apiVersion", API_VERSIONS[kind])
+        return kind, (meta.get("namespace", ""), meta["name"]), obj
 
     def _record(self, change: Change) -> None:
         self._history.append(change)
