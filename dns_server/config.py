@@ -1,100 +1,372 @@
-"""The one validated configuration, built before anything binds a socket.
+"""The one validated configuration: server blocks, the zones they serve and their plugin settings.
 
-Flags (cli.py) and, later, a Corefile produce the same frozen `Config`; everything downstream
-reads only this.  Defaults carry the precedent they come from.
+A Corefile (`corefile.py` reads its syntax, `directives.py` turns it into settings) and the
+command-line flags (`cli.py`, a flag-started server is one server block) both produce a frozen
+`Config`; everything downstream reads only this.  Pure: no I/O happens here.
+
+Names and zones are written the way the resolver reads them: lower case, no trailing dot, the
+root zone as "".  `zone_text()` gives the spelling CoreDNS prints (`cluster.local.`, `.`).
+Defaults carry the precedent they come from; CoreDNS 1.14 is the precedent unless one is named.
 """
 
 from __future__ import annotations
 
+import enum
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+DEFAULT_PORT = 53
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"  # kubelet --cluster-domain default
-DEFAULT_TTL = 5  # CoreDNS kubernetes plugin default
-MAX_TTL = 3600  # CoreDNS kubernetes plugin upper bound for `ttl`
-DEFAULT_LISTEN = ("0.0.0.0", 53)
+REVERSE_ZONES = ("in-addr.arpa", "ip6.arpa")
+DEFAULT_TTL = 5  # kubernetes plugin `ttl`
+MAX_TTL = 3600  # kubernetes plugin upper bound for `ttl`
+DEFAULT_STARTUP_TIMEOUT = 5.0  # kubernetes plugin `startup_timeout`
+DEFAULT_DNS_SERVICE = ("kube-system", "kube-dns")  # the Service kubeadm creates for cluster DNS
+DEFAULT_BUFSIZE = 1232  # bufsize plugin default; DNS flag day 2020
+MIN_BUFSIZE, MAX_BUFSIZE = 512, 4096  # bufsize plugin bounds
 DEFAULT_TCP_IDLE_TIMEOUT = 8.0  # miekg/dns (CoreDNS's library) idle timeout for TCP
 DEFAULT_MAX_TCP_CONNECTIONS = 1000
-DEFAULT_MAX_UDP_PAYLOAD = 1232  # DNS flag day 2020 recommendation; CoreDNS's bufsize default
-DEFAULT_DNS_SERVICE = ("kube-system", "kube-dns")  # the Service kubeadm creates for cluster DNS
-DEFAULT_MAX_CONCURRENT = 1000  # CoreDNS forward plugin max_concurrent in the default Corefile
-DEFAULT_CACHE_SIZE = 10_000  # CoreDNS cache: 9984 entries by default
-DEFAULT_RESOLV_CONF = Path("/etc/resolv.conf")
-MAX_UPSTREAMS = 15  # CoreDNS forward: at most 15 upstreams
-UPSTREAM_POLICIES = ("random", "round_robin", "sequential")  # CoreDNS forward plugin policies
-POD_MODES = ("disabled", "insecure", "verified")
+MAX_UPSTREAMS = 15  # forward: at most 15 upstreams
+DEFAULT_MAX_FAILS = 2  # forward `max_fails`
+DEFAULT_EXPIRE = 10.0  # forward `expire`: cached upstream connections
+DEFAULT_HEALTH_CHECK = 0.5  # forward `health_check`
+DEFAULT_CACHE_CAPACITY = 9984  # cache: 256 shards of 39 entries
+MIN_CACHE_CAPACITY = 1024  # cache: the smallest capacity it accepts
+MAX_SUCCESS_TTL = 3600  # cache: success TTL cap
+MAX_DENIAL_TTL = 1800  # cache: denial TTL cap
+DEFAULT_MIN_TTL = 5  # cache: MINTTL of success and denial
+DEFAULT_SERVFAIL_TTL = 5.0  # cache `servfail`
+MAX_SERVFAIL_TTL = 300.0  # cache: `servfail` at most 5 minutes
+DEFAULT_PREFETCH_DURATION = 60.0  # cache `prefetch AMOUNT [DURATION]`
+DEFAULT_PREFETCH_PERCENTAGE = 10  # cache `prefetch ... [PERCENTAGE%]`
+DEFAULT_SERVE_STALE = 3600.0  # cache `serve_stale [DURATION]`
+DEFAULT_HOSTS_FILE = Path("/etc/hosts")
+DEFAULT_HOSTS_TTL = 3600  # hosts `ttl`
+DEFAULT_HOSTS_RELOAD = 5.0  # hosts `reload`
+DEFAULT_HEALTH_ADDRESS = ("", 8080)  # health: ":8080", every interface
+DEFAULT_READY_ADDRESS = ("", 8181)  # ready: ":8181"
+DEFAULT_METRICS_ADDRESS = ("localhost", 9153)  # prometheus: loopback only unless an address is given
+DEFAULT_RELOAD_INTERVAL = 30.0  # reload plugin
+DEFAULT_RELOAD_JITTER = 15.0
+DEFAULT_LOG_FORMAT = ('{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" '
+                      '{rcode} {>rflags} {rsize} {duration}')  # log plugin: {common}
 
 
 class ConfigError(ValueError):
-    """A configuration a person must fix; the message is shown as is."""
+    """A configuration a person must fix; the message, which names where, is shown as is."""
+
+
+class PodMode(enum.Enum):
+    """kubernetes `pods`: which `<a-b-c-d>.<ns>.pod.<zone>` names exist."""
+
+    DISABLED = "disabled"  # none (CoreDNS's default)
+    INSECURE = "insecure"  # any address, in a namespace that exists (kubeadm's Corefile)
+    VERIFIED = "verified"  # only the addresses of running pods in that namespace
+
+
+class Policy(enum.Enum):
+    """forward `policy`: the order upstreams are tried in."""
+
+    RANDOM = "random"
+    ROUND_ROBIN = "round_robin"
+    SEQUENTIAL = "sequential"
+
+
+def in_zone(name: str, zone: str) -> bool:
+    """Whether `name` is `zone` or below it (both lower case, no trailing dot; root is "")."""
+    return not zone or name == zone or name.endswith("." + zone)
+
+
+def zone_text(zone: str) -> str:
+    """The zone as CoreDNS prints it: fully qualified, `.` for the root."""
+    return zone + "." if zone else "."
+
+
+def longest_zone(name: str, zones: tuple[str, ...]) -> str | None:
+    """The longest of `zones` that `name` lies in, or None."""
+    best: str | None = None
+    for zone in zones:
+        if in_zone(name, zone) and (best is None or len(zone) > len(best)):
+            best = zone
+    return best
+
+
+def is_reverse_zone(zone: str) -> bool:
+    return any(in_zone(zone, reverse) for reverse in REVERSE_ZONES)
+
+
+@dataclass(frozen=True, slots=True)
+class Fallthrough:
+    """`fallthrough [ZONES...]`: names a plugin passes on when it has no answer for them."""
+
+    zones: tuple[str, ...] | None = None  # None: off; (): every zone
+
+    def covers(self, name: str) -> bool:
+        if self.zones is None:
+            return False
+        return not self.zones or any(in_zone(name, zone) for zone in self.zones)
+
+
+NO_FALLTHROUGH = Fallthrough()
+FALLTHROUGH_ALL = Fallthrough(())
+
+
+@dataclass(frozen=True, slots=True)
+class KubernetesSettings:
+    """The `kubernetes` plugin: which zones it answers from the cluster, and how it reads the cluster."""
+
+    zones: tuple[str, ...]
+    # where the cluster data comes from (one of these, or in-cluster credentials when all are unset)
+    endpoint: str | None = None
+    tls: tuple[str, str, str] | None = None  # CERT KEY CACERT, with `endpoint`
+    kubeconfig: Path | None = None
+    context: str | None = None
+    fixtures: Path | None = None  # our extension: manifests on disk instead of the API
+    watch_file: Path | None = None  # a recorded watch stream replayed on top of `fixtures`
+    # what is read
+    namespaces: tuple[str, ...] = ()
+    labels: str | None = None
+    namespace_labels: str | None = None
+    # how it answers
+    pods: PodMode = PodMode.DISABLED
+    endpoint_pod_names: bool = False
+    ttl: int = DEFAULT_TTL
+    noendpoints: bool = False
+    fallthrough: Fallthrough = NO_FALLTHROUGH
+    ignore_empty_service: bool = False
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    dns_service: tuple[str, str] = DEFAULT_DNS_SERVICE  # answers `ns.dns.<zone>`
+
+    @property
+    def primary_zone(self) -> str:
+        """The zone names are built in (PTR and SRV targets): the first that is not a reverse zone."""
+        for zone in self.zones:
+            if not is_reverse_zone(zone):
+                return zone
+        return self.zones[0]
+
+    @property
+    def source(self) -> SourceSettings:
+        """What decides the watches and the records kept: blocks that agree on it share one registry."""
+        return SourceSettings(self.endpoint, self.tls, self.kubeconfig, self.context, self.fixtures,
+                              self.watch_file, self.namespaces, self.labels, self.namespace_labels,
+                              self.pods is PodMode.VERIFIED, self.endpoint_pod_names, self.noendpoints)
+
+
+@dataclass(frozen=True, slots=True)
+class SourceSettings:
+    """The part of the kubernetes settings that decides one registry and its source."""
+
+    endpoint: str | None
+    tls: tuple[str, str, str] | None
+    kubeconfig: Path | None
+    context: str | None
+    fixtures: Path | None
+    watch_file: Path | None
+    namespaces: tuple[str, ...]
+    labels: str | None
+    namespace_labels: str | None
+    watch_pods: bool
+    endpoint_pod_names: bool
+    noendpoints: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    host: str
+    port: int = DEFAULT_PORT
+
+    def __str__(self) -> str:
+        return format_address(self.host, self.port)
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardSettings:
+    """One `forward FROM TO...` directive (a block may have several, tried in Corefile order)."""
+
+    from_zone: str
+    to: tuple[Upstream, ...]
+    except_zones: tuple[str, ...] = ()
+    force_tcp: bool = False
+    prefer_udp: bool = False
+    max_fails: int = DEFAULT_MAX_FAILS  # 0: never marked down, never probed
+    expire: float = DEFAULT_EXPIRE
+    policy: Policy = Policy.RANDOM
+    health_check: float = DEFAULT_HEALTH_CHECK
+    health_check_rd: bool = True  # `health_check DURATION no_rec` clears it
+    health_check_domain: str = ""  # the probe asks `<domain> IN NS`; "" is the root
+    max_concurrent: int = 0  # 0: unlimited
+    next_rcodes: frozenset[int] = frozenset()  # `next RCODE...`: these pass the query to the next forward
+    failfast_all_unhealthy: bool = False
+    location: str = ""  # `Corefile:12`, for messages about this forward
+
+    def handles(self, name: str) -> bool:
+        """Whether a name is this forward's to send (FROM matches, no `except` zone does)."""
+        return in_zone(name, self.from_zone) and not any(in_zone(name, z) for z in self.except_zones)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """The `cache` plugin.  Cluster answers are always the current snapshot's; this caches forwarded ones."""
+
+    zones: tuple[str, ...] = ()  # (): the block's zones
+    success_capacity: int = DEFAULT_CACHE_CAPACITY
+    success_ttl: int = MAX_SUCCESS_TTL
+    success_min_ttl: int = DEFAULT_MIN_TTL
+    denial_capacity: int = DEFAULT_CACHE_CAPACITY
+    denial_ttl: int = MAX_DENIAL_TTL
+    denial_min_ttl: int = DEFAULT_MIN_TTL
+    prefetch_amount: int = 0  # 0: no prefetch
+    prefetch_duration: float = DEFAULT_PREFETCH_DURATION
+    prefetch_percentage: int = DEFAULT_PREFETCH_PERCENTAGE
+    serve_stale: float = 0.0  # seconds past expiry; 0: off
+    serve_stale_verify: bool = False  # REFRESH_MODE `verify` (else `immediate`)
+    servfail_ttl: float = DEFAULT_SERVFAIL_TTL
+    disable_success: tuple[str, ...] | None = None  # `disable success [ZONES]`; (): every zone
+    disable_denial: tuple[str, ...] | None = None
+    keepttl: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class HostsSettings:
+    """The `hosts` plugin: a hosts file and inline entries."""
+
+    path: Path | None = DEFAULT_HOSTS_FILE
+    zones: tuple[str, ...] = ()  # (): the block's zones
+    inline: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (address, names) from lines in the block
+    ttl: int = DEFAULT_HOSTS_TTL
+    reload: float = DEFAULT_HOSTS_RELOAD  # 0: never re-read
+    fallthrough: Fallthrough = NO_FALLTHROUGH
+    no_reverse: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ConsolidateRule:
+    """errors `consolidate DURATION REGEXP [LEVEL] [show_first]`."""
+
+    duration: float
+    pattern: str
+    level: str = "error"  # warning | error | info | debug
+    show_first: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorsSettings:
+    consolidate: tuple[ConsolidateRule, ...] = ()
+    stacktrace: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LogRule:
+    """One `log [NAMES...] [FORMAT] { class ... }` directive."""
+
+    names: tuple[str, ...] = ("",)  # zones whose queries are logged; the root by default
+    format: str = DEFAULT_LOG_FORMAT
+    classes: frozenset[str] = frozenset({"all"})  # success | denial | error | all
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    address: tuple[str, int] = DEFAULT_HEALTH_ADDRESS  # host "" is every interface
+    lameduck: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadSettings:
+    interval: float = DEFAULT_RELOAD_INTERVAL
+    jitter: float = DEFAULT_RELOAD_JITTER
+
+
+@dataclass(frozen=True, slots=True)
+class ZoneKey:
+    """One key of a server block: a zone on a port."""
+
+    zone: str
+    port: int = DEFAULT_PORT
+
+    def __str__(self) -> str:
+        return f"{zone_text(self.zone)}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerBlock:
+    """One server block: its zones and ports, where it listens, and its plugins."""
+
+    keys: tuple[ZoneKey, ...]
+    bind: tuple[str, ...] = ()  # addresses to listen on; (): every address
+    bufsize: int = DEFAULT_BUFSIZE  # the largest UDP reply we send, and the size our OPT announces
+    kubernetes: KubernetesSettings | None = None
+    hosts: HostsSettings | None = None
+    forward: tuple[ForwardSettings, ...] = ()
+    cache: CacheSettings | None = None
+    loadbalance: bool = False
+    errors: ErrorsSettings | None = None
+    log: tuple[LogRule, ...] = ()
+    health: HealthSettings | None = None
+    ready: tuple[str, int] | None = None
+    prometheus: tuple[str, int] | None = None
+    reload: ReloadSettings | None = None
+    loop: bool = False
+    location: str = ""  # `Corefile:3`, or `flags`
+
+    @property
+    def zones(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(key.zone for key in self.keys))
+
+    @property
+    def ports(self) -> tuple[int, ...]:
+        return tuple(dict.fromkeys(key.port for key in self.keys))
+
+    def zones_on(self, port: int) -> tuple[str, ...]:
+        return tuple(key.zone for key in self.keys if key.port == port)
+
+    @property
+    def handlers(self) -> tuple[str, ...]:
+        """The plugins in this block's query chain, sorted (what `coredns_plugin_enabled` lists)."""
+        present = {"kubernetes": self.kubernetes, "hosts": self.hosts, "forward": self.forward,
+                   "cache": self.cache, "loadbalance": self.loadbalance, "errors": self.errors,
+                   "log": self.log, "prometheus": self.prometheus, "loop": self.loop}
+        return tuple(sorted(name for name, value in present.items() if value))
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    listen: tuple[tuple[str, int], ...] = (DEFAULT_LISTEN,)
-    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN
-    ttl: int = DEFAULT_TTL
-    pods: str = "insecure"
-    endpoint_pod_names: bool = False
-    dns_service: tuple[str, str] = DEFAULT_DNS_SERVICE
-    reverse_fallthrough: bool = True  # unknown reverse names go upstream, as in the default Corefile
-    # sources
-    fixtures: Path | None = None
-    kubeconfig: Path | None = None
-    kube_context: str | None = None
-    namespaces: tuple[str, ...] = ()
-    labels: str | None = None
-    namespace_labels: str | None = None
-    watch_file: Path | None = None
-    # transport
+    """Everything the server runs with."""
+
+    blocks: tuple[ServerBlock, ...]
+    files: tuple[Path, ...] = ()  # the Corefile and every file it imports (what `reload` watches)
+    corefile_hash: str = ""  # SHA512 of the Corefile's text, as the reload plugin reports it
     tcp_idle_timeout: float = DEFAULT_TCP_IDLE_TIMEOUT
     max_tcp_connections: int = DEFAULT_MAX_TCP_CONNECTIONS
-    max_udp_payload: int = DEFAULT_MAX_UDP_PAYLOAD
-    # forwarding
-    upstreams: tuple[tuple[str, int], ...] = ()  # empty: the nameservers of `resolv_conf`, read at start
-    resolv_conf: Path = DEFAULT_RESOLV_CONF
-    upstream_policy: str = "random"
-    max_concurrent: int = DEFAULT_MAX_CONCURRENT
-    cache_size: int = DEFAULT_CACHE_SIZE
-    prefetch: bool = False
-    serve_stale: float = 0.0  # seconds; 0 disables
+    log_level: str = "info"
+    log_format: str = "text"  # text | json: the server's own lines (start-up, sync, reload, shutdown)
+    source: str = "flags"  # where it came from, for messages: a Corefile path or "flags"
 
     def __post_init__(self) -> None:
-        if not self.listen:
-            raise ConfigError("at least one --listen address is needed")
-        if not 0 <= self.ttl <= MAX_TTL:
-            raise ConfigError(f"--ttl must be between 0 and {MAX_TTL}, not {self.ttl}")
-        if self.pods not in POD_MODES:
-            raise ConfigError(f"--pods must be one of {', '.join(POD_MODES)}, not {self.pods!r}")
-        if self.upstream_policy not in UPSTREAM_POLICIES:
-            raise ConfigError(f"--upstream-policy must be one of {', '.join(UPSTREAM_POLICIES)}")
-        if not valid_domain(self.cluster_domain):
-            raise ConfigError(f"--cluster-domain {self.cluster_domain!r} is not a domain name")
-        if self.namespaces and self.namespace_labels:
-            raise ConfigError("--namespaces and --namespace-labels cannot be used together")
-        if self.fixtures is not None and self.kubeconfig is not None:
-            raise ConfigError("--fixtures and --kubeconfig are alternatives: choose one source")
-        if self.kube_context and self.kubeconfig is None:
-            raise ConfigError("--context names a context of the --kubeconfig file: give --kubeconfig too")
-        if self.fixtures is not None and (self.labels or self.namespace_labels):
-            raise ConfigError("--labels and --namespace-labels are selectors the Kubernetes API applies: "
-                              "they need the API source, not --fixtures")
-        if self.watch_file is not None and self.fixtures is None:
-            raise ConfigError("--watch-file replays events on top of --fixtures DIR (an empty directory will do)")
-        if self.max_udp_payload < 512 or self.max_udp_payload > 65535:
-            raise ConfigError("the maximum UDP payload must be between 512 and 65535")
-        if self.max_concurrent < 1 or self.max_tcp_connections < 1 or self.cache_size < 0:
-            raise ConfigError("limits must be positive")
-        if len(self.upstreams) > MAX_UPSTREAMS:
-            raise ConfigError(f"at most {MAX_UPSTREAMS} --upstream servers, not {len(self.upstreams)}")
-        if self.serve_stale < 0:
-            raise ConfigError("--serve-stale cannot be negative")
+        if not self.blocks:
+            raise ConfigError(f"{self.source}: no server blocks")
+        if self.tcp_idle_timeout <= 0 or self.max_tcp_connections < 1:
+            raise ConfigError("the TCP idle timeout and connection limit must be positive")
 
 
 def valid_domain(name: str) -> bool:
-    labels = name.rstrip(".").split(".")
-    return bool(name) and len(name) <= 253 and all(0 < len(label) <= 63 for label in labels)
+    """Whether a lower-case name without trailing dot is a domain name (the root "" is one)."""
+    if not name:
+        return True
+    labels = name.split(".")
+    return len(name) <= 253 and all(0 < len(label) <= 63 for label in labels)
+
+
+def normalize_zone(text: str) -> str:
+    """`Example.ORG.` -> `example.org`; `.` -> "".  Raises ConfigError for a name that is none."""
+    zone = text.strip().lower().rstrip(".")
+    if text.strip() in (".", "") or text.strip().strip(".") == "":
+        return ""
+    if not valid_domain(zone):
+        raise ConfigError(f"zone is not a valid domain name: {text}")
+    return zone
 
 
 def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
@@ -122,6 +394,32 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, bare_seconds: bool = True) -> float:
+    """A Go duration (`1h30m`, `250ms`, `1.5s`; what CoreDNS reads) in seconds; raises ConfigError.
+
+    With `bare_seconds`, a plain number is seconds (as the flags have always taken it).
+    """
+    text = text.strip()
+    if bare_seconds and re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    if text == "0":
+        return 0.0
+    position, total = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if not text or position != len(text):
+        raise ConfigError(f"{text!r} is not a duration (use e.g. 30s, 5m, 1h, 250ms)")
+    return total
+
+
 def format_address(host: str, port: int) -> str:
-    """The inverse of `parse_hostport`: `1.2.3.4:53` or `[::1]:53`."""
+    """The inverse of `parse_hostport`: `1.2.3.4:53` or `[::1]:53` (`:53` for every interface)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+

@@ -1,0 +1,79 @@
+"""What the resolver decides: an `Answer` value, which the encoder turns into a reply.
+
+The outcome names every way a question can end; the encoder derives the rcode and the AA bit from
+it, so an answer cannot say two contradictory things.  Records are plain values (owner names lower
+case, without the trailing dot).  `depends` lists what the answer was read from, so the answer
+table knows which cached replies a change of the cluster invalidates (`snapshot.invalidated`).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Union
+
+from dnslib import RCODE
+
+NOERROR, SERVFAIL, NXDOMAIN, REFUSED = RCODE.NOERROR, RCODE.SERVFAIL, RCODE.NXDOMAIN, RCODE.REFUSED
+
+SrvData = tuple[int, int, int, str]  # priority, weight, port, target
+SoaData = tuple[str, str, int, int, int, int, int]  # mname, rname, serial, refresh, retry, expire, minimum
+RData = Union[str, SrvData, SoaData]
+Dependency = tuple[str, ...]  # see snapshot.py: ("service", ns, name), ("namespace", ns), ...
+
+
+@dataclass(frozen=True, slots=True)
+class RR:
+    """One resource record of class IN: names are lower case, without the trailing dot."""
+
+    name: str
+    rtype: int
+    ttl: int
+    data: RData  # A/AAAA: address; CNAME/NS/PTR: name; TXT: text; SRV: SrvData; SOA: SoaData
+
+
+class Outcome(enum.Enum):
+    """How a question ends.  `rcode` and `authoritative` follow from it."""
+
+    ANSWER = "answer"  # NOERROR with records (after a CNAME, the rcode may be the target's)
+    NODATA = "nodata"  # NOERROR, the name exists without records of the type; SOA in authority
+    NXDOMAIN = "nxdomain"  # the name does not exist; SOA in authority
+    NOT_READY = "not ready"  # would be NXDOMAIN, but the cluster has not been read yet: SERVFAIL
+    SERVFAIL = "servfail"  # nothing can answer (no plugin for the name, a CNAME chain too long)
+    REFUSED = "refused"  # not offered (zone transfers, a class other than IN)
+    FORWARD = "forward"  # not ours: `forward` names the block's forward directive that sends it upstream
+    CHASE = "chase"  # `answer` ends in a CNAME to `chase`, outside the cluster: append the upstream's records
+
+    @property
+    def rcode(self) -> int:
+        return _RCODES[self]
+
+    @property
+    def authoritative(self) -> bool:
+        return self in (Outcome.ANSWER, Outcome.NODATA, Outcome.NXDOMAIN, Outcome.CHASE)
+
+
+_RCODES = {Outcome.ANSWER: NOERROR, Outcome.NODATA: NOERROR, Outcome.NXDOMAIN: NXDOMAIN,
+           Outcome.NOT_READY: SERVFAIL, Outcome.SERVFAIL: SERVFAIL, Outcome.REFUSED: REFUSED,
+           Outcome.FORWARD: NOERROR, Outcome.CHASE: NOERROR}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    outcome: Outcome
+    answer: tuple[RR, ...] = ()
+    authority: tuple[RR, ...] = ()
+    additional: tuple[RR, ...] = ()
+    forward: int = -1  # FORWARD and CHASE: which of the block's `forward` directives (-1: none)
+    chase: str = ""  # CHASE: the CNAME target whose records come from upstream
+    plugin: str = ""  # the plugin that answered ("kubernetes", "hosts"); "" when the server did
+    reason: str = ""  # SERVFAIL: why, for the errors plugin
+    depends: frozenset[Dependency] = frozenset()
+
+    @property
+    def rcode(self) -> int:
+        """The rcode of the reply; after a CNAME chain, the rcode the chain's end gave."""
+        return self.outcome.rcode
+
+
+REFUSE = Answer(Outcome.REFUSED)
