@@ -12,9 +12,7 @@ import enum
 from dataclasses import dataclass
 from typing import Union
 
-from dnslib import RCODE
-
-NOERROR, SERVFAIL, NXDOMAIN, REFUSED = RCODE.NOERROR, RCODE.SERVFAIL, RCODE.NXDOMAIN, RCODE.REFUSED
+from dns_server.wire import NOERROR, NXDOMAIN, REFUSED, SERVFAIL
 
 SrvData = tuple[int, int, int, str]  # priority, weight, port, target
 SoaData = tuple[str, str, int, int, int, int, int]  # mname, rname, serial, refresh, retry, expire, minimum

@@ -1,186 +1,183 @@
-"""The composition root: config -> registry -> sources -> forwarder -> pipeline -> transports.
+"""The composition root: a Config becomes a running server, and its lifecycle until exit.
 
-Start-up order matters: the configuration is already validated; the data source is opened
-before any socket is bound (a broken fixture directory or kubeconfig is an error, not an empty
-zone); the upstreams are chosen and logged; then every listener is bound, and only then does the
-server report itself up.  Fixture files are fully loaded before binding.  The Kubernetes API is
-not waited for: its first listing arrives while the server already answers, cluster names with
-SERVFAIL until every required resource is synced and every other name as usual (forwarded), so a
-slow or unreachable API at start never takes DNS for names outside the cluster down with it.
+Start-up: the configuration is already validated.  `runtime.start` opens every cluster's data
+source (fixture files fully loaded; the Kubernetes API connected, its watches started) and, when a
+kubernetes block asks for it (`startup_timeout`, as CoreDNS), waits that long for the first sync;
+then it binds every listener; then the HTTP endpoints (health, ready, metrics) started, the loop probes
+sent, and only then does the server report itself up.  An unsynced cluster is not waited for
+beyond that: its names answer SERVFAIL until it is read, every other name as usual.
+
+Signals, as CoreDNS: SIGTERM stops after the `health` plugin's lameduck (DNS and /health keep
+answering meanwhile, /ready says "Shutting down"), SIGINT stops at once, SIGHUP and SIGUSR1 reload
+the Corefile.  With `reload`, the Corefile and every file it imports are also checked for changes
+every INTERVAL (plus up to JITTER).  A reload that fails leaves the running configuration serving.
+
 Shutdown runs the other way: listeners close first (cancelling the forwarded queries in flight),
-then sources (the API source's watch threads are stopped and joined), then the forwarder's
-probes and prefetches.
+then sources (the API source's watch threads are stopped and joined), forwarders, HTTP endpoints.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import resource
 import signal
-import socket
 import sys
-import time
-from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Callable
 
-from dns_server.config import Config, ConfigError, format_address
-from dns_server.forward import forwarder_for
-from dns_server.pipeline import Pipeline
-from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE
-from dns_server.registry import Registry, Scope
-from dns_server.scope import FixedNamespaces, SelectedNamespaces
-from dns_server.sources.fixtures import FixtureSource
-from dns_server.sources.replay import read_watch_file
-from dns_server.transport.tcp import TcpServer
-from dns_server.transport.udp import UdpServer
+from dns_server.config import Config, ConfigError, format_address, zone_text
+from dns_server.runtime import Runtime, StartupError, start
 
 log = logging.getLogger("dns_server")
 
-TCP_BACKLOG = 1024
 SPARE_FILES = 256  # descriptors beyond forwarded queries and TCP clients: listeners, logs, the API
+Loader = Callable[[], Config]
 
 
-class StartupError(Exception):
-    """The server cannot start (a busy port, unreadable data): one line for the user."""
+class Server:
+    """The running server: its runtime, its signals, its reloads."""
 
+    def __init__(self, config: Config, loader: Loader | None) -> None:
+        self.config = config
+        self.loader = loader
+        self.runtime: Runtime | None = None
+        self.stopping = asyncio.Event()
+        self.exit_status = 0
+        self._lameduck = False
+        self._reloading = asyncio.Lock()
 
-class Source(Protocol):
-    """What the composition root needs of a data source."""
+    async def serve(self) -> None:
+        """Run until stopped (a signal, or a fatal condition)."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self._terminate)
+        loop.add_signal_handler(signal.SIGINT, self.stopping.set)
+        for signum in (signal.SIGHUP, signal.SIGUSR1):
+            loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.reload("signal")))
+        raise_open_file_limit(self.config)
+        self.runtime = await start(self.config)
+        self.runtime.adopt()
+        announce(self.config, self.runtime)
+        watcher = asyncio.create_task(self._watch_files()) if self._reload_settings() else None
+        try:
+            await self.stopping.wait()
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            await self.runtime.stop_unused(None)
+            log.info("stopped")
 
-    async def run(self) -> None: ...
+    def _terminate(self) -> None:
+        lameduck = max((b.health.lameduck for b in self.config.blocks if b.health is not None), default=0.0)
+        log.info("SIGTERM: Shutting down servers then terminating")
+        if lameduck <= 0 or self._lameduck:
+            self.stopping.set()
+            return
+        self._lameduck = True
+        log.info("plugin/health: Going into lameduck mode for %gs", lameduck)
+        asyncio.get_running_loop().call_later(lameduck, self.stopping.set)
 
-    def summary(self) -> str: ...
+    # -- reload ------------------------------------------------------------------------------------
+    def _reload_settings(self) -> tuple[float, float] | None:
+        settings = [b.reload for b in self.config.blocks if b.reload is not None]
+        if not settings or self.loader is None or not self.config.files:
+            return None
+        return min(s.interval for s in settings), min(s.jitter for s in settings)
 
+    async def _watch_files(self) -> None:
+        """The reload plugin: check the Corefile and its imports every INTERVAL + up to JITTER."""
+        rng = random.Random()
+        seen = _fingerprint(self.config.files)
+        while True:
+            timing = self._reload_settings()
+            if timing is None:
+                return
+            interval, jitter = timing
+            await asyncio.sleep(interval + rng.uniform(0, jitter))
+            now = _fingerprint(self.config.files)
+            if now != seen:
+                seen = now
+                await self.reload("the Corefile changed")
 
-def required_kinds(config: Config) -> frozenset[str]:
-    """The kinds whose first listing must arrive before a cluster name may be called missing."""
-    return frozenset({NAMESPACE, SERVICE, ENDPOINT_SLICE} | ({POD} if config.pods == "verified" else set()))
-
-
-def scope_for(config: Config) -> Scope | None:
-    """The namespace filter every update passes through, if the namespaces are limited."""
-    if config.namespaces:
-        return FixedNamespaces(config.namespaces)
-    if config.namespace_labels:
-        return SelectedNamespaces()
-    return None
-
-
-async def open_source(config: Config, registry: Registry) -> Source:
-    """Fixture files, fully loaded, or the Kubernetes API, connected but not yet listed."""
-    if config.fixtures is not None:
-        overlay = await asyncio.to_thread(read_watch_file, config.watch_file) if config.watch_file else []
-        fixtures = FixtureSource(config.fixtures, registry, overlay=overlay)
-        await asyncio.to_thread(fixtures.load)
-        return fixtures
-    from dns_server.sources.kube import KubeSource, api_client, resources_for  # the client is heavy
-
-    api = await asyncio.to_thread(api_client, config.kubeconfig, config.kube_context)
-    return KubeSource(api, registry, resources_for(config))
-
-
-@dataclass
-class Listeners:
-    udp: list[UdpServer] = field(default_factory=list)
-    tcp: list[TcpServer] = field(default_factory=list)
-    servers: list[asyncio.AbstractServer] = field(default_factory=list)
-
-    def close(self) -> None:
-        for server in self.servers:
-            server.close()
-        for tcp in self.tcp:
-            tcp.close_all()
-        for udp in self.udp:
-            udp.close()
-
-
-async def bind(config: Config, pipeline: Pipeline) -> Listeners:
-    """UDP and TCP on every listen address; raises StartupError naming the address that failed."""
-    loop = asyncio.get_running_loop()
-    listeners = Listeners()
-    try:
-        for host, port in config.listen:
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            udp = UdpServer(pipeline, max_pending=config.max_concurrent * 2)
+    async def reload(self, why: str) -> bool:
+        """Load the configuration again and swap it in; on any error keep serving the old one."""
+        if self.loader is None or self.runtime is None:
+            log.warning("%s: nothing to reload (the server runs from flags)", why)
+            return False
+        async with self._reloading:
+            log.info("Reloading (%s)", why)
             try:
-                udp.open(host, port, family)
-                tcp = TcpServer(pipeline, config.tcp_idle_timeout, config.max_tcp_connections)
-                server = await loop.create_server(tcp.protocol, host, port, family=family,
-                                                  reuse_address=True, backlog=TCP_BACKLOG)
-            except OSError as error:
-                raise StartupError(f"cannot listen on {format_address(host, port)}: {error.strerror or error}")
-            listeners.udp.append(udp)
-            listeners.tcp.append(tcp)
-            listeners.servers.append(server)
-            log.info("listening on %s (UDP and TCP)", format_address(host, port))
-    except BaseException:
-        listeners.close()
-        raise
-    return listeners
+                config = await asyncio.to_thread(self.loader)
+                runtime = await start(config, self.runtime)
+            except (ConfigError, StartupError) as error:
+                log.error("plugin/reload: Corefile changed but reload failed: %s", error)
+                return False
+            old = self.runtime
+            self.config, self.runtime = config, runtime
+            runtime.adopt()
+            await old.stop_unused(runtime)
+            log.info("plugin/reload: Running configuration SHA512 = %s", config.corefile_hash)
+            log.info("Reloading complete")
+            return True
+
+
+def _fingerprint(files: tuple[Path, ...]) -> tuple[tuple[str, bytes], ...]:
+    """The contents of the watched files (a file that cannot be read counts as empty)."""
+    out = []
+    for path in files:
+        try:
+            out.append((str(path), path.read_bytes()))
+        except OSError:
+            out.append((str(path), b""))
+    return tuple(out)
+
+
+def announce(config: Config, runtime: Runtime) -> None:
+    """CoreDNS's start-up lines (one per zone and port), then what each block serves from where."""
+    for block in config.blocks:
+        for key in block.keys:
+            where = f" on {', '.join(block.bind)}" if block.bind else ""
+            log.info("%s:%d%s", zone_text(key.zone), key.port, where)
+    for block in config.blocks:
+        kubernetes = block.kubernetes
+        if kubernetes is not None:
+            cluster = runtime.clusters[kubernetes.source]
+            state = "" if cluster.synced else "; its names answer SERVFAIL until the first sync"
+            log.info("plugin/kubernetes: serving zone %s from %s%s", ", ".join(kubernetes.zones),
+                     cluster.source.summary(), state)
+        for forward in block.forward:
+            log.info("plugin/forward: forwarding names in %s to %s (policy %s%s)", zone_text(forward.from_zone),
+                     ", ".join(str(u) for u in forward.to), forward.policy.value,
+                     f", max_concurrent {forward.max_concurrent}" if forward.max_concurrent else "")
+        if block.cache is not None and block.forward:
+            cache = block.cache
+            log.info("plugin/cache: caching forwarded answers (success %d, denial %d%s%s)", cache.success_capacity,
+                     cache.denial_capacity, ", prefetch" if cache.prefetch_amount else "",
+                     f", serve_stale {cache.serve_stale:g} s" if cache.serve_stale else "")
+    for (host, port) in runtime.listeners:
+        log.info("listening on %s (UDP and TCP)", format_address(host, port))
+    if config.corefile_hash:
+        log.info("plugin/reload: Running configuration SHA512 = %s", config.corefile_hash)
 
 
 def raise_open_file_limit(config: Config) -> None:
     """Allow a descriptor for every forwarded query and TCP client (the soft limit is often 1024)."""
-    wanted = config.max_concurrent + config.max_tcp_connections * len(config.listen) + SPARE_FILES
+    concurrent = sum(f.max_concurrent or 1000 for b in config.blocks for f in b.forward)
+    listeners = sum(len(b.bind or (1, 2)) * len(b.ports) for b in config.blocks)
+    wanted = concurrent + config.max_tcp_connections * listeners + SPARE_FILES
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= wanted:
         return
     new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
     resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
     if new < wanted:
-        log.warning("open files are limited to %d; --max-concurrent and --max-tcp-connections want %d",
-                    new, wanted)
+        log.warning("open files are limited to %d; the forwarders and TCP listeners may want %d", new, wanted)
 
 
-async def serve(config: Config, stop: asyncio.Event | None = None) -> None:
-    """Run the server until `stop` is set (or SIGINT/SIGTERM)."""
-    started = time.monotonic()
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-
-    registry = Registry(required_kinds=required_kinds(config), endpoint_pod_names=config.endpoint_pod_names,
-                        clock=time.time, scope=scope_for(config))
-    try:
-        source = await open_source(config, registry)
-    except ConfigError as error:
-        raise StartupError(str(error)) from None
-    raise_open_file_limit(config)
-    forwarder = forwarder_for(config)
-    pipeline = Pipeline(config, registry.snapshot, forwarder)
-    registry.subscribe(pipeline.publish)
-    pipeline.publish(registry.snapshot)
-    try:
-        listeners = await bind(config, pipeline)
-    except BaseException:
-        if forwarder is not None:
-            await forwarder.close()
-        raise
-    tasks = [asyncio.create_task(source.run(), name="source")]
-    if registry.snapshot.synced:
-        log.info("serving zone %s and reverse zones from %s (ready in %.2f s)",
-                 config.cluster_domain, source.summary(), time.monotonic() - started)
-    else:
-        log.info("serving zone %s and reverse zones from %s; cluster names answer SERVFAIL until the first "
-                 "sync (listening after %.2f s)", config.cluster_domain, source.summary(), time.monotonic() - started)
-    try:
-        await stop.wait()
-        log.info("shutting down")
-    finally:
-        listeners.close()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        if forwarder is not None:
-            await forwarder.close()
-
-
-def run(config: Config, log_level: str = "info") -> int:
+def run(config: Config, loader: Loader | None = None) -> int:
     """Run the server in the foreground; returns the process exit status."""
-    logging.basicConfig(level=log_level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=config.log_level.upper(), stream=sys.stdout, format="[%(levelname)s] %(message)s")
     logging.getLogger("urllib3").setLevel(logging.ERROR)  # the API source logs its own retries, once each
     try:
         import uvloop  # a faster event loop; the server works without it
@@ -188,11 +185,16 @@ def run(config: Config, log_level: str = "info") -> int:
         runner = asyncio.run
     else:
         runner = uvloop.run
+
+    async def main() -> int:
+        server = Server(config, loader)
+        await server.serve()
+        return server.exit_status
+
     try:
-        runner(serve(config))
+        return runner(main())
     except StartupError as error:
         print(f"dns-server: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        pass
-    return 0
+        return 0

@@ -1,51 +1,49 @@
-"""The forwarding cache: upstream replies kept as bytes and served with their TTLs counted down.
+"""The `cache` plugin for forwarded answers: upstream replies kept as bytes, TTLs counted down.
 
-Pure: no clock, no I/O; every call that needs the time takes `now` (monotonic seconds).
+Pure: no clock, no I/O; every call that needs the time takes `now` (monotonic seconds).  Cluster
+and hosts answers never come from here: they are always the current snapshot's (answer_table.py).
 
-Theory of operation.  A reply the forwarder accepted is parsed once, here, when it is stored
-(`prepare`): its ID is zeroed, AA cleared (the answer is not ours), its OPT record replaced by our
-own (OPT is hop-by-hop, RFC 6891 6.1.1: our buffer size, the query's DO bit, no options; none when
-the query had none), and the offset of every TTL field noted.  Serving a hit then costs a dict lookup and, at most once per second of age, a
-copy with those TTL fields rewritten; the pipeline patches in the client's ID and question case.
+Theory of operation.  A reply from upstream is parsed once (`prepare`): its ID zeroed, AA cleared
+(the answer is not ours), its OPT record replaced by our own (OPT is hop-by-hop, RFC 6891 6.1.1:
+our buffer size, the query's DO bit, no options; none when the query had none), and the offset of
+every TTL field noted.  Serving a hit then costs a dict lookup and, at most once per second of age,
+a copy with those TTL fields rewritten; the pipeline patches in the client's ID and question case.
 
-Rules this module keeps:
+Rules this module keeps (CoreDNS's cache plugin; RFC 2308):
 - The key is the pipeline's question key: the lower-cased question plus a mode byte (RD, CD,
   EDNS present, DO).  Replies differ in each of these, so a reply is served only to queries that
   would have received the same one.
-- How long an entry lives (RFC 2308, CoreDNS's cache plugin):
-  positive (NOERROR with answers): the smallest TTL in the reply, at most 3600 s;
-  negative (NXDOMAIN, or NOERROR without answers) with an SOA in the authority section:
-  min(SOA TTL, SOA MINIMUM) (RFC 2308 5), at most 1800 s;
-  SERVFAIL: 5 s; every entry at least 5 s.
-- Not cached: truncated replies, negative replies without an SOA (RFC 2308 5), other rcodes.
-- Served TTLs are min(TTL, lifetime) minus the entry's age, never below 0; an answer served stale
-  (after expiry, within the serve-stale window) carries TTL 30 (RFC 8767 4).
-- Eviction is LRU over a bounded number of entries (cachetools.LRUCache); an expired entry is
-  dropped when it is next looked up past its serve-stale window, or when the LRU evicts it.
+- Success (NOERROR with answers) lives for the smallest TTL in the reply; denial (NXDOMAIN, or
+  NOERROR without answers, with an SOA in the authority section) for min(SOA TTL, SOA MINIMUM)
+  (RFC 2308 5); each capped by its maximum TTL and raised to its minimum TTL; SERVFAIL lives for
+  the `servfail` duration, in the denial cache.  Not cached: truncated replies, negative replies
+  without an SOA, other rcodes, and names outside the cache's zones or in a `disable`d zone.
+- Served TTLs are min(TTL, lifetime) minus the entry's age, never below 0 (with `keepttl`, never
+  counted down); an answer served stale (after expiry, within the `serve_stale` window) carries
+  TTL 0, as CoreDNS serves it.
+- Success and denial entries are kept in two LRU caches of their own capacities
+  (cachetools.LRUCache); an expired entry is dropped when it is next looked up past its serve-stale
+  window, or when its LRU evicts it.
+- Prefetch: an entry asked for `prefetch_amount` times with no gap of `prefetch_duration` is
+  refreshed once less than `prefetch_percentage` of its lifetime is left, or 1 s before expiry.
 """
 
 from __future__ import annotations
 
+import enum
 import struct
 from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
-from dns_server.wire import HEADER_LEN, MODE_DO, MODE_EDNS, OPT, FormErr, skip_name
+from dns_server.config import CacheSettings, in_zone
+from dns_server.wire import (
+    AA, HEADER_LEN, MODE_DO, MODE_EDNS, NOERROR, NXDOMAIN, OPT, SERVFAIL, TC, FormErr, skip_name,
+)
 
-MAX_POSITIVE_TTL = 3600  # CoreDNS cache: success TTL cap
-MAX_NEGATIVE_TTL = 1800  # CoreDNS cache: denial TTL cap
-MIN_TTL = 5  # CoreDNS cache: MINTTL default, for every kind of entry
-SERVFAIL_TTL = 5  # CoreDNS cache: `servfail` default
-STALE_TTL = 30  # RFC 8767 4: the TTL of an answer served stale
-PREFETCH_HITS = 2  # hits without a gap of PREFETCH_GAP that make an entry popular
-PREFETCH_GAP = 60.0  # CoreDNS cache: prefetch DURATION default
-PREFETCH_FRACTION = 0.1  # CoreDNS cache: prefetch when 10% of the lifetime is left ...
-PREFETCH_LAST = 1.0  # ... or, at the latest, 1 s before expiry
-
-NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
 SOA = 6
-_AA, _TC = 0x04, 0x02
+PREFETCH_LAST = 1.0  # CoreDNS cache: prefetch 1 s before expiry at the latest
+STALE_TTL = 0  # CoreDNS serves stale answers with TTL 0
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdlength
@@ -58,16 +56,36 @@ class BadReply(ValueError):
     """An upstream reply that cannot be parsed: it is treated like no reply at all."""
 
 
+class Kind(enum.Enum):
+    """What kind of reply it is, for the cache (CoreDNS's response.Classify)."""
+
+    SUCCESS = "success"
+    DENIAL = "denial"
+    SERVFAIL = "servfail"
+    OTHER = "other"  # never cached
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An upstream reply normalised to be served: ID 0, AA clear, our OPT."""
+
+    wire: bytes
+    ttls: tuple[tuple[int, int], ...]  # (offset of a TTL field, the TTL it had)
+    truncated: bytes  # header with TC, question, OPT: for a UDP client the reply does not fit
+    rcode: int
+    kind: Kind
+    ttl: int  # success: the smallest TTL; denial: min(SOA TTL, SOA MINIMUM); else 0
+
+
 @dataclass(slots=True)
 class Entry:
-    """One upstream reply, normalised, with what is needed to serve it at any age."""
+    """One reply in the cache, with what is needed to serve it at any age."""
 
-    reply: bytes  # ID 0, AA clear, our OPT
-    ttls: tuple[tuple[int, int], ...]  # (offset of a TTL field, the TTL served at age 0)
-    truncated: bytes  # header with TC, question, OPT: for a UDP client the reply does not fit
+    reply: Reply
     stored: float
-    lifetime: int  # seconds; 0: not cacheable
-    hits: int = 0  # hits with no gap of PREFETCH_GAP between them (counted only with prefetch on)
+    lifetime: int  # seconds
+    keepttl: bool = False
+    hits: int = 0  # hits with no gap of the prefetch duration between them (counted only with prefetch)
     last_hit: float = 0.0
     refreshing: bool = False  # a prefetch is under way
     _age: int = field(default=-1, init=False, repr=False)  # the age `_aged` was rendered for
@@ -79,53 +97,102 @@ class Entry:
 
     def render(self, now: float, limit: int, stale: bool = False) -> bytes:
         """The reply as it should be sent at `now` to a client that accepts `limit` bytes."""
-        if len(self.reply) > limit:
-            return self.truncated
+        reply = self.reply
+        if len(reply.wire) > limit:
+            return reply.truncated
         if stale:
             return self._aged_by(None)
-        age = max(int(now - self.stored), 0)
+        age = 0 if self.keepttl else max(int(now - self.stored), 0)
         if age != self._age:
             self._aged = self._aged_by(age)
             self._age = age
         return self._aged
 
     def _aged_by(self, age: int | None) -> bytes:
-        """The reply with every TTL counted down by `age` seconds (None: served stale)."""
-        if not self.ttls:
-            return self.reply
-        out = bytearray(self.reply)
-        for offset, ttl in self.ttls:
-            _U32.pack_into(out, offset, min(ttl, STALE_TTL) if age is None else max(ttl - age, 0))
+        """The reply with every TTL capped by the lifetime and counted down by `age` (None: served stale)."""
+        reply = self.reply
+        if not reply.ttls:
+            return reply.wire
+        out = bytearray(reply.wire)
+        for offset, ttl in reply.ttls:
+            ttl = min(ttl, self.lifetime)
+            _U32.pack_into(out, offset, STALE_TTL if age is None else max(ttl - age, 0))
         return bytes(out)
 
 
 @dataclass(slots=True)
+class CacheStats:
+    """What the cache plugin's metrics count (read when Prometheus scrapes)."""
+
+    requests: int = 0
+    hits_success: int = 0
+    hits_denial: int = 0
+    misses: int = 0
+    prefetches: int = 0
+    drops: int = 0
+    served_stale: int = 0
+    evictions_success: int = 0
+    evictions_denial: int = 0
+
+
+class _Lru(LRUCache[bytes, Entry]):
+    """An LRU cache that counts what it evicts."""
+
+    def __init__(self, maxsize: int, stats: CacheStats, kind: Kind) -> None:
+        super().__init__(maxsize=maxsize)
+        self._stats = stats
+        self._kind = kind
+
+    def popitem(self) -> tuple[bytes, Entry]:
+        item = super().popitem()
+        if self._kind is Kind.SUCCESS:
+            self._stats.evictions_success += 1
+        else:
+            self._stats.evictions_denial += 1
+        return item
+
+
 class ForwardCache:
-    """Upstream replies by question key, at most `size` of them, least recently used evicted first."""
+    """Upstream replies by question key, in a success and a denial LRU (CoreDNS's two caches)."""
 
-    size: int
-    max_payload: int  # the UDP size we announce in the OPT records we serve
-    serve_stale: float = 0.0  # seconds past expiry an entry may still be served when upstreams fail
-    prefetch: bool = False
-    _entries: LRUCache[bytes, Entry] = field(init=False)
+    def __init__(self, settings: CacheSettings, zones: tuple[str, ...], bufsize: int) -> None:
+        self.settings = settings
+        self.zones = settings.zones or zones  # names outside these are not cached
+        self.bufsize = bufsize  # the UDP size we announce in the OPT records we serve
+        self.stats = CacheStats()
+        self._success = _Lru(settings.success_capacity, self.stats, Kind.SUCCESS)
+        self._denial = _Lru(settings.denial_capacity, self.stats, Kind.DENIAL)
 
-    def __post_init__(self) -> None:
-        self._entries = LRUCache(maxsize=max(self.size, 1))
+    @property
+    def prefetch(self) -> bool:
+        return self.settings.prefetch_amount > 0
 
-    def __len__(self) -> int:
-        return len(self._entries)
+    @property
+    def serve_stale(self) -> float:
+        return self.settings.serve_stale
+
+    def entries(self, kind: Kind) -> int:
+        return len(self._success if kind is Kind.SUCCESS else self._denial)
 
     def get(self, key: bytes, now: float) -> Entry | None:
-        """The entry for `key` if it has not expired (counted as a hit)."""
-        entry = self._entries.get(key)
+        """The entry for `key` if it has not expired (counted as a request, and a hit or a miss)."""
+        self.stats.requests += 1
+        entry = self._success.get(key)
+        lru = self._success
         if entry is None:
+            entry = self._denial.get(key)
+            lru = self._denial
+        if entry is None or now >= entry.expires:
+            if entry is not None and now >= entry.expires + self.settings.serve_stale:
+                del lru[key]
+            self.stats.misses += 1
             return None
-        if now >= entry.expires:
-            if now >= entry.expires + self.serve_stale:
-                del self._entries[key]
-            return None
+        if entry.reply.kind is Kind.SUCCESS:
+            self.stats.hits_success += 1
+        else:
+            self.stats.hits_denial += 1
         if self.prefetch:
-            if now - entry.last_hit >= PREFETCH_GAP:
+            if now - entry.last_hit >= self.settings.prefetch_duration:
                 entry.hits = 0
             entry.hits += 1
             entry.last_hit = now
@@ -133,38 +200,68 @@ class ForwardCache:
 
     def stale(self, key: bytes, now: float) -> Entry | None:
         """An expired entry for `key` still inside the serve-stale window (RFC 8767), if any."""
-        entry = self._entries.get(key)
-        if entry is not None and entry.expires <= now < entry.expires + self.serve_stale:
+        entry = self._success.get(key) or self._denial.get(key)
+        if entry is not None and entry.expires <= now < entry.expires + self.settings.serve_stale:
             return entry
         return None
 
     def wants_prefetch(self, entry: Entry, now: float) -> bool:
         """Whether a popular entry is close enough to expiry to be refreshed now (CoreDNS prefetch)."""
-        if not self.prefetch or entry.refreshing or entry.hits < PREFETCH_HITS:
+        if not self.prefetch or entry.refreshing or entry.hits < self.settings.prefetch_amount:
             return False
-        return entry.expires - now <= max(entry.lifetime * PREFETCH_FRACTION, PREFETCH_LAST)
+        left = entry.lifetime * self.settings.prefetch_percentage / 100
+        return entry.expires - now <= max(left, PREFETCH_LAST)
 
-    def store(self, key: bytes, reply: bytes, now: float) -> Entry:
-        """Parse and normalise an upstream reply; keep it when it may be cached.  Raises BadReply."""
-        entry = prepare(reply, now, self.max_payload, key[-1])
-        if entry.lifetime and self.size:
-            self._entries[key] = entry
+    def lifetime(self, reply: Reply, name: str) -> int:
+        """Seconds to keep a reply to a question for `name` (0: do not cache it)."""
+        settings = self.settings
+        if not any(in_zone(name, zone) for zone in self.zones):
+            return 0
+        if reply.kind is Kind.SUCCESS:
+            if _disabled(settings.disable_success, name, self.zones):
+                return 0
+            return max(min(reply.ttl, settings.success_ttl), settings.success_min_ttl)
+        if reply.kind is Kind.DENIAL:
+            if _disabled(settings.disable_denial, name, self.zones):
+                return 0
+            return max(min(reply.ttl, settings.denial_ttl), settings.denial_min_ttl)
+        if reply.kind is Kind.SERVFAIL:
+            return int(settings.servfail_ttl)
+        return 0
+
+    def store(self, key: bytes, name: str, reply: Reply, now: float) -> Entry:
+        """An entry for the reply; kept when it may be cached."""
+        lifetime = self.lifetime(reply, name)
+        entry = Entry(reply, now, lifetime, self.settings.keepttl)
+        if lifetime > 0:
+            (self._success if reply.kind is Kind.SUCCESS else self._denial)[key] = entry
         return entry
 
 
-def prepare(reply: bytes, now: float, max_payload: int, mode: int) -> Entry:
-    """An Entry for an upstream reply to a query of this mode (lifetime 0: not cacheable).  Raises BadReply.
+def _disabled(zones: tuple[str, ...] | None, name: str, default: tuple[str, ...]) -> bool:
+    if zones is None:
+        return False
+    return any(in_zone(name, zone) for zone in zones or default)
+
+
+def uncached(reply: Reply, now: float) -> Entry:
+    """An entry for a reply served once, without a cache: its TTLs as upstream gave them."""
+    return Entry(reply, now, max(reply.ttl, max((ttl for _, ttl in reply.ttls), default=0)))
+
+
+def prepare(reply: bytes, bufsize: int, mode: int) -> Reply:
+    """Normalise an upstream reply to a query of this mode.  Raises BadReply.
 
     The reply gets an OPT record exactly when the query had one (RFC 6891 7), whatever the
     upstream did.
     """
     try:
-        return _prepare(reply, now, max_payload, mode)
+        return _prepare(reply, bufsize, mode)
     except (FormErr, struct.error, IndexError) as error:
         raise BadReply(str(error)) from None
 
 
-def _prepare(reply: bytes, now: float, max_payload: int, mode: int) -> Entry:
+def _prepare(reply: bytes, bufsize: int, mode: int) -> Reply:
     if len(reply) < HEADER_LEN:
         raise BadReply("shorter than a header")
     qdcount, ancount, nscount, arcount = _COUNTS.unpack_from(reply, 4)
@@ -201,35 +298,34 @@ def _prepare(reply: bytes, now: float, max_payload: int, mode: int) -> Entry:
         opt_at = opt_end = i  # ours goes at the end
 
     edns = bool(mode & (MODE_EDNS | MODE_DO))
-    our_opt = _OPT_FIXED.pack(0, OPT, max_payload, ext_rcode, 0, 0x8000 if mode & MODE_DO else 0, 0) if edns else b""
+    our_opt = _OPT_FIXED.pack(0, OPT, bufsize, ext_rcode, 0, 0x8000 if mode & MODE_DO else 0, 0) if edns else b""
     header = bytearray(reply[:HEADER_LEN])
     header[0:2] = b"\x00\x00"
-    header[2] &= ~_AA & 0xFF
+    header[2] &= ~AA & 0xFF
     header[10:12] = _U16.pack(arcount - (opt_end > opt_at) + bool(our_opt))
     # anything after the last record is dropped
     body = reply[HEADER_LEN:opt_at] + our_opt + reply[opt_end:i]
     shift = len(our_opt) - (opt_end - opt_at)
 
     rcode = (reply[3] & 0x0F) | ext_rcode << 4
-    lifetime = _lifetime(rcode, bool(reply[2] & _TC), ancount, soa, [ttl for _, ttl in ttl_fields])
-    ttls = tuple((at + shift if at > opt_at else at, min(ttl, lifetime) if lifetime else ttl)
-                 for at, ttl in ttl_fields)
+    kind, ttl = _classify(rcode, bool(reply[2] & TC), ancount, soa, [ttl for _, ttl in ttl_fields])
+    ttls = tuple((at + shift if at > opt_at else at, ttl_value) for at, ttl_value in ttl_fields)
     truncated = bytearray(header)
-    truncated[2] |= _TC
+    truncated[2] |= TC
     truncated[6:12] = _SECTION_COUNTS.pack(0, 0, 1 if our_opt else 0)
     truncated += reply[HEADER_LEN:question_end] + our_opt
-    return Entry(bytes(header) + body, ttls, bytes(truncated), now, lifetime)
+    return Reply(bytes(header) + body, ttls, bytes(truncated), rcode, kind, ttl)
 
 
-def _lifetime(rcode: int, truncated: bool, ancount: int, soa: tuple[int, int] | None, ttls: list[int]) -> int:
-    """Seconds to keep a reply (0: do not cache it), by the rules in the module docstring."""
+def _classify(rcode: int, truncated: bool, ancount: int, soa: tuple[int, int] | None,
+              ttls: list[int]) -> tuple[Kind, int]:
+    """The reply's kind and the TTL its cache lifetime starts from, by the rules in the module docstring."""
     if truncated:
-        return 0
+        return Kind.OTHER, 0
     if rcode == SERVFAIL:
-        return SERVFAIL_TTL
+        return Kind.SERVFAIL, 0
     if rcode == NOERROR and ancount:
-        return max(min(min(ttls), MAX_POSITIVE_TTL), MIN_TTL)
+        return Kind.SUCCESS, min(ttls)
     if rcode in (NOERROR, NXDOMAIN) and soa is not None:
-        negative = min(soa)  # RFC 2308 5: min(SOA TTL, SOA MINIMUM)
-        return max(min(negative, MAX_NEGATIVE_TTL), MIN_TTL)
-    return 0
+        return Kind.DENIAL, min(soa)  # RFC 2308 5: min(SOA TTL, SOA MINIMUM)
+    return Kind.OTHER, 0

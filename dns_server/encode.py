@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import struct
+from dataclasses import dataclass
 from typing import cast
 
 from dnslib import AAAA as AAAARecord
@@ -23,11 +24,9 @@ from dnslib import RR as WireRR
 from dnslib import DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.dns import RD
 
-from dns_server.resolver import RR, Answer, SoaData, SrvData
+from dns_server.answer import RR, Answer, SoaData, SrvData
 from dns_server.wire import HEADER_LEN, FormErr, Query, name_to_wire
 
-BADVERS = 16  # RFC 6891 9: extended RCODE for an unsupported EDNS version
-MAX_TCP_MESSAGE = 65535  # RFC 1035 4.2.2: two-byte length prefix
 _QR, _AA, _RD, _RA, _CD = 0x8000, 0x0400, 0x0100, 0x0080, 0x0010
 _HEADER = struct.Struct("!HHHHHH")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdlength
@@ -76,7 +75,7 @@ def build(query: Query, rcode: int, answer: Answer | None, max_payload: int) -> 
     """
     qname = question_label(query)
     header = DNSHeader(id=query.id, qr=1, opcode=query.opcode, rd=(query.flags >> 8) & 1, ra=1,
-                       aa=int(bool(answer and answer.authoritative)), rcode=rcode & 0xF)
+                       aa=int(bool(answer and answer.outcome.authoritative)), rcode=rcode & 0xF)
     header.cd = (query.flags >> 4) & 1
     message = DNSRecord(header, q=DNSQuestion(qname, query.qtype, query.qclass))
     if answer is not None:
@@ -92,15 +91,45 @@ def build(query: Query, rcode: int, answer: Answer | None, max_payload: int) -> 
     return message
 
 
-def encode(query: Query, answer: Answer, max_payload: int) -> bytes:
-    """Wire form of an answer (never truncated: see `truncate`)."""
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    wire: bytes
+    serial_at: int  # offset of the SOA serial, -1 if none
+
+
+def encode(query: Query, answer: Answer, max_payload: int) -> Encoded:
+    """Wire form of an answer (never truncated: see `fit`)."""
     if not answer.answer and not answer.additional and len(answer.authority) == 1 \
             and answer.authority[0].rtype == QTYPE.SOA:
         try:
-            return _negative(query, answer, max_payload)
+            wire = _negative(query, answer, max_payload)
+            return Encoded(wire, _serial_at(wire))
         except FormErr:
             pass  # a zone name we cannot write by hand: dnslib can
-    return bytes(build(query, answer.rcode, answer, max_payload).pack())
+    wire = bytes(build(query, answer.rcode, answer, max_payload).pack())
+    return Encoded(wire, _serial_at(wire))
+
+
+def _serial_at(wire: bytes) -> int:
+    parsed = DNSRecord.parse(wire)
+    for rr in parsed.rr + parsed.auth:
+        if rr.rtype == QTYPE.SOA:
+            serial = rr.rdata.times[0]
+            return wire.find(struct.pack("!I", serial), HEADER_LEN)
+    return -1
+
+
+def patch_serial(wire: bytes, serial_at: int, serial: int) -> bytes:
+    return wire[:serial_at] + struct.pack("!I", serial) + wire[serial_at + 4:]
+
+
+def fit(wire: bytes, limit: int) -> bytes:
+    """Cut to `limit` bytes: additional records first, then everything (TC)."""
+    question_len = len(DNSRecord.parse(wire).questions[0].qname.idna()) + 1 + 4
+    lean = without_additional(wire, question_len)
+    if len(lean) <= limit:
+        return lean
+    return truncate(wire, question_len)
 
 
 def _negative(query: Query, answer: Answer, max_payload: int) -> bytes:
@@ -111,7 +140,7 @@ def _negative(query: Query, answer: Answer, max_payload: int) -> bytes:
     """
     soa = answer.authority[0]
     mname, rname, *times = cast(SoaData, soa.data)
-    flags = (_QR | query.opcode << 11 | (_AA if answer.authoritative else 0) | (query.flags & (_RD | _CD)) | _RA
+    flags = (_QR | query.opcode << 11 | (_AA if answer.outcome.authoritative else 0) | (query.flags & (_RD | _CD)) | _RA
              | answer.rcode & 0xF)
     message = bytearray(_HEADER.pack(query.id, flags, 1, 0, 1, 1 if query.edns else 0))
     message += query.key  # the question, in lower case (the pipeline puts the query's case back)

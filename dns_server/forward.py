@@ -1,10 +1,9 @@
-"""Asking the upstream resolvers, with the forwarding cache in front: the pipeline's `Upstream`.
+"""One `forward` directive: its upstreams, their health, and the exchanges with them.
 
-Theory of operation.  The pipeline asks `cached()` on its hot path, synchronously: a hit costs a
-dict lookup and no task.  On a miss the transport runs `forward()` as a task, which
-- refuses at once (Overloaded -> REFUSED) when `max_concurrent` forwarded queries are in flight,
-  as CoreDNS's forward plugin does;
-- shares one upstream exchange among identical questions in flight;
+Theory of operation.  `exchange()` sends one question (given as a question key) upstream and
+returns the upstream's reply as it came.  It
+- refuses at once (Overloaded -> REFUSED) when `max_concurrent` exchanges are in flight, as
+  CoreDNS's forward plugin does;
 - builds the upstream query from the question key alone (wire.query_for_key): a fresh random ID,
   the client's RD and CD bits, and, when the client sent EDNS, an OPT with its buffer size and DO
   bit (RFC 6891);
@@ -12,17 +11,15 @@ dict lookup and no task.  On a miss the transport runs `forward()` as a task, wh
   (CoreDNS's forward plugin), cycling through the list again while time is left; an upstream that
   refuses the connection is not asked again for this query;
 - goes over UDP, retrying over TCP when the reply is truncated, or over TCP from the start when
-  the client came over TCP (RFC 7766 6.2.1.1);
+  the client came over TCP (RFC 7766 6.2.1.1); `force_tcp` always uses TCP, `prefer_udp` always
+  starts with UDP;
 - over UDP, shares one connected socket per upstream among the queries in flight (each with an
-  unpredictable ID of its own), replaced every 10 s as CoreDNS replaces its upstream connections,
-  so the source port changes too (RFC 5452 9.2); a reply whose ID or question does not match a
-  query in flight is discarded (RFC 5452 9.1);
-- stores what it got in the cache and returns it with its TTLs as of now; when nothing answered
-  in time it serves a stale entry if serve-stale allows one, else raises NoAnswer (-> SERVFAIL).
-Every failure counts against the upstream; one that is marked down is probed with `. NS` every
-0.5 s until it answers.  Prefetch (optional) refreshes popular entries in the background shortly
-before they expire; serve-stale (optional) answers from expired entries while every upstream is
-down.
+  unpredictable ID of its own), replaced every `expire` seconds as CoreDNS replaces its upstream
+  connections, so the source port changes too (RFC 5452 9.2); a reply whose ID or question does not
+  match a query in flight is discarded (RFC 5452 9.1).
+Every failure counts against the upstream; one that is marked down is probed with `<domain> NS`
+every `health_check` seconds until it answers.  The cache, prefetch and serve-stale are the
+block's (outbound.py).
 """
 
 from __future__ import annotations
@@ -33,84 +30,89 @@ import os
 import random
 import socket
 import time
-from typing import Callable, Coroutine
+from typing import Callable, Coroutine, Protocol
 
-from dns_server.cache import BadReply, Entry, ForwardCache
-from dns_server.config import MAX_UPSTREAMS, Config, format_address
-from dns_server.upstreams import (
-    DNS_PORT, MAX_FAILS, NoAnswer, Overloaded, Server, Upstreams, loops_back, resolv_conf_nameservers,
-)
-from dns_server.wire import MODE_RD, query_for_key, reply_matches
+from dns_server.config import ForwardSettings
+from dns_server.upstreams import NoAnswer, Overloaded, Server, Upstreams
+from dns_server.wire import MODE_RD, name_to_wire, query_for_key, reply_matches
 
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 2.0  # CoreDNS forward: read timeout per upstream
 DEADLINE = 5.0  # CoreDNS forward: the overall timeout of one forwarded query
-PROBE_INTERVAL = 0.5  # CoreDNS forward: health_check default
-CHANNEL_LIFETIME = 10.0  # CoreDNS forward: `expire` of its cached upstream connections
 MIN_WAIT = 0.01  # no new attempt with less time left (uvloop's timers have 1 ms resolution)
 MAX_MESSAGE = 65535
 MAX_READS = 64  # datagrams read per readiness callback before the loop gets a turn
 ID_BATCH = 2048  # random bytes fetched at once: IDs for 1024 queries per system call
-PROBE_KEY = b"\x00\x00\x02\x00\x01" + bytes((MODE_RD,))  # `. NS IN`, as CoreDNS's health check asks
 _TC = 0x02
+NS_IN = b"\x00\x02\x00\x01"
+
+
+class ProxyMetrics(Protocol):
+    """What the forwarder reports to the metrics (coredns_proxy_*, coredns_forward_*)."""
+
+    def request(self, to: str, rcode: int | None, seconds: float) -> None:
+        """One exchange with an upstream; rcode None when it failed (no reply)."""
+
+    def health_failure(self, to: str) -> None: ...
+
+    def rejected(self) -> None:
+        """A query refused because `max_concurrent` exchanges were in flight."""
+
+    def broken(self) -> None:
+        """Every upstream was down: one was tried at random."""
+
+
+class _NoMetrics:
+    def request(self, to: str, rcode: int | None, seconds: float) -> None:
+        pass
+
+    def health_failure(self, to: str) -> None:
+        pass
+
+    def rejected(self) -> None:
+        pass
+
+    def broken(self) -> None:
+        pass
 
 
 class Forwarder:
-    """Forwards questions to the upstreams and caches the replies."""
+    """Sends questions to the upstreams of one `forward` directive."""
 
-    def __init__(self, upstreams: Upstreams, cache: ForwardCache, max_concurrent: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.upstreams = upstreams
-        self.cache = cache
-        self.max_concurrent = max_concurrent
+    def __init__(self, settings: ForwardSettings, rng: random.Random | None = None,
+                 metrics: ProxyMetrics | None = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.upstreams = Upstreams([(u.host, u.port) for u in settings.to], settings.policy, rng or random.Random(),
+                                   settings.max_fails, settings.failfast_all_unhealthy)
+        self.metrics: ProxyMetrics = metrics or _NoMetrics()
         self._clock = clock
         self._in_flight = 0
-        self._shared: dict[bytes, asyncio.Future[Entry]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._probes: dict[Server, asyncio.Task[None]] = {}
         self._channels: dict[Server, UdpChannel] = {}
         self._ids = QueryIds()
-
-    # -- the pipeline's interface --------------------------------------------------------------
-    def cached(self, key: bytes, limit: int) -> bytes | None:
-        """A cached reply for the question key, fitting `limit` bytes (ID 0, question lower case)."""
-        cache = self.cache
-        now = self._clock()
-        entry = cache.get(key, now)
-        if entry is not None:
-            if cache.prefetch and cache.wants_prefetch(entry, now) and not self.saturated():
-                entry.refreshing = True
-                self._spawn(self._refresh(key))
-            return entry.render(now, limit)
-        if cache.serve_stale and self.upstreams.all_down():
-            stale = cache.stale(key, now)
-            if stale is not None:
-                return stale.render(now, limit, stale=True)
-        return None
+        self._probe_key = name_to_wire(settings.health_check_domain) + NS_IN + bytes(
+            (MODE_RD if settings.health_check_rd else 0,))
 
     def saturated(self) -> bool:
-        """Whether a new forwarded query would be refused."""
-        return self._in_flight >= self.max_concurrent
+        """Whether a new exchange would be refused."""
+        limit = self.settings.max_concurrent
+        return bool(limit) and self._in_flight >= limit
 
-    async def forward(self, key: bytes, payload: int, via_tcp: bool, limit: int) -> bytes:
-        """The upstream reply for the question key, fitting `limit` bytes; raises Overloaded or NoAnswer."""
-        if self._in_flight >= self.max_concurrent:
+    async def exchange(self, key: bytes, payload: int, via_tcp: bool) -> bytes:
+        """The upstream reply for the question key; raises Overloaded or NoAnswer."""
+        if self.saturated():
+            self.metrics.rejected()
             raise Overloaded()
         self._in_flight += 1
         try:
-            entry = await self._resolve(key, payload, via_tcp)
-        except NoAnswer:
-            stale = self.cache.stale(key, self._clock())
-            if stale is None:
-                raise
-            return stale.render(self._clock(), limit, stale=True)
+            return await self._ask_upstreams(key, payload, via_tcp)
         finally:
             self._in_flight -= 1
-        return entry.render(self._clock(), limit)
 
     async def close(self) -> None:
-        """Stop probing and prefetching, close the upstream sockets."""
+        """Stop probing, close the upstream sockets."""
         tasks = list(self._background)
         for task in tasks:
             task.cancel()
@@ -119,29 +121,18 @@ class Forwarder:
             channel.close()
         self._channels.clear()
 
-    # -- resolution ----------------------------------------------------------------------------
-    async def _resolve(self, key: bytes, payload: int, via_tcp: bool) -> Entry:
-        shared = self._shared.get(key)
-        if shared is not None:
-            return await asyncio.shield(shared)
-        future: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
-        self._shared[key] = future
-        try:
-            entry = await self._ask_upstreams(key, payload, via_tcp)
-        except BaseException as error:
-            future.set_exception(error if isinstance(error, NoAnswer) else NoAnswer())
-            future.exception()  # retrieved: no "never retrieved" warning when nobody else waited
-            raise
-        finally:
-            del self._shared[key]
-        future.set_result(entry)
-        return entry
-
-    async def _ask_upstreams(self, key: bytes, payload: int, via_tcp: bool) -> Entry:
+    # -- exchanges -----------------------------------------------------------------------------
+    async def _ask_upstreams(self, key: bytes, payload: int, via_tcp: bool) -> bytes:
         template = query_for_key(key, 0, payload)
         question_len = len(key) - 1
         deadline = self._clock() + DEADLINE
         candidates = self.upstreams.order()
+        if not candidates:
+            raise NoAnswer("no healthy upstream (failfast_all_unhealthy_upstreams)")
+        if all(server.down for server in candidates):
+            self.metrics.broken()
+        tcp = self.settings.force_tcp or (via_tcp and not self.settings.prefer_udp)
+        reason = "no upstream answered"
         turn = 0
         while candidates:
             now = self._clock()
@@ -149,28 +140,32 @@ class Forwarder:
                 break
             server = candidates[turn % len(candidates)]
             try:
-                reply = await self._exchange(server, template, question_len, via_tcp, deadline)
-                entry = self.cache.store(key, reply, self._clock())
+                reply = await self._exchange(server, template, question_len, tcp, deadline)
             except TimeoutError:
+                reason = f"read {'tcp' if tcp else 'udp'} {server}: i/o timeout"
                 log.debug("upstream %s: no answer within %.1f s", server, min(READ_TIMEOUT, deadline - now))
+                self.metrics.request(str(server), None, self._clock() - now)
                 self._failed(server)
                 turn += 1
-            except (OSError, BadReply) as error:
+            except OSError as error:
+                reason = f"{'tcp' if tcp else 'udp'} {server}: {error.strerror or error}"
                 log.debug("upstream %s: %s", server, error)
+                self.metrics.request(str(server), None, self._clock() - now)
                 self._failed(server)
                 candidates.remove(server)
             else:
+                self.metrics.request(str(server), reply[3] & 0x0F, self._clock() - now)
                 self._succeeded(server)
-                return entry
-        raise NoAnswer()
+                return reply
+        raise NoAnswer(reason)
 
-    async def _exchange(self, server: Server, query: bytes, question_len: int, via_tcp: bool,
+    async def _exchange(self, server: Server, query: bytes, question_len: int, tcp: bool,
                         deadline: float) -> bytes:
         """One upstream's reply: over UDP, or TCP when asked or when the UDP reply is truncated.
 
         `query` gets a fresh unpredictable ID for every exchange (RFC 5452 9.2).
         """
-        if not via_tcp:
+        if not tcp:
             reply = await self._channel(server).ask(query, question_len, self._ids, self._timeout(deadline))
             if not reply[2] & _TC:
                 return reply
@@ -178,10 +173,10 @@ class Forwarder:
         return await _tcp(server, query, question_len, self._timeout(deadline))
 
     def _channel(self, server: Server) -> UdpChannel:
-        """The server's UDP channel, replaced once it is CHANNEL_LIFETIME old."""
+        """The server's UDP channel, replaced once it is `expire` seconds old."""
         channel = self._channels.get(server)
         loop = asyncio.get_running_loop()
-        if channel is None or channel.closed or loop.time() - channel.opened >= CHANNEL_LIFETIME:
+        if channel is None or channel.closed or loop.time() - channel.opened >= self.settings.expire:
             if channel is not None:
                 channel.retire()
             channel = self._channels[server] = UdpChannel(server, loop)
@@ -190,21 +185,11 @@ class Forwarder:
     def _timeout(self, deadline: float) -> float:
         return max(min(READ_TIMEOUT, deadline - self._clock()), 0.0)
 
-    async def _refresh(self, key: bytes) -> None:
-        """Prefetch: ask upstream again for a popular entry about to expire."""
-        self._in_flight += 1
-        try:
-            await self._resolve(key, self.cache.max_payload, False)
-        except NoAnswer:
-            pass  # the entry expires as it would have without prefetch
-        finally:
-            self._in_flight -= 1
-
     # -- health --------------------------------------------------------------------------------
     def _failed(self, server: Server) -> None:
         if self.upstreams.failed(server) and server not in self._probes:
-            log.warning("upstream %s failed %d times in a row: marked down, probing it with '. NS'",
-                        server, MAX_FAILS)
+            log.warning("upstream %s failed %d times in a row: marked down, probing it every %g s",
+                        server, server.max_fails, self.settings.health_check)
             task = self._spawn(self._probe(server))
             self._probes[server] = task
             task.add_done_callback(lambda _: self._probes.pop(server, None))
@@ -214,12 +199,13 @@ class Forwarder:
             log.info("upstream %s answers again", server)
 
     async def _probe(self, server: Server) -> None:
-        query = query_for_key(PROBE_KEY, 0, 0)
+        query = query_for_key(self._probe_key, 0, 0)
         while server.down:
-            await asyncio.sleep(PROBE_INTERVAL)
+            await asyncio.sleep(self.settings.health_check)
             try:
-                await self._channel(server).ask(query, len(PROBE_KEY) - 1, self._ids, READ_TIMEOUT)
+                await self._channel(server).ask(query, len(self._probe_key) - 1, self._ids, READ_TIMEOUT)
             except OSError:  # TimeoutError included
+                self.metrics.health_failure(str(server))
                 continue
             self._succeeded(server)  # any reply will do, whatever its rcode (as in CoreDNS)
 
@@ -228,58 +214,6 @@ class Forwarder:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
-
-
-def upstream_addresses(config: Config) -> list[tuple[str, int]]:
-    """The upstreams to forward to: --upstream, else resolv.conf's nameservers; never ourselves."""
-    if config.upstreams:
-        candidates = list(config.upstreams)
-    else:
-        path = config.resolv_conf
-        try:
-            text = path.read_text(errors="replace")
-        except OSError as error:
-            log.warning("cannot read %s: %s", path, error.strerror or error)
-            return []
-        found, bad = resolv_conf_nameservers(text)
-        for line in bad:
-            log.warning("%s: ignoring %r: not an IP address", path, line)
-        if len(found) > MAX_UPSTREAMS:
-            log.warning("%s lists %d nameservers: using the first %d", path, len(found), MAX_UPSTREAMS)
-        candidates = [(host, DNS_PORT) for host in found[:MAX_UPSTREAMS]]
-    chosen = []
-    for upstream in candidates:
-        if loops_back(upstream, config.listen, is_local_address):
-            log.warning("not forwarding to %s: it is one of our own listen addresses (queries would loop)",
-                        format_address(*upstream))
-        else:
-            chosen.append(upstream)
-    return chosen
-
-
-def is_local_address(host: str) -> bool:
-    """Whether `host` is an address of this machine (only those can be bound)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        try:
-            sock.bind((host, 0))
-        except OSError:
-            return False
-    return True
-
-
-def forwarder_for(config: Config) -> Forwarder | None:
-    """The forwarder for names outside the cluster zones, or None (they are refused) without upstreams."""
-    addresses = upstream_addresses(config)
-    if not addresses:
-        log.warning("no upstream resolvers: names outside the cluster zones will be refused")
-        return None
-    cache = ForwardCache(config.cache_size, config.max_udp_payload, config.serve_stale, config.prefetch)
-    upstreams = Upstreams(addresses, config.upstream_policy, random.Random())
-    log.info("forwarding names outside the cluster zones to %s (policy %s, cache of %d answers%s%s)",
-             ", ".join(format_address(*a) for a in addresses), config.upstream_policy, config.cache_size,
-             ", prefetch" if config.prefetch else "",
-             f", serve-stale {config.serve_stale:g} s" if config.serve_stale else "")
-    return Forwarder(upstreams, cache, config.max_concurrent)
 
 
 class QueryIds:

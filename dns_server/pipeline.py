@@ -1,23 +1,26 @@
-"""One pipeline for every transport: `handle(wire, via_tcp) -> bytes | Forward | None`.
+"""One listener's query path: `handle(data, via_tcp) -> bytes | Forward | None`, for UDP and TCP alike.
 
-Theory of operation.  Answers are a pure function of (question, snapshot), so the pipeline keeps,
-per snapshot, the encoded reply for every question it has answered.  The hot path reads only the
-header and the question, builds the cache key (the question with its name lower-cased, plus a
-byte for the EDNS mode and the RD/CD flags), and on a hit patches in the query's ID and question
-case and returns.  On a miss it decodes the query properly, resolves, encodes, stores, and
-returns.  In front of that, a UDP reply is also kept under the exact bytes of its query after the
-ID: stub resolvers send the same bytes for the same question, so most queries are answered by one
-dict lookup and a concatenation, without reading the question at all.  A new snapshot from the
-registry replaces both caches as a whole (one assignment), so a reply never mixes two snapshots.
+Theory of operation.  A query goes one way:
+1. `exact`: the reply already sent for these exact query bytes (after the ID): one dict lookup, the
+   query's ID in front, done.  Stub resolvers repeat themselves, so this answers most queries.
+2. the question key (the question with its name lower-cased, plus a mode byte for RD, CD, EDNS
+   and DO), read from the raw bytes without decoding the message: the answer table's entry for it,
+   cut to the client's UDP limit, with the query's ID and the question's case patched in.  An entry
+   whose answer comes from upstream sends the question to its block's outbound side, whose cache
+   may answer at once.
+3. the slow path: the query decoded properly (FORMERR, NOTIMP, BADVERS and a class other than IN
+   are decided here, where messages enter), routed to the server block with the longest zone that
+   covers the name (none: REFUSED), resolved by the pure resolver against the block's view of its
+   registry, encoded, and kept in the answer table.
+Whatever the slow path cannot finish at once (an upstream exchange) comes back as `Forward`, which
+the transport completes with `complete()` as a bounded task.
 
-Questions outside the cluster zones are answered by the forwarder (the `Upstream`).  The
-per-snapshot cache marks such a question with an empty reply, so the hot path goes straight to
-the forwarder's own cache; on a hit the reply is patched and returned like any other, without a
-task.  Only a miss comes back as `Forward`, which the transport finishes with `complete()` as a
-bounded task.  The resolver is still asked first for every question after a snapshot change, so
-a name the cluster starts to own (a reverse name of a new ClusterIP) is never answered from the
-forwarder's cache.  Everything that escapes as an exception is a bug: the query gets SERVFAIL and
-a rate-limited log line with the traceback.
+The table keeps answers across snapshots: a registry publication reaches `publish()` through the
+event loop and drops only the answers that change touches (answer_table.py).  Everything that
+escapes as an exception is a bug: the query gets SERVFAIL and a rate-limited log line.
+
+Counting for the `prometheus` plugin is per answer: each exact reply carries the `Tally` of its
+label set, so a counted query costs a clock read and a few increments (metered listeners only).
 """
 
 from __future__ import annotations
@@ -25,47 +28,80 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from time import perf_counter
+from typing import Callable, Protocol
 
 from dnslib import DNSRecord
 
-from dns_server.config import Config
-from dns_server.encode import (
-    BADVERS, MAX_TCP_MESSAGE, build, encode, error_reply, truncate, without_additional,
-)
-from dns_server.resolver import REFUSED, SERVFAIL, Answer, resolve
-from dns_server.snapshot import Snapshot
+from dns_server.answer import Answer, Outcome
+from dns_server.answer_table import AnswerTable, Entry, View
+from dns_server.config import ServerBlock, longest_zone, zone_text
+from dns_server.encode import encode, error_reply, fit
+from dns_server.outbound import CACHE, FORWARD, Outbound
+from dns_server.resolver import HostsTable, resolve
+from dns_server.snapshot import Change
 from dns_server.upstreams import NoAnswer, Overloaded
 from dns_server.wire import (
-    HEADER_LEN, NO_EDNS_PAYLOAD, Drop, FormErr, Query, decode_query, header_only_reply, name_to_wire,
-    question_end,
+    BADVERS, CLASS_IN, FORMERR, HEADER_LEN, MAX_TCP_MESSAGE, MODE_DO, NO_EDNS_PAYLOAD, NOTIMP, OPCODE_QUERY,
+    REFUSED, SERVFAIL, Drop, FormErr, Query, decode_query, header_only_reply, name_to_wire, question_end,
+    question_key,
 )
 
 log = logging.getLogger(__name__)
 
-FORMERR, NOTIMP = 1, 4
-OPCODE_QUERY = 0
-MAX_CACHED_ANSWERS = 100_000  # per snapshot; the cache is dropped and refilled past this
 _OPT_PREFIX = b"\x00\x00\x29"  # root owner name, type OPT
 _DO_BIT = 0x80  # in the high byte of the OPT flags
-FORWARDED = b""  # in the per-snapshot cache: this question's answer comes from the forwarder
+DROPPED = "dropped"  # the metrics zone of queries no block takes (CoreDNS's vars.Dropped)
+FIRST_BUCKET = 0.00025  # the first bucket of CoreDNS's TimeBuckets
 
 
-class Upstream(Protocol):
-    """What the pipeline needs from the forwarder (dns_server.forward.Forwarder).
+class Tally(Protocol):
+    """metrics.Tally: the queries of one label set."""
 
-    Questions are given as cache keys (`Pipeline.cache_key`); replies come back with ID 0 and the
-    question in lower case, already cut to `limit` bytes (truncated, TC set, when they do not fit).
-    """
+    count: int
+    seconds: float
 
-    def cached(self, key: bytes, limit: int) -> bytes | None:
-        """A cached reply, without I/O, or None."""
+    def add_slow(self, seconds: float) -> None: ...
 
-    def saturated(self) -> bool:
-        """Whether a new forwarded query would be refused."""
 
-    async def forward(self, key: bytes, payload: int, via_tcp: bool, limit: int) -> bytes:
-        """The upstream reply; raises Overloaded or NoAnswer."""
+class QueryMetrics(Protocol):
+    """metrics.QueryMetrics: finds the Tally of a label set."""
+
+    def tally(self, server: str, zone: str, view: str, proto: str, family: str, qtype: int, rcode: int,
+              plugin: str, do: bool, request_size: int, response_size: int) -> Tally: ...
+
+
+ErrorReporter = Callable[[int, str, int, str], None]  # rcode, name, qtype, reason (the errors plugin)
+
+
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """What metrics know of an answer: fixed per question."""
+
+    zone: str  # the block's zone the name fell in, as CoreDNS prints it, or "dropped"
+    plugin: str  # the plugin that wrote the reply ("" for the server)
+
+
+class Block:
+    """One server block as the pipeline runs it: settings, registry view, hosts table, outbound side."""
+
+    def __init__(self, settings: ServerBlock, view: View, outbound: Outbound | None = None,
+                 hosts: HostsTable | None = None, errors: ErrorReporter | None = None) -> None:
+        self.settings = settings
+        self.view = view
+        self.outbound = outbound
+        self.hosts = hosts
+        self.errors = errors
+        self.bufsize = settings.bufsize
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardTarget:
+    """Where a forwarded question goes: a block's outbound side and its forward directive."""
+
+    outbound: Outbound
+    index: int
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,219 +110,250 @@ class Forward:
 
     data: bytes
     query: Query
-    answer: Answer  # FORWARD, or an answer ending in a CNAME whose target lies outside the cluster
+    answer: Answer  # FORWARD, or CHASE: an answer ending in a CNAME whose target lies outside the cluster
     via_tcp: bool
+    block: Block
+    zone: str
 
 
 class Pipeline:
-    def __init__(self, config: Config, snapshot: Snapshot, upstream: Upstream | None = None) -> None:
-        self.config = config
-        self.upstream = upstream
-        self._max_payload = config.max_udp_payload
-        # the snapshot, its answers by question key, and its final UDP replies by query bytes after the ID
-        self._state: tuple[Snapshot, dict[bytes, bytes], dict[bytes, bytes]] = (snapshot, {}, {})
+    """The query path of one listener (an address and port, UDP and TCP)."""
+
+    def __init__(self, routes: list[tuple[str, Block]], server: str = "dns://:53", family: str = "1",
+                 metrics: QueryMetrics | None = None, table: AnswerTable | None = None) -> None:
+        self.routes = sorted(routes, key=lambda route: -len(route[0]))
+        self._zones = tuple(zone for zone, _ in self.routes)
+        self._blocks = {zone: block for zone, block in self.routes}
+        self.table = table or AnswerTable()
+        self.server = server
+        self.family = family
+        self.metrics = metrics
+        self._exact_udp = self.table.exact_udp
+        self._exact_tcp = self.table.exact_tcp
+        self._tally: Tally | None = None  # the tally of the reply `_answer` returned last (metered only)
         self._last_error_log = 0.0
+        if metrics is not None:
+            self.handle = self._handle_metered  # type: ignore[method-assign]
 
-    @property
-    def snapshot(self) -> Snapshot:
-        return self._state[0]
+    # -- snapshots -------------------------------------------------------------------------------
+    def publish(self, view: View, change: Change, serial_changed: bool) -> None:
+        """`view` has moved on by `change`: the answers it touches are dropped (event loop thread)."""
+        self.table.publish(view, change, serial_changed)
 
-    def publish(self, snapshot: Snapshot) -> None:
-        """Serve `snapshot` from now on, with fresh answer caches (may be called from any thread)."""
-        self._state = (snapshot, {}, {})
-
+    # -- the hot path ------------------------------------------------------------------------------
     def handle(self, data: bytes, via_tcp: bool) -> bytes | Forward | None:
         """The reply to one message, a Forward to finish upstream, or None to send nothing."""
-        snapshot, cache, exact = self._state
-        if not via_tcp:
-            tail = exact.get(data[2:])
-            if tail is not None:
-                return data[:2] + tail
+        hit = (self._exact_tcp if via_tcp else self._exact_udp).get(data[2:])
+        if hit is not None:
+            return data[:2] + hit.tail
+        return self._answer(data, via_tcp)
+
+    def _handle_metered(self, data: bytes, via_tcp: bool) -> bytes | Forward | None:
+        """`handle`, counting every reply into its tally with the time it took."""
+        start = perf_counter()
+        hit = (self._exact_tcp if via_tcp else self._exact_udp).get(data[2:])
+        if hit is not None:
+            reply: bytes | Forward | None = data[:2] + hit.tail
+            tally = hit.tally
+        else:
+            self._tally = None
+            reply = self._answer(data, via_tcp)
+            tally = self._tally
+        if tally is not None:
+            seconds = perf_counter() - start
+            tally.count += 1
+            tally.seconds += seconds
+            if seconds > FIRST_BUCKET:
+                tally.add_slow(seconds)
+        return reply
+
+    def _answer(self, data: bytes, via_tcp: bool) -> bytes | Forward | None:
         try:
-            # Fast path: a plain query (QR=0, opcode 0, one question, nothing but maybe an OPT).
+            # A plain query (QR=0, opcode 0, one question, nothing but maybe an OPT): read the key raw.
             if (len(data) > HEADER_LEN and not data[2] & 0xF8
                     and data[4:10] == b"\x00\x01\x00\x00\x00\x00"):
                 end = question_end(data)
                 qend = end + 4
                 arcount = data[11] | data[10] << 8
                 mode = (data[2] & 0x01) << 2 | (data[3] & 0x10) >> 1  # RD and CD
-                limit = NO_EDNS_PAYLOAD
+                payload = NO_EDNS_PAYLOAD
                 if arcount == 1 and data[qend:qend + 3] == _OPT_PREFIX and data[qend + 6:qend + 7] == b"\x00":
                     if len(data) != qend + 11 + (data[qend + 10] | data[qend + 9] << 8):
-                        return self._slow(data, via_tcp, snapshot, cache, exact)
+                        return self._slow(data, via_tcp)
                     mode |= 2 if data[qend + 7] & _DO_BIT else 1
-                    limit = max(min(data[qend + 4] | data[qend + 3] << 8, self._max_payload), NO_EDNS_PAYLOAD)
+                    payload = data[qend + 4] | data[qend + 3] << 8
                 elif arcount or len(data) != qend:
-                    return self._slow(data, via_tcp, snapshot, cache, exact)
-                name = data[HEADER_LEN:end]
-                lowered = name.lower()
-                key = lowered + data[end:qend] + bytes((mode,))
-                reply = cache.get(key)
-                if reply is not None:
-                    forwarded = reply is FORWARDED
-                    if forwarded:
-                        assert self.upstream is not None
-                        reply = self.upstream.cached(key, MAX_TCP_MESSAGE if via_tcp else limit)
-                        if reply is None:
-                            return self._slow(data, via_tcp, snapshot, cache, exact)
-                    elif not via_tcp and len(reply) > limit:
-                        reply = self._fitted(key, reply, qend - HEADER_LEN, limit, cache)
-                    if name != lowered:  # echo the question's case: the cache holds it in lower case
-                        reply = reply[:HEADER_LEN] + name + reply[end:]
-                    reply = data[:2] + reply[2:]
-                    # only cluster answers are kept by query bytes: the forwarder's expire with their TTLs
-                    return reply if via_tcp or forwarded else _remember(exact, data, reply)
-            return self._slow(data, via_tcp, snapshot, cache, exact)
+                    return self._slow(data, via_tcp)
+                key = data[HEADER_LEN:end].lower() + data[end:qend] + bytes((mode,))
+                entry = self.table.get(key)
+                if entry is not None:
+                    return self._serve(entry, data, key, end, payload, via_tcp)
+            return self._slow(data, via_tcp)
         except (FormErr, Drop):
-            return self._slow(data, via_tcp, snapshot, cache, exact)
+            return self._slow(data, via_tcp)
         except Exception:  # a bug: answer SERVFAIL, keep serving
             self._log_bug()
             return header_only_reply(data, SERVFAIL)
 
-    def _slow(self, data: bytes, via_tcp: bool, snapshot: Snapshot,
-              cache: dict[bytes, bytes], exact: dict[bytes, bytes]) -> bytes | Forward | None:
+    def _serve(self, entry: Entry, data: bytes, key: bytes, end: int, payload: int,
+               via_tcp: bool) -> bytes | Forward | None:
+        """An entry's reply for this query: cut to its limit, with the query's ID and question case."""
+        limit = MAX_TCP_MESSAGE if via_tcp else max(min(payload, entry.bufsize), NO_EDNS_PAYLOAD)
+        target: ForwardTarget | None = entry.forward
+        if target is not None:
+            cached = target.outbound.cached(key, limit)
+            if cached is None:
+                return self._slow(data, via_tcp)  # becomes a Forward
+            reply = data[:2] + cached[2:HEADER_LEN] + data[HEADER_LEN:end] + cached[end:]
+            if self.metrics is not None:
+                self._tally = self._tally_for(entry.labels.zone, CACHE, data, reply, key, via_tcp)
+            return reply
+        wire = entry.reply(limit)
+        reply = data[:2] + wire[2:HEADER_LEN] + data[HEADER_LEN:end] + wire[end:]
+        tally = None
+        if self.metrics is not None:
+            tally = self._tally = self._tally_for(entry.labels.zone, entry.labels.plugin, data, reply, key, via_tcp)
+        self.table.remember(entry, via_tcp, data[2:], reply[2:], tally)
+        return reply
+
+    # -- the slow path -----------------------------------------------------------------------------
+    def _slow(self, data: bytes, via_tcp: bool) -> bytes | Forward | None:
         try:
             query = decode_query(data)
         except Drop:
             return None
         except FormErr:
             opcode = (data[2] >> 3) & 0xF
-            return header_only_reply(data, FORMERR if opcode == OPCODE_QUERY else NOTIMP)
+            return self._dropped(data, header_only_reply(data, FORMERR if opcode == OPCODE_QUERY else NOTIMP), via_tcp)
         try:
-            return self._answer(data, query, via_tcp, snapshot, cache, exact)
+            return self._resolve(data, query, via_tcp)
         except Exception:
             self._log_bug()
-            return error_reply(query, SERVFAIL, self._max_payload)
+            return self._dropped(data, error_reply(query, SERVFAIL, NO_EDNS_PAYLOAD), via_tcp)
 
-    def _answer(self, data: bytes, query: Query, via_tcp: bool, snapshot: Snapshot,
-                cache: dict[bytes, bytes], exact: dict[bytes, bytes]) -> bytes | Forward | None:
+    def _resolve(self, data: bytes, query: Query, via_tcp: bool) -> bytes | Forward | None:
         if query.opcode != OPCODE_QUERY:
-            return error_reply(query, NOTIMP, self._max_payload)
+            return self._dropped(data, error_reply(query, NOTIMP, NO_EDNS_PAYLOAD), via_tcp)
         if query.edns and query.edns_version != 0:
-            return error_reply(query, BADVERS, self._max_payload)
-        answer = resolve(query.name, query.qtype, query.qclass, snapshot, self.config)
-        key = self.cache_key(query)
-        if len(cache) >= MAX_CACHED_ANSWERS:
-            cache.clear()
-        if answer.forward or answer.chase:
-            if self.upstream is None:
-                if answer.forward:
-                    return error_reply(query, REFUSED, self._max_payload)
-                answer = Answer(answer.rcode, answer.answer, authoritative=True)  # the CNAME alone
+            return self._dropped(data, error_reply(query, BADVERS, NO_EDNS_PAYLOAD), via_tcp)
+        zone = longest_zone(query.name, self._zones) if query.qclass == CLASS_IN else None
+        if zone is None:
+            return self._dropped(data, error_reply(query, REFUSED, NO_EDNS_PAYLOAD), via_tcp)
+        block = self._blocks[zone]
+        snapshot = block.view.snapshot
+        answer = resolve(query.name, query.qtype, snapshot, block.settings, block.hosts)
+        key = question_key(query)
+        labels = Labels(zone_text(zone), answer.plugin)
+        end = HEADER_LEN + len(query.question) - 4
+        payload = query.payload if query.edns else NO_EDNS_PAYLOAD
+        if answer.outcome is Outcome.FORWARD or answer.outcome is Outcome.CHASE:
+            assert block.outbound is not None  # the resolver forwards only to a block's forward directives
+            if answer.outcome is Outcome.FORWARD:
+                target = ForwardTarget(block.outbound, answer.forward, query.name)
+                self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels, forward=target))
+                limit = MAX_TCP_MESSAGE if via_tcp else max(min(payload, block.bufsize), NO_EDNS_PAYLOAD)
+                cached = block.outbound.cached(key, limit)
+                if cached is not None:
+                    reply = data[:2] + cached[2:HEADER_LEN] + data[HEADER_LEN:end] + cached[end:]
+                    return self._count_reply(data, reply, labels.zone, CACHE, via_tcp)
             else:
-                return self._forwarded(data, query, answer, via_tcp, key, cache)
-        reply = encode(query, answer, self._max_payload)
-        cache[key] = reply
-        question_len = len(query.question)
-        if not via_tcp and len(reply) > self.udp_limit(query):
-            reply = self._fitted(key, reply, question_len, self.udp_limit(query), cache)
-        elif len(reply) > MAX_TCP_MESSAGE:
-            reply = truncate(reply, question_len)
-        # echo the question exactly as asked: the cached reply holds it in lower case
-        reply = reply[:HEADER_LEN] + query.question + reply[HEADER_LEN + question_len:]
-        return reply if via_tcp else _remember(exact, data, reply)
-
-    def _forwarded(self, data: bytes, query: Query, answer: Answer, via_tcp: bool, key: bytes,
-                   cache: dict[bytes, bytes]) -> bytes | Forward:
-        """A forwarded question answered from the forwarder's cache, REFUSED, or a Forward."""
-        assert self.upstream is not None
-        limit = self._limit(query, via_tcp)
-        if answer.forward:
-            cache[key] = FORWARDED
-            reply = self.upstream.cached(key, limit)
-            if reply is not None:
-                return self._relayed(reply, query)
+                chased = block.outbound.cached(_chase_key(key, answer.chase), MAX_TCP_MESSAGE)
+                if chased is not None:
+                    return self._chased(query, answer, chased, via_tcp, block, zone)
+            if block.outbound.refuses(answer.forward):
+                return self._count_reply(data, error_reply(query, REFUSED, block.bufsize), zone_text(zone), FORWARD,
+                                         via_tcp)
+            return Forward(data, query, answer, via_tcp, block, zone)
+        encoded = encode(query, answer, block.bufsize)
+        entry = Entry(encoded.wire, encoded.serial_at, block.view, answer.depends, block.bufsize, labels,
+                      rotations=_rotations(query, answer, block), serial=snapshot.serial)
+        if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
+            block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
         else:
-            target = self.upstream.cached(self._chase_key(query, answer.chase), MAX_TCP_MESSAGE)
-            if target is not None:
-                return self._chased(query, answer, target, via_tcp)
-        if self.upstream.saturated():
-            return error_reply(query, REFUSED, self._max_payload)
-        return Forward(data, query, answer, via_tcp)
+            self.table.put(key, entry)
+        return self._serve(entry, data, key, end, payload, via_tcp)
 
-    @staticmethod
-    def cache_key(query: Query) -> bytes:
-        """The same key the fast path computes from the raw bytes."""
-        rd = (query.flags >> 8) & 0x01
-        cd = (query.flags >> 4) & 0x01
-        edns = (2 if query.do else 1) if query.edns else 0
-        return query.key + bytes((rd << 2 | cd << 3 | edns,))
-
-    @staticmethod
-    def _chase_key(query: Query, target: str) -> bytes:
-        """The key of the question for an ExternalName target: the query's type, class and mode."""
-        key = Pipeline.cache_key(query)
-        return name_to_wire(target) + key[-5:]
-
-    def _limit(self, query: Query, via_tcp: bool) -> int:
-        return MAX_TCP_MESSAGE if via_tcp else self.udp_limit(query)
-
-    def udp_limit(self, query: Query) -> int:
-        """The largest UDP reply this client accepts (RFC 6891 6.2.5, capped by our own limit)."""
-        if not query.edns:
-            return NO_EDNS_PAYLOAD
-        return max(min(query.payload, self._max_payload), NO_EDNS_PAYLOAD)
-
-    @staticmethod
-    def _fitted(key: bytes, reply: bytes, question_len: int, limit: int, cache: dict[bytes, bytes]) -> bytes:
-        """A reply too big for a UDP client, cut to fit `limit` bytes.
-
-        Additional records are dropped first, without TC, since the client can do without them
-        (RFC 2181 9); only when the answer and authority sections alone do not fit is the reply
-        cut to its question with TC set, so the client retries over TCP.  Both forms are kept
-        beside the reply (their keys cannot collide with a question key: a label is at most 63).
-        """
-        lean_key = b"A" + key
-        lean = cache.get(lean_key)
-        if lean is None:
-            lean = cache[lean_key] = without_additional(reply, question_len)
-        if len(lean) <= limit:
-            return lean
-        short_key = b"T" + key
-        short = cache.get(short_key)
-        if short is None:
-            short = cache[short_key] = truncate(reply, question_len)
-        return short
-
+    # -- forwarded questions -----------------------------------------------------------------------
     async def complete(self, forward: Forward) -> bytes | None:
         """Finish a Forward: relay the question upstream, or append upstream records to a CNAME."""
-        assert self.upstream is not None
-        query = forward.query
+        start = perf_counter()
+        query, block, answer = forward.query, forward.block, forward.answer
+        assert block.outbound is not None
+        limit = MAX_TCP_MESSAGE if forward.via_tcp else max(min(query.payload, block.bufsize), NO_EDNS_PAYLOAD)
+        key = question_key(query)
+        name = query.name
+        if answer.outcome is Outcome.CHASE:
+            key, name, limit = _chase_key(key, answer.chase), answer.chase, MAX_TCP_MESSAGE
         try:
-            if forward.answer.forward:
-                reply = await self.upstream.forward(self.cache_key(query), query.payload, forward.via_tcp,
-                                                    self._limit(query, forward.via_tcp))
-                return self._relayed(reply, query)
-            target = await self.upstream.forward(self._chase_key(query, forward.answer.chase), query.payload,
-                                                 forward.via_tcp, MAX_TCP_MESSAGE)
-            return self._chased(query, forward.answer, target, forward.via_tcp)
+            reply = await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp, limit)
         except Overloaded:
-            return error_reply(query, REFUSED, self._max_payload)
-        except NoAnswer:
-            return error_reply(query, SERVFAIL, self._max_payload)
+            reply = error_reply(query, REFUSED, block.bufsize)
+        except NoAnswer as failure:
+            if block.errors is not None:
+                block.errors(SERVFAIL, query.name, query.qtype, str(failure))
+            reply = error_reply(query, SERVFAIL, block.bufsize)
         except Exception:
             self._log_bug()
-            return error_reply(query, SERVFAIL, self._max_payload)
+            reply = error_reply(query, SERVFAIL, block.bufsize)
+        else:
+            if answer.outcome is Outcome.CHASE:
+                return self._chased(query, answer, reply, forward.via_tcp, block, forward.zone)
+            reply = _relayed(reply, query)
+        self._observe(forward.data, reply, zone_text(forward.zone), FORWARD, forward.via_tcp, perf_counter() - start)
+        return reply
 
-    @staticmethod
-    def _relayed(reply: bytes, query: Query) -> bytes:
-        """A forwarder reply with the query's ID and question case."""
-        end = HEADER_LEN + len(query.question)
-        return query.id.to_bytes(2, "big") + reply[2:HEADER_LEN] + query.question + reply[end:]
+    def refuse(self, forward: Forward) -> bytes:
+        """The reply to a Forward the transport cannot take on (too many in flight on a connection)."""
+        return error_reply(forward.query, REFUSED, forward.block.bufsize)
 
-    def _chased(self, query: Query, answer: Answer, target: bytes, via_tcp: bool) -> bytes:
+    def _chased(self, query: Query, answer: Answer, target: bytes, via_tcp: bool, block: Block, zone: str) -> bytes:
         """The CNAME of an ExternalName followed by its target's records from upstream, in one answer."""
+        ours = DNSRecord.parse(encode(query, Answer(Outcome.ANSWER, answer.answer), block.bufsize).wire)
         upstream = DNSRecord.parse(target)
-        message = build(query, upstream.header.rcode, answer, self._max_payload)
-        message.header.aa = 0  # part of the answer is not ours (RFC 1035 4.1.1)
-        message.rr.extend(upstream.rr)
+        ours.header.aa = 0  # part of the answer is not ours (RFC 1035 4.1.1)
+        ours.header.rcode = upstream.header.rcode
+        ours.rr.extend(upstream.rr)
         if not upstream.rr:
-            message.auth.extend(upstream.auth)  # the target's SOA, for negative caching (RFC 2308 3)
-        reply = bytes(message.pack())
-        question_len = len(query.question)
-        if len(reply) > self._limit(query, via_tcp):
-            reply = truncate(reply, question_len)
-        return reply[:HEADER_LEN] + query.question + reply[HEADER_LEN + question_len:]
+            ours.auth.extend(upstream.auth)  # the target's SOA, for negative caching (RFC 2308 3)
+        wire = bytes(ours.pack())
+        limit = MAX_TCP_MESSAGE if via_tcp else max(min(query.payload, block.bufsize), NO_EDNS_PAYLOAD)
+        wire = fit(wire, limit)
+        end = HEADER_LEN + len(query.question)
+        return wire[:HEADER_LEN] + query.question + wire[end:]
+
+    # -- metrics -------------------------------------------------------------------------------------
+    def _tally_for(self, zone: str, plugin: str, data: bytes, reply: bytes, key: bytes, via_tcp: bool) -> Tally:
+        assert self.metrics is not None
+        qtype = key[-3] | key[-4] << 8
+        return self.metrics.tally(self.server, zone, "", "tcp" if via_tcp else "udp", self.family, qtype,
+                                  reply[3] & 0x0F, plugin, bool(key[-1] & MODE_DO), len(data), len(reply))
+
+    def _dropped(self, data: bytes, reply: bytes | None, via_tcp: bool) -> bytes | None:
+        """A reply the server writes itself, before any block: counted under the zone `dropped`."""
+        if reply is not None:
+            self._count_reply(data, reply, DROPPED, "", via_tcp)
+        return reply
+
+    def _count_reply(self, data: bytes, reply: bytes, zone: str, plugin: str, via_tcp: bool) -> bytes:
+        if self.metrics is not None:
+            self._tally = self._tally_for_raw(zone, plugin, data, reply, via_tcp)
+        return reply
+
+    def _observe(self, data: bytes, reply: bytes, zone: str, plugin: str, via_tcp: bool, seconds: float) -> None:
+        """Count a reply finished outside `handle` (a forwarded one)."""
+        if self.metrics is None:
+            return
+        tally = self._tally_for_raw(zone, plugin, data, reply, via_tcp)
+        tally.count += 1
+        tally.seconds += seconds
+        if seconds > FIRST_BUCKET:
+            tally.add_slow(seconds)
+
+    def _tally_for_raw(self, zone: str, plugin: str, data: bytes, reply: bytes, via_tcp: bool) -> Tally:
+        assert self.metrics is not None
+        qtype, do = _question_type_and_do(data)
+        return self.metrics.tally(self.server, zone, "", "tcp" if via_tcp else "udp", self.family, qtype,
+                                  reply[3] & 0x0F, plugin, do, len(data), len(reply))
 
     def _log_bug(self) -> None:
         now = time.monotonic()
@@ -295,9 +362,44 @@ class Pipeline:
             log.exception("internal error while answering a query (answered SERVFAIL)")
 
 
-def _remember(exact: dict[bytes, bytes], query: bytes, reply: bytes) -> bytes:
-    """Keep a final UDP reply under its query's bytes after the ID; returns the reply."""
-    if len(exact) >= MAX_CACHED_ANSWERS:
-        exact.clear()
-    exact[query[2:]] = reply[2:]
-    return reply
+def _chase_key(key: bytes, target: str) -> bytes:
+    """The key of the question for an ExternalName target: the query's type, class and mode."""
+    return name_to_wire(target) + key[-5:]
+
+
+def _relayed(reply: bytes, query: Query) -> bytes:
+    """A forwarded reply (ID 0, lower-case question) with the query's ID and question case."""
+    end = HEADER_LEN + len(query.question)
+    return query.id.to_bytes(2, "big") + reply[2:HEADER_LEN] + query.question + reply[end:]
+
+
+def _rotations(query: Query, answer: Answer, block: Block) -> tuple[bytes, ...]:
+    """With `loadbalance`: the reply with its address records rotated, once per position (at most 8)."""
+    if not block.settings.loadbalance:
+        return ()
+    positions = [i for i, rr in enumerate(answer.answer) if rr.rtype in _ROTATED]
+    if len(positions) < 2:
+        return ()
+    rotations = []
+    for turn in range(min(len(positions), MAX_ROTATIONS)):
+        records = list(answer.answer)
+        moved = positions[turn:] + positions[:turn]
+        for at, source in zip(positions, moved):
+            records[at] = answer.answer[source]
+        rotated = Answer(answer.outcome, tuple(records), answer.authority, answer.additional, plugin=answer.plugin)
+        rotations.append(encode(query, rotated, block.bufsize).wire)
+    return tuple(rotations)
+
+
+_ROTATED = (1, 28, 15)  # A, AAAA, MX: what CoreDNS's loadbalance shuffles
+MAX_ROTATIONS = 8
+
+
+def _question_type_and_do(data: bytes) -> tuple[int, bool]:
+    """The question's type and the DO bit of a query, from raw bytes (0, False when unreadable)."""
+    try:
+        query = decode_query(data)
+    except (FormErr, Drop):
+        return 0, False
+    return query.qtype, query.do
+

@@ -15,8 +15,9 @@ Name shapes under the cluster zone Z (read right to left, as CoreDNS's kubernete
     <a-b-c-d>.<ns>.pod.Z                POD
     anything else under Z               INVALID      (NXDOMAIN)
 
-Reverse names (`in-addr.arpa`, nibble-form `ip6.arpa`) give REVERSE with the address, or an empty
-address when the name is not one whole address.  Names outside both give OUTSIDE.
+In a reverse zone (one under `in-addr.arpa` or the nibble-form `ip6.arpa`), the zone's own name is
+APEX and every other name REVERSE, with the address it spells or an empty address when it is not
+one whole address.  The caller picks the zone (the longest of the plugin's zones the name lies in).
 """
 
 from __future__ import annotations
@@ -42,13 +43,12 @@ class Kind(enum.Enum):
     POD = "pod"
     INVALID = "invalid"
     REVERSE = "reverse"
-    OUTSIDE = "outside"
 
 
 @dataclass(frozen=True, slots=True)
 class Name:
     kind: Kind
-    zone: str = ""  # the zone the name lies in: Z, in-addr.arpa or ip6.arpa
+    zone: str = ""  # the zone the name lies in: a cluster domain or a reverse zone
     namespace: str = ""
     service: str = ""
     endpoint: str = ""
@@ -58,16 +58,19 @@ class Name:
 
 
 def parse_qname(name: str, zone: str) -> Name:
-    """Classify a lower-case dotted name (no trailing dot) against cluster zone `zone`."""
+    """Classify a lower-case dotted name (no trailing dot) that lies in `zone` (root: "")."""
     if name == zone:
         return Name(Kind.APEX, zone)
-    if name.endswith("." + zone):
-        return _parse_cluster(name[: -len(zone) - 1].split("."), zone)
-    if name == IPV4_REVERSE or name.endswith("." + IPV4_REVERSE):
-        return Name(Kind.REVERSE, IPV4_REVERSE, address=_reverse_v4(name))
-    if name == IPV6_REVERSE or name.endswith("." + IPV6_REVERSE):
-        return Name(Kind.REVERSE, IPV6_REVERSE, address=_reverse_v6(name))
-    return Name(Kind.OUTSIDE)
+    if _below(zone, IPV4_REVERSE):
+        return Name(Kind.REVERSE, zone, address=_reverse_v4(name))
+    if _below(zone, IPV6_REVERSE):
+        return Name(Kind.REVERSE, zone, address=_reverse_v6(name))
+    relative = name[: -len(zone) - 1] if zone else name
+    return _parse_cluster(relative.split("."), zone)
+
+
+def _below(name: str, zone: str) -> bool:
+    return name == zone or name.endswith("." + zone)
 
 
 def _parse_cluster(labels: list[str], zone: str) -> Name:

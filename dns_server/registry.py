@@ -2,7 +2,8 @@
 
 Sources (fixture files, the Kubernetes watch, a recorded stream) only produce `Update` values;
 `Registry.apply` folds a batch of them into its private state and publishes one new `Snapshot`
-with one assignment.  Readers never see half an update.  An optional scope (`dns_server.scope`)
+with one assignment, together with the `Change` that says what differs from the snapshot before
+(the answer table drops only the answers that change touches).  Readers never see half an update.  An optional scope (`dns_server.scope`)
 filters every batch first, so each source honours `--namespaces` and `--namespace-labels` alike.
 
 Theory of operation: the registry keeps every record by key, plus the derived indexes a snapshot
@@ -21,7 +22,7 @@ from typing import Callable, Iterable, Mapping, TypeVar
 from dns_server.records import (
     ENDPOINT_SLICE, KINDS, NAMESPACE, POD, SERVICE, EndpointSlice, Key, Pod, Record, Service,
 )
-from dns_server.snapshot import ReadyEndpoint, ServiceEntry, ServiceKey, Snapshot
+from dns_server.snapshot import Change, PodAddress, ReadyEndpoint, ServiceEntry, ServiceKey, Snapshot
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -56,6 +57,7 @@ class Replace:
 
 Update = Put | Remove | Replace
 Scope = Callable[[Iterable[Update]], Iterable[Update]]  # dns_server.scope: which namespaces are served
+Subscriber = Callable[[Snapshot, Change], None]
 
 
 def _copy(index: Mapping[K, V]) -> dict[K, V]:
@@ -91,12 +93,12 @@ class Registry:
         self._explicit_namespaces: set[str] = set()
         self._namespace_uses: Counter[str] = Counter()
         self._reverse_of: dict[ServiceKey, tuple[tuple[str, str], ...]] = {}
-        self._pod_ips: Counter[tuple[str, str]] = Counter()
-        self._subscribers: list[Callable[[Snapshot], None]] = []
+        self._pod_ips: Counter[PodAddress] = Counter()
+        self._subscribers: list[Subscriber] = []
         self.snapshot = Snapshot.empty(synced=not self._required)
 
-    def subscribe(self, callback: Callable[[Snapshot], None]) -> None:
-        """Call `callback(snapshot)` after every publication (on the applying thread)."""
+    def subscribe(self, callback: Subscriber) -> None:
+        """Call `callback(snapshot, change)` after every publication (on the applying thread)."""
         self._subscribers.append(callback)
 
     def objects(self, kind: str | None = None) -> list[Record]:
@@ -128,15 +130,15 @@ class Registry:
             real = {k: v for k, v in changes.items() if self._objects.get(k) != v}
             if not real and not newly_synced:
                 return self.snapshot
-            snapshot = self._publish(real, now)
+            snapshot, change = self._publish(real, now)
         for callback in self._subscribers:
-            callback(snapshot)
+            callback(snapshot, change)
         return snapshot
 
-    def _publish(self, changes: dict[Key, Record | None], now: float | None) -> Snapshot:
+    def _publish(self, changes: dict[Key, Record | None], now: float | None) -> tuple[Snapshot, Change]:
         old = self.snapshot
         dirty_services: set[ServiceKey] = set()
-        pods_changed = False
+        pods: set[PodAddress] = set()
         namespaces_changed = False
         for key, new in changes.items():
             previous = self._objects.pop(key, None)
@@ -163,27 +165,35 @@ class Registry:
                         dirty_services.add((namespace, record.service))
                 self._index_slice(previous, new)
             elif kind == POD:
-                pods_changed = True
-                self._count_pod(previous, -1)
-                self._count_pod(new, +1)
+                self._count_pod(previous, -1, pods)
+                self._count_pod(new, +1, pods)
 
         services = _copy(old.services) if dirty_services else old.services
         reverse = _copy(old.reverse) if dirty_services else old.reverse
+        addresses: set[str] = set()
         for service_key in dirty_services:
-            self._rebuild_service(service_key, services, reverse)  # type: ignore[arg-type]
+            self._rebuild_service(service_key, services, reverse, addresses)  # type: ignore[arg-type]
         namespaces = (frozenset(self._explicit_namespaces) | frozenset(self._namespace_uses)
                       if namespaces_changed else old.namespaces)
-        pod_ips = dict(self._pod_ips) if pods_changed else old.pod_ips
+        pods = {key for key in pods if (key in self._pod_ips) != (key in old.pod_ips)}
+        pod_ips = dict(self._pod_ips) if pods else old.pod_ips
         clock_now = now if now is not None else (self._clock() if self._clock else old.serial)
         self.snapshot = Snapshot(
-            serial=max(old.serial + 1, int(clock_now)),
+            serial=max(old.serial, int(clock_now)),
             synced=self._required <= self._synced_kinds,
             namespaces=namespaces,
             services=services,
             reverse=reverse,
             pod_ips=pod_ips,
         )
-        return self.snapshot
+        change = Change(
+            services=frozenset(k for k in dirty_services if old.services.get(k) != services.get(k)),
+            namespaces=old.namespaces ^ namespaces,
+            pods=frozenset(pods),
+            addresses=frozenset(a for a in addresses if old.reverse.get(a) != reverse.get(a)),
+            synced=self.snapshot.synced and not old.synced,
+        )
+        return self.snapshot, change
 
     def _index_slice(self, previous: Record | None, new: Record | None) -> None:
         if isinstance(previous, EndpointSlice) and previous.service:
@@ -196,9 +206,11 @@ class Registry:
             self._slices_of.setdefault((new.namespace, new.service), set()).add(new.name)
 
     def _rebuild_service(self, key: ServiceKey, services: dict[ServiceKey, ServiceEntry],
-                         reverse: dict[str, tuple[str, ...]]) -> None:
+                         reverse: dict[str, tuple[str, ...]], addresses: set[str]) -> None:
+        """Rebuild one service's entry and its reverse names; `addresses` collects the reverse names touched."""
         namespace, name = key
         for address, target in self._reverse_of.pop(key, ()):
+            addresses.add(address)
             names = tuple(n for n in reverse.get(address, ()) if n != target)
             if names:
                 reverse[address] = names
@@ -225,13 +237,16 @@ class Registry:
         owned = [(ip, f"{name}.{namespace}") for ip in service.cluster_ips]
         owned += [(ep.address, f"{ep.name}.{name}.{namespace}") for ep in ready]
         for address, target in owned:
+            addresses.add(address)
             if target not in reverse.get(address, ()):
                 reverse[address] = reverse.get(address, ()) + (target,)
         self._reverse_of[key] = tuple(owned)
 
-    def _count_pod(self, record: Record | None, delta: int) -> None:
+    def _count_pod(self, record: Record | None, delta: int, touched: set[PodAddress]) -> None:
         if isinstance(record, Pod) and record.running:
             for ip in record.ips:
-                self._pod_ips[(record.namespace, ip)] += delta
-                if self._pod_ips[(record.namespace, ip)] <= 0:
-                    del self._pod_ips[(record.namespace, ip)]
+                key = (record.namespace, ip)
+                touched.add(key)
+                self._pod_ips[key] += delta
+                if self._pod_ips[key] <= 0:
+                    del self._pod_ips[key]

@@ -1,111 +1,211 @@
-"""The pure core: (question, snapshot, config) -> Answer.  Every rcode decision lives here.
+"""The pure core: (question, snapshot, server block) -> Answer.  Every decision about an answer lives here.
 
 No I/O, no clock, no asyncio: the answer is a function of its arguments, which is what lets the
-pipeline cache encoded answers per snapshot.  Behaviour follows the Kubernetes DNS-Based Service
-Discovery specification 1.1.0 and, where it is silent, CoreDNS's kubernetes plugin
-(see ../shared/DNS-BEHAVIOUR.md).  Negative answers follow RFC 2308: NXDOMAIN or NODATA, with
-the zone's SOA in the authority section.
+answer table keep encoded answers across snapshots.  (Malformed messages are refused where they
+enter, in the pipeline, before there is a question to resolve.)
+
+A question goes through the block's plugins in CoreDNS's order (`plugin.cfg`): `hosts`, then
+`kubernetes`, then the `forward` directives in Corefile order.  A plugin either answers or passes
+the question on: `hosts` passes names it has no entry for when its `fallthrough` covers them (else
+SERVFAIL, as CoreDNS's hosts plugin), `kubernetes` passes names outside its zones and, when its
+`fallthrough` covers them, names that do not exist.  A question no plugin takes ends in SERVFAIL
+("no next plugin found"), as in CoreDNS.
+
+Cluster answers follow the Kubernetes DNS-Based Service Discovery specification 1.1.0 and, where it
+is silent, CoreDNS's kubernetes plugin (see ../shared/DNS-BEHAVIOUR.md).  Negative answers follow
+RFC 2308: NXDOMAIN or NODATA, with the zone's SOA in the authority section.  Every snapshot index
+the answer is read from is recorded as a dependency (`Reads`), so a change of exactly those
+entries is what invalidates it.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
-from typing import Callable, Union
+from typing import Callable, Protocol
 
-from dnslib import CLASS, QTYPE, RCODE
+from dnslib import QTYPE
 
-from dns_server.config import Config
+from dns_server.answer import REFUSE, RR, Answer, Dependency, Outcome, SoaData
+from dns_server.config import KubernetesSettings, PodMode, ServerBlock, in_zone, longest_zone
 from dns_server.qname import Kind, Name, parse_qname
 from dns_server.records import Port
-from dns_server.snapshot import ServiceEntry, Snapshot
+from dns_server.snapshot import (
+    HOSTS, SYNCED, ServiceEntry, ServiceKey, Snapshot, address_dependency, namespace_dependency,
+    pod_dependency, service_dependency,
+)
 
 SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery specification
 DNS_VERSION_TTL = 28800  # CoreDNS's TTL for dns-version
 SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 7200, 1800, 86400  # CoreDNS's SOA timers
 MAX_SOA_TTL = 300  # CoreDNS caps the SOA record's own TTL
 MAX_CNAME_CHAIN = 8
+NO_PLUGIN = "no next plugin found"  # CoreDNS's error when the chain ends without an answer
 
 A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.NS, QTYPE.PTR,
                                           QTYPE.SOA, QTYPE.SRV, QTYPE.TXT)
 ANY, AXFR, IXFR = QTYPE.ANY, QTYPE.AXFR, QTYPE.IXFR
-NOERROR, NXDOMAIN, SERVFAIL, REFUSED = RCODE.NOERROR, RCODE.NXDOMAIN, RCODE.SERVFAIL, RCODE.REFUSED
 ANY_TYPES = (A, AAAA, SRV, TXT, SOA, NS, PTR)
-
-SrvData = tuple[int, int, int, str]  # priority, weight, port, target
-SoaData = tuple[str, str, int, int, int, int, int]  # mname, rname, serial, refresh, retry, expire, minimum
-RData = Union[str, SrvData, SoaData]
+KUBERNETES, HOSTS_PLUGIN = "kubernetes", "hosts"
 
 
-@dataclass(frozen=True, slots=True)
-class RR:
-    """One resource record: names are lower case, without the trailing dot."""
+class HostsTable(Protocol):
+    """What the resolver reads of the hosts plugin's entries (dns_server.hosts.HostsTable)."""
 
-    name: str
-    rtype: int
-    ttl: int
-    data: RData  # A/AAAA: address; CNAME/NS/PTR: name; TXT: text; SRV: SrvData; SOA: SoaData
+    def addresses(self, name: str, family: int) -> tuple[str, ...]:
+        """The addresses of `name` of one family (4 or 6)."""
 
+    def names(self, address: str) -> tuple[str, ...]:
+        """The names of `address`, for PTR."""
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    rcode: int = NOERROR
-    answer: tuple[RR, ...] = ()
-    authority: tuple[RR, ...] = ()
-    additional: tuple[RR, ...] = ()
-    authoritative: bool = True
-    forward: bool = False  # the question is not ours: send it upstream
-    chase: str = ""  # after `answer` (a CNAME), the target's records come from upstream
+    def has(self, name: str) -> bool:
+        """Whether `name` has any entry."""
 
 
-FORWARD = Answer(authoritative=False, forward=True)
-REFUSE = Answer(REFUSED, authoritative=False)
+class Reads:
+    """The snapshot, read through methods that record each index entry consulted as a dependency."""
+
+    __slots__ = ("snapshot", "deps")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.deps: set[Dependency] = set()
+
+    def service(self, key: ServiceKey) -> ServiceEntry | None:
+        self.deps.add(service_dependency(key))
+        return self.snapshot.services.get(key)
+
+    def namespace_exists(self, namespace: str) -> bool:
+        self.deps.add(namespace_dependency(namespace))
+        return namespace in self.snapshot.namespaces
+
+    def pod_running(self, namespace: str, address: str) -> bool:
+        self.deps.add(pod_dependency((namespace, address)))
+        return (namespace, address) in self.snapshot.pod_ips
+
+    def reverse(self, address: str) -> tuple[str, ...]:
+        self.deps.add(address_dependency(address))
+        return self.snapshot.reverse.get(address, ())
+
+    def synced(self) -> bool:
+        if self.snapshot.synced:
+            return True  # once synced, a snapshot never becomes unsynced again
+        self.deps.add(SYNCED)
+        return False
+
+    def answer(self, outcome: Outcome, answer: tuple[RR, ...] = (), authority: tuple[RR, ...] = (),
+               additional: tuple[RR, ...] = (), *, forward: int = -1, chase: str = "", plugin: str = "",
+               reason: str = "") -> Answer:
+        """An Answer that depends on everything read so far."""
+        return Answer(outcome, answer, authority, additional, forward, chase, plugin, reason, frozenset(self.deps))
 
 
-def resolve(name: str, qtype: int, qclass: int, snapshot: Snapshot, config: Config) -> Answer:
-    """Answer one question from the snapshot (name: lower case, no trailing dot)."""
-    if qclass != CLASS.IN:
-        return REFUSE
-    parsed = parse_qname(name, config.cluster_domain)
-    if parsed.kind is Kind.OUTSIDE:
-        return FORWARD
-    if qtype in (AXFR, IXFR):
-        return REFUSE  # zone transfers are not offered (CoreDNS needs the transfer plugin for them)
-    if qtype == ANY:
-        return _merge([_Zone(name, parsed, snapshot, config).answer(t) for t in ANY_TYPES])
-    return _Zone(name, parsed, snapshot, config).answer(qtype)
+def resolve(name: str, qtype: int, snapshot: Snapshot, block: ServerBlock, hosts: HostsTable | None = None) -> Answer:
+    """Answer one IN-class question (name: lower case, no trailing dot) as `block`'s plugins would."""
+    reads = Reads(snapshot)
+    if block.hosts is not None and hosts is not None:
+        from_hosts = _hosts(name, qtype, block, hosts)
+        if from_hosts is not None:
+            return from_hosts
+    kubernetes = block.kubernetes
+    if kubernetes is not None:
+        zone = longest_zone(name, kubernetes.zones)
+        if zone is not None:
+            if qtype in (AXFR, IXFR):
+                return REFUSE  # zone transfers are not offered (CoreDNS needs the transfer plugin)
+            cluster = _Zone(name, parse_qname(name, zone), reads, kubernetes, block)
+            if qtype == ANY:
+                answer = _merge([cluster.answer(t) for t in ANY_TYPES])
+            else:
+                answer = cluster.answer(qtype)
+            passes = answer.outcome in (Outcome.NXDOMAIN, Outcome.NOT_READY) and kubernetes.fallthrough.covers(name)
+            if not passes:
+                return answer
+    forward = forward_index(name, block)
+    if forward >= 0:
+        return reads.answer(Outcome.FORWARD, forward=forward)
+    return reads.answer(Outcome.SERVFAIL, reason=NO_PLUGIN)
+
+
+def forward_index(name: str, block: ServerBlock) -> int:
+    """The index of the block's first `forward` that takes `name` (Corefile order), or -1."""
+    for index, forward in enumerate(block.forward):
+        if forward.handles(name):
+            return index
+    return -1
+
+
+def _hosts(name: str, qtype: int, block: ServerBlock, hosts: HostsTable) -> Answer | None:
+    """The hosts plugin's answer, or None to pass the question on (CoreDNS plugin/hosts)."""
+    settings = block.hosts
+    assert settings is not None
+    ttl = settings.ttl
+    zones = settings.zones or block.zones
+    if qtype == PTR:
+        address = _reverse_address(name)
+        found = hosts.names(address) if address and not settings.no_reverse else ()
+        if not found:
+            return None  # an address without entries always goes on, whatever fallthrough says
+        return Answer(Outcome.ANSWER, tuple(RR(name, PTR, ttl, n) for n in found), plugin=HOSTS_PLUGIN,
+                      depends=frozenset({HOSTS}))
+    if not any(in_zone(name, zone) for zone in zones):
+        return None
+    records: tuple[RR, ...] = ()
+    if qtype in (A, AAAA):
+        family = 4 if qtype == A else 6
+        records = tuple(RR(name, qtype, ttl, a) for a in hosts.addresses(name, family))
+    if records:
+        return Answer(Outcome.ANSWER, records, plugin=HOSTS_PLUGIN, depends=frozenset({HOSTS}))
+    if hosts.has(name):
+        return Answer(Outcome.NODATA, plugin=HOSTS_PLUGIN, depends=frozenset({HOSTS}))  # no SOA: hosts has none
+    if settings.fallthrough.covers(name):
+        return None
+    return Answer(Outcome.SERVFAIL, plugin=HOSTS_PLUGIN, reason="no such host in the hosts table",
+                  depends=frozenset({HOSTS}))
+
+
+def _reverse_address(name: str) -> str:
+    for zone in ("in-addr.arpa", "ip6.arpa"):
+        if in_zone(name, zone):
+            return parse_qname(name, zone).address
+    return ""
 
 
 class _Zone:
-    """One question against one zone; a short-lived helper that keeps the arguments together."""
+    """One question against one kubernetes zone; a short-lived helper that keeps the arguments together."""
 
-    def __init__(self, name: str, parsed: Name, snapshot: Snapshot, config: Config, depth: int = 0) -> None:
+    def __init__(self, name: str, parsed: Name, reads: Reads, settings: KubernetesSettings,
+                 block: ServerBlock, depth: int = 0) -> None:
         self.name = name
         self.parsed = parsed
-        self.snapshot = snapshot
-        self.config = config
-        self.ttl = config.ttl
+        self.reads = reads
+        self.settings = settings
+        self.block = block
+        self.ttl = settings.ttl
         self.depth = depth
 
     # -- outcomes ---------------------------------------------------------------------------------
     def soa(self) -> RR:
         zone = self.parsed.zone
-        data: SoaData = (f"ns.dns.{zone}", f"hostmaster.{zone}", self.snapshot.serial,
+        data: SoaData = (_join("ns.dns", zone), _join("hostmaster", zone), self.reads.snapshot.serial,
                          SOA_REFRESH, SOA_RETRY, SOA_EXPIRE, self.ttl)
         return RR(zone, SOA, min(self.ttl, MAX_SOA_TTL), data)
 
+    def done(self, outcome: Outcome, answer: tuple[RR, ...] = (), authority: tuple[RR, ...] = (),
+             additional: tuple[RR, ...] = ()) -> Answer:
+        return self.reads.answer(outcome, answer, authority, additional, plugin=KUBERNETES)
+
     def nodata(self) -> Answer:
-        return Answer(NOERROR, authority=(self.soa(),))
+        return self.done(Outcome.NODATA, authority=(self.soa(),))
 
     def nxdomain(self) -> Answer:
-        if not self.snapshot.synced:
-            return Answer(SERVFAIL)  # never claim a name is missing before the first full sync
-        return Answer(NXDOMAIN, authority=(self.soa(),))
+        if not self.reads.synced():
+            return self.done(Outcome.NOT_READY)  # never claim a name is missing before the first full sync
+        return self.done(Outcome.NXDOMAIN, authority=(self.soa(),))
 
     def records(self, records: list[RR], additional: list[RR] | None = None) -> Answer:
         if not records:
             return self.nodata()
-        return Answer(NOERROR, tuple(records), additional=tuple(additional or ()))
+        return self.done(Outcome.ANSWER, tuple(records), additional=tuple(additional or ()))
 
     def addresses(self, owner: str, addresses: list[str] | tuple[str, ...], qtype: int) -> Answer:
         """A or AAAA records of the asked family; NODATA for any other type or family."""
@@ -125,19 +225,23 @@ class _Zone:
         if kind is Kind.EMPTY:
             return self.nodata()
         if kind is Kind.NAMESPACE:
-            return self.nodata() if self.parsed.namespace in self.snapshot.namespaces else self.nxdomain()
+            return self.nodata() if self.reads.namespace_exists(self.parsed.namespace) else self.nxdomain()
         if kind is Kind.POD_NAMESPACE:
-            exists = self.config.pods != "disabled" and self.parsed.namespace in self.snapshot.namespaces
+            exists = self.settings.pods is not PodMode.DISABLED and self.reads.namespace_exists(self.parsed.namespace)
             return self.nodata() if exists else self.nxdomain()
         if kind is Kind.POD:
             return self.pod(qtype)
-        entry = self.snapshot.services.get((self.parsed.namespace, self.parsed.service))
-        if entry is None or kind is Kind.INVALID:
+        if kind is Kind.INVALID:
+            return self.nxdomain()
+        entry = self.reads.service((self.parsed.namespace, self.parsed.service))
+        if entry is None:
             return self.nxdomain()
         if entry.service.external_name:
             return self.external_name(entry, qtype)
         if entry.service.headless and not entry.endpoints:
             return self.nxdomain()  # CoreDNS: a headless service with no ready endpoint has no records
+        if self.settings.ignore_empty_service and not entry.endpoints:
+            return self.nxdomain()  # `ignore empty_service`: no ready endpoint, no name
         if kind is Kind.SERVICE:
             return self.service(entry, qtype)
         if kind is Kind.ENDPOINT:
@@ -146,20 +250,21 @@ class _Zone:
 
     def apex(self, qtype: int) -> Answer:
         if qtype == SOA:
-            return Answer(NOERROR, (self.soa(),))
+            return self.done(Outcome.ANSWER, (self.soa(),))
         if qtype == NS:
-            ns_name = f"ns.dns.{self.parsed.zone}"
-            glue = _address_records(ns_name, self.dns_addresses(), A, self.ttl)
-            glue += _address_records(ns_name, self.dns_addresses(), AAAA, self.ttl)
+            ns_name = _join("ns.dns", self.parsed.zone)
+            addresses = self.dns_addresses()
+            glue = _address_records(ns_name, addresses, A, self.ttl) + _address_records(ns_name, addresses, AAAA,
+                                                                                         self.ttl)
             return self.records([RR(self.name, NS, self.ttl, ns_name)], glue)
         return self.nodata()
 
     def dns_addresses(self) -> tuple[str, ...]:
         """The cluster DNS service's addresses (CoreDNS answers ns.dns.Z with its own service)."""
-        entry = self.snapshot.services.get(self.config.dns_service)
+        entry = self.reads.service(self.settings.dns_service)
         if entry is not None and entry.service.cluster_ips:
             return entry.service.cluster_ips
-        return tuple(host for host, _ in self.config.listen if not ipaddress.ip_address(host).is_unspecified)
+        return tuple(host for host in self.block.bind if not ipaddress.ip_address(host).is_unspecified)
 
     def service(self, entry: ServiceEntry, qtype: int) -> Answer:
         svc = entry.service
@@ -191,17 +296,17 @@ class _Zone:
 
     def srv(self, entry: ServiceEntry, matches: Callable[[Port], bool]) -> Answer:
         """SRV records (priority 0, weight 100/n as CoreDNS gives) with target addresses as extra."""
-        zone_suffix = f"{entry.service.name}.{entry.service.namespace}.svc.{self.config.cluster_domain}"
+        target_suffix = f"{entry.service.name}.{entry.service.namespace}.svc.{self.parsed.zone}"
         targets: list[tuple[int, str, list[str]]] = []
         if entry.service.headless:
             for ep in entry.endpoints:
                 for port in ep.ports:
                     if matches(port):
-                        targets.append((port.port, f"{ep.name}.{zone_suffix}", [ep.address]))
+                        targets.append((port.port, f"{ep.name}.{target_suffix}", [ep.address]))
         else:
             for port in entry.service.ports:
                 if matches(port):
-                    targets.append((port.port, zone_suffix, list(entry.service.cluster_ips)))
+                    targets.append((port.port, target_suffix, list(entry.service.cluster_ips)))
         if not targets:
             return self.nodata()
         weight = 100 // len(targets)
@@ -223,36 +328,44 @@ class _Zone:
             return self.nodata()
         cname = RR(self.name, CNAME, self.ttl, target)
         if qtype == CNAME:
-            return Answer(NOERROR, (cname,))
-        inner = parse_qname(target, self.config.cluster_domain)
-        if inner.kind is Kind.OUTSIDE:
-            return Answer(NOERROR, (cname,), chase=target)
+            return self.done(Outcome.ANSWER, (cname,))
+        zone = longest_zone(target, self.settings.zones)
+        if zone is None:
+            forward = forward_index(target, self.block)
+            if forward < 0:
+                return self.done(Outcome.ANSWER, (cname,))  # nobody to ask for the target: the CNAME alone
+            return self.reads.answer(Outcome.CHASE, (cname,), chase=target, forward=forward, plugin=KUBERNETES)
         if self.depth >= MAX_CNAME_CHAIN:
-            return Answer(SERVFAIL, (cname,))
-        chased = _Zone(target, inner, self.snapshot, self.config, self.depth + 1).answer(qtype)
-        return Answer(chased.rcode, (cname,) + chased.answer, chased.authority, chased.additional,
-                      chase=chased.chase)
+            return self.reads.answer(Outcome.SERVFAIL, (cname,), plugin=KUBERNETES, reason="CNAME chain too long")
+        inner = _Zone(target, parse_qname(target, zone), self.reads, self.settings, self.block, self.depth + 1)
+        chased = inner.answer(qtype)
+        outcome = Outcome.ANSWER if chased.outcome is Outcome.NODATA else chased.outcome
+        return self.reads.answer(outcome, (cname,) + chased.answer, chased.authority, chased.additional,
+                                 chase=chased.chase, forward=chased.forward, plugin=KUBERNETES,
+                                 reason=chased.reason)
 
     def pod(self, qtype: int) -> Answer:
-        mode = self.config.pods
+        mode = self.settings.pods
         address = self.parsed.address
         namespace = self.parsed.namespace
-        if mode == "disabled" or not address or namespace not in self.snapshot.namespaces:
+        if mode is PodMode.DISABLED or not address or not self.reads.namespace_exists(namespace):
             return self.nxdomain()
-        if mode == "verified" and (namespace, address) not in self.snapshot.pod_ips:
+        if mode is PodMode.VERIFIED and not self.reads.pod_running(namespace, address):
             return self.nxdomain()
         return self.addresses(self.name, [address], qtype)
 
     def reverse(self, qtype: int) -> Answer:
-        names = self.snapshot.reverse.get(self.parsed.address) if self.parsed.address else None
+        names = self.reads.reverse(self.parsed.address) if self.parsed.address else ()
         if not names:
-            if self.config.reverse_fallthrough:
-                return FORWARD  # CoreDNS's default Corefile: fallthrough in-addr.arpa ip6.arpa
-            return self.nxdomain()
+            return self.nxdomain()  # the caller passes it on when `fallthrough` covers reverse names
         if qtype != PTR:
             return self.nodata()
-        suffix = f".svc.{self.config.cluster_domain}"
+        suffix = f".svc.{self.settings.primary_zone}"
         return self.records([RR(self.name, PTR, self.ttl, name + suffix) for name in names])
+
+
+def _join(label: str, zone: str) -> str:
+    return f"{label}.{zone}" if zone else label
 
 
 def _address_records(owner: str, addresses: list[str] | tuple[str, ...], qtype: int, ttl: int) -> list[RR]:
@@ -277,9 +390,12 @@ def _is_ip(text: str) -> bool:
 
 def _merge(answers: list[Answer]) -> Answer:
     """An ANY answer: every record the name has, or the name's negative answer."""
+    depends = frozenset().union(*(a.depends for a in answers))
     positive = [a for a in answers if a.answer]
     if not positive:
-        return answers[0]
-    return Answer(NOERROR, tuple(_unique([rr for a in positive for rr in a.answer])),
-                  additional=tuple(_unique([rr for a in positive for rr in a.additional])))
-
+        first = answers[0]
+        return Answer(first.outcome, first.answer, first.authority, first.additional, plugin=first.plugin,
+                      depends=depends)
+    return Answer(Outcome.ANSWER, tuple(_unique([rr for a in positive for rr in a.answer])),
+                  additional=tuple(_unique([rr for a in positive for rr in a.additional])),
+                  plugin=KUBERNETES, depends=depends)

@@ -1,7 +1,14 @@
-"""The immutable, indexed view of the cluster that the resolver reads.
+"""The immutable, indexed view of the cluster that the resolver reads, and what changed between two.
 
 A snapshot is built by the registry and never changed afterwards: readers hold a reference and
 never lock.  It keeps exactly the indexes the resolver needs, so every lookup is one dict access.
+
+With each snapshot the registry publishes a `Change`: which services, namespaces, pod addresses
+and reverse names differ from the snapshot before.  Answers record what they read as dependencies
+(the resolver's `Reads`); `invalidated(change)` is the one rule that says which dependencies a
+change touches, so the answer table drops exactly the cached replies that may differ and keeps
+every other one.  The SOA serial is not a dependency: cached negative answers get the new serial
+patched in (answer_table.py).
 """
 
 from __future__ import annotations
@@ -9,9 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from dns_server.answer import Dependency
 from dns_server.records import Port, Service
 
 ServiceKey = tuple[str, str]  # (namespace, service name), lower case
+PodAddress = tuple[str, str]  # (namespace, address) of a running pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +40,62 @@ class ServiceEntry:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    serial: int  # SOA serial: time of the last change, strictly increasing
+    serial: int  # SOA serial: the second of the last change (as CoreDNS), never decreasing
     synced: bool  # every required source has delivered its first full listing
     namespaces: frozenset[str]
     services: Mapping[ServiceKey, ServiceEntry]
     reverse: Mapping[str, tuple[str, ...]]  # address -> names relative to `svc.<zone>` ("svc.ns", "ep.svc.ns")
-    pod_ips: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (namespace, address) of running pods
+    pod_ips: Mapping[PodAddress, int] = field(default_factory=dict)  # running pods' addresses
 
     @staticmethod
     def empty(synced: bool = False) -> Snapshot:
         return Snapshot(serial=0, synced=synced, namespaces=frozenset(), services={}, reverse={})
+
+
+# Dependencies: what an answer was read from.
+def service_dependency(key: ServiceKey) -> Dependency:
+    return ("service", *key)
+
+
+def namespace_dependency(namespace: str) -> Dependency:
+    return ("namespace", namespace)
+
+
+def pod_dependency(key: PodAddress) -> Dependency:
+    return ("pod", *key)
+
+
+def address_dependency(address: str) -> Dependency:
+    return ("address", address)
+
+
+SYNCED: Dependency = ("synced",)  # a "not synced yet" answer
+HOSTS: Dependency = ("hosts",)  # an answer from the hosts plugin's table
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What differs between a snapshot and the one before it (a new hosts table sets `hosts`)."""
+
+    services: frozenset[ServiceKey] = frozenset()  # entries added, removed or different
+    namespaces: frozenset[str] = frozenset()  # namespaces that appeared or disappeared
+    pods: frozenset[PodAddress] = frozenset()  # running pod addresses that appeared or disappeared
+    addresses: frozenset[str] = frozenset()  # reverse names that appeared, disappeared or changed
+    synced: bool = False  # the snapshot became synced
+    hosts: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.services or self.namespaces or self.pods or self.addresses or self.synced or self.hosts)
+
+
+def invalidated(change: Change) -> set[Dependency]:
+    """The dependencies whose answers a change may alter: exactly those the change touched."""
+    touched = {service_dependency(key) for key in change.services}
+    touched.update(namespace_dependency(ns) for ns in change.namespaces)
+    touched.update(pod_dependency(key) for key in change.pods)
+    touched.update(address_dependency(address) for address in change.addresses)
+    if change.synced:
+        touched.add(SYNCED)
+    if change.hosts:
+        touched.add(HOSTS)
+    return touched

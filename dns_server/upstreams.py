@@ -5,11 +5,12 @@ Pure: the random source is passed in, nothing here does I/O or reads the clock.
 Rules (CoreDNS's forward plugin is the precedent for each):
 - Policies: `random` (the default) shuffles the upstreams for every query, `round_robin` starts
   each query at the next one, `sequential` always starts at the first.
-- An upstream that fails MAX_FAILS times in a row is down: queries skip it while the forwarder
-  probes it in the background; the first answer to anything brings it back.
-- When every upstream is down, one is tried anyway: the health check itself may be what is broken.
-- Without `--upstream`, the nameserver lines of resolv.conf are used (at most MAX_UPSTREAMS, port
-  53); one that is our own listen address is skipped, since forwarding to it would loop.
+- An upstream that fails `max_fails` times in a row is down: queries skip it while the forwarder
+  probes it in the background; the first answer to anything brings it back.  With `max_fails` 0
+  an upstream is never marked down.
+- When every upstream is down, one is tried anyway (the health check itself may be what is
+  broken), unless `failfast_all_unhealthy_upstreams` asks for SERVFAIL at once.
+- resolv.conf nameserver lines give upstreams (at most MAX_UPSTREAMS, port 53).
 """
 
 from __future__ import annotations
@@ -19,10 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from dns_server.config import MAX_UPSTREAMS
-
-MAX_FAILS = 2  # CoreDNS forward: max_fails default
-DNS_PORT = 53
+from dns_server.config import DEFAULT_MAX_FAILS, Policy
 
 
 class UpstreamError(Exception):
@@ -30,7 +28,7 @@ class UpstreamError(Exception):
 
 
 class NoAnswer(UpstreamError):
-    """No upstream answered in time (the client gets SERVFAIL)."""
+    """No upstream answered in time (the client gets SERVFAIL); the message says what failed last."""
 
 
 class Overloaded(UpstreamError):
@@ -43,11 +41,12 @@ class Server:
 
     host: str
     port: int
+    max_fails: int = DEFAULT_MAX_FAILS
     fails: int = 0  # consecutive failures
 
     @property
     def down(self) -> bool:
-        return self.fails >= MAX_FAILS
+        return 0 < self.max_fails <= self.fails
 
     @property
     def ipv6(self) -> bool:
@@ -60,26 +59,30 @@ class Server:
 class Upstreams:
     """The upstream servers, their health, and the selection policy."""
 
-    def __init__(self, addresses: Iterable[tuple[str, int]], policy: str, rng: random.Random) -> None:
-        self.servers = [Server(host, port) for host, port in addresses]
+    def __init__(self, addresses: Iterable[tuple[str, int]], policy: Policy, rng: random.Random,
+                 max_fails: int = DEFAULT_MAX_FAILS, failfast: bool = False) -> None:
+        self.servers = [Server(host, port, max_fails) for host, port in addresses]
         if not self.servers:
             raise ValueError("at least one upstream is needed")
         self.policy = policy
+        self.failfast = failfast
         self._rng = rng
         self._next = 0
 
     def order(self) -> list[Server]:
-        """The servers to try for one query, in order: the healthy ones, or one of them all."""
+        """The servers to try for one query, in order: the healthy ones, or (all down) one of them or none."""
         servers = self.servers
-        if self.policy == "random":
+        if self.policy is Policy.RANDOM:
             servers = servers[:]
             self._rng.shuffle(servers)
-        elif self.policy == "round_robin":
+        elif self.policy is Policy.ROUND_ROBIN:
             start = self._next % len(servers)
             self._next = start + 1
             servers = servers[start:] + servers[:start]
         healthy = [server for server in servers if not server.down]
-        return healthy or [self._rng.choice(self.servers)]
+        if healthy or self.failfast:
+            return healthy
+        return [self._rng.choice(self.servers)]
 
     def all_down(self) -> bool:
         return all(server.down for server in self.servers)
@@ -88,7 +91,7 @@ class Upstreams:
     def failed(server: Server) -> bool:
         """Count a failure; True when this one marks the server down (start probing it)."""
         server.fails += 1
-        return server.fails == MAX_FAILS
+        return server.fails == server.max_fails
 
     @staticmethod
     def succeeded(server: Server) -> bool:

@@ -4,9 +4,10 @@ Rules this module keeps:
 - It reads only the header, the question and the OPT record of a query; a query is never fully
   parsed on the hot path.  Anything malformed raises `FormErr` (answer FORMERR) or `Drop` (no
   answer at all), and nothing else.
-- A reply built for one query is reused for another with the same question key: `patch_reply`
-  copies in the new ID, the RD/CD flags and the question exactly as asked (so the query's case is
-  echoed; answers compress their owner names against the question, so they echo it too).
+- A reply built for one query is reused for every query with the same question key
+  (`question_key`: the question, name lower-cased, and a mode byte for RD, CD, EDNS and DO): the
+  user copies in the new ID and the question exactly as asked (answers compress their owner names
+  against the question, so they echo its case too).
 """
 
 from __future__ import annotations
@@ -20,11 +21,17 @@ HEADER_LEN = 12
 MAX_NAME_LEN = 255  # RFC 1035 2.3.4, in wire form
 MAX_LABEL_LEN = 63
 NO_EDNS_PAYLOAD = 512  # RFC 1035 4.2.1
+MAX_TCP_MESSAGE = 65535  # RFC 1035 4.2.2: two-byte length prefix
 OPT = QTYPE.OPT
 
-_QR = 0x80
-_RD = 0x01
-_CD = 0x10
+# RCODEs (RFC 1035 4.1.1; BADVERS is an extended RCODE, RFC 6891 9)
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, BADVERS = 0, 1, 2, 3, 4, 5, 16
+OPCODE_QUERY = 0
+CLASS_IN = 1
+
+# Header flag bits, in the first and second flag bytes (RFC 1035 4.1.1, RFC 4035 3.2)
+QR, AA, TC, RD = 0x80, 0x04, 0x02, 0x01
+RA, AD, CD = 0x80, 0x20, 0x10
 # The mode byte that ends a question key (see Pipeline.cache_key): what else, besides the question,
 # makes two replies differ.
 MODE_EDNS, MODE_DO, MODE_RD, MODE_CD = 0x01, 0x02, 0x04, 0x08
@@ -119,7 +126,7 @@ def decode_query(data: bytes) -> Query:
     if len(data) < HEADER_LEN:
         raise Drop("shorter than a DNS header")
     qid, flags1, flags2, qdcount, ancount, nscount, arcount = _HEADER.unpack_from(data)
-    if flags1 & _QR:
+    if flags1 & QR:
         raise Drop("a response, not a query")
     opcode = (flags1 >> 3) & 0xF
     if qdcount != 1:
@@ -173,19 +180,22 @@ def _skip_rr(data: bytes, i: int) -> int:
     return i
 
 
-def patch_reply(reply: bytes, query: bytes, question_len: int) -> bytes:
-    """`reply` (built for the same question key) with `query`'s ID, RD/CD flags and question case."""
-    flags1 = (reply[2] & ~_RD) | (query[2] & _RD)
-    flags2 = (reply[3] & ~_CD) | (query[3] & _CD)
-    end = HEADER_LEN + question_len
-    return query[:2] + bytes((flags1, flags2)) + reply[4:HEADER_LEN] + query[HEADER_LEN:end] + reply[end:]
+def question_key(query: Query) -> bytes:
+    """The answer caches' key: the question with its name lower-cased, and the mode byte.
+
+    The hot path computes the same bytes from the raw query (pipeline.Pipeline._answer).
+    """
+    mode = (MODE_RD if query.flags & (RD << 8) else 0) | (MODE_CD if query.flags & CD else 0)
+    if query.edns:
+        mode |= MODE_DO if query.do else MODE_EDNS
+    return query.key + bytes((mode,))
 
 
 def header_only_reply(data: bytes, rcode: int) -> bytes | None:
     """A reply with only a header (for queries whose question cannot be read), or None to drop."""
-    if len(data) < HEADER_LEN or data[2] & _QR:
+    if len(data) < HEADER_LEN or data[2] & QR:
         return None
-    flags1 = _QR | (data[2] & 0x79)  # keep opcode and RD
+    flags1 = QR | (data[2] & 0x79)  # keep opcode and RD
     return data[:2] + bytes((flags1, rcode & 0xF)) + bytes(8)
 
 
@@ -220,7 +230,7 @@ def reply_matches(reply: bytes, query: bytes, question_len: int) -> bool:
     The name is compared case-insensitively; `query`'s name must be lower case.
     """
     end = HEADER_LEN + question_len
-    return (len(reply) >= end and reply[:2] == query[:2] and reply[2] & 0xF8 == _QR
+    return (len(reply) >= end and reply[:2] == query[:2] and reply[2] & 0xF8 == QR
             and reply[4:6] == b"\x00\x01"
             and reply[HEADER_LEN:end - 4].lower() == query[HEADER_LEN:end - 4]
             and reply[end - 4:end] == query[end - 4:end])

@@ -1,7 +1,7 @@
 """Cluster data from the Kubernetes API: one list + watch loop per resource, feeding the registry.
 
-Theory of operation.  Each resource (Namespaces, Services, EndpointSlices, and Pods with
-`--pods verified`) has its own thread running the loop every Kubernetes client runs (client-go's
+Theory of operation.  Each resource (Namespaces, Services, EndpointSlices unless `noendpoints`,
+and Pods with `pods verified`) has its own thread running the loop every Kubernetes client runs (client-go's
 Reflector), following the API concepts page
 (https://kubernetes.io/docs/reference/using-api/api-concepts/):
 
@@ -42,7 +42,6 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import urllib3
@@ -50,7 +49,7 @@ from kubernetes import client
 from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
-from dns_server.config import Config, ConfigError
+from dns_server.config import ConfigError, SourceSettings
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, Record, describe
 from dns_server.registry import Put, Registry, Replace, Update
 from dns_server.sources.events import (
@@ -96,37 +95,43 @@ class Resource:
                 POD: "pods"}[self.kind]
 
 
-def resources_for(config: Config) -> tuple[Resource, ...]:
-    """The resources the configuration needs watched, with their selectors."""
+def resources_for(settings: SourceSettings) -> tuple[Resource, ...]:
+    """The resources the settings need watched, with their selectors."""
     resources = [
-        Resource(NAMESPACE, label_selector=config.namespace_labels),
-        Resource(SERVICE, label_selector=config.labels),
-        Resource(ENDPOINT_SLICE, label_selector=config.labels),
+        Resource(NAMESPACE, label_selector=settings.namespace_labels),
+        Resource(SERVICE, label_selector=settings.labels),
     ]
-    if config.pods == "verified":
-        resources.append(Resource(POD, label_selector=config.labels, field_selector=RUNNING_PODS_FIELD_SELECTOR))
+    if not settings.noendpoints:
+        resources.append(Resource(ENDPOINT_SLICE, label_selector=settings.labels))
+    if settings.watch_pods:
+        resources.append(Resource(POD, label_selector=settings.labels, field_selector=RUNNING_PODS_FIELD_SELECTOR))
     return tuple(resources)
 
 
-def api_client(kubeconfig: Path | None, context: str | None) -> Any:
-    """A `kubernetes` ApiClient from a kubeconfig, or from the pod's service account if None.
+def api_client(settings: SourceSettings) -> Any:
+    """A `kubernetes` ApiClient: from a kubeconfig, an endpoint URL (with TLS files), or the pod's service account.
 
     Raises ConfigError with a message for the user.  Reads files (and may run a kubeconfig's
     credential plugin), so call it off the event loop.
     """
     configuration = client.Configuration()
+    kubeconfig = settings.kubeconfig
     try:
         if kubeconfig is not None:
             if not kubeconfig.is_file():
-                raise ConfigError(f"--kubeconfig {kubeconfig}: no such file")
-            kube_config.load_kube_config(config_file=str(kubeconfig), context=context,  # type: ignore[no-untyped-call]
+                raise ConfigError(f"kubeconfig {kubeconfig}: no such file")
+            kube_config.load_kube_config(config_file=str(kubeconfig), context=settings.context,  # type: ignore[no-untyped-call]
                                          client_configuration=configuration, persist_config=False)
+        elif settings.endpoint is not None:
+            configuration.host = settings.endpoint
+            if settings.tls is not None:
+                configuration.cert_file, configuration.key_file, configuration.ssl_ca_cert = settings.tls
         else:
             kube_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
     except ConfigError:
         raise
     except Exception as error:  # the loader raises ConfigException, OSError, YAML and key errors
-        where = f"--kubeconfig {kubeconfig}" if kubeconfig is not None else "in-cluster service account"
+        where = f"kubeconfig {kubeconfig}" if kubeconfig is not None else "in-cluster service account"
         raise ConfigError(f"{where}: {' '.join(str(error).split()) or type(error).__name__}") from None
     configuration.keep_alive = True  # TCP keepalive with client-go's timings: idle watches survive NATs
     configuration.retries = False  # the loops retry, with backoff; urllib3 must not retry behind them

@@ -5,13 +5,15 @@
 - The idle timeout counts from the last complete query (or the connection's start): a client
   trickling a byte at a time cannot keep a connection open.
 - Past the connection cap, new connections are closed at once so established ones keep working.
+- Past `MAX_PENDING_PER_CONNECTION` forwarded queries in flight on one connection, a further one is
+  answered REFUSED at once rather than left unanswered.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import logging
+from typing import cast
 
 from dns_server.pipeline import Forward, Pipeline
 
@@ -39,8 +41,7 @@ class TcpServer:
 
 class TcpConnection(asyncio.Protocol):
     def __init__(self, server: TcpServer) -> None:
-        self._server = server
-        self._handle = server.pipeline.handle
+        self._server = server  # its pipeline is read per message: a reload may replace it
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -76,7 +77,7 @@ class TcpConnection(asyncio.Protocol):
             del buffer[:start]
 
     def _answer(self, message: bytes) -> None:
-        reply = self._handle(message, True)
+        reply = self._server.pipeline.handle(message, True)
         if reply is None:
             return
         if reply.__class__ is bytes:
@@ -84,6 +85,7 @@ class TcpConnection(asyncio.Protocol):
             return
         assert isinstance(reply, Forward)
         if len(self._pending) >= MAX_PENDING_PER_CONNECTION:
+            self._send(self._server.pipeline.refuse(reply))
             return
         task = asyncio.ensure_future(self._finish(reply))
         self._pending.add(task)

@@ -29,8 +29,7 @@ class UdpServer:
     """One UDP listening socket."""
 
     def __init__(self, pipeline: Pipeline, max_pending: int) -> None:
-        self._handle = pipeline.handle
-        self._pipeline = pipeline
+        self.pipeline = pipeline
         self._max_pending = max_pending
         self._pending: set[asyncio.Task[None]] = set()
         self._sock: socket.socket | None = None
@@ -41,6 +40,10 @@ class UdpServer:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            # several blocks may listen on one port at different addresses, beside a wildcard one
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # IPv4 has a socket of its own
             enlarge_receive_buffer(sock)
             sock.bind((host, port))
             self._loop = asyncio.get_running_loop()
@@ -59,7 +62,7 @@ class UdpServer:
 
     def _readable(self) -> None:
         assert self._sock is not None
-        recvfrom, sendto, handle = self._sock.recvfrom, self._sock.sendto, self._handle
+        recvfrom, sendto, handle = self._sock.recvfrom, self._sock.sendto, self.pipeline.handle
         for _ in range(BATCH):
             try:
                 data, addr = recvfrom(MAX_DATAGRAM)
@@ -85,7 +88,7 @@ class UdpServer:
             task.add_done_callback(self._pending.discard)
 
     async def _finish(self, forward: Forward, addr: tuple[str, int]) -> None:
-        reply = await self._pipeline.complete(forward)
+        reply = await self.pipeline.complete(forward)
         if reply is not None and self._sock is not None:
             try:
                 self._sock.sendto(reply, addr)

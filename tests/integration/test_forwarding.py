@@ -229,7 +229,7 @@ def test_upstreams_come_from_resolv_conf(tmp_path: Path) -> None:
     with ServerProcess("--fixtures", str(ZONES), "--resolv-conf", str(resolv_conf)) as running:
         log = running.log()
     upstreams = ", ".join(f"192.0.2.{i}:53" for i in range(1, 16))
-    assert f"forwarding names outside the cluster zones to {upstreams} (policy random" in log
+    assert f"plugin/forward: forwarding names in . to {upstreams} (policy random" in log
     assert "lists 16 nameservers: using the first 15" in log
     assert "ignoring 'nameserver not-an-address'" in log
 

@@ -378,9 +378,9 @@ def test_shutdown_stops_the_watches_promptly(api: KubeApiStandIn, kubeconfig: Pa
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--kubeconfig", "/nonexistent/kubeconfig"], "--kubeconfig /nonexistent/kubeconfig: no such file"),
+    (["--kubeconfig", "/nonexistent/kubeconfig"], "kubeconfig /nonexistent/kubeconfig: no such file"),
     (["--kubeconfig", "{kubeconfig}", "--context", "nope"], "nope"),
-    (["--kubeconfig", "{garbage}"], "--kubeconfig"),
+    (["--kubeconfig", "{garbage}"], "kubeconfig {garbage}"),
 ])
 def test_a_bad_kubeconfig_is_a_one_line_error(tmp_path: Path, kubeconfig: Path, args: list[str],
                                               message: str) -> None:
@@ -393,5 +393,5 @@ def test_a_bad_kubeconfig_is_a_one_line_error(tmp_path: Path, kubeconfig: Path, 
     result = subprocess.run([sys.executable, "-m", "dns_server", *argv, "--listen", "127.0.0.1:0"],
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1
-    assert "dns-server: error:" in result.stderr and message in result.stderr
+    assert "dns-server: error:" in result.stderr and message.format(garbage=garbage) in result.stderr
     assert "Traceback" not in result.stderr

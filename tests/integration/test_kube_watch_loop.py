@@ -21,6 +21,7 @@ import pytest
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, SERVICE
 from dns_server.registry import Registry
 from dns_server.snapshot import Snapshot
+from dns_server.config import KubernetesSettings
 from dns_server.sources.kube import Backoff, KubeSource, Resource, api_client
 from tests.integration.server import wait_for
 from tests.kube_api_standin import KubeApiStandIn, Request, endpoint_slice, namespace, service
@@ -44,8 +45,8 @@ class Running:
     def __init__(self, api: KubeApiStandIn, tmp_path: Path, **options: object) -> None:
         self.registry = Registry(required_kinds=KINDS)
         self.snapshots: list[tuple[float, Snapshot]] = []
-        self.registry.subscribe(lambda snapshot: self.snapshots.append((time.monotonic(), snapshot)))
-        client = api_client(api.write_kubeconfig(tmp_path / "kubeconfig"), None)
+        self.registry.subscribe(lambda snapshot, change: self.snapshots.append((time.monotonic(), snapshot)))
+        client = api_client(KubernetesSettings(("cluster.local",), kubeconfig=api.write_kubeconfig(tmp_path / "kubeconfig")).source)
         resources = [Resource(kind) for kind in KINDS]
         self.source = KubeSource(client, self.registry, resources, **options)  # type: ignore[arg-type]
         self.source.start()

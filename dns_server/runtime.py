@@ -1,0 +1,296 @@
+"""The running server assembled from a Config: clusters, blocks, listeners.  Used by app.py only.
+
+- A *cluster* is one registry with its source (fixture files or the Kubernetes API) and its view:
+  every kubernetes block with the same source settings shares one (one set of watches).
+- A *block* is a server block as the pipeline runs it: its settings, its cluster's view, its hosts
+  table and its outbound side (cache and forwarders).
+- A *listener* is one address and port (UDP and TCP) with its pipeline: the blocks that serve zones
+  there, longest zone first.  A block without `bind` listens on every IPv4 and IPv6 address.
+
+`Runtime.start(config, previous)` builds everything from a Config.  Given the runtime it replaces
+(a reload), it keeps what stays the same: a cluster whose source settings are unchanged keeps its
+registry and watches, and a listener whose address is unchanged keeps its sockets (only its
+pipeline is swapped).  Everything else of the old runtime is stopped by `stop_unused`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from dns_server.answer_table import View
+from dns_server.cache import ForwardCache
+from dns_server.config import Config, ConfigError, ServerBlock, SourceSettings, format_address
+from dns_server.forward import Forwarder
+from dns_server.outbound import Outbound
+from dns_server.pipeline import Block, Pipeline, QueryMetrics
+from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE
+from dns_server.registry import Registry, Scope
+from dns_server.scope import FixedNamespaces, SelectedNamespaces
+from dns_server.snapshot import Change, Snapshot
+from dns_server.sources.fixtures import FixtureSource
+from dns_server.sources.replay import read_watch_file
+from dns_server.transport.tcp import TcpServer
+from dns_server.transport.udp import UdpServer
+
+log = logging.getLogger("dns_server")
+
+TCP_BACKLOG = 1024
+WILDCARD_HOSTS = ("0.0.0.0", "::")
+MAX_PENDING_UDP = 2000  # forwarded queries in flight per UDP socket (bounds memory; forward refuses long before)
+NO_CLUSTER = View(Snapshot.empty(synced=True))  # blocks without kubernetes: nothing to read
+STARTUP_POLL = 0.5  # CoreDNS logs "waiting for Kubernetes API" every 0.5 s
+
+
+class StartupError(Exception):
+    """The server cannot start (a busy port, unreadable data): one line for the user."""
+
+
+class Source(Protocol):
+    """What the runtime needs of a data source."""
+
+    async def run(self) -> None: ...
+
+    def summary(self) -> str: ...
+
+
+@dataclass(eq=False)
+class Cluster:
+    """A registry, the source that feeds it, and the event loop's view of it."""
+
+    settings: SourceSettings
+    registry: Registry
+    source: Source
+    view: View
+    runtime: Runtime | None = None  # whose pipelines hear its publications (replaced on reload)
+    task: asyncio.Task[None] | None = None
+
+    @property
+    def synced(self) -> bool:
+        return self.registry.snapshot.synced
+
+    def deliver(self, snapshot: Snapshot, change: Change) -> None:
+        """A publication of the registry, on the event loop: the view moves on, the pipelines invalidate."""
+        serial_changed = snapshot.serial != self.view.snapshot.serial
+        self.view.snapshot = snapshot
+        if self.runtime is not None:
+            for pipeline in self.runtime.pipelines:
+                pipeline.publish(self.view, change, serial_changed)
+
+
+@dataclass
+class Listener:
+    """One address and port: its sockets and the pipeline answering on them."""
+
+    host: str
+    port: int
+    pipeline: Pipeline
+    udp: UdpServer
+    tcp: TcpServer
+    server: asyncio.AbstractServer
+
+    def close(self) -> None:
+        self.server.close()
+        self.tcp.close_all()
+        self.udp.close()
+
+
+@dataclass
+class Runtime:
+    config: Config
+    clusters: dict[SourceSettings, Cluster] = field(default_factory=dict)
+    blocks: list[Block] = field(default_factory=list)
+    listeners: dict[tuple[str, int], Listener] = field(default_factory=dict)
+    outbounds: list[Outbound] = field(default_factory=list)
+
+    @property
+    def pipelines(self) -> list[Pipeline]:
+        return [listener.pipeline for listener in self.listeners.values()]
+
+    def not_ready(self) -> list[str]:
+        """The plugins not ready yet (the `ready` plugin's list): `kubernetes` until every cluster synced."""
+        return ["kubernetes"] if any(not cluster.synced for cluster in self.clusters.values()) else []
+
+    def adopt(self) -> None:
+        """Make this the runtime its clusters publish to (after a reload has succeeded)."""
+        for cluster in self.clusters.values():
+            cluster.runtime = self
+
+    async def stop_unused(self, successor: Runtime | None) -> None:
+        """Stop what `successor` (None: nothing) does not take over: listeners, sources, forwarders."""
+        kept_listeners = successor.listeners if successor is not None else {}
+        for address, listener in self.listeners.items():
+            if kept_listeners.get(address) is not listener:
+                listener.close()
+        kept_clusters = successor.clusters.values() if successor is not None else ()
+        for cluster in self.clusters.values():
+            if cluster not in kept_clusters and cluster.task is not None:
+                cluster.task.cancel()
+                await asyncio.gather(cluster.task, return_exceptions=True)
+        for outbound in self.outbounds:
+            await outbound.close()
+
+
+async def start(config: Config, previous: Runtime | None = None, metrics: QueryMetrics | None = None) -> Runtime:
+    """Build and start a runtime for `config`, taking over what `previous` has that stays the same.
+
+    Raises StartupError.  On failure nothing of `previous` has been touched but what it shares.
+    """
+    runtime = Runtime(config)
+    loop = asyncio.get_running_loop()
+    for block in config.blocks:
+        if block.kubernetes is not None and block.kubernetes.source not in runtime.clusters:
+            settings = block.kubernetes.source
+            reused = previous.clusters.get(settings) if previous is not None else None
+            runtime.clusters[settings] = reused or await _open_cluster(settings, loop)
+    for cluster in runtime.clusters.values():
+        if cluster.task is None:
+            cluster.task = asyncio.create_task(cluster.source.run(), name=f"source {cluster.source.summary()}")
+    await _wait_for_sync(runtime)
+    for block_settings in config.blocks:
+        runtime.blocks.append(_block(block_settings, runtime))
+    routes = _routes(runtime.blocks)
+    try:
+        for (host, port), blocks in routes.items():
+            metered = metrics if any(block.settings.prometheus for _, block in blocks) else None
+            pipeline = Pipeline(blocks, _server_label(host, port, blocks), "2" if ":" in host else "1", metered)
+            reused_listener = previous.listeners.get((host, port)) if previous is not None else None
+            if reused_listener is not None:
+                reused_listener.pipeline = reused_listener.udp.pipeline = reused_listener.tcp.pipeline = pipeline
+                runtime.listeners[(host, port)] = reused_listener
+            else:
+                listener = await _bind(host, port, pipeline, config)
+                if listener is not None:
+                    runtime.listeners[(host, port)] = listener
+    except BaseException:
+        for address, listener in runtime.listeners.items():
+            if previous is None or previous.listeners.get(address) is not listener:
+                listener.close()
+        for settings, cluster in runtime.clusters.items():
+            if (previous is None or previous.clusters.get(settings) is not cluster) and cluster.task is not None:
+                cluster.task.cancel()
+        raise
+    return runtime
+
+
+async def _wait_for_sync(runtime: Runtime) -> None:
+    """Wait up to the longest `startup_timeout` for every cluster's first sync (kubernetes plugin)."""
+    timeout = max((b.kubernetes.startup_timeout for b in runtime.config.blocks if b.kubernetes is not None),
+                  default=0.0)
+    waited = 0.0
+    while waited < timeout and runtime.not_ready():
+        log.info("plugin/kubernetes: waiting for Kubernetes API before starting server")
+        await asyncio.sleep(STARTUP_POLL)
+        waited += STARTUP_POLL
+    if timeout and runtime.not_ready():
+        log.warning("plugin/kubernetes: starting server with unsynced Kubernetes API")
+
+
+async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoop) -> Cluster:
+    """A registry and its source: fixture files fully loaded, or the Kubernetes API connected but not listed."""
+    registry = Registry(required_kinds=_required_kinds(settings), endpoint_pod_names=settings.endpoint_pod_names,
+                        clock=time.time, scope=_scope_for(settings))
+    source: Source
+    try:
+        if settings.fixtures is not None:
+            overlay = await asyncio.to_thread(read_watch_file, settings.watch_file) if settings.watch_file else []
+            fixtures = FixtureSource(settings.fixtures, registry, overlay=overlay)
+            await asyncio.to_thread(fixtures.load)
+            source = fixtures
+        else:
+            from dns_server.sources.kube import KubeSource, api_client, resources_for  # the client is heavy
+
+            api = await asyncio.to_thread(api_client, settings)
+            source = KubeSource(api, registry, resources_for(settings))
+    except ConfigError as error:
+        raise StartupError(str(error)) from None
+    cluster = Cluster(settings, registry, source, View(registry.snapshot))
+
+    def published(snapshot: Snapshot, change: Change) -> None:  # on the applying thread
+        loop.call_soon_threadsafe(cluster.deliver, snapshot, change)
+
+    registry.subscribe(published)
+    return cluster
+
+
+def _required_kinds(settings: SourceSettings) -> frozenset[str]:
+    """The kinds whose first listing must arrive before a cluster name may be called missing."""
+    kinds = {NAMESPACE, SERVICE}
+    if not settings.noendpoints:
+        kinds.add(ENDPOINT_SLICE)
+    if settings.watch_pods:
+        kinds.add(POD)
+    return frozenset(kinds)
+
+
+def _scope_for(settings: SourceSettings) -> Scope | None:
+    """The namespace filter every update passes through, if the namespaces are limited."""
+    if settings.namespaces:
+        return FixedNamespaces(settings.namespaces)
+    if settings.namespace_labels:
+        return SelectedNamespaces()
+    return None
+
+
+def _block(settings: ServerBlock, runtime: Runtime) -> Block:
+    view = runtime.clusters[settings.kubernetes.source].view if settings.kubernetes is not None else NO_CLUSTER
+    outbound = None
+    if settings.forward:
+        forwarders = [Forwarder(forward, random.Random()) for forward in settings.forward]
+        cache = ForwardCache(settings.cache, settings.zones, settings.bufsize) if settings.cache is not None else None
+        outbound = Outbound(forwarders, [forward.handles for forward in settings.forward], cache, settings.bufsize)
+        runtime.outbounds.append(outbound)
+    return Block(settings, view, outbound)
+
+
+def _routes(blocks: list[Block]) -> dict[tuple[str, int], list[tuple[str, Block]]]:
+    """Every listen address, with the (zone, block) pairs served there."""
+    routes: dict[tuple[str, int], list[tuple[str, Block]]] = {}
+    for block in blocks:
+        hosts = block.settings.bind or WILDCARD_HOSTS
+        for key in block.settings.keys:
+            for host in hosts:
+                routes.setdefault((host, key.port), []).append((key.zone, block))
+    return routes
+
+
+def _server_label(host: str, port: int, blocks: list[tuple[str, Block]]) -> str:
+    """The metrics `server` label: `dns://:53`, or `dns://<bind>:<port>` for a block with `bind`."""
+    bound = all(block.settings.bind for _, block in blocks)
+    return f"dns://{format_address(host, port) if bound else f':{port}'}"
+
+
+async def _bind(host: str, port: int, pipeline: Pipeline, config: Config) -> Listener | None:
+    """UDP and TCP on one address; raises StartupError naming it.  None for an IPv6 wildcard without IPv6."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    udp = UdpServer(pipeline, max_pending=MAX_PENDING_UDP)
+    try:
+        udp.open(host, port, family)
+    except OSError as error:
+        if host == "::" and not _ipv6_available():
+            log.info("no IPv6 on this machine: listening on IPv4 only for port %d", port)
+            return None
+        raise StartupError(f"cannot listen on {format_address(host, port)}: {error.strerror or error}") from None
+    tcp = TcpServer(pipeline, config.tcp_idle_timeout, config.max_tcp_connections)
+    try:
+        server = await loop.create_server(tcp.protocol, host, port, family=family, reuse_address=True,
+                                          backlog=TCP_BACKLOG)
+    except OSError as error:
+        udp.close()
+        raise StartupError(f"cannot listen on {format_address(host, port)} (TCP): {error.strerror or error}") from None
+    return Listener(host, port, pipeline, udp, tcp, server)
+
+
+def _ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
