@@ -987,3 +987,8 @@ def test_load_config_reads_the_corefile_with_the_environment(tmp_path: Path) -> 
 def test_a_corefile_without_server_blocks_is_refused() -> None:
     with pytest.raises(ConfigError, match="^Corefile: no server blocks$"):
         build_config(parse_text("# nothing\n", env={}))
+
+
+def test_load_config_applies_dns_port(tmp_path: Path) -> None:
+    (tmp_path / "Corefile").write_text(". {\n    errors\n}\n")
+    assert load_config(tmp_path / "Corefile", dns_port=5300, env={}).blocks[0].keys == (ZoneKey("", 5300),)
