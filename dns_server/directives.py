@@ -266,6 +266,8 @@ def _bind(found: Sequence[Directive], context: _Context) -> tuple[str, ...]:
                 raise plugin.error(option.name, "at least one address or interface must be given to except subdirective")
             excepted.extend(_bind_addresses(plugin, option.args, context))
         addresses.extend(a for a in _bind_addresses(plugin, directive.args, context) if a not in excepted)
+    if not addresses:  # CoreDNS would start the block with no listener at all
+        raise plugin.error(found[0].name, "no address left to listen on")
     return tuple(dict.fromkeys(addresses))
 
 
@@ -309,7 +311,9 @@ def _health(found: Sequence[Directive], context: _Context) -> HealthSettings:
     address = plugin.listen_address(directive.args[0]) if directive.args else DEFAULT_HEALTH_ADDRESS
     lameduck = 0.0
     for option in plugin.options(directive):
-        if option.name.text != "lameduck" or len(option.args) != 1:
+        if option.name.text != "lameduck":
+            raise plugin.arg_error(option.name)  # CoreDNS's text for an unknown health option
+        if len(option.args) != 1:
             raise plugin.arg_error(_last(option))
         lameduck = plugin.duration(option.args[0], f'unable to parse lameduck duration value: "{option.args[0].text}": ')
     return HealthSettings(address, lameduck)
@@ -386,7 +390,7 @@ def _log(found: Sequence[Directive], context: _Context) -> tuple[LogRule, ...]:
         classes: set[str] = set()
         for option in plugin.options(directive):
             if option.name.text != "class" or not option.args:
-                raise plugin.arg_error(_last(option))
+                raise plugin.arg_error(option.name)  # CoreDNS's text for an unknown option too
             for token in option.args:
                 if token.text not in LOG_CLASSES:
                     raise plugin.error(token, f"invalid Class: {token.text}")

@@ -262,7 +262,6 @@ def test_bufsize_defaults_without_the_directive() -> None:
     ([d("bind 127.0.0.1"), d("bind 0:0::1")], ("127.0.0.1", "::1")),
     ([d("bind eth0")], ("192.0.2.2", "fd00::2")),
     ([d("bind eth0 lo", d("except fd00::2 127.0.0.1"))], ("192.0.2.2", "::1")),
-    ([d("bind lo", d("except lo"))], ()),
 ])
 def test_bind(directives: list[Directive], expected: tuple[str, ...]) -> None:
     assert block_of(*directives).bind == expected
@@ -552,6 +551,7 @@ ERRORS: list[tuple[Directive, str]] = [
      "plugin/bind: Corefile:3 - Error during parsing: at least one address or interface must be given to except "
      "subdirective"),
     (d("bind 127.0.0.1", d("only ::1")), 'plugin/bind: Corefile:3 - Error during parsing: invalid option "only"'),
+    (d("bind lo", d("except lo")), "plugin/bind: Corefile:2 - Error during parsing: no address left to listen on"),
     # ready
     (d("ready 8181"), "plugin/ready: Corefile:2 - Error during parsing: address 8181: missing port in address"),
     (d("ready :x"), "plugin/ready: Corefile:2 - Error during parsing: address :x: invalid port"),
@@ -574,7 +574,10 @@ ERRORS: list[tuple[Directive, str]] = [
      'plugin/health: Corefile:3 - Error during parsing: unable to parse lameduck duration value: "5": time: missing '
      'unit in duration "5"'),
     (d("health", d("grace 5s")),
-     "plugin/health: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after '5s'"),
+     "plugin/health: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after "
+     "'grace'"),
+    (d("health", d("lameduck 5s 10s")),
+     "plugin/health: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after '10s'"),
     # prometheus
     (d("prometheus 9153"),
      "plugin/prometheus: Corefile:2 - Error during parsing: address 9153: missing port in address"),
@@ -611,7 +614,7 @@ ERRORS: list[tuple[Directive, str]] = [
      "plugin/log: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'class'"),
     (d("log a..b"), "plugin/log: Corefile:2 - Error during parsing: not a valid domain name: a..b"),
     (d("log", d("format x")),
-     "plugin/log: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'x'"),
+     "plugin/log: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after 'format'"),
     # loadbalance
     (d("loadbalance weighted /etc/weights"),
      "plugin/loadbalance: Corefile:2 - Error during parsing: policy 'weighted' is not supported by this server"),
