@@ -41,7 +41,6 @@ COMBINED_LOG_FORMAT = DEFAULT_LOG_FORMAT + ' "{>opcode}"'  # log plugin: {combin
 NAMED_FORMATS = {"{common}": DEFAULT_LOG_FORMAT, "{combined}": COMBINED_LOG_FORMAT}  # a whole FORMAT argument
 EMPTY = "-"  # replacer.EmptyValue
 TCP_BUFSIZE = 65535  # request.Size(): dns.MaxMsgSize for any TCP query
-CLASSES = ("success", "denial", "error", "all")  # log `class`
 DEFAULT_CAPACITY = 10_000  # queued records; a burst longer than this while stdout is slow is dropped
 DROP_REPORT_INTERVAL = 5.0  # seconds between two warnings about dropped lines
 BATCH = 256  # records formatted, then written with one write and one flush
