@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Callable
 
 from dns_server.config import Config, ConfigError, format_address, zone_text
+from dns_server.logs import setup_logging
+from dns_server.querylog import QueryLogWriter
 from dns_server.runtime import Runtime, StartupError, start
 
 log = logging.getLogger("dns_server")
@@ -56,7 +58,8 @@ class Server:
         for signum in (signal.SIGHUP, signal.SIGUSR1):
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.reload("signal")))
         raise_open_file_limit(self.config)
-        self.runtime = await start(self.config)
+        self.query_log = QueryLogWriter(log_format=self.config.log_format)
+        self.runtime = await start(self.config, query_log=self.query_log)
         self.runtime.adopt()
         announce(self.config, self.runtime)
         watcher = asyncio.create_task(self._watch_files()) if self._reload_settings() else None
@@ -66,6 +69,7 @@ class Server:
             if watcher is not None:
                 watcher.cancel()
             await self.runtime.stop_unused(None)
+            self.query_log.close()
             log.info("stopped")
 
     def _terminate(self) -> None:
@@ -109,7 +113,7 @@ class Server:
             log.info("Reloading (%s)", why)
             try:
                 config = await asyncio.to_thread(self.loader)
-                runtime = await start(config, self.runtime)
+                runtime = await start(config, self.runtime, query_log=self.query_log)
             except (ConfigError, StartupError) as error:
                 log.error("plugin/reload: Corefile changed but reload failed: %s", error)
                 return False
@@ -177,8 +181,7 @@ def raise_open_file_limit(config: Config) -> None:
 
 def run(config: Config, loader: Loader | None = None) -> int:
     """Run the server in the foreground; returns the process exit status."""
-    logging.basicConfig(level=config.log_level.upper(), stream=sys.stdout, format="[%(levelname)s] %(message)s")
-    logging.getLogger("urllib3").setLevel(logging.ERROR)  # the API source logs its own retries, once each
+    setup_logging(config.log_level, config.log_format)
     try:
         import uvloop  # a faster event loop; the server works without it
     except ImportError:

@@ -25,11 +25,12 @@ label set, so a counted query costs a clock read and a few increments (metered l
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Callable, Protocol
+from typing import Callable, Optional, Protocol
 
 from dnslib import DNSRecord
 
@@ -38,7 +39,9 @@ from dns_server.answer_table import AnswerTable, Entry, View
 from dns_server.config import ServerBlock, longest_zone, zone_text
 from dns_server.encode import encode, error_reply, fit
 from dns_server.outbound import CACHE, FORWARD, Outbound
-from dns_server.resolver import HostsTable, resolve
+from dns_server.querylog import QueryLog, QueryLogWriter, QueryRecord
+from dns_server.hosts import HostsTable
+from dns_server.resolver import resolve
 from dns_server.snapshot import Change
 from dns_server.upstreams import NoAnswer, Overloaded
 from dns_server.wire import (
@@ -72,6 +75,7 @@ class QueryMetrics(Protocol):
 
 
 ErrorReporter = Callable[[int, str, int, str], None]  # rcode, name, qtype, reason (the errors plugin)
+Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +90,14 @@ class Block:
     """One server block as the pipeline runs it: settings, registry view, hosts table, outbound side."""
 
     def __init__(self, settings: ServerBlock, view: View, outbound: Outbound | None = None,
-                 hosts: HostsTable | None = None, errors: ErrorReporter | None = None) -> None:
+                 hosts: HostsTable | None = None, errors: ErrorReporter | None = None,
+                 query_log: QueryLog | None = None) -> None:
         self.settings = settings
         self.view = view
         self.outbound = outbound
         self.hosts = hosts
         self.errors = errors
+        self.query_log = query_log  # the block's `log` directives, if any
         self.bufsize = settings.bufsize
 
 
@@ -114,13 +120,16 @@ class Forward:
     via_tcp: bool
     block: Block
     zone: str
+    peer: Peer = None
+    started: float = 0.0  # perf_counter() when the query arrived
 
 
 class Pipeline:
     """The query path of one listener (an address and port, UDP and TCP)."""
 
     def __init__(self, routes: list[tuple[str, Block]], server: str = "dns://:53", family: str = "1",
-                 metrics: QueryMetrics | None = None, table: AnswerTable | None = None) -> None:
+                 metrics: QueryMetrics | None = None, table: AnswerTable | None = None,
+                 query_log: QueryLogWriter | None = None, local: str = "") -> None:
         self.routes = sorted(routes, key=lambda route: -len(route[0]))
         self._zones = tuple(zone for zone, _ in self.routes)
         self._blocks = {zone: block for zone, block in self.routes}
@@ -132,8 +141,13 @@ class Pipeline:
         self._exact_tcp = self.table.exact_tcp
         self._tally: Tally | None = None  # the tally of the reply `_answer` returned last (metered only)
         self._last_error_log = 0.0
+        self._writer = query_log if any(block.query_log for _, block in self.routes) else None
+        self._local = local  # our address, for the query log
         if metrics is not None:
             self.handle = self._handle_metered  # type: ignore[method-assign]
+        if self._writer is not None:
+            self._inner = self.handle
+            self.handle = self._handle_logged  # type: ignore[method-assign]
 
     # -- snapshots -------------------------------------------------------------------------------
     def publish(self, view: View, change: Change, serial_changed: bool) -> None:
@@ -141,14 +155,28 @@ class Pipeline:
         self.table.publish(view, change, serial_changed)
 
     # -- the hot path ------------------------------------------------------------------------------
-    def handle(self, data: bytes, via_tcp: bool) -> bytes | Forward | None:
-        """The reply to one message, a Forward to finish upstream, or None to send nothing."""
+    def handle(self, data: bytes, via_tcp: bool, peer: Peer = None) -> bytes | Forward | None:
+        """The reply to one message from `peer`, a Forward to finish upstream, or None to send nothing."""
         hit = (self._exact_tcp if via_tcp else self._exact_udp).get(data[2:])
         if hit is not None:
             return data[:2] + hit.tail
         return self._answer(data, via_tcp)
 
-    def _handle_metered(self, data: bytes, via_tcp: bool) -> bytes | Forward | None:
+    def _handle_logged(self, data: bytes, via_tcp: bool, peer: Peer = None
+                       ) -> bytes | Forward | None:
+        """`handle`, with a line in the query log for every reply sent now (a Forward's when it is finished)."""
+        start = perf_counter()
+        reply = self._inner(data, via_tcp, peer)
+        if reply.__class__ is bytes:
+            assert isinstance(reply, bytes)
+            self._log(data, reply, via_tcp, peer, perf_counter() - start)
+        elif reply is not None:
+            assert isinstance(reply, Forward)
+            return dataclasses.replace(reply, peer=peer, started=start)
+        return reply
+
+    def _handle_metered(self, data: bytes, via_tcp: bool, peer: Peer = None
+                        ) -> bytes | Forward | None:
         """`handle`, counting every reply into its tally with the time it took."""
         start = perf_counter()
         hit = (self._exact_tcp if via_tcp else self._exact_udp).get(data[2:])
@@ -300,11 +328,27 @@ class Pipeline:
                 return self._chased(query, answer, reply, forward.via_tcp, block, forward.zone)
             reply = _relayed(reply, query)
         self._observe(forward.data, reply, zone_text(forward.zone), FORWARD, forward.via_tcp, perf_counter() - start)
+        if self._writer is not None:
+            self._log(forward.data, reply, forward.via_tcp, forward.peer, perf_counter() - forward.started)
         return reply
 
     def refuse(self, forward: Forward) -> bytes:
         """The reply to a Forward the transport cannot take on (too many in flight on a connection)."""
         return error_reply(forward.query, REFUSED, forward.block.bufsize)
+
+    def _log(self, data: bytes, reply: bytes, via_tcp: bool, peer: Peer, seconds: float) -> None:
+        """Queue a query-log line, for the block the query went to, if it logs."""
+        assert self._writer is not None
+        try:
+            name = decode_query(data).name
+        except (FormErr, Drop):
+            return
+        zone = longest_zone(name, self._zones)
+        block = self._blocks[zone] if zone is not None else None
+        if block is not None and block.query_log is not None:
+            host, port = peer if peer is not None else ("", 0)
+            self._writer.submit(block.query_log, QueryRecord(host, port, self._local, "tcp" if via_tcp else "udp",
+                                                             data, reply, seconds))
 
     def _chased(self, query: Query, answer: Answer, target: bytes, via_tcp: bool, block: Block, zone: str) -> bytes:
         """The CNAME of an ExternalName followed by its target's records from upstream, in one answer."""

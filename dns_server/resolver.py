@@ -21,12 +21,13 @@ entries is what invalidates it.
 from __future__ import annotations
 
 import ipaddress
-from typing import Callable, Protocol
+from typing import Callable
 
 from dnslib import QTYPE
 
 from dns_server.answer import REFUSE, RR, Answer, Dependency, Outcome, SoaData
 from dns_server.config import KubernetesSettings, PodMode, ServerBlock, in_zone, longest_zone
+from dns_server.hosts import HostsTable
 from dns_server.qname import Kind, Name, parse_qname
 from dns_server.records import Port
 from dns_server.snapshot import (
@@ -46,19 +47,6 @@ A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYP
 ANY, AXFR, IXFR = QTYPE.ANY, QTYPE.AXFR, QTYPE.IXFR
 ANY_TYPES = (A, AAAA, SRV, TXT, SOA, NS, PTR)
 KUBERNETES, HOSTS_PLUGIN = "kubernetes", "hosts"
-
-
-class HostsTable(Protocol):
-    """What the resolver reads of the hosts plugin's entries (dns_server.hosts.HostsTable)."""
-
-    def addresses(self, name: str, family: int) -> tuple[str, ...]:
-        """The addresses of `name` of one family (4 or 6)."""
-
-    def names(self, address: str) -> tuple[str, ...]:
-        """The names of `address`, for PTR."""
-
-    def has(self, name: str) -> bool:
-        """Whether `name` has any entry."""
 
 
 class Reads:
@@ -151,8 +139,7 @@ def _hosts(name: str, qtype: int, block: ServerBlock, hosts: HostsTable) -> Answ
         return None
     records: tuple[RR, ...] = ()
     if qtype in (A, AAAA):
-        family = 4 if qtype == A else 6
-        records = tuple(RR(name, qtype, ttl, a) for a in hosts.addresses(name, family))
+        records = tuple(RR(name, qtype, ttl, a) for a in hosts.addresses(name, 4 if qtype == A else 6))
     if records:
         return Answer(Outcome.ANSWER, records, plugin=HOSTS_PLUGIN, depends=frozenset({HOSTS}))
     if hosts.has(name):

@@ -25,10 +25,13 @@ from typing import Protocol
 
 from dns_server.answer_table import View
 from dns_server.cache import ForwardCache
-from dns_server.config import Config, ConfigError, ServerBlock, SourceSettings, format_address
+from dns_server.config import Config, ConfigError, HostsSettings, ServerBlock, SourceSettings, format_address
+from dns_server.errorlog import ErrorLog
 from dns_server.forward import Forwarder
 from dns_server.outbound import Outbound
-from dns_server.pipeline import Block, Pipeline, QueryMetrics
+from dns_server.hosts import HostsEntry, HostsTable, parse_hosts
+from dns_server.pipeline import Block, ErrorReporter, Pipeline, QueryMetrics
+from dns_server.querylog import QueryLog, QueryLogWriter
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE
 from dns_server.registry import Registry, Scope
 from dns_server.scope import FixedNamespaces, SelectedNamespaces
@@ -107,6 +110,8 @@ class Runtime:
     blocks: list[Block] = field(default_factory=list)
     listeners: dict[tuple[str, int], Listener] = field(default_factory=dict)
     outbounds: list[Outbound] = field(default_factory=list)
+    error_logs: list[ErrorLog] = field(default_factory=list)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # hosts reloads, error summaries
 
     @property
     def pipelines(self) -> list[Pipeline]:
@@ -132,11 +137,23 @@ class Runtime:
             if cluster not in kept_clusters and cluster.task is not None:
                 cluster.task.cancel()
                 await asyncio.gather(cluster.task, return_exceptions=True)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         for outbound in self.outbounds:
             await outbound.close()
+        for error_log in self.error_logs:
+            error_log.close()
+
+    def hosts_changed(self, block: Block, table: HostsTable) -> None:
+        """A block's hosts file was read again: answers from the old table are dropped."""
+        block.hosts = table
+        for pipeline in self.pipelines:
+            pipeline.publish(block.view, Change(hosts=True), False)
 
 
-async def start(config: Config, previous: Runtime | None = None, metrics: QueryMetrics | None = None) -> Runtime:
+async def start(config: Config, previous: Runtime | None = None, metrics: QueryMetrics | None = None,
+                query_log: QueryLogWriter | None = None) -> Runtime:
     """Build and start a runtime for `config`, taking over what `previous` has that stays the same.
 
     Raises StartupError.  On failure nothing of `previous` has been touched but what it shares.
@@ -153,12 +170,15 @@ async def start(config: Config, previous: Runtime | None = None, metrics: QueryM
             cluster.task = asyncio.create_task(cluster.source.run(), name=f"source {cluster.source.summary()}")
     await _wait_for_sync(runtime)
     for block_settings in config.blocks:
-        runtime.blocks.append(_block(block_settings, runtime))
+        runtime.blocks.append(await _block(block_settings, runtime))
+    if runtime.error_logs:
+        runtime.tasks.append(asyncio.create_task(_summarise_errors(runtime.error_logs)))
     routes = _routes(runtime.blocks)
     try:
         for (host, port), blocks in routes.items():
             metered = metrics if any(block.settings.prometheus for _, block in blocks) else None
-            pipeline = Pipeline(blocks, _server_label(host, port, blocks), "2" if ":" in host else "1", metered)
+            pipeline = Pipeline(blocks, _server_label(host, port, blocks), "2" if ":" in host else "1", metered,
+                                query_log=query_log, local=host)
             reused_listener = previous.listeners.get((host, port)) if previous is not None else None
             if reused_listener is not None:
                 reused_listener.pipeline = reused_listener.udp.pipeline = reused_listener.tcp.pipeline = pipeline
@@ -237,7 +257,7 @@ def _scope_for(settings: SourceSettings) -> Scope | None:
     return None
 
 
-def _block(settings: ServerBlock, runtime: Runtime) -> Block:
+async def _block(settings: ServerBlock, runtime: Runtime) -> Block:
     view = runtime.clusters[settings.kubernetes.source].view if settings.kubernetes is not None else NO_CLUSTER
     outbound = None
     if settings.forward:
@@ -245,7 +265,72 @@ def _block(settings: ServerBlock, runtime: Runtime) -> Block:
         cache = ForwardCache(settings.cache, settings.zones, settings.bufsize) if settings.cache is not None else None
         outbound = Outbound(forwarders, [forward.handles for forward in settings.forward], cache, settings.bufsize)
         runtime.outbounds.append(outbound)
-    return Block(settings, view, outbound)
+    errors: ErrorReporter | None = None
+    if settings.errors is not None:
+        error_log = ErrorLog(settings.errors)
+        runtime.error_logs.append(error_log)
+
+        def errors(rcode: int, name: str, qtype: int, reason: str) -> None:
+            error_log.report(rcode, name, qtype, reason, time.monotonic())
+
+    block = Block(settings, view, outbound, errors=errors, query_log=QueryLog(settings.log) if settings.log else None)
+    if settings.hosts is not None:
+        hosts_settings = settings.hosts
+        zones = hosts_settings.zones or settings.zones
+        block.hosts, signature = await asyncio.to_thread(_read_hosts, hosts_settings, zones, None)
+        if hosts_settings.reload > 0 and hosts_settings.path is not None:
+            runtime.tasks.append(asyncio.create_task(_reload_hosts(runtime, block, zones, signature)))
+    return block
+
+
+Signature = tuple[int, int, int] | None  # size, mtime and inode of a hosts file (None: absent)
+
+
+def _read_hosts(settings: HostsSettings, zones: tuple[str, ...], known: Signature) -> tuple[HostsTable, Signature]:
+    """The hosts table of a block: its file (if it can be read) and its inline entries."""
+    entries: tuple[HostsEntry, ...] = ()
+    signature: Signature = None
+    if settings.path is not None:
+        try:
+            stat = settings.path.stat()
+            signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+            parsed = parse_hosts(settings.path.read_text(errors="replace"))
+        except OSError as error:
+            if known is not None or signature is None:
+                log.warning("plugin/hosts: File does not exist or cannot be read: %s (%s)", settings.path,
+                            error.strerror or error)
+        else:
+            entries = parsed.entries
+            for bad in parsed.bad_lines:
+                log.warning("plugin/hosts: %s:%d: %s; line skipped", settings.path, bad.line, bad.reason)
+    inline = tuple(HostsEntry(address, names) for address, names in settings.inline)
+    return HostsTable.build(entries, inline, zones, reverse=not settings.no_reverse), signature
+
+
+async def _reload_hosts(runtime: Runtime, block: Block, zones: tuple[str, ...], signature: Signature) -> None:
+    """The hosts plugin's `reload`: read the file again whenever it changed."""
+    settings = block.settings.hosts
+    assert settings is not None and settings.path is not None
+    while True:
+        await asyncio.sleep(settings.reload)
+        try:
+            stat = settings.path.stat()
+            now: Signature = (stat.st_size, stat.st_mtime_ns, stat.st_ino)
+        except OSError:
+            now = None
+        if now != signature:
+            table, signature = await asyncio.to_thread(_read_hosts, settings, zones, signature)
+            runtime.hosts_changed(block, table)
+            log.info("plugin/hosts: reloaded %s", settings.path)
+
+
+async def _summarise_errors(error_logs: list[ErrorLog]) -> None:
+    """The errors plugin's `consolidate` summaries, once a second."""
+    while True:
+        await asyncio.sleep(1.0)
+        now = time.monotonic()
+        for error_log in error_logs:
+            error_log.flush(now)
 
 
 def _routes(blocks: list[Block]) -> dict[tuple[str, int], list[tuple[str, Block]]]:

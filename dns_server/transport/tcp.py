@@ -44,6 +44,7 @@ class TcpConnection(asyncio.Protocol):
         self._server = server  # its pipeline is read per message: a reload may replace it
         self._buffer = bytearray()
         self._transport: asyncio.Transport | None = None
+        self._peer: tuple[str, int] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._deadline = 0.0
         self._pending: set[asyncio.Task[None]] = set()
@@ -55,6 +56,8 @@ class TcpConnection(asyncio.Protocol):
             stream.abort()
             return
         self._transport = stream
+        peer = stream.get_extra_info("peername")
+        self._peer = (str(peer[0]), int(peer[1])) if peer else None
         self._server.connections.add(self)
         self._deadline = self._loop.time() + self._server.idle_timeout
         self._timer = self._loop.call_at(self._deadline, self._check_idle)
@@ -77,7 +80,7 @@ class TcpConnection(asyncio.Protocol):
             del buffer[:start]
 
     def _answer(self, message: bytes) -> None:
-        reply = self._server.pipeline.handle(message, True)
+        reply = self._server.pipeline.handle(message, True, self._peer)
         if reply is None:
             return
         if reply.__class__ is bytes:

@@ -71,7 +71,7 @@ class UdpServer:
             except OSError as error:
                 log.debug("UDP receive error: %s", error)
                 return
-            reply = handle(data, False)
+            reply = handle(data, False, addr)
             if reply is None:
                 continue
             if reply.__class__ is bytes:
