@@ -306,8 +306,8 @@ class _Parser:
             self._begin()
             if self.block.keys:
                 blocks.append(self.block)
-        syntax = tuple(ServerBlockSyntax(tuple(block.keys),
-                                         tuple(self._directive_tree(name, lexemes) for name, lexemes in block.directives),
+        syntax = tuple(ServerBlockSyntax(tuple(block.keys), tuple(self._directive_tree(name, lexemes)
+                                                                  for name, lexemes in block.directives),
                                          block.keys[0].location) for block in blocks)
         files = ((main,) if main is not None else ()) + tuple(Path(path) for path in self.imported)
         return CorefileSyntax(syntax, files, _config_digest(blocks))

@@ -187,7 +187,8 @@ ERRORS = [
      "Corefile:1 - Error during parsing: Unexpected '}' because no matching opening brace"),
     ("a directive block left open", ". {\n forward . 1.1.1.1 {\n  force_tcp\n",
      "Corefile:3 - Error during parsing: Unexpected EOF"),
-    ("a server block left open", ". {\n whoami\n", "Corefile:2 - Syntax error: Unexpected token 'whoami', expecting '}'"),
+    ("a server block left open", ". {\n whoami\n",
+     "Corefile:2 - Syntax error: Unexpected token 'whoami', expecting '}'"),
     ("a brace and nothing else", ". {", "Corefile:1 - Syntax error: Unexpected token '{', expecting '}'"),
     ("a comma before the end", "a.org,", "Corefile:1 - Error during parsing: Unexpected EOF"),
     ("a comma before the brace", "a.org, {\n}",
@@ -255,7 +256,8 @@ ENVIRONMENT = [
     ("in a directive name", ". {\n {$PLUGIN} a\n}", {"PLUGIN": "whoami"}, [((".",), [("whoami", ("a",), None)])]),
     ("in a block", ". {\n forward . 1.1.1.1 {\n  max_fails {$FAILS}\n }\n}", {"FAILS": "3"},
      [((".",), [("forward", (".", "1.1.1.1"), (("max_fails", ("3",), None),))])]),
-    ("a value naming another variable", ". {\n a {$A}\n}", {"A": "<{$B}>", "B": "b"}, [((".",), [("a", ("<b>",), None)])]),
+    ("a value naming another variable", ". {\n a {$A}\n}", {"A": "<{$B}>", "B": "b"},
+     [((".",), [("a", ("<b>",), None)])]),
     ("in an import pattern", "(s) {\n log\n}\n. {\n import {$SNIPPET}\n}", {"SNIPPET": "s"},
      [((".",), [("log", (), None)])]),
 ]
@@ -509,7 +511,8 @@ def test_reverse_zones_cover_exactly_the_prefix(network: Network) -> None:
 KUBEADM_TAIL = [("prometheus", (":9153",), None),
                 ("forward", (".", "/etc/resolv.conf"), (("max_concurrent", ("1000",), None),))]
 KUBERNETES = ("kubernetes", ("cluster.local", "in-addr.arpa", "ip6.arpa"),
-              (("pods", ("insecure",), None), ("fallthrough", ("in-addr.arpa", "ip6.arpa"), None), ("ttl", ("30",), None)))
+              (("pods", ("insecure",), None), ("fallthrough", ("in-addr.arpa", "ip6.arpa"), None),
+               ("ttl", ("30",), None)))
 
 
 def names(path: Path) -> list[tuple[tuple[str, ...], list[str]]]:
