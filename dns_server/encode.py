@@ -72,8 +72,7 @@ def encode(query: Query, answer: Answer, bufsize: int) -> Encoded:
     if outcome in _NOT_ENCODED:
         raise ValueError(f"a {outcome.value} answer is finished upstream, not encoded")
     rcode = answer.rcode
-    # RA: the server recurses, through its upstreams, for names outside its zones (as CoreDNS sets it)
-    flags = _QR | query.opcode << 11 | query.flags & (_RD | _CD) | _RA | rcode & 0xF
+    flags = _flags(query, rcode)
     if outcome.authoritative:
         flags |= _AA
     qname = query.name if _writable(query.name) else None
@@ -121,8 +120,8 @@ def encode(query: Query, answer: Answer, bufsize: int) -> Encoded:
                 else:
                     raise Unencodable(f"no encoder for record type {rtype} ({rr.name})")
                 _U16.pack_into(out, start + 8, len(out) - start - _RR_FIXED.size)
-        if query.edns:  # our buffer size, the extended RCODE bits, DO echoed (RFC 6891 6.1.3, RFC 3225 3)
-            out += _OPT.pack(0, OPT, bufsize, rcode >> 4, 0, _DO if query.do else 0, 0)
+        if query.edns:
+            out += _opt(query, rcode, bufsize)
     except struct.error as error:  # a TTL, an SRV or SOA field, a count or the bufsize out of range
         raise Unencodable(f"a field out of range in the answer to {query.name!r}: {error}") from None
     return Encoded(bytes(out), serial_at)
@@ -132,11 +131,23 @@ def error_reply(query: Query, rcode: int, bufsize: int) -> bytes:
     """A reply without records (FORMERR, NOTIMP, REFUSED, SERVFAIL, BADVERS), the question echoed as asked."""
     if rcode > 0xF and not query.edns:
         raise ValueError(f"rcode {rcode} needs an OPT record, and the query had none (RFC 6891 6.1.3)")
-    flags = _QR | query.opcode << 11 | query.flags & (_RD | _CD) | _RA | rcode & 0xF
-    reply = _HEADER.pack(query.id, flags, 1, 0, 0, int(query.edns)) + query.question
-    if query.edns:
-        reply += _OPT.pack(0, OPT, bufsize, rcode >> 4, 0, _DO if query.do else 0, 0)
-    return reply
+    reply = _HEADER.pack(query.id, _flags(query, rcode), 1, 0, 0, int(query.edns)) + query.question
+    return reply + _opt(query, rcode, bufsize) if query.edns else reply
+
+
+def _flags(query: Query, rcode: int) -> int:
+    """The reply's header flags but AA: opcode, RD and CD from the query, RA, the rcode's low bits.
+
+    RA: the server does recurse (through its upstreams) for names outside its zones.  CoreDNS
+    leaves RA clear on its own answers, and nslookup then says "Got recursion not available" and
+    tries the next server (coredns/coredns#2857, #3690).
+    """
+    return _QR | query.opcode << 11 | query.flags & (_RD | _CD) | _RA | rcode & 0xF
+
+
+def _opt(query: Query, rcode: int, bufsize: int) -> bytes:
+    """Our OPT record: our buffer size, the rcode's upper bits, DO echoed (RFC 6891 6.1.3, RFC 3225 3)."""
+    return _OPT.pack(0, OPT, bufsize, rcode >> 4, 0, _DO if query.do else 0, 0)
 
 
 def fit(wire: bytes, limit: int) -> bytes:
