@@ -28,8 +28,6 @@ from dnslib import CLASS, QTYPE
 from dns_server.answer import Answer, Outcome
 from dns_server.wire import HEADER_LEN, FormErr, Query, skip_name
 
-BADVERS = 16  # RFC 6891 9: extended RCODE for an unsupported EDNS version
-MAX_TCP_MESSAGE = 65535  # RFC 1035 4.2.2: two-byte length prefix
 MAX_NAME_TEXT = 253  # RFC 1035 2.3.4: 255 bytes in wire form, without the trailing dot
 MAX_LABEL = 63  # RFC 1035 2.3.4
 MAX_CHARACTER_STRING = 255  # RFC 1035 3.3: one length byte
@@ -38,8 +36,10 @@ MAX_POINTER_OFFSET = 0x3FFF  # RFC 1035 4.1.4: 14 bits of offset
 A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT, OPT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.NS, QTYPE.PTR,
                                                QTYPE.SOA, QTYPE.SRV, QTYPE.TXT, QTYPE.OPT)
 IN = CLASS.IN
-_QR, _AA, _TC, _RD, _RA, _CD = 0x8000, 0x0400, 0x0200, 0x0100, 0x0080, 0x0010
-_DO = 0x8000  # in the OPT record's flags (RFC 3225)
+# Header flag bits, in the first and second flag bytes (RFC 1035 4.1.1, RFC 4035 3.2)
+QR, AA, TC, RD = 0x80, 0x04, 0x02, 0x01
+RA, CD = 0x80, 0x10
+DO = 0x8000  # in the OPT record's flags (RFC 3225 3)
 _HEADER = struct.Struct("!HHHHHH")
 _COUNTS = struct.Struct("!HHH")  # ANCOUNT, NSCOUNT, ARCOUNT
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdlength
@@ -72,9 +72,7 @@ def encode(query: Query, answer: Answer, bufsize: int) -> Encoded:
     if outcome in _NOT_ENCODED:
         raise ValueError(f"a {outcome.value} answer is finished upstream, not encoded")
     rcode = answer.rcode
-    flags = _flags(query, rcode)
-    if outcome.authoritative:
-        flags |= _AA
+    flags = _flags(query, rcode, outcome.authoritative)
     qname = query.name if _writable(query.name) else None
     names: dict[str, int] | None = None  # the compression table, made at the first name not the question
     serial_at = -1
@@ -131,23 +129,24 @@ def error_reply(query: Query, rcode: int, bufsize: int) -> bytes:
     """A reply without records (FORMERR, NOTIMP, REFUSED, SERVFAIL, BADVERS), the question echoed as asked."""
     if rcode > 0xF and not query.edns:
         raise ValueError(f"rcode {rcode} needs an OPT record, and the query had none (RFC 6891 6.1.3)")
-    reply = _HEADER.pack(query.id, _flags(query, rcode), 1, 0, 0, int(query.edns)) + query.question
+    reply = _HEADER.pack(query.id, _flags(query, rcode, False), 1, 0, 0, int(query.edns)) + query.question
     return reply + _opt(query, rcode, bufsize) if query.edns else reply
 
 
-def _flags(query: Query, rcode: int) -> int:
-    """The reply's header flags but AA: opcode, RD and CD from the query, RA, the rcode's low bits.
+def _flags(query: Query, rcode: int, authoritative: bool) -> int:
+    """The reply's two flag bytes: opcode, RD and CD from the query, AA, RA, the rcode's low bits.
 
     RA: the server does recurse (through its upstreams) for names outside its zones.  CoreDNS
     leaves RA clear on its own answers, and nslookup then says "Got recursion not available" and
     tries the next server (coredns/coredns#2857, #3690).
     """
-    return _QR | query.opcode << 11 | query.flags & (_RD | _CD) | _RA | rcode & 0xF
+    first = QR | query.opcode << 3 | (AA if authoritative else 0) | query.flags >> 8 & RD
+    return first << 8 | RA | query.flags & CD | rcode & 0xF
 
 
 def _opt(query: Query, rcode: int, bufsize: int) -> bytes:
     """Our OPT record: our buffer size, the rcode's upper bits, DO echoed (RFC 6891 6.1.3, RFC 3225 3)."""
-    return _OPT.pack(0, OPT, bufsize, rcode >> 4, 0, _DO if query.do else 0, 0)
+    return _OPT.pack(0, OPT, bufsize, rcode >> 4, 0, DO if query.do else 0, 0)
 
 
 def fit(wire: bytes, limit: int) -> bytes:
@@ -191,13 +190,11 @@ def fit(wire: bytes, limit: int) -> bytes:
             break
         kept += 1
         cut = end
-    flags = _U16.unpack_from(wire, 2)[0]
-    if kept < ancount + nscount:
-        flags |= _TC
+    flags = wire[2] | TC if kept < ancount + nscount else wire[2]
     kept_answer = min(kept, ancount)
     kept_authority = min(kept - kept_answer, nscount)
     kept_additional = kept - kept_answer - kept_authority + (1 if opt else 0)
-    return (wire[:2] + _U16.pack(flags) + wire[4:6] + _COUNTS.pack(kept_answer, kept_authority, kept_additional)
+    return (wire[:2] + bytes((flags,)) + wire[3:6] + _COUNTS.pack(kept_answer, kept_authority, kept_additional)
             + wire[HEADER_LEN:cut] + opt)
 
 

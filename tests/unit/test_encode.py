@@ -16,15 +16,14 @@ import dns.flags
 import dns.message
 import dns.name
 import dns.opcode
+import dns.rcode
 import dns.rdatatype
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dns_server.answer import RR, Answer, Outcome
-from dns_server.encode import (
-    BADVERS, Encoded, Unencodable, encode, error_reply, fit, patch_serial,
-)
+from dns_server.encode import Encoded, Unencodable, encode, error_reply, fit, patch_serial
 from dns_server.wire import Query, decode_query
 
 A, NS, CNAME, SOA, PTR, TXT, AAAA, SRV = 1, 2, 5, 6, 12, 16, 28, 33
@@ -98,7 +97,7 @@ def test_golden_srv_targets_are_written_whole_and_pointed_at() -> None:
 
 def test_golden_badvers_puts_the_upper_rcode_bits_in_the_opt() -> None:
     query = make_query("Web.Shop.svc.cluster.local", A, edns=True)
-    assert error_reply(query, BADVERS, 1232) == bytes.fromhex(
+    assert error_reply(query, dns.rcode.BADVERS, 1232) == bytes.fromhex(
         "1234 8180 0001 0000 0000 0001"  # QR, RD, RA, low rcode bits 0 (16 = 1 << 4 | 0)
         "03 576562 04 53686f70 03 737663 07 636c7573746572 05 6c6f63616c 00 0001 0001"  # the question as asked
         "00 0029 04d0 01 00 0000 0000"  # OPT with extended rcode 1
@@ -116,7 +115,7 @@ def test_error_replies_copy_opcode_rd_cd_and_carry_no_aa() -> None:
                          4, 512)
     assert notimp[2:4] == bytes((0x80 | 2 << 3, 0x80 | 4))  # QR, opcode STATUS, RA; NOTIMP
     with pytest.raises(ValueError, match="needs an OPT record"):
-        error_reply(query, BADVERS, 1232)
+        error_reply(query, dns.rcode.BADVERS, 1232)
 
 
 def test_an_owner_pointing_at_the_question_echoes_its_case() -> None:
