@@ -26,15 +26,14 @@ from typing import Any
 from dnslib import CLASS, QTYPE
 
 from dns_server.answer import Answer, Outcome
-from dns_server.wire import HEADER_LEN, FormErr, Query, skip_name
+from dns_server.wire import HEADER_LEN, MAX_LABEL_LEN, MAX_NAME_LEN, OPT, FormErr, Query, skip_name
 
-MAX_NAME_TEXT = 253  # RFC 1035 2.3.4: 255 bytes in wire form, without the trailing dot
-MAX_LABEL = 63  # RFC 1035 2.3.4
+MAX_NAME_TEXT = MAX_NAME_LEN - 2  # a name's text: its wire form less the first length byte and the root
 MAX_CHARACTER_STRING = 255  # RFC 1035 3.3: one length byte
 MAX_POINTER_OFFSET = 0x3FFF  # RFC 1035 4.1.4: 14 bits of offset
 
-A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT, OPT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.NS, QTYPE.PTR,
-                                               QTYPE.SOA, QTYPE.SRV, QTYPE.TXT, QTYPE.OPT)
+A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.NS, QTYPE.PTR, QTYPE.SOA,
+                                          QTYPE.SRV, QTYPE.TXT)
 IN = CLASS.IN
 # Header flag bits, in the first and second flag bytes (RFC 1035 4.1.1, RFC 4035 3.2)
 QR, AA, TC, RD = 0x80, 0x04, 0x02, 0x01
@@ -254,7 +253,7 @@ def _name(out: bytearray, name: str, names: dict[str, int], compress: bool) -> N
                     return
                 known = True
         length = len(label)
-        if not 0 < length <= MAX_LABEL:
+        if not 0 < length <= MAX_LABEL_LEN:
             raise Unencodable(f"cannot write the name {name!r}: an empty label or one over 63 characters")
         if not known and len(out) <= MAX_POINTER_OFFSET:
             names[name[suffix:]] = len(out)
