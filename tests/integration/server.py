@@ -45,11 +45,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
 
 
 class ServerProcess:
-    """`python -m dns_server ARGS --listen 127.0.0.1:PORT`, its log kept in a temp file."""
+    """`python -m dns_server ARGS --listen HOST:PORT` (127.0.0.1 by default), its log kept in a temp file."""
 
-    def __init__(self, *args: str, port: int | None = None, ready_name: str = "dns-version.cluster.local",
-                 ready_type: str = "TXT", env: dict[str, str] | None = None) -> None:
-        self.host = "127.0.0.1"
+    def __init__(self, *args: str, host: str = "127.0.0.1", port: int | None = None,
+                 ready_name: str = "dns-version.cluster.local", ready_type: str = "TXT",
+                 env: dict[str, str] | None = None) -> None:
+        self.host = host
         self.port = port or free_port()
         self.args = [sys.executable, "-m", "dns_server", *args, "--listen", f"{self.host}:{self.port}"]
         self.ready_name = ready_name
