@@ -28,7 +28,7 @@ from dns_server.config import ForwardSettings, KubernetesSettings, ServerBlock, 
 from dns_server.hosts import HostsTable
 from dns_server.outbound import Outbound
 from dns_server.pipeline import Block, Forward, Pipeline
-from dns_server.records import Record
+from dns_server.records import Endpoint, EndpointSlice, Namespace, Port, Record, Service
 from dns_server.registry import Registry
 from dns_server.snapshot import Change, Snapshot
 from dns_server.wire import query_for_key
@@ -58,6 +58,14 @@ def block(**options: Any) -> ServerBlock:
 def forward_to(from_zone: str = "", *, upstream: str = UPSTREAM, **settings: Any) -> ForwardSettings:
     """One `forward FROM UPSTREAM` directive."""
     return ForwardSettings(from_zone, (Upstream(upstream),), **settings)
+
+
+def big_headless(count: int) -> list[Record]:
+    """The example cluster plus `many.big.svc.Z`: a headless service with `count` ready endpoints (port http/80)."""
+    endpoints = tuple(Endpoint((f"10.1.{i // 250}.{i % 250 + 1}",), True, "", "") for i in range(count))
+    http = (Port("http", "TCP", 80),)
+    return example_records() + [Namespace("big"), Service("big", "many", (), True, "", http),
+                                EndpointSlice("big", "many-1", "many", endpoints, http)]
 
 
 # What the fake upstreams know: (name, type) -> [(TTL, rdata text)]; anything else is NXDOMAIN.
