@@ -101,15 +101,17 @@ class RejectCounter:
         self.rejections += 1
 
 
+Responder = Callable[[dns.message.Message], "dns.message.Message | bytes"]
+
+
 class FakeForwarder:
-    """`forward.Forwarder` without sockets: `exchange` answers with `respond(query)`.
+    """`forward.Forwarder` without sockets: `exchange` answers with `respond(query)` (a message, or raw bytes).
 
     `gate` (set it to an unset asyncio.Event) holds every exchange until it is set; `fail` makes
     exchanges raise; `full` makes the forwarder saturated.  `asked` lists the names asked, in order.
     """
 
-    def __init__(self, settings: ForwardSettings | None = None,
-                 respond: Callable[[dns.message.Message], dns.message.Message] = canned_reply) -> None:
+    def __init__(self, settings: ForwardSettings | None = None, respond: Responder = canned_reply) -> None:
         self.settings = settings or forward_to()
         self.respond = respond
         self.metrics = RejectCounter()
@@ -130,7 +132,8 @@ class FakeForwarder:
             await self.gate.wait()
         if self.fail is not None:
             raise self.fail
-        return self.respond(query).to_wire(max_size=65535)
+        reply = self.respond(query)
+        return reply if isinstance(reply, bytes) else reply.to_wire(max_size=65535)
 
     async def close(self) -> None:
         pass
