@@ -21,14 +21,15 @@ import dns.rrset
 import pytest
 
 from dns_server.answer_table import AnswerTable, View
-from dns_server.config import NO_FALLTHROUGH, CacheSettings, HostsSettings, ServerBlock, ZoneKey
+from dns_server.config import FALLTHROUGH_ALL, NO_FALLTHROUGH, CacheSettings, HostsSettings, ServerBlock, ZoneKey
 from dns_server.hosts import HostsEntry, HostsTable
 from dns_server.pipeline import Block, Forward, Pipeline
 from dns_server.registry import Put, Remove
 from dns_server.records import Service
+from dns_server.snapshot import Change
 from dns_server.wire import decode_query, question_key
 from tests.cluster_data import example_records, registry_with
-from tests.unit.helpers import Z, ask, big_headless, block, fakes, pipeline_for, reply_of
+from tests.unit.helpers import Z, ask, big_headless, block, fakes, pipeline_for, reply_of, the_block
 
 NO_FORWARD = block(forward=(), cache=None)
 
@@ -448,3 +449,15 @@ def test_the_same_query_bytes_under_another_id_get_the_same_reply_with_that_id()
     assert repeated[:2] == again[:2] and repeated[2:] == reply[2:]
     assert repeated == pipeline_for().handle(again, False)  # and the same as a fresh pipeline's
     assert pipeline.handle(again, True) == repeated  # over TCP, from the question path, alike
+
+
+def test_a_reloaded_hosts_table_replaces_what_the_plugins_after_it_answered() -> None:
+    """As runtime.hosts_changed does: the block gets the new table and the pipeline hears Change(hosts=True)."""
+    settings = block(hosts=HostsSettings(path=None, fallthrough=FALLTHROUGH_ALL))
+    pipeline = pipeline_for(settings=settings, hosts=HostsTable.build([]))
+    q = query(f"frontend.shop.svc.{Z}")
+    assert ask(pipeline, q).answer[0][0].to_text() == "10.96.10.20"  # from kubernetes: hosts passed it on
+    served = the_block(pipeline)
+    served.hosts = HostsTable.build([HostsEntry("10.1.1.1", (f"frontend.shop.svc.{Z}",))])
+    pipeline.publish(served.view, Change(hosts=True), False)
+    assert ask(pipeline, q).answer[0][0].to_text() == "10.1.1.1"

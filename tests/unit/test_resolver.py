@@ -481,3 +481,15 @@ def test_every_answer_depends_on_exactly_what_it_read(name: str, qtype: str, set
                                          ("1.0.0.10.in-addr.arpa", "PTR")])
 def test_answers_of_the_hosts_plugin_depend_on_its_table(name: str, qtype: str) -> None:
     assert ask(name, qtype, hosts_block(), hosts=HOSTS_TABLE).depends == {HOSTS}
+
+
+@pytest.mark.parametrize("name, qtype, settings", [
+    (f"frontend.shop.svc.{Z}", "A", hosts_block(fallthrough=FALLTHROUGH_ALL)),  # to kubernetes
+    ("nas.lan", "A", hosts_block(fallthrough=FALLTHROUGH_ALL)),  # to forward
+    ("1.0.96.10.in-addr.arpa", "PTR", hosts_block()),  # an address without entries
+])
+def test_an_answer_the_hosts_plugin_passed_on_depends_on_its_table_too(name: str, qtype: str,
+                                                                      settings: ServerBlock) -> None:
+    """The next hosts table may have the name: a reload must drop what the plugins after it answered."""
+    answer = ask(name, qtype, settings, hosts=HOSTS_TABLE)
+    assert answer.plugin != "hosts" and HOSTS in answer.depends
