@@ -8,6 +8,7 @@ kubernetes, then the forward directives; a name no plugin takes is SERVFAIL.  Ev
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
@@ -20,7 +21,9 @@ from dns_server.config import (
 from dns_server.hosts import HostsEntry, HostsTable
 from dns_server.records import Service
 from dns_server.resolver import NO_PLUGIN, resolve
+from dns_server.runtime import _open_cluster
 from dns_server.snapshot import HOSTS, SYNCED, Snapshot
+from tests.cluster_data import ZONES as ZONES_DIRECTORY
 from tests.cluster_data import example_records, registry_with
 from tests.unit.helpers import Z, block, forward_to
 
@@ -493,3 +496,39 @@ def test_an_answer_the_hosts_plugin_passed_on_depends_on_its_table_too(name: str
     """The next hosts table may have the name: a reload must drop what the plugins after it answered."""
     answer = ask(name, qtype, settings, hosts=HOSTS_TABLE)
     assert answer.plugin != "hosts" and HOSTS in answer.depends
+
+
+# -- noendpoints -------------------------------------------------------------------------------------
+def cluster_snapshot(settings: ServerBlock) -> Snapshot:
+    """The snapshot of the cluster the runtime opens for a block: its registry, fed the zones/ fixture files."""
+    assert settings.kubernetes is not None
+    source = dataclasses.replace(settings.kubernetes, fixtures=ZONES_DIRECTORY).source
+
+    async def opened() -> Snapshot:
+        cluster = await _open_cluster(source, asyncio.get_running_loop())
+        return cluster.registry.snapshot
+
+    return asyncio.run(opened())
+
+
+NOENDPOINTS = block(noendpoints=True)
+
+
+@pytest.mark.parametrize("name, qtype, outcome", [
+    (f"frontend.shop.svc.{Z}", "A", Outcome.ANSWER),  # a ClusterIP service needs no endpoints
+    (f"_http._tcp.frontend.shop.svc.{Z}", "SRV", Outcome.ANSWER),
+    ("1.0.96.10.in-addr.arpa", "PTR", Outcome.ANSWER),
+    (f"postgres.data.svc.{Z}", "A", Outcome.NXDOMAIN),  # headless: nothing to answer with
+    (f"_postgres._tcp.postgres.data.svc.{Z}", "SRV", Outcome.NXDOMAIN),
+    (f"postgres-0.postgres.data.svc.{Z}", "A", Outcome.NXDOMAIN),  # endpoint names
+    (f"10-244-1-5.frontend.shop.svc.{Z}", "A", Outcome.NXDOMAIN),
+    ("10.1.244.10.in-addr.arpa", "PTR", Outcome.FORWARD),  # an endpoint's address is not the cluster's
+])
+def test_noendpoints_answers_no_endpoint_names_whatever_the_source_delivers(name: str, qtype: str,
+                                                                           outcome: Outcome) -> None:
+    """CoreDNS: "All endpoint queries and headless service queries will result in an NXDOMAIN"; fixture
+    files hold EndpointSlices, which the registry of a `noendpoints` block must not serve."""
+    snapshot = cluster_snapshot(NOENDPOINTS)
+    assert snapshot.synced  # without EndpointSlices to wait for
+    assert ask(name, qtype, NOENDPOINTS, snapshot).outcome is outcome
+    assert ask(name, qtype, FLAGS, cluster_snapshot(FLAGS)).outcome is Outcome.ANSWER  # without the option
