@@ -248,6 +248,12 @@ def test_an_uncached_reply_is_served_with_its_ttls_as_upstream_gave_them() -> No
     assert served(entry.render(NOW, 512)).answer[0].ttl == 86400
     key, wire = upstream_reply(answer=[(1, "192.0.2.1")])
     assert served(uncached(prepare(wire, BUFSIZE, key[-1]), NOW).render(NOW, 512)).answer[0].ttl == 1
+    key, wire = upstream_reply()
+    chain = dns.message.from_wire(wire)  # a CNAME and its target: two TTLs
+    chain.answer.append(dns.rrset.from_text("www.example.com.", 300, "IN", "CNAME", "web.example.com."))
+    chain.answer.append(dns.rrset.from_text("web.example.com.", 120, "IN", "A", "192.0.2.1"))
+    entry = uncached(prepare(chain.to_wire(), BUFSIZE, key[-1]), NOW)
+    assert [rrset.ttl for rrset in served(entry.render(NOW, 512)).answer] == [300, 120]
 
 
 def test_serve_stale_window() -> None:
