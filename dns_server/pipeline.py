@@ -136,7 +136,7 @@ class Pipeline:
         self.routes = sorted(routes, key=lambda route: -len(route[0]))
         self._zones = tuple(zone for zone, _ in self.routes)
         self._blocks = {zone: block for zone, block in self.routes}
-        self.table = table or AnswerTable()
+        self.table = table if table is not None else AnswerTable()  # an empty table is falsy
         self.server = server
         self.family = family
         self.metrics = metrics

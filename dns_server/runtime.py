@@ -222,7 +222,7 @@ async def _wait_for_sync(runtime: Runtime) -> None:
 async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoop) -> Cluster:
     """A registry and its source: fixture files fully loaded, or the Kubernetes API connected but not listed."""
     registry = Registry(required_kinds=_required_kinds(settings), endpoint_pod_names=settings.endpoint_pod_names,
-                        clock=time.time, scope=_scope_for(settings))
+                        noendpoints=settings.noendpoints, clock=time.time, scope=_scope_for(settings))
     source: Source
     try:
         if settings.fixtures is not None:
