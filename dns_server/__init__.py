@@ -1,1 +1,3 @@
 """Cluster DNS for Kubernetes: the DNS-Based Service Discovery specification, served from memory."""
+
+__version__ = "0.1.0"
