@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import resource
 import signal
@@ -28,7 +29,9 @@ from pathlib import Path
 from typing import Callable
 
 from dns_server.config import Config, ConfigError, format_address, zone_text
+from dns_server.http import EndpointError, HttpEndpoints
 from dns_server.logs import setup_logging
+from dns_server.metrics import Metrics
 from dns_server.querylog import QueryLogWriter
 from dns_server.runtime import Runtime, StartupError, start
 
@@ -45,10 +48,19 @@ class Server:
         self.config = config
         self.loader = loader
         self.runtime: Runtime | None = None
+        self.metrics = Metrics(revision=os.environ.get("DNS_SERVER_REVISION", ""))
+        self.endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        self.query_log = QueryLogWriter(log_format=config.log_format)
         self.stopping = asyncio.Event()
         self.exit_status = 0
         self._lameduck = False
         self._reloading = asyncio.Lock()
+
+    def _readiness(self, config: Config) -> list[tuple[str, Callable[[], bool]]]:
+        """The `ready` plugin's checks: `kubernetes` until every cluster has had its first sync."""
+        if not any(block.kubernetes for block in config.blocks):
+            return []
+        return [("kubernetes", lambda: self.runtime is not None and not self.runtime.not_ready())]
 
     async def serve(self) -> None:
         """Run until stopped (a signal, or a fatal condition)."""
@@ -58,8 +70,18 @@ class Server:
         for signum in (signal.SIGHUP, signal.SIGUSR1):
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.reload("signal")))
         raise_open_file_limit(self.config)
-        self.query_log = QueryLogWriter(log_format=self.config.log_format)
-        self.runtime = await start(self.config, query_log=self.query_log, on_loop=self._loop_found)
+        self.metrics.set_plugins(self.config.blocks)
+        try:
+            self.endpoints.start()  # /ready says "kubernetes" while the first sync is awaited
+        except EndpointError as error:
+            raise StartupError(str(error)) from None
+        try:
+            self.runtime = await start(self.config, metrics=self.metrics, query_log=self.query_log,
+                                       on_loop=self._loop_found)
+        except BaseException:
+            self.endpoints.stop()
+            self.query_log.close()
+            raise
         self.runtime.adopt()
         announce(self.config, self.runtime)
         watcher = asyncio.create_task(self._watch_files()) if self._reload_settings() else None
@@ -69,6 +91,7 @@ class Server:
             if watcher is not None:
                 watcher.cancel()
             await self.runtime.stop_unused(None)
+            self.endpoints.stop()
             self.query_log.close()
             log.info("stopped")
 
@@ -82,13 +105,30 @@ class Server:
         lameduck = max((b.health.lameduck for b in self.config.blocks if b.health is not None), default=0.0)
         log.info("SIGTERM: Shutting down servers then terminating")
         if lameduck <= 0 or self._lameduck:
+            self.endpoints.begin_shutdown()
             self.stopping.set()
             return
         self._lameduck = True
-        log.info("plugin/health: Going into lameduck mode for %gs", lameduck)
+        self.endpoints.begin_shutdown()  # logs the lameduck line; /ready now says "Shutting down"
         asyncio.get_running_loop().call_later(lameduck, self.stopping.set)
 
     # -- reload ------------------------------------------------------------------------------------
+    def _endpoints_for(self, config: Config) -> HttpEndpoints:
+        """The HTTP endpoints for a new configuration: the running ones unless their addresses change."""
+        if _endpoint_addresses(config) == _endpoint_addresses(self.config):
+            return self.endpoints
+        self.endpoints.stop()  # the new ones may want the same ports
+        try:
+            return self._restart(config)
+        except EndpointError:
+            self.endpoints = self._restart(self.config)
+            raise
+
+    def _restart(self, config: Config) -> HttpEndpoints:
+        endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        endpoints.start()
+        return endpoints
+
     def _reload_settings(self) -> tuple[float, float] | None:
         settings = [b.reload for b in self.config.blocks if b.reload is not None]
         if not settings or self.loader is None or not self.config.files:
@@ -119,17 +159,33 @@ class Server:
             log.info("Reloading (%s)", why)
             try:
                 config = await asyncio.to_thread(self.loader)
-                runtime = await start(config, self.runtime, query_log=self.query_log, on_loop=self._loop_found)
-            except (ConfigError, StartupError) as error:
+                endpoints = self._endpoints_for(config)
+                try:
+                    runtime = await start(config, self.runtime, metrics=self.metrics, query_log=self.query_log,
+                                          on_loop=self._loop_found)
+                except BaseException:
+                    if endpoints is not self.endpoints:
+                        endpoints.stop()
+                        self.endpoints = self._restart(self.config)
+                    raise
+            except (ConfigError, StartupError, EndpointError) as error:
+                self.metrics.reload_failed.inc()
                 log.error("plugin/reload: Corefile changed but reload failed: %s", error)
                 return False
             old = self.runtime
-            self.config, self.runtime = config, runtime
+            self.config, self.runtime, self.endpoints = config, runtime, endpoints
             runtime.adopt()
+            self.metrics.set_plugins(config.blocks)
+            self.metrics.set_reload_version(config.corefile_hash)
             await old.stop_unused(runtime)
             log.info("plugin/reload: Running configuration SHA512 = %s", config.corefile_hash)
             log.info("Reloading complete")
             return True
+
+
+def _endpoint_addresses(config: Config) -> tuple[object, ...]:
+    """What the HTTP endpoints of a configuration listen on (a reload restarts them when it differs)."""
+    return tuple((b.health, b.ready, b.prometheus) for b in config.blocks)
 
 
 def _fingerprint(files: tuple[Path, ...]) -> tuple[tuple[str, bytes], ...]:

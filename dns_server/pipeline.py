@@ -376,7 +376,7 @@ class Pipeline:
     # -- metrics -------------------------------------------------------------------------------------
     def _tally_for(self, zone: str, plugin: str, data: bytes, reply: bytes, key: bytes, via_tcp: bool) -> Tally:
         assert self.metrics is not None
-        qtype = key[-3] | key[-4] << 8
+        qtype = key[-4] | key[-5] << 8  # the key ends with type, class and the mode byte
         return self.metrics.tally(self.server, zone, "", "tcp" if via_tcp else "udp", self.family, qtype,
                                   reply[3] & 0x0F, plugin, bool(key[-1] & MODE_DO), len(data), len(reply))
 
