@@ -269,6 +269,22 @@ def _histograms(name: str, help_text: str, labels: list[str], bounds: tuple[floa
     return family
 
 
+class SourceCounters:
+    """The API source's reports as the kubernetes and watch metric families (cold paths only)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def programmed(self, service_kind: str, seconds: float) -> None:
+        self._metrics.dns_programming_duration.labels(service_kind).observe(seconds)
+
+    def watch_restarted(self, resource: str) -> None:
+        self._metrics.watch_restarts.labels(resource).inc()
+
+    def relisted(self, resource: str) -> None:
+        self._metrics.watch_relists.labels(resource).inc()
+
+
 class ProxyCounters:
     """A forward directive's reports as the proxy and forward metric families (cold paths only)."""
 
@@ -401,6 +417,10 @@ class Metrics:
                 for host in block.bind or ("",):
                     for name in block.handlers:
                         self.plugin_enabled.labels(server_label(host, key.port), zone_text(key.zone), "", name).set(1)
+
+    def source(self) -> SourceCounters:
+        """What the Kubernetes API source reports (dns_server.sources.kube.SourceMetrics), into these metrics."""
+        return SourceCounters(self)
 
     def forwarder(self) -> ProxyCounters:
         """What a `forward` directive reports (dns_server.forward.ProxyMetrics), into these metrics."""

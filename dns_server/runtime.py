@@ -166,7 +166,7 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
         if block.kubernetes is not None and block.kubernetes.source not in runtime.clusters:
             settings = block.kubernetes.source
             reused = previous.clusters.get(settings) if previous is not None else None
-            runtime.clusters[settings] = reused or await _open_cluster(settings, loop)
+            runtime.clusters[settings] = reused or await _open_cluster(settings, loop, metrics)
             if metrics is not None:
                 _report_cluster(metrics, runtime.clusters[settings])
     for cluster in runtime.clusters.values():
@@ -232,7 +232,8 @@ async def _wait_for_sync(runtime: Runtime) -> None:
         log.warning("plugin/kubernetes: starting server with unsynced Kubernetes API")
 
 
-async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoop) -> Cluster:
+async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoop,
+                        metrics: Metrics | None = None) -> Cluster:
     """A registry and its source: fixture files fully loaded, or the Kubernetes API connected but not listed."""
     registry = Registry(required_kinds=_required_kinds(settings), endpoint_pod_names=settings.endpoint_pod_names,
                         noendpoints=settings.noendpoints, clock=time.time, scope=_scope_for(settings))
@@ -247,7 +248,8 @@ async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoo
             from dns_server.sources.kube import KubeSource, api_client, resources_for  # the client is heavy
 
             api = await asyncio.to_thread(api_client, settings)
-            source = KubeSource(api, registry, resources_for(settings))
+            source = KubeSource(api, registry, resources_for(settings),
+                                metrics=metrics.source() if metrics is not None else None)
     except ConfigError as error:
         raise StartupError(str(error)) from None
     cluster = Cluster(settings, registry, source, View(registry.snapshot))
