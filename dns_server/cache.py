@@ -38,7 +38,7 @@ from cachetools import LRUCache
 
 from dns_server.config import CacheSettings, in_zone
 from dns_server.wire import (
-    AA, HEADER_LEN, MODE_DO, MODE_EDNS, NOERROR, NXDOMAIN, OPT, SERVFAIL, TC, FormErr, skip_name,
+    AA, DO, HEADER_LEN, MODE_DO, MODE_EDNS, NOERROR, NXDOMAIN, OPT, SERVFAIL, TC, FormErr, skip_name,
 )
 
 SOA = 6
@@ -299,7 +299,7 @@ def _prepare(reply: bytes, bufsize: int, mode: int) -> Reply:
         opt_at = opt_end = i  # ours goes at the end
 
     edns = bool(mode & (MODE_EDNS | MODE_DO))
-    our_opt = _OPT_FIXED.pack(0, OPT, bufsize, ext_rcode, 0, 0x8000 if mode & MODE_DO else 0, 0) if edns else b""
+    our_opt = _OPT_FIXED.pack(0, OPT, bufsize, ext_rcode, 0, DO if mode & MODE_DO else 0, 0) if edns else b""
     header = bytearray(reply[:HEADER_LEN])
     header[0:2] = b"\x00\x00"
     header[2] &= ~AA & 0xFF

@@ -306,9 +306,11 @@ async def _block(settings: ServerBlock, runtime: Runtime, metrics: Metrics | Non
     if settings.hosts is not None:
         hosts_settings = settings.hosts
         zones = hosts_settings.zones or settings.zones
-        block.hosts, signature = await asyncio.to_thread(_read_hosts, hosts_settings, zones, None)
+        table, signature = await asyncio.to_thread(_read_hosts, hosts_settings, zones, None)
+        block.hosts = table
+        _report_hosts(metrics, hosts_settings, table)
         if hosts_settings.reload > 0 and hosts_settings.path is not None:
-            runtime.tasks.append(asyncio.create_task(_reload_hosts(runtime, block, zones, signature)))
+            runtime.tasks.append(asyncio.create_task(_reload_hosts(runtime, block, zones, signature, metrics)))
     return block
 
 
@@ -336,7 +338,15 @@ def _read_hosts(settings: HostsSettings, zones: tuple[str, ...], known: Signatur
     return HostsTable.build(entries, inline, zones, reverse=not settings.no_reverse), signature
 
 
-async def _reload_hosts(runtime: Runtime, block: Block, zones: tuple[str, ...], signature: Signature) -> None:
+def _report_hosts(metrics: Metrics | None, settings: HostsSettings, table: HostsTable) -> None:
+    """coredns_hosts_entries and coredns_hosts_reload_timestamp_seconds, for a block with `prometheus`."""
+    if metrics is not None:
+        metrics.hosts_entries.labels(str(settings.path or "")).set(table.size)
+        metrics.hosts_reload_timestamp.set(time.time())
+
+
+async def _reload_hosts(runtime: Runtime, block: Block, zones: tuple[str, ...], signature: Signature,
+                        metrics: Metrics | None) -> None:
     """The hosts plugin's `reload`: read the file again whenever it changed."""
     settings = block.settings.hosts
     assert settings is not None and settings.path is not None
@@ -350,6 +360,7 @@ async def _reload_hosts(runtime: Runtime, block: Block, zones: tuple[str, ...], 
         if now != signature:
             table, signature = await asyncio.to_thread(_read_hosts, settings, zones, signature)
             runtime.hosts_changed(block, table)
+            _report_hosts(metrics, settings, table)
             log.info("plugin/hosts: reloaded %s", settings.path)
 
 
