@@ -30,7 +30,7 @@ import logging
 import time
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Callable, Optional, Protocol
+from typing import Callable, NamedTuple, Optional, Protocol
 
 from dnslib import DNSRecord
 
@@ -47,8 +47,8 @@ from dns_server.snapshot import Change
 from dns_server.upstreams import NoAnswer, Overloaded
 from dns_server.wire import (
     BADVERS, CLASS_IN, FORMERR, HEADER_LEN, MAX_TCP_MESSAGE, MODE_DO, NO_EDNS_PAYLOAD, NOTIMP, OPCODE_QUERY,
-    REFUSED, SERVFAIL, Drop, FormErr, Query, decode_query, header_only_reply, name_to_wire, question_end,
-    question_key,
+    REFUSED, SERVFAIL, Drop, FormErr, Query, decode_name, decode_query, header_only_reply, name_to_wire,
+    question_end, question_key,
 )
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ ErrorReporter = Callable[[int, str, int, str], None]  # rcode, name, qtype, reas
 Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them
 
 
-@dataclass(frozen=True, slots=True)
-class Labels:
+class Labels(NamedTuple):
     """What metrics know of an answer: fixed per question."""
 
     zone: str  # the block's zone the name fell in, as CoreDNS prints it, or "dropped"
@@ -219,6 +218,11 @@ class Pipeline:
                 entry = self.table.get(key)
                 if entry is not None:
                     return self._serve(entry, data, key, end, payload, via_tcp, peer)
+                # a miss: everything decode_query would read is known already
+                query = Query(data[0] << 8 | data[1], 0, decode_name(key), data[end + 1] | data[end] << 8,
+                              data[end + 3] | data[end + 2] << 8, data[HEADER_LEN:qend], key[:-1], arcount == 1,
+                              max(payload, NO_EDNS_PAYLOAD), bool(mode & MODE_DO), 0, data[2] << 8 | data[3])
+                return self._resolve(data, query, via_tcp, peer)
             return self._slow(data, via_tcp, peer)
         except (FormErr, Drop):
             return self._slow(data, via_tcp, peer)

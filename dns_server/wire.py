@@ -13,7 +13,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dnslib import QTYPE
 
@@ -49,9 +49,8 @@ class FormErr(Exception):
     """A query whose header we can answer, but whose body is malformed: reply FORMERR."""
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
-    """The parts of a query that decide its answer."""
+class Query(NamedTuple):
+    """The parts of a query that decide its answer (a NamedTuple: immutable and cheap to make per query)."""
 
     id: int
     opcode: int
