@@ -30,7 +30,7 @@ from typing import Callable
 
 from dns_server.config import Config, ConfigError, format_address, zone_text
 from dns_server.http import EndpointError, HttpEndpoints
-from dns_server.logs import setup_logging
+from dns_server.logs import log_event, setup_logging
 from dns_server.metrics import Metrics
 from dns_server.querylog import QueryLogWriter
 from dns_server.runtime import Runtime, StartupError, start
@@ -93,7 +93,7 @@ class Server:
             await self.runtime.stop_unused(None)
             self.endpoints.stop()
             self.query_log.close()
-            log.info("stopped")
+            log_event(log, "shutdown", "stopped", exit_status=self.exit_status)
 
     def _loop_found(self, message: str) -> None:
         """The loop plugin saw its probe come back: CoreDNS's fatal line, exit status 1."""
@@ -103,7 +103,7 @@ class Server:
 
     def _terminate(self) -> None:
         lameduck = max((b.health.lameduck for b in self.config.blocks if b.health is not None), default=0.0)
-        log.info("SIGTERM: Shutting down servers then terminating")
+        log_event(log, "shutdown", "SIGTERM: Shutting down servers then terminating", lameduck=lameduck)
         if lameduck <= 0 or self._lameduck:
             self.endpoints.begin_shutdown()
             self.stopping.set()
@@ -156,7 +156,7 @@ class Server:
             log.warning("%s: nothing to reload (the server runs from flags)", why)
             return False
         async with self._reloading:
-            log.info("Reloading (%s)", why)
+            log_event(log, "reload", f"Reloading ({why})", reason=why)
             try:
                 config = await asyncio.to_thread(self.loader)
                 endpoints = self._endpoints_for(config)
@@ -170,7 +170,8 @@ class Server:
                     raise
             except (ConfigError, StartupError, EndpointError) as error:
                 self.metrics.reload_failed.inc()
-                log.error("plugin/reload: Corefile changed but reload failed: %s", error)
+                log_event(log, "reload", f"plugin/reload: Corefile changed but reload failed: {error}",
+                          level=logging.ERROR, failed=True, error=str(error))
                 return False
             old = self.runtime
             self.config, self.runtime, self.endpoints = config, runtime, endpoints
@@ -179,7 +180,8 @@ class Server:
             self.metrics.set_reload_version(config.corefile_hash)
             await old.stop_unused(runtime)
             log.info("plugin/reload: Running configuration SHA512 = %s", config.corefile_hash)
-            log.info("Reloading complete")
+            log_event(log, "reload", "Reloading complete", sha512=config.corefile_hash,
+                      blocks=len(config.blocks), listeners=[format_address(*a) for a in runtime.listeners])
             return True
 
 
@@ -204,25 +206,31 @@ def announce(config: Config, runtime: Runtime) -> None:
     for block in config.blocks:
         for key in block.keys:
             where = f" on {', '.join(block.bind)}" if block.bind else ""
-            log.info("%s:%d%s", zone_text(key.zone), key.port, where)
+            log_event(log, "startup", f"{zone_text(key.zone)}:{key.port}{where}", zone=zone_text(key.zone),
+                      port=key.port, bind=list(block.bind))
     for block in config.blocks:
         kubernetes = block.kubernetes
         if kubernetes is not None:
             cluster = runtime.clusters[kubernetes.source]
             state = "" if cluster.synced else "; its names answer SERVFAIL until the first sync"
-            log.info("plugin/kubernetes: serving zone %s from %s%s", ", ".join(kubernetes.zones),
-                     cluster.source.summary(), state)
+            log_event(log, "startup", f"plugin/kubernetes: serving zone {', '.join(kubernetes.zones)} from "
+                      f"{cluster.source.summary()}{state}", plugin="kubernetes", zones=list(kubernetes.zones),
+                      source=cluster.source.summary(), synced=cluster.synced, objects=cluster.registry.counts())
         for forward in block.forward:
-            log.info("plugin/forward: forwarding names in %s to %s (policy %s%s)", zone_text(forward.from_zone),
-                     ", ".join(str(u) for u in forward.to), forward.policy.value,
-                     f", max_concurrent {forward.max_concurrent}" if forward.max_concurrent else "")
+            upstreams = [str(u) for u in forward.to]
+            log_event(log, "startup", f"plugin/forward: forwarding names in {zone_text(forward.from_zone)} to "
+                      f"{', '.join(upstreams)} (policy {forward.policy.value}"
+                      + (f", max_concurrent {forward.max_concurrent})" if forward.max_concurrent else ")"),
+                      plugin="forward", zone=zone_text(forward.from_zone), upstreams=upstreams,
+                      policy=forward.policy.value)
         if block.cache is not None and block.forward:
             cache = block.cache
             log.info("plugin/cache: caching forwarded answers (success %d, denial %d%s%s)", cache.success_capacity,
                      cache.denial_capacity, ", prefetch" if cache.prefetch_amount else "",
                      f", serve_stale {cache.serve_stale:g} s" if cache.serve_stale else "")
     for (host, port) in runtime.listeners:
-        log.info("listening on %s (UDP and TCP)", format_address(host, port))
+        log_event(log, "startup", f"listening on {format_address(host, port)} (UDP and TCP)",
+                  address=format_address(host, port))
     if config.corefile_hash:
         log.info("plugin/reload: Running configuration SHA512 = %s", config.corefile_hash)
 

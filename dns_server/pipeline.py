@@ -37,7 +37,7 @@ from dnslib import DNSRecord
 from dns_server.answer import Answer, Outcome
 from dns_server.answer_table import AnswerTable, Entry, View
 from dns_server.config import ServerBlock, longest_zone, zone_text
-from dns_server.encode import encode, error_reply, fit
+from dns_server.encode import Unencodable, encode, error_reply, fit
 from dns_server.loop import HINFO, LoopProbe
 from dns_server.outbound import CACHE, FORWARD, Outbound
 from dns_server.querylog import QueryLog, QueryLogWriter, QueryRecord
@@ -131,7 +131,8 @@ class Pipeline:
 
     def __init__(self, routes: list[tuple[str, Block]], server: str = "dns://:53", family: str = "1",
                  metrics: QueryMetrics | None = None, table: AnswerTable | None = None,
-                 query_log: QueryLogWriter | None = None, local: str = "") -> None:
+                 query_log: QueryLogWriter | None = None, local: str = "",
+                 panicked: Callable[[], None] | None = None) -> None:
         self.routes = sorted(routes, key=lambda route: -len(route[0]))
         self._zones = tuple(zone for zone, _ in self.routes)
         self._blocks = {zone: block for zone, block in self.routes}
@@ -145,6 +146,7 @@ class Pipeline:
         self._last_error_log = 0.0
         self._writer = query_log if any(block.query_log for _, block in self.routes) else None
         self._local = local  # our address, for the query log
+        self._panicked = panicked  # counts internal errors (coredns_panics_total)
         if metrics is not None:
             self.handle = self._handle_metered  # type: ignore[method-assign]
         if self._writer is not None:
@@ -303,7 +305,13 @@ class Pipeline:
                 return self._count_reply(data, error_reply(query, REFUSED, block.bufsize), zone_text(zone), FORWARD,
                                          via_tcp)
             return Forward(data, query, answer, via_tcp, block, zone, peer, share=not probe)
-        encoded = encode(query, answer, block.bufsize)
+        try:
+            encoded = encode(query, answer, block.bufsize)
+        except Unencodable as error:  # cluster data no reply can carry (a name with an escaped dot, ...)
+            if block.errors is not None:
+                block.errors(SERVFAIL, query.name, query.qtype, f"cannot encode the answer: {error}")
+            return self._count_reply(data, error_reply(query, SERVFAIL, block.bufsize), labels.zone, answer.plugin,
+                                     via_tcp)
         entry = Entry(encoded.wire, encoded.serial_at, block.view, answer.depends, block.bufsize, labels,
                       rotations=_rotations(query, answer, block), serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
@@ -412,6 +420,8 @@ class Pipeline:
                                   reply[3] & 0x0F, plugin, do, len(data), len(reply))
 
     def _log_bug(self) -> None:
+        if self._panicked is not None:
+            self._panicked()
         now = time.monotonic()
         if now - self._last_error_log >= 1.0:  # at most one traceback a second
             self._last_error_log = now

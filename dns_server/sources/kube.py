@@ -51,6 +51,7 @@ from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from dns_server.config import ConfigError, SourceSettings
+from dns_server.logs import log_event
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, SERVICE_NAME_LABEL, Record, describe
 from dns_server.registry import Put, Registry, Replace, Update
 from dns_server.sources.events import (
@@ -371,11 +372,16 @@ class KubeSource:
             status.objects = count
             status.lists += 1
             status.listed_at = time.time()
-            log.info("%s %s: %d objects in %.2f s (%d page%s)", "relisted" if relist else "synced",
-                     resource.plural, count, time.monotonic() - started, pages, "" if pages == 1 else "s")
+            seconds = time.monotonic() - started
+            log_event(log, "sync", f"{'relisted' if relist else 'synced'} {resource.plural}: {count} objects in "
+                      f"{seconds:.2f} s ({pages} page{'' if pages == 1 else 's'})", kind=resource.plural,
+                      objects=count, seconds=round(seconds, 3), pages=pages, relist=relist)
             if not relist and self.status.ready:
-                log.info("initial sync complete in %.2f s: %s", time.time() - self.status.started_at,
-                         ", ".join(f"{r.objects} {Resource(k).plural}" for k, r in self.status.resources.items()))
+                objects = {Resource(k).plural: r.objects for k, r in self.status.resources.items()}
+                total = time.time() - self.status.started_at
+                log_event(log, "sync", f"initial sync complete in {total:.2f} s: "
+                          + ", ".join(f"{n} {plural}" for plural, n in objects.items()), seconds=round(total, 3),
+                          objects=objects)
             if self.status.ready:
                 freeze_heap()
 
