@@ -1,5 +1,5 @@
 """The benchmarks' own logic: dnsperf's output read right, the generated cluster as kubectl and the API show it,
-and the query mixes.
+the query mixes, and the churn's changes and the answers it expects.
 
 These parts decide what the benchmarks report; the runs themselves (servers, dnsperf, NSD) are
 not repeated here.  The dnsperf tests run a stand-in `dnsperf` script that prints real dnsperf
@@ -9,16 +9,19 @@ not repeated here.  The dnsperf tests run a stand-in `dnsperf` script that print
 from __future__ import annotations
 
 import dataclasses
+import random
 import stat
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
+from churn import MAX_ENDPOINTS, Churn, expectations  # noqa: E402
 from cluster import Cluster, api_objects, build_cluster, write_fixtures, write_zone, _yaml_scalar  # noqa: E402
 from common import BenchError, dnsperf, percentile  # noqa: E402
 from queries import CHURN_MIX, MIX, build_queries  # noqa: E402
@@ -186,3 +189,41 @@ def test_query_mix(mix: tuple[tuple[str, float], ...]) -> None:
             assert port[1:] in ports[fqdn]
     misses = [name for name, qtype in questions if kind_of(name, qtype, cluster_ips, headless) == "MISS"]
     assert {qtype for name, qtype in questions if name in misses} == {"A", "AAAA"}
+
+
+# -- churn -----------------------------------------------------------------------------------------
+def ready_addresses(slice_object: dict[str, Any]) -> frozenset[str]:
+    return frozenset(e["addresses"][0] for e in slice_object["endpoints"] if e["conditions"]["ready"])
+
+
+def test_every_change_alters_one_services_answers() -> None:
+    cluster = small_cluster()
+    churn = Churn(cluster)
+    ready = {s.slice_name: frozenset(e.address for e in s.endpoints) for s in cluster.headless}
+    for _ in range(2000):
+        changed = churn.change()
+        name = changed["metadata"]["name"]
+        now = ready_addresses(changed)
+        assert now and now != ready[name]
+        assert len(changed["endpoints"]) <= MAX_ENDPOINTS
+        ready[name] = now
+    state = churn.state()
+    assert {s.slice_name: frozenset(e.address for e in state[s.fqdn] if e.ready) for s in cluster.headless} == ready
+
+
+def test_expected_answers_follow_the_state() -> None:
+    cluster = small_cluster()
+    churn = Churn(cluster)
+    for _ in range(300):
+        churn.change()
+    state = churn.state()
+    expected = expectations(cluster, state, random.Random(1), 50)
+    by_name = {s.fqdn: s for s in cluster.headless}
+    for item in expected:
+        if item.qtype == "A" and item.name in by_name:
+            assert item.records == {e.address for e in state[item.name] if e.ready}
+        elif item.qtype == "SRV":
+            service = by_name[item.name.split(".", 2)[2]]
+            assert item.records == {f"5432 {e.label}.{service.fqdn}." for e in state[service.fqdn] if e.ready}
+    assert {item.rcode for item in expected} == {0, 3}  # answers and search-path misses
+    assert {item.qtype for item in expected} == {"A", "SRV"}
