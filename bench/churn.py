@@ -196,7 +196,11 @@ class Expected:
 
 def expectations(cluster: Cluster, state: dict[str, list[Endpoint]], rng: random.Random,
                  count: int) -> list[Expected]:
-    """`count` names with the answers the stand-in's state means, in the mix below."""
+    """`count` names with the answers the stand-in's state means.
+
+    In turn: a headless service's A, its SRV, a ready endpoint's name, a search-path miss under
+    it, and a ClusterIP service's A.
+    """
     out = []
     for n in range(count):
         kind = n % 5
@@ -295,10 +299,11 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
         try:
             port = free_port()
             log = workdir / "server.log"
+            started = time.monotonic()
             server = processes.start(pinned(CORES.server, [
                 sys.executable, "-m", "dns_server", "--kubeconfig", str(workdir / "kubeconfig"),
                 "--listen", f"127.0.0.1:{port}", "--resolv-conf", os.devnull]), log, REPO)
-            ready = wait_for_answer(port, f"no-such-service.ns0.svc.{ZONE}", server, log, started=time.monotonic(),
+            ready = wait_for_answer(port, f"no-such-service.ns0.svc.{ZONE}", server, log, started=started,
                                     deadline=READY_DEADLINE, accept=lambda r: r.rcode() == dns.rcode.NXDOMAIN)
             print(f"server synced in {ready:.1f} s; warming its answers with one pass of the query file", flush=True)
             load = ["-c", str(args.clients), "-q", str(args.outstanding)]
