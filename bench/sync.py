@@ -350,10 +350,10 @@ def report(rounds: list[Round], steps: list[tuple[str, int, float]], counts: Cou
             ("event -> answer p50", f"{median(percentile(r.events_ms, 0.5) for r in rounds):.1f} ms"),
             ("event -> answer p99", f"{event_p99:.1f} ms")]
     loaded = f"at {median(r.events_per_s for r in rounds):.0f} events/s"
-    for p in (0.5, 0.99):
-        rows.append((f"query latency idle p{p * 100:g}", f"{median(percentile(r.idle_ms, p) for r in rounds):.3f} ms"))
-        rows.append((f"query latency {loaded} p{p * 100:g}",
-                     f"{median(percentile(r.loaded_ms, p) for r in rounds):.3f} ms"))
+    for label, latencies in (("idle", [r.idle_ms for r in rounds]), (loaded, [r.loaded_ms for r in rounds])):
+        for p in (0.5, 0.99):
+            rows.append((f"query latency {label} p{p * 100:g}",
+                         f"{median(percentile(histogram, p) for histogram in latencies):.3f} ms"))
     print_table(("", "figure"), rows)
     if steps:
         print("\nbytes per object (growth of RSS once synced, as each kind is added, per object):")
