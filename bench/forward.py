@@ -28,18 +28,15 @@ anything else on CPU 0 (other people's work on this shared machine), by unbound 
 and p99 latency of cache hits, cache misses and search-path misses in the fixed-rate run; then
 the median over the rounds.
 The machine has 2 cores and is shared: the figures are noisy, so compare medians, and runs made
-side by side.  Every process started here is stopped on exit.
+side by side.  Every process started here is stopped on exit; the exit status is 2 when the
+benchmark could not measure (it has no targets).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import random
-import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -49,14 +46,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-try:
-    import dns.exception
-    import dns.message
-    import dns.query
-except ImportError:
-    sys.exit("bench: dnspython is missing: run this with the project's virtualenv (.venv/bin/python bench/forward.py)")
+from common import (
+    CORES, REPO, Processes, Run, children_cpu_seconds, core_busy_seconds, cpu_seconds, dnsperf, free_port,
+    memory_directory, pinned, program, require, run_main, wait_for_answer,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 ZONE = "ext.example.com"
 CLUSTER = "cluster.local"
 SEARCH = [f"shop.svc.{CLUSTER}", f"svc.{CLUSTER}", CLUSTER]  # a pod in namespace `shop`
@@ -64,6 +58,7 @@ STARTUP_DEADLINE = 30.0
 QUERIES_PER_ROUND = 400_000  # more than a round can send: dnsperf stops at --seconds
 APPARMOR = Path("/sys/module/apparmor/parameters/enabled")
 CPU_USERS = ("server", "others", "unbound", "dnsperf")
+CLASSES = ("hit", "miss", "search")
 
 ZONE_FILE = f"""\
 $ORIGIN example.com.
@@ -75,46 +70,6 @@ ns     3600 IN A    192.0.2.1
 """
 
 
-def program(name: str, package: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin")
-    if path is None:
-        sys.exit(f"bench: {name} is missing: apt-get install {package}")
-    return path
-
-
-def pinned(cpu: int, args: list[str]) -> list[str]:
-    """`args` run on one CPU (when the machine has it)."""
-    if (os.cpu_count() or 1) <= cpu:
-        return args
-    return [program("taskset", "util-linux"), "-c", str(cpu), *args]
-
-
-def wait_until_answering(port: int, name: str, what: str, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + STARTUP_DEADLINE
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            sys.exit(f"bench: {what} exited with {process.returncode}")
-        try:
-            if dns.query.udp(dns.message.make_query(name, "A"), "127.0.0.1", port=port, timeout=0.3).answer:
-                return
-        except (dns.exception.Timeout, OSError):
-            pass
-    sys.exit(f"bench: {what} did not answer within {STARTUP_DEADLINE:g} s")
-
-
-def free_port() -> int:
-    """A loopback port free for both UDP and TCP."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, socket.socket() as tcp:
-            udp.bind(("127.0.0.1", 0))
-            port = int(udp.getsockname()[1])
-            try:
-                tcp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-
-
 class Upstream:
     """unbound serving ZONE_FILE, with counters over a local control socket."""
 
@@ -122,7 +77,6 @@ class Upstream:
         self.directory = directory
         self.port = free_port()
         self.config = directory / "unbound.conf"
-        self.process: subprocess.Popen[bytes] | None = None
         (directory / "example.com.zone").write_text(ZONE_FILE)
         self.config.write_text(f"""\
 server:
@@ -156,7 +110,7 @@ remote-control:
 
     def binary(self) -> str:
         """unbound, or a copy where AppArmor would keep /usr/sbin/unbound out of our directory."""
-        path = program("unbound", "unbound")
+        path = program("unbound")
         if APPARMOR.exists() and APPARMOR.read_text().strip() == "Y":
             copy = self.directory / "unbound"
             shutil.copy2(path, copy)
@@ -164,7 +118,7 @@ remote-control:
         return path
 
     def queries(self) -> int:
-        out = subprocess.run([program("unbound-control", "unbound"), "-c", str(self.config), "stats_noreset"],
+        out = subprocess.run([program("unbound-control"), "-c", str(self.config), "stats_noreset"],
                              capture_output=True, text=True, check=True).stdout
         for line in out.splitlines():
             if line.startswith("total.num.queries="):
@@ -178,27 +132,7 @@ class Round:
     lost: int
     hit_ratio: float  # saturated run
     cpu: dict[str, float]  # saturated run: share of one core used by our server, others on its core, unbound, dnsperf
-    latency: dict[str, list[float]]  # fixed-rate run: class -> seconds
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time a process has used so far (/proc/<pid>/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def cpu0_busy_seconds() -> float:
-    """Time CPU 0 has spent on anything but idling (/proc/stat), whoever used it."""
-    for line in Path("/proc/stat").read_text().splitlines():
-        if line.startswith("cpu0 "):
-            ticks = [int(value) for value in line.split()[1:]]
-            return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # minus idle and iowait
-    return 0.0
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    latency: Run  # fixed-rate run, per class of name
 
 
 def lookups(names: list[str], pods: bool) -> Iterator[str]:
@@ -228,65 +162,37 @@ def query_file(path: Path, run: str, repeated: list[str], pods: bool, rng: rando
     path.write_text("\n".join(lines) + "\n")
 
 
-def dnsperf(port: int, data: Path, seconds: float, rate: int = 0) -> tuple[float, int, list[tuple[str, float]]]:
-    """(QPS, lost, [(name, latency)]) of one pass through `data`, at most `rate` queries a second."""
-    args = pinned(1, [program("dnsperf", "dnsperf"), "-s", "127.0.0.1", "-p", str(port), "-d", str(data),
-                      "-n", "1", "-l", str(seconds), "-c", "4", "-q", "100", "-v", *(["-Q", str(rate)] if rate else [])])
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    qps = 0.0
-    lost = 0
-    latencies = []
-    for line in out.splitlines():
-        if line.startswith("> "):
-            fields = line.split()  # > NOERROR name type seconds
-            latencies.append((fields[2].lower().rstrip("."), float(fields[4])))
-        elif "Queries per second:" in line:
-            qps = float(line.split()[-1])
-        elif "Queries lost:" in line:
-            lost = int(line.split()[2])
-    return qps, lost, latencies
-
-
-def classify(name: str, repeated: set[str]) -> str:
-    if name.endswith(CLUSTER):
-        return "search"
-    return "hit" if name in repeated else "miss"
-
-
-def run_round(server: subprocess.Popen[bytes], server_port: int, upstream: Upstream, work: Path, run: str,
+def run_round(server: int, server_port: int, upstream: Upstream, unbound: int, work: Path, scratch: Path, run: str,
               repeated: list[str], pods: bool, seconds: float, rate: int) -> Round:
     saturated, steady = work / f"{run}-saturated.txt", work / f"{run}-steady.txt"
     query_file(saturated, f"{run}s", repeated, pods, random.Random(f"{run}s"))
     query_file(steady, f"{run}r", repeated, pods, random.Random(f"{run}r"))
     warm = work / "warm.txt"
     warm.write_text("".join(f"{line}\n" for line in lookups(repeated, False)))
-    dnsperf(server_port, warm, seconds)  # the repeated names are in the cache before the measured runs
     names = set(repeated)
-    assert upstream.process is not None
+
+    def classify(name: str) -> str:
+        if name.endswith(CLUSTER):
+            return "search"
+        return "hit" if name in names else "miss"
+
+    verbose = scratch / "verbose.out"
+    pass_once = ["-n", "1", "-l", f"{seconds:g}", "-c", "4", "-q", "100"]
+    dnsperf(server_port, warm, pass_once)  # the repeated names are in the cache before the measured runs
     before = upstream.queries()
-    cpu_before = (cpu_seconds(server.pid), cpu0_busy_seconds(), cpu_seconds(upstream.process.pid),
+    cpu_before = (cpu_seconds([server]), core_busy_seconds(CORES.server), cpu_seconds([unbound]),
                   children_cpu_seconds())
     started = time.monotonic()
-    qps, lost, latencies = dnsperf(server_port, saturated, seconds)
+    measured = dnsperf(server_port, saturated, pass_once, verbose_file=verbose, classify=classify)
     elapsed = time.monotonic() - started
-    cpu_after = (cpu_seconds(server.pid), cpu0_busy_seconds(), cpu_seconds(upstream.process.pid),
+    cpu_after = (cpu_seconds([server]), core_busy_seconds(CORES.server), cpu_seconds([unbound]),
                  children_cpu_seconds())  # children: dnsperf, the one child that ended meanwhile
     cpu = {who: (after - earlier) / elapsed for who, after, earlier in zip(CPU_USERS, cpu_after, cpu_before)}
     cpu["others"] = max(cpu["others"] - cpu["server"], 0.0)  # CPU 0 busy, less our server
-    external = sum(1 for name, _ in latencies if classify(name, names) != "search")
+    external = sum(sum(measured.classes.get(name, {}).values()) for name in ("hit", "miss"))
     hit_ratio = 1 - (upstream.queries() - before) / external if external else 0.0
-    _, steady_lost, latencies = dnsperf(server_port, steady, seconds, rate)
-    by_class: dict[str, list[float]] = {"hit": [], "miss": [], "search": []}
-    for name, latency in latencies:
-        by_class[classify(name, names)].append(latency)
-    return Round(qps, lost + steady_lost, hit_ratio, cpu, by_class)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(int(len(ordered) * fraction), len(ordered) - 1)]
+    steady_run = dnsperf(server_port, steady, [*pass_once, "-Q", str(rate)], verbose_file=verbose, classify=classify)
+    return Round(measured.qps, measured.lost + steady_run.lost, hit_ratio, cpu, steady_run)
 
 
 def row(label: str, qps: float, hit_ratio: float, cpu: dict[str, float], figures: dict[str, tuple[float, float]],
@@ -295,19 +201,19 @@ def row(label: str, qps: float, hit_ratio: float, cpu: dict[str, float], figures
              " ".join(f"{cpu[who]:>6.0%}" for who in CPU_USERS)]
     for name in classes:
         p50, p99 = figures[name]
-        cells.append(f"{p50 * 1000:>8.2f} {p99 * 1000:>8.2f}")
+        cells.append(f"{p50:>8.2f} {p99:>8.2f}")
     return "  ".join(cells)
 
 
 def report(title: str, rounds: list[Round], pods: bool) -> None:
-    classes = ["hit", "miss", "search"] if pods else ["hit", "miss"]
+    classes = list(CLASSES) if pods else ["hit", "miss"]
     print(f"\n{title}")
     header = (["round  ", "      QPS", "hit ratio", "  ours others unbound dnsperf"]
               + [f"{name + ' p50':>8} {name + ' p99':>8}" for name in classes])
     print("  ".join(header))
     per_round = []
     for number, result in enumerate(rounds, 1):
-        figures = {name: (percentile(result.latency[name], 0.5), percentile(result.latency[name], 0.99))
+        figures = {name: (result.latency.percentile_ms(0.5, name), result.latency.percentile_ms(0.99, name))
                    for name in classes}
         per_round.append(figures)
         lost = f"   ({result.lost} queries lost)" if result.lost else ""
@@ -317,13 +223,43 @@ def report(title: str, rounds: list[Round], pods: bool) -> None:
     cpu = {who: statistics.median(r.cpu[who] for r in rounds) for who in CPU_USERS}
     print(row("median", statistics.median(r.qps for r in rounds),
               statistics.median(r.hit_ratio for r in rounds), cpu, medians, classes))
-    counts = {name: sum(len(r.latency[name]) for r in rounds) for name in classes}
+    counts = {name: sum(sum(r.latency.classes.get(name, {}).values()) for r in rounds) for name in classes}
     print("QPS, hit ratio and CPU (share of one core; 'others': the rest of CPU 0's use) from the saturated runs;\n"
           "latencies (ms) from the runs at the fixed rate; queries in those: "
           + ", ".join(f"{name} {count:,}" for name, count in counts.items()))
 
 
-def main() -> None:
+def measure(args: argparse.Namespace, processes: Processes) -> int:
+    require(("dnsperf", "unbound", "unbound-control", "taskset"))
+    with tempfile.TemporaryDirectory(prefix="bench-forward-") as temp, \
+            tempfile.TemporaryDirectory(prefix="bench-forward-", dir=memory_directory()) as scratch:
+        work = Path(temp)
+        upstream = Upstream(work)
+        unbound = processes.start(pinned(CORES.client, [upstream.binary(), "-d", "-c", str(upstream.config)]),
+                                  work / "unbound.out")
+        wait_for_answer(upstream.port, f"ready.{ZONE}", unbound, work / "unbound.out", started=time.monotonic(),
+                        deadline=STARTUP_DEADLINE)
+        port = free_port()
+        server = processes.start(pinned(CORES.server, [
+            sys.executable, "-m", "dns_server", "--fixtures", str(REPO / "zones"), "--listen", f"127.0.0.1:{port}",
+            "--upstream", f"127.0.0.1:{upstream.port}"]), work / "server.log", REPO)
+        wait_for_answer(port, f"ready.{ZONE}", server, work / "server.log", started=time.monotonic(),
+                        deadline=STARTUP_DEADLINE)
+        repeated = [f"r{i}.{ZONE}" for i in range(args.repeated)]
+        print(f"forwarding benchmark: {args.rounds} rounds, each a saturated run and a run at {args.rate} qps "
+              f"(latencies) of at most {args.seconds:g} s; our server on CPU {CORES.server}, unbound and dnsperf "
+              f"(-c 4 -q 100) on CPU {CORES.client}; {args.repeated} repeated names make half of the external queries")
+        mixes = [("external", False), ("pods", True)] if args.mix == "both" else [(args.mix, args.mix == "pods")]
+        for name, pods in mixes:
+            rounds = [run_round(server.pid, port, upstream, unbound.pid, work, Path(scratch), f"{name}{number}",
+                                repeated, pods, args.seconds, args.rate) for number in range(1, args.rounds + 1)]
+            title = ("mix 'pods': each lookup as a pod makes it (3 search-path misses x A/AAAA, then the name)"
+                     if pods else "mix 'external': external names only, A and AAAA")
+            report(title, rounds, pods)
+    return 0
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each measured run")
@@ -331,45 +267,8 @@ def main() -> None:
     parser.add_argument("--repeated", type=int, default=100, help="how many distinct names are asked repeatedly")
     parser.add_argument("--mix", choices=("external", "pods", "both"), default="both")
     args = parser.parse_args()
-
-    running: list[subprocess.Popen[bytes]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-forward-") as temp:
-        work = Path(temp)
-        try:
-            upstream = Upstream(work)
-            unbound = upstream.process = subprocess.Popen(
-                pinned(1, [upstream.binary(), "-d", "-c", str(upstream.config)]),
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            running.append(unbound)
-            wait_until_answering(upstream.port, f"ready.{ZONE}", "unbound", unbound)
-            port = free_port()
-            server = subprocess.Popen(
-                pinned(0, [sys.executable, "-m", "dns_server", "--fixtures", str(REPO / "zones"),
-                           "--listen", f"127.0.0.1:{port}", "--upstream", f"127.0.0.1:{upstream.port}"]),
-                cwd=REPO, stdout=subprocess.DEVNULL, stderr=(work / "server.log").open("wb"))
-            running.append(server)
-            wait_until_answering(port, f"ready.{ZONE}", "dns_server", server)
-            repeated = [f"r{i}.{ZONE}" for i in range(args.repeated)]
-            print(f"forwarding benchmark: {args.rounds} rounds, each a saturated run and a run at {args.rate} qps "
-                  f"(latencies) of at most {args.seconds:g} s; our server on CPU 0, unbound and dnsperf "
-                  f"(-c 4 -q 100) on CPU 1; {args.repeated} repeated names make half of the external queries")
-            mixes = [("external", False), ("pods", True)] if args.mix == "both" else [(args.mix, args.mix == "pods")]
-            for name, pods in mixes:
-                rounds = [run_round(server, port, upstream, work, f"{name}{number}", repeated, pods, args.seconds,
-                                    args.rate) for number in range(1, args.rounds + 1)]
-                title = ("mix 'pods': each lookup as a pod makes it (3 search-path misses x A/AAAA, then the name)"
-                         if pods else "mix 'external': external names only, A and AAAA")
-                report(title, rounds, pods)
-        finally:
-            for process in reversed(running):
-                if process.poll() is None:
-                    process.send_signal(signal.SIGTERM)
-                    try:
-                        process.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        process.kill()
-                        process.wait()
+    return run_main(lambda processes: measure(args, processes))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -208,7 +208,7 @@ class Request:
 @dataclass
 class _Snapshot:
     version: int
-    items: list[dict[str, Any]]
+    items: list[tuple[tuple[str, str], dict[str, Any]]]  # (namespace, name), object
 
 
 class KubeApiStandIn:
@@ -229,6 +229,8 @@ class KubeApiStandIn:
         self._history_versions: list[int] = []  # the versions of _history, for bisecting
         self._compacted = FIRST_RESOURCE_VERSION  # watches from an older version get 410
         self._snapshots: dict[int, dict[str, _Snapshot]] = {}  # list snapshots for continue tokens
+        # (kind, key) -> (the stored object, its JSON as a list item): a large list is mostly copying
+        self._encoded: dict[tuple[str, tuple[str, str]], tuple[dict[str, Any], bytes]] = {}
         self._silent = False
         self._failure: int | None = None
         self._generation = 0  # bumped by drop/down: open watches of older generations end
@@ -339,7 +341,9 @@ class KubeApiStandIn:
     def delete(self, kind: str, namespace: str, name: str) -> int:
         """Delete one object (a DELETED event carrying its last state at a new resourceVersion)."""
         with self._cond:
-            previous = self._objects[kind].pop((namespace if kind != "Namespace" else "", name))
+            key = (namespace if kind != "Namespace" else "", name)
+            previous = self._objects[kind].pop(key)
+            self._encoded.pop((kind, key), None)
             self._version += 1
             gone = copy.deepcopy(previous)
             gone["metadata"]["resourceVersion"] = str(self._version)
@@ -378,7 +382,7 @@ class KubeApiStandIn:
         self._history_versions.append(change.version)
 
     # -- serving (called by the handler threads) -----------------------------------------------------------
-    def _list(self, kind: str, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def _list(self, kind: str, params: dict[str, str]) -> tuple[int, dict[str, Any] | bytes]:
         labels = label_matcher(params.get("labelSelector"))
         fields = field_matcher(params.get("fieldSelector"), kind)
         limit = int(params.get("limit") or 0)
@@ -396,22 +400,32 @@ class KubeApiStandIn:
                                        "consistent list result. You can start a new list without the continue "
                                        "parameter.", metadata={"continue": token})
             else:
-                items = [self._objects[kind][key] for key in sorted(self._objects[kind])]
+                items = [(key, self._objects[kind][key]) for key in sorted(self._objects[kind])]
                 snapshot, start = _Snapshot(self._version, items), 0
                 if limit:
                     self._snapshots.setdefault(self._version, {})[kind] = snapshot
-        selected, position = [], start
+        selected: list[bytes] = []
+        position = start
         while position < len(snapshot.items) and (not limit or len(selected) < limit):
-            obj = snapshot.items[position]
+            key, obj = snapshot.items[position]
             position += 1
             if labels(obj["metadata"].get("labels") or {}) and fields(obj):
-                selected.append({k: v for k, v in obj.items() if k not in ("kind", "apiVersion")})
+                selected.append(self._item_json(kind, key, obj))
         meta: dict[str, Any] = {"resourceVersion": str(snapshot.version)}
         if position < len(snapshot.items):
             meta["continue"] = base64.urlsafe_b64encode(
                 json.dumps({"rv": snapshot.version, "start": position}).encode()).decode()
             meta["remainingItemCount"] = len(snapshot.items) - position
-        return 200, {"kind": f"{kind}List", "apiVersion": API_VERSIONS[kind], "metadata": meta, "items": selected}
+        head = json.dumps({"kind": f"{kind}List", "apiVersion": API_VERSIONS[kind], "metadata": meta})
+        return 200, b'%s, "items": [%s]}' % (head[:-1].encode(), b", ".join(selected))
+
+    def _item_json(self, kind: str, key: tuple[str, str], obj: dict[str, Any]) -> bytes:
+        """A stored object as a list item (without kind and apiVersion), encoded once per version."""
+        cached = self._encoded.get((kind, key))
+        if cached is None or cached[0] is not obj:
+            item = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+            cached = self._encoded[(kind, key)] = (obj, json.dumps(item).encode())
+        return cached[1]
 
     def _watch(self, handler: _Handler, kind: str, params: dict[str, str]) -> None:
         labels = label_matcher(params.get("labelSelector"))
@@ -553,8 +567,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (ConnectionError, OSError):
             self.close_connection = True
 
-    def send_json(self, code: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
+    def send_json(self, code: int, body: dict[str, Any] | bytes) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(code)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))

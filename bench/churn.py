@@ -1,0 +1,402 @@
+"""Churn benchmark: QPS and p99 of the server while EndpointSlices change at 0, 10, 100 and 1,000 events a second.
+
+    .venv/bin/python bench/churn.py            # 3 rounds at full size, about 8 minutes
+    .venv/bin/python bench/churn.py --quick    # a small cluster, short runs: does it work?
+
+What runs (issue 10):
+- the API stand-in (tests/kube_api_standin.py) in a process of its own, pinned to core 1, holding
+  the cluster of bench/cluster.py (10,000 ClusterIP services, 1,000 headless services with one
+  EndpointSlice of 5 endpoints each, 50 namespaces), and changing the headless services'
+  EndpointSlices at the rate asked: each event adds an endpoint, removes one or flips one's
+  readiness, so every event changes the answers for its service (A, SRV, the endpoint's name);
+- our server (`python -m dns_server --kubeconfig FILE`), synced through the stand-in, pinned to
+  core 0: every event reaches it as a watch event and drops the answers it touches;
+- dnsperf, pinned to core 1, asking the query file of bench/queries.py's `CHURN_MIX` (A of
+  ClusterIP and headless services, SRV, and half search-path misses) in saturated runs
+  (`-c 4 -q 200`): one run for QPS and one with `-v` for the p99, while the events arrive.
+
+Each round measures every rate once (the order turns from round to round, so slow drift in the
+machine's load falls on all of them); the table holds medians over rounds, and the ratio to the
+rate 0 is taken within each round.  The answers are warmed by one pass through the query file
+before the first run.  After every run with changes the server is asked a sample of names
+(headless A and SRV, endpoint names, ClusterIP A, misses) and its answers compared with what the
+stand-in's state says they must be; a name that differs is asked again until the server has had
+`--settle` seconds to catch up, then counted wrong.
+
+Targets: at 100 events/s at least 80% of the QPS without changes, at 1,000 events/s at least 50%,
+every sampled answer correct.  Exit status 0 when they hold, 1 when one does not, 2 when the
+benchmark could not measure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import ipaddress
+import multiprocessing
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
+
+from cluster import ZONE, Cluster, Endpoint, Service, api_objects, build_cluster, endpoint_slice_object
+from common import (
+    CORES, REPO, BenchError, Processes, Run, Target, dnsperf, free_port, median, memory_directory, pinned,
+    print_table, report_targets, require, run_main, wait_for_answer,
+)
+from queries import CHURN_MIX, build_queries, write_queries
+
+RATES = (0, 10, 100, 1000)
+TARGET_RATIOS = {100: 0.8, 1000: 0.5}  # rate -> QPS at least this share of the QPS at rate 0
+MAX_ENDPOINTS = 8  # a slice grows to at most this many endpoints
+TICK = 0.01  # seconds: the events of a rate are applied in batches this often
+NEW_ADDRESSES = ipaddress.IPv4Address("10.250.0.0")  # and up: endpoints the churn adds
+READY_DEADLINE = 120.0
+SAMPLE = 200  # names asked after each run with changes
+RATE_SHORTFALL = 0.9  # an achieved rate below this share of the one asked is pointed out
+
+
+# -- the cluster side: the stand-in and its changes, in a process of its own -----------------------------
+class Churn:
+    """The headless services' endpoints as the stand-in has them, and the changes made to them."""
+
+    def __init__(self, cluster: Cluster, seed: int = 3) -> None:
+        self.services = {s.fqdn: s for s in cluster.headless}
+        self.names = list(self.services)
+        self.endpoints = {s.fqdn: list(s.endpoints) for s in cluster.headless}
+        self.rng = random.Random(seed)
+        self.added = 0
+
+    def change(self) -> dict[str, Any]:
+        """Add a ready endpoint to a random headless service, remove a ready one or flip one's readiness.
+
+        Every change alters the set of ready addresses, so the answers for the service change;
+        at least one endpoint stays ready, so the service keeps an answer.  Returns the new slice.
+        """
+        fqdn = self.rng.choice(self.names)
+        service, endpoints = self.services[fqdn], self.endpoints[fqdn]
+        ready = [i for i, e in enumerate(endpoints) if e.ready]
+        removable = ready if len(ready) > 1 else []
+        flippable = removable + [i for i, e in enumerate(endpoints) if not e.ready]
+        actions = (["add"] if len(endpoints) < MAX_ENDPOINTS else []) + (["remove"] if removable else []) \
+            + (["flip"] if flippable else [])
+        action = self.rng.choice(actions)
+        if action == "add":
+            self.added += 1
+            pod = f"{service.name}-n{self.added}"
+            stateful = bool(service.endpoints[0].hostname)
+            endpoints.append(Endpoint(str(NEW_ADDRESSES + self.added), pod, pod if stateful else "", "node-0"))
+        elif action == "remove":
+            del endpoints[self.rng.choice(removable)]
+        else:
+            i = self.rng.choice(flippable)
+            endpoints[i] = dataclasses.replace(endpoints[i], ready=not endpoints[i].ready)
+        return endpoint_slice_object(service, endpoints)
+
+    def state(self) -> dict[str, list[Endpoint]]:
+        return {fqdn: list(endpoints) for fqdn, endpoints in self.endpoints.items()}
+
+
+def cluster_side(connection: Connection, sizes: dict[str, int], kubeconfig: Path) -> None:
+    """The stand-in process: serve the cluster, churn on request.
+
+    Requests: ("churn", rate) starts changes at `rate` a second (answer: None); ("stop",) ends them
+    (answer: events applied, seconds); ("state",) answers the headless endpoints; ("quit",) ends.
+    """
+    sys.path.insert(0, str(REPO))
+    from tests.kube_api_standin import KubeApiStandIn
+
+    if (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {int(CORES.client)})
+    cluster = build_cluster(services=sizes["services"], headless=sizes["headless"], namespaces=sizes["namespaces"])
+    api = KubeApiStandIn(bookmark_interval=60).start()
+    api.load(api_objects(cluster, kinds=("Namespace", "Service", "EndpointSlice")))
+    api.write_kubeconfig(kubeconfig)
+    churn = Churn(cluster)
+    stop = threading.Event()
+    counted: list[float] = []
+    worker: threading.Thread | None = None
+
+    def run(rate: int) -> None:
+        started = time.monotonic()
+        applied = 0
+        while not stop.wait(TICK):
+            due = int(rate * (time.monotonic() - started)) - applied
+            if due > 0:
+                api.apply(*(churn.change() for _ in range(due)))
+                applied += due
+        counted[:] = [applied, time.monotonic() - started]
+
+    connection.send(("ready",))
+    while True:
+        request = connection.recv()
+        if request[0] == "churn":
+            stop.clear()
+            worker = threading.Thread(target=run, args=(request[1],), daemon=True)
+            worker.start()
+            connection.send(None)
+        elif request[0] == "stop":
+            stop.set()
+            if worker is not None:
+                worker.join()
+            connection.send(tuple(counted))
+        elif request[0] == "state":
+            connection.send(churn.state())
+        else:
+            api.stop()
+            return
+
+
+class ClusterSide:
+    """The main process's handle on the stand-in process."""
+
+    def __init__(self, sizes: dict[str, int], kubeconfig: Path) -> None:
+        context = multiprocessing.get_context("spawn")
+        self.connection, theirs = context.Pipe()
+        self.process = context.Process(target=cluster_side, args=(theirs, sizes, kubeconfig), daemon=True)
+        self.process.start()
+        if not self.connection.poll(READY_DEADLINE):
+            raise BenchError("the API stand-in did not start")
+        self.connection.recv()
+
+    def ask(self, *request: Any) -> Any:
+        self.connection.send(request)
+        return self.connection.recv()
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.ask("quit")
+            except (OSError, EOFError):
+                pass
+            self.process.join(5)
+            if self.process.is_alive():
+                self.process.kill()
+
+
+# -- correctness ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Expected:
+    name: str
+    qtype: str
+    rcode: dns.rcode.Rcode
+    records: frozenset[str]  # rdata as text, SRV without priority and weight (they follow the count)
+
+
+def expectations(cluster: Cluster, state: dict[str, list[Endpoint]], rng: random.Random,
+                 count: int) -> list[Expected]:
+    """`count` names with the answers the stand-in's state means.
+
+    In turn: a headless service's A, its SRV, a ready endpoint's name, a search-path miss under
+    it, and a ClusterIP service's A.
+    """
+    out = []
+    for n in range(count):
+        kind = n % 5
+        if kind == 4:
+            service = rng.choice(cluster.services)
+            out.append(Expected(service.fqdn, "A", dns.rcode.NOERROR, frozenset({service.ip})))
+            continue
+        headless: Service = rng.choice(cluster.headless)
+        ready = [e for e in state[headless.fqdn] if e.ready]
+        if kind == 0:
+            out.append(Expected(headless.fqdn, "A", dns.rcode.NOERROR, frozenset(e.address for e in ready)))
+        elif kind == 1:
+            port_name, _, port = headless.ports[0]
+            out.append(Expected(f"_{port_name}._tcp.{headless.fqdn}", "SRV", dns.rcode.NOERROR,
+                                frozenset(f"{port} {e.label}.{headless.fqdn}." for e in ready)))
+        elif kind == 2:
+            endpoint = rng.choice(ready)
+            out.append(Expected(f"{endpoint.label}.{headless.fqdn}", "A", dns.rcode.NOERROR,
+                                frozenset({endpoint.address})))
+        else:
+            out.append(Expected(f"{headless.fqdn}.{headless.namespace}.svc.{ZONE}", "A", dns.rcode.NXDOMAIN,
+                                frozenset()))
+    return out
+
+
+def answer_of(port: int, name: str, qtype: str) -> tuple[dns.rcode.Rcode, frozenset[str]]:
+    """The rcode and answer records the server gives, as a stub resolver asks (UDP, then TCP on TC)."""
+    query = dns.message.make_query(name, qtype)
+    reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=2)
+    if reply.flags & dns.flags.TC:
+        reply = dns.query.tcp(query, "127.0.0.1", port=port, timeout=2)
+    records = set()
+    for rrset in reply.answer:
+        for rr in rrset:
+            text = rr.to_text()
+            records.add(" ".join(text.split()[2:]) if qtype == "SRV" else text)
+    return reply.rcode(), frozenset(records)
+
+
+def check(port: int, expected: list[Expected], settle: float) -> tuple[int, int, list[str]]:
+    """Ask every name; (right at once, right after catching up, what stayed wrong)."""
+    late = []
+    for item in expected:
+        if answer_of(port, item.name, item.qtype) != (item.rcode, item.records):
+            late.append(item)
+    caught_up = 0
+    wrong = []
+    deadline = time.monotonic() + settle
+    for item in late:
+        while True:
+            got = answer_of(port, item.name, item.qtype)
+            if got == (item.rcode, item.records):
+                caught_up += 1
+                break
+            if time.monotonic() > deadline:
+                wrong.append(f"{item.name} {item.qtype}: {dns.rcode.to_text(got[0])} {sorted(got[1])}, "
+                             f"want {dns.rcode.to_text(item.rcode)} {sorted(item.records)}")
+                break
+            time.sleep(0.01)
+    return len(expected) - len(late), caught_up, wrong
+
+
+# -- the runs -----------------------------------------------------------------------------------------------
+@dataclass
+class Measured:
+    """One rate in one round."""
+
+    saturated: Run = field(default_factory=Run)
+    tail: Run = field(default_factory=Run)
+    events_per_s: float = 0.0
+
+
+@dataclass
+class Correctness:
+    asked: int = 0
+    at_once: int = 0
+    caught_up: int = 0
+    wrong: list[str] = field(default_factory=list)
+
+
+def measure(args: argparse.Namespace, processes: Processes) -> int:
+    require(("dnsperf", "taskset"))
+    if (os.cpu_count() or 1) < 2:
+        raise BenchError("needs two cores: one for the server, one for dnsperf and the stand-in")
+    os.sched_setaffinity(0, {int(CORES.client)})
+    sizes = {"services": args.services, "headless": args.headless, "namespaces": args.namespaces}
+    cluster = build_cluster(services=args.services, headless=args.headless, namespaces=args.namespaces)
+    with tempfile.TemporaryDirectory(prefix="bench-churn-") as temp, \
+            tempfile.TemporaryDirectory(prefix="bench-churn-", dir=memory_directory()) as scratch:
+        workdir = Path(temp)
+        query_file = write_queries(build_queries(cluster, args.queries, mix=CHURN_MIX), workdir / "queries.txt")
+        print(f"churn benchmark: {len(cluster.services):,} ClusterIP + {len(cluster.headless):,} headless services; "
+              f"rates {', '.join(map(str, args.rates))} events/s; {args.rounds} round(s) of {args.duration} s runs; "
+              f"{args.queries:,} queries ({', '.join(f'{k} {s:.0%}' for k, s in CHURN_MIX)})", flush=True)
+        side = ClusterSide(sizes, workdir / "kubeconfig")
+        try:
+            port = free_port()
+            log = workdir / "server.log"
+            started = time.monotonic()
+            server = processes.start(pinned(CORES.server, [
+                sys.executable, "-m", "dns_server", "--kubeconfig", str(workdir / "kubeconfig"),
+                "--listen", f"127.0.0.1:{port}", "--resolv-conf", os.devnull]), log, REPO)
+            ready = wait_for_answer(port, f"no-such-service.ns0.svc.{ZONE}", server, log, started=started,
+                                    deadline=READY_DEADLINE, accept=lambda r: r.rcode() == dns.rcode.NXDOMAIN)
+            print(f"server synced in {ready:.1f} s; warming its answers with one pass of the query file", flush=True)
+            load = ["-c", str(args.clients), "-q", str(args.outstanding)]
+            dnsperf(port, query_file, [*load, "-n", "1"])
+            rounds: list[dict[int, Measured]] = []
+            correctness = Correctness()
+            rng = random.Random(4)
+            for number in range(args.rounds):
+                turn = number % len(args.rates)
+                results: dict[int, Measured] = {}
+                for rate in args.rates[turn:] + args.rates[:turn]:
+                    results[rate] = measured = Measured()
+                    side.ask("churn", rate)
+                    measured.saturated = dnsperf(port, query_file, [*load, "-l", str(args.duration)])
+                    measured.tail = dnsperf(port, query_file, [*load, "-l", str(args.duration)],
+                                            verbose_file=Path(scratch) / "verbose.out")
+                    applied, seconds = side.ask("stop")
+                    measured.events_per_s = applied / seconds if seconds else 0.0
+                    if rate:
+                        asked = expectations(cluster, side.ask("state"), rng, args.sample)
+                        at_once, caught_up, wrong = check(port, asked, args.settle)
+                        correctness.asked += len(asked)
+                        correctness.at_once += at_once
+                        correctness.caught_up += caught_up
+                        correctness.wrong += wrong
+                rounds.append(results)
+                print(f"round {number + 1}: " + "; ".join(
+                    f"{rate}/s ({m.events_per_s:.0f} applied) {m.saturated.qps:,.0f} qps p99 "
+                    f"{m.tail.percentile_ms(0.99):.2f} ms" for rate, m in sorted(results.items())), flush=True)
+        finally:
+            side.close()
+    return 0 if report(rounds, correctness, args) else 1
+
+
+def report(rounds: list[dict[int, Measured]], correctness: Correctness, args: argparse.Namespace) -> bool:
+    """Print the table and the targets; True if every target holds."""
+    base = args.rates[0] if 0 not in args.rates else 0
+    ratios = {rate: median(r[rate].saturated.qps / r[base].saturated.qps for r in rounds) for rate in args.rates}
+    rows = []
+    for rate in args.rates:
+        achieved = median(r[rate].events_per_s for r in rounds)
+        rows.append((f"{rate:,}", f"{achieved:,.0f}", f"{median(r[rate].saturated.qps for r in rounds):,.0f}",
+                     f"{median(r[rate].tail.percentile_ms(0.99) for r in rounds):.3f}", f"{ratios[rate]:.1%}",
+                     f"{max(r[rate].saturated.lost + r[rate].tail.lost for r in rounds):,}"))
+    print(f"\nmedians over {len(rounds)} round(s); server on core {CORES.server}, dnsperf -c {args.clients} -q "
+          f"{args.outstanding} and the stand-in on core {CORES.client}")
+    print_table(("events/s asked", "applied", "QPS", "p99 ms", f"QPS / at {base}", "lost (max)"), rows)
+    short = [rate for rate in args.rates if rate and median(r[rate].events_per_s for r in rounds)
+             < RATE_SHORTFALL * rate]
+    if short:
+        print(f"The stand-in fell short of {', '.join(map(str, short))} events/s (the 'applied' column): "
+              "its core was too busy; those rows measure a lower rate.")
+    print(f"correctness: {correctness.asked} sampled answers after the runs with changes: "
+          f"{correctness.at_once} right at once, {correctness.caught_up} right within {args.settle:g} s, "
+          f"{len(correctness.wrong)} wrong")
+    for line in correctness.wrong[:10]:
+        print(f"  {line}")
+    print()
+    targets = [Target(f"QPS at {rate:,} events/s", f"{ratios[rate]:.1%} of rate {base}", f">= {share:.0%}",
+                      ratios[rate] >= share) for rate, share in TARGET_RATIOS.items() if rate in args.rates]
+    targets.append(Target("sampled answers correct", f"{correctness.asked - len(correctness.wrong)}/"
+                                                     f"{correctness.asked}", "all", not correctness.wrong))
+    return report_targets(targets)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3, help="rounds, each measuring every rate (default %(default)s)")
+    parser.add_argument("--duration", type=int, default=10,
+                        help="seconds of each dnsperf run; two per rate and round (default %(default)s)")
+    parser.add_argument("--rates", type=lambda text: [int(r) for r in text.split(",")], default=list(RATES),
+                        help="events a second, comma-separated; the first (or 0) is the base (default 0,10,100,1000)")
+    parser.add_argument("--services", type=int, default=10_000, help="ClusterIP services (default %(default)s)")
+    parser.add_argument("--headless", type=int, default=1_000, help="headless services (default %(default)s)")
+    parser.add_argument("--namespaces", type=int, default=50, help="namespaces (default %(default)s)")
+    parser.add_argument("--queries", type=int, default=100_000,
+                        help="questions in the query file (default %(default)s)")
+    parser.add_argument("--clients", type=int, default=4, help="dnsperf -c (default %(default)s)")
+    parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q (default %(default)s)")
+    parser.add_argument("--sample", type=int, default=SAMPLE,
+                        help="names checked after each run with changes (default %(default)s)")
+    parser.add_argument("--settle", type=float, default=5.0,
+                        help="seconds the server gets to catch up before a sampled answer counts wrong "
+                             "(default %(default)s)")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 round of 2 s runs, 1,000 + 100 services, 10,000 queries: does it work?")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.duration, args.services, args.headless, args.queries = 1, 2, 1000, 100, 10_000
+    if any(rate < 0 for rate in args.rates) or not args.rates:
+        parser.error("--rates: events a second, e.g. 0,10,100,1000")
+    return run_main(lambda processes: measure(args, processes))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
