@@ -111,7 +111,8 @@ def resolve(name: str, qtype: int, snapshot: Snapshot, block: ServerBlock, hosts
     forward = forward_index(name, block)
     if forward >= 0:
         return reads.answer(Outcome.FORWARD, forward=forward)
-    return reads.answer(Outcome.SERVFAIL, reason=NO_PLUGIN)
+    end = block.chain_end  # CoreDNS's NextOrFailure: the last plugin has no next one to pass the question to
+    return reads.answer(Outcome.SERVFAIL, reason=f"plugin/{end}: {NO_PLUGIN}" if end else NO_PLUGIN)
 
 
 def forward_index(name: str, block: ServerBlock) -> int:
