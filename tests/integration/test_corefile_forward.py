@@ -264,6 +264,17 @@ def test_serve_stale_answers_from_an_expired_entry_while_the_upstream_is_down(tm
         upstream.stop()
 
 
+def test_serve_stale_immediate_answers_at_once_and_refreshes_behind(tmp_path: Path, unbound: Unbound) -> None:
+    """`serve_stale` (mode immediate, CoreDNS's default) with the upstream up: an expired entry is still served,
+    with TTL 0, while it is fetched anew (in mode verify the fresh answer would be awaited instead)."""
+    corefile = ". {\n forward . {$UNBOUND}\n cache {\n  success 9984 1 0\n  serve_stale\n }\n}\n"
+    name = unique("stale-immediate")
+    with corefile_server(tmp_path, corefile, UNBOUND=unbound.address) as server:
+        assert ttls(server.ask(name)) == {1}
+        wait_for(lambda: ttls(server.ask(name)) == {0}, ANSWER_DEADLINE, "the expired entry to be served stale")
+        wait_for(lambda: unbound.count(name, "A") >= 2, ANSWER_DEADLINE, "the entry to be fetched anew")
+
+
 def test_prefetch_refreshes_a_popular_entry_before_it_expires(tmp_path: Path, unbound: Unbound) -> None:
     """`prefetch 1 1m 90%`: an entry asked for again once 90% of its 60 s are left (after 6 s) is
     fetched anew in the background, well before it expires (the deadline is shorter than its life)."""
