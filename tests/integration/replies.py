@@ -25,3 +25,8 @@ def owners(reply: dns.message.Message, section: str = "answer") -> list[str]:
 
 def ttls(reply: dns.message.Message, section: str = "answer") -> set[int]:
     return {rrset.ttl for rrset in getattr(reply, section)}
+
+
+def outcome(reply: dns.message.Message, qtype: str = "A") -> list[str]:
+    """The data of the answer's records of one type, or, when there are none, the rcode alone."""
+    return values(reply, qtype) or [rcode(reply)]
