@@ -59,7 +59,7 @@ class Server:
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.reload("signal")))
         raise_open_file_limit(self.config)
         self.query_log = QueryLogWriter(log_format=self.config.log_format)
-        self.runtime = await start(self.config, query_log=self.query_log)
+        self.runtime = await start(self.config, query_log=self.query_log, on_loop=self._loop_found)
         self.runtime.adopt()
         announce(self.config, self.runtime)
         watcher = asyncio.create_task(self._watch_files()) if self._reload_settings() else None
@@ -71,6 +71,12 @@ class Server:
             await self.runtime.stop_unused(None)
             self.query_log.close()
             log.info("stopped")
+
+    def _loop_found(self, message: str) -> None:
+        """The loop plugin saw its probe come back: CoreDNS's fatal line, exit status 1."""
+        logging.getLogger("dns_server.loop").critical(message)
+        self.exit_status = 1
+        self.stopping.set()
 
     def _terminate(self) -> None:
         lameduck = max((b.health.lameduck for b in self.config.blocks if b.health is not None), default=0.0)
@@ -113,7 +119,7 @@ class Server:
             log.info("Reloading (%s)", why)
             try:
                 config = await asyncio.to_thread(self.loader)
-                runtime = await start(config, self.runtime, query_log=self.query_log)
+                runtime = await start(config, self.runtime, query_log=self.query_log, on_loop=self._loop_found)
             except (ConfigError, StartupError) as error:
                 log.error("plugin/reload: Corefile changed but reload failed: %s", error)
                 return False

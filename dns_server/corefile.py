@@ -68,7 +68,7 @@ SCHEMES = ("tls", "dns", "quic", "grpc", "https3", "https", "unix")  # plugin/pk
 SERVER_SCHEMES = frozenset(SCHEMES) - {"unix"}  # unix:// is a forward target, never a listener
 MAX_ZONE_LENGTH = 255  # plugin.SplitHostPort
 MAX_WIRE_NAME = 256  # miekg/dns IsDomainName: the name with its length octets
-MAX_LABEL = 63
+MAX_LABEL = 63  # RFC 1035 2.3.4
 GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
                      "\u200a\u2028\u2029\u202f\u205f\u3000")  # Go's unicode.IsSpace
 GLOB_META = "*?[\\"  # path/filepath hasMeta on Unix
@@ -78,15 +78,17 @@ _ATOI = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _GO_SHORT_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 _JSON_HTML_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+_Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
 
 class CorefileError(ConfigError):
-    """A Corefile CoreDNS would refuse; the message carries `FILE:LINE - ` and CoreDNS's text."""
+    """A Corefile that cannot be read; the message is `FILE:LINE - ` and, where it has one, CoreDNS's text."""
 
 
 @dataclass(frozen=True, slots=True)
 class Token:
+    """One word of the Corefile and where it was written."""
+
     text: str  # after environment substitution; quotes removed
     file: str  # the path as given (or "Corefile" for text); an imported file's absolute path
     line: int
@@ -99,6 +101,8 @@ class Token:
 
 @dataclass(frozen=True, slots=True)
 class Directive:
+    """One line of a server block, or of a directive's block, with the block it opens."""
+
     name: Token  # e.g. `forward`, or a subdirective such as `except` inside a block
     args: tuple[Token, ...]  # the rest of the line
     block: tuple[Directive, ...] | None  # the `{ ... }` opened on the same line, as lines; None if none
@@ -106,6 +110,8 @@ class Directive:
 
 @dataclass(frozen=True, slots=True)
 class ServerBlockSyntax:
+    """A server block as written: its keys (see `parse_address`) and its directives."""
+
     keys: tuple[Token, ...]  # as written (e.g. `.:53`, `cluster.local`, `10.0.0.0/17`)
     directives: tuple[Directive, ...]  # in Corefile order, imports and snippets spliced in
     location: str  # where the block starts
@@ -113,6 +119,9 @@ class ServerBlockSyntax:
 
 @dataclass(frozen=True, slots=True)
 class CorefileSyntax:
+    """A parsed Corefile: its server blocks (snippets are not among them), the files it was read
+    from, and the digest a reload compares."""
+
     blocks: tuple[ServerBlockSyntax, ...]  # none for an empty Corefile: CoreDNS then runs its default
     files: tuple[Path, ...]  # the Corefile and every file imported
     sha512: str  # hex; the reload plugin's "Running configuration SHA512"
@@ -162,8 +171,9 @@ def parse_address(token: Token) -> Address:
             _split_host_port(_fqdn(host))
     except _ZoneError as error:
         raise CorefileError(f"{token.location} - error inspecting server blocks: {error}") from None
-    if port is not None and not 0 <= port <= 65535:
+    if port is not None and not 0 <= port <= 65535:  # CoreDNS would fail later, binding the listener
         raise CorefileError(f"{token.location} - invalid port {port} in {token.text}")
+    # Lower-cased: CoreDNS keeps a key's case and so never routes a (lower-cased) query to `Example.ORG`.
     return Address(scheme, tuple(_zone(host) for host in hosts), port)
 
 
@@ -296,8 +306,8 @@ class _Parser:
             self._begin()
             if self.block.keys:
                 blocks.append(self.block)
-        syntax = tuple(ServerBlockSyntax(tuple(block.keys),
-                                         tuple(self._directive_tree(name, lexemes) for name, lexemes in block.directives),
+        syntax = tuple(ServerBlockSyntax(tuple(block.keys), tuple(self._directive_tree(name, lexemes)
+                                                                  for name, lexemes in block.directives),
                                          block.keys[0].location) for block in blocks)
         files = ((main,) if main is not None else ()) + tuple(Path(path) for path in self.imported)
         return CorefileSyntax(syntax, files, _config_digest(blocks))
@@ -741,7 +751,7 @@ def _is_domain_name(name: str) -> bool:
     return True
 
 
-def _parse_cidr(text: str) -> Network | None:
+def _parse_cidr(text: str) -> _Network | None:
     """net.ParseCIDR: a whole address (no zone) and a decimal mask that fits it, else None."""
     address, slash, mask = text.partition("/")
     if not slash or not mask.isascii() or not mask.isdigit() or "%" in address:
@@ -755,13 +765,13 @@ def _parse_cidr(text: str) -> Network | None:
     return ipaddress.ip_network(f"{ip}/{int(mask)}", strict=False)
 
 
-def _reverse(network: Network) -> tuple[str, ...]:
+def _reverse(network: _Network) -> tuple[str, ...]:
     step = 8 if network.version == 4 else 4  # the bits one reverse label holds
     boundary = -(-network.prefixlen // step) * step
     return tuple(_reverse_zone(subnet) for subnet in network.subnets(new_prefix=boundary))
 
 
-def _reverse_zone(network: Network) -> str:
+def _reverse_zone(network: _Network) -> str:
     if network.version == 4:
         labels = [str(octet) for octet in network.network_address.packed[:network.prefixlen // 8]]
         return ".".join([*reversed(labels), "in-addr.arpa"])

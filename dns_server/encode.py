@@ -1,213 +1,290 @@
-"""Answer -> wire bytes: header flags, EDNS0 (RFC 6891), name compression, truncation.
+"""Answer -> reply bytes, written directly (RFC 1035 4.1), and replies cut to a client's size.
 
-Built with dnslib.  Encoding happens once per (question, snapshot): the pipeline caches the bytes,
-so clarity wins over speed here, with one exception: negative answers (NXDOMAIN or NODATA with
-the zone's SOA) are written directly.  Every distinct name a pod looks up outside the cluster
-first costs six search-path misses (three search domains, A and AAAA), each a question never
-seen before, so these are the answers most often encoded; dnslib took about 100 us for each.
+Rules this module keeps:
+- `encode` writes the reply to a query's question: the question as `query.key` (lower case; the
+  pipeline copies in the query's case), the header flags the answer and the query decide, every
+  record of the answer in order, and an OPT record exactly when the query had one (RFC 6891).
+  Nothing is truncated here: `fit` cuts a reply to a client's size.
+- Names are compressed (RFC 1035 4.1.4): an owner name equal to the question points at it, so the
+  query's case is echoed in the records too; every name points at the longest suffix already
+  written.  SRV targets are written whole but can be pointed at (RFC 2782: no compression there).
+- Names are dotted ASCII text without the trailing dot, as the resolver gives them (lower case).
+  A name that cannot be written (an escaped dot, an empty or over-long label, non-ASCII) raises
+  `Unencodable`, as do a bad address or a field out of range: the pipeline answers SERVFAIL.
+- `fit` and `patch_serial` work on the bytes, never re-encoding; compression pointers only point
+  backwards, so any prefix of the records stays valid.
+- Pure: no I/O, no clock, no state kept between calls.
 """
 
 from __future__ import annotations
 
-import functools
+import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import cast
+from typing import Any
 
-from dnslib import AAAA as AAAARecord
-from dnslib import CNAME as CNAMERecord
-from dnslib import CLASS, EDNS0, QTYPE, SOA as SOARecord, SRV as SRVRecord, TXT as TXTRecord
-from dnslib import A as ARecord
-from dnslib import NS as NSRecord
-from dnslib import PTR as PTRRecord
-from dnslib import RR as WireRR
-from dnslib import DNSHeader, DNSLabel, DNSQuestion, DNSRecord
-from dnslib.dns import RD
+from dnslib import CLASS, QTYPE
 
-from dns_server.answer import RR, Answer, SoaData, SrvData
-from dns_server.wire import HEADER_LEN, FormErr, Query, name_to_wire
+from dns_server.answer import Answer, Outcome
+from dns_server.wire import HEADER_LEN, MAX_LABEL_LEN, MAX_NAME_LEN, OPT, FormErr, Query, skip_name
 
-_QR, _AA, _RD, _RA, _CD = 0x8000, 0x0400, 0x0100, 0x0080, 0x0010
+MAX_NAME_TEXT = MAX_NAME_LEN - 2  # a name's text: its wire form less the first length byte and the root
+MAX_CHARACTER_STRING = 255  # RFC 1035 3.3: one length byte
+MAX_POINTER_OFFSET = 0x3FFF  # RFC 1035 4.1.4: 14 bits of offset
+
+A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.NS, QTYPE.PTR, QTYPE.SOA,
+                                          QTYPE.SRV, QTYPE.TXT)
+IN = CLASS.IN
+# Header flag bits, in the first and second flag bytes (RFC 1035 4.1.1, RFC 4035 3.2)
+QR, AA, TC, RD = 0x80, 0x04, 0x02, 0x01
+RA, CD = 0x80, 0x10
+DO = 0x8000  # in the OPT record's flags (RFC 3225 3)
 _HEADER = struct.Struct("!HHHHHH")
+_COUNTS = struct.Struct("!HHH")  # ANCOUNT, NSCOUNT, ARCOUNT
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdlength
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_SRV_FIXED = struct.Struct("!HHH")
 _SOA_TIMES = struct.Struct("!IIIII")
 _OPT = struct.Struct("!BHHBBHH")  # root name, type, UDP size, extended RCODE, version, flags, rdlength
+_QUESTION_POINTER = (0xC000 | HEADER_LEN).to_bytes(2, "big")
+_pack_rr = _RR_FIXED.pack
+_NOT_ENCODED = (Outcome.FORWARD, Outcome.CHASE)
 
 
-def question_label(query: Query) -> DNSLabel:
-    """The question name as dnslib labels, lower case, labels kept exactly as on the wire."""
-    key = query.key
-    labels = []
-    i = 0
-    while key[i]:
-        labels.append(key[i + 1:i + 1 + key[i]])
-        i += key[i] + 1
-    return DNSLabel(labels)
-
-
-def _rdata(rr: RR) -> RD:
-    data = rr.data
-    if rr.rtype == QTYPE.A:
-        return ARecord(data)
-    if rr.rtype == QTYPE.AAAA:
-        return AAAARecord(data)
-    if rr.rtype == QTYPE.CNAME:
-        return CNAMERecord(data)
-    if rr.rtype == QTYPE.PTR:
-        return PTRRecord(data)
-    if rr.rtype == QTYPE.NS:
-        return NSRecord(data)
-    if rr.rtype == QTYPE.TXT:
-        return TXTRecord(data)
-    if rr.rtype == QTYPE.SRV:
-        priority, weight, port, target = cast(SrvData, data)
-        return SRVRecord(priority, weight, port, target)
-    if rr.rtype == QTYPE.SOA:
-        mname, rname, *times = cast(SoaData, data)
-        return SOARecord(mname, rname, tuple(times))
-    raise ValueError(f"no encoder for record type {rr.rtype}")
-
-
-def build(query: Query, rcode: int, answer: Answer | None, max_payload: int) -> DNSRecord:
-    """The dnslib message for `answer` (or an empty reply with `rcode`) to `query`.
-
-    RA is set: the server recurses (through its upstreams) for names outside its zones.
-    """
-    qname = question_label(query)
-    header = DNSHeader(id=query.id, qr=1, opcode=query.opcode, rd=(query.flags >> 8) & 1, ra=1,
-                       aa=int(bool(answer and answer.outcome.authoritative)), rcode=rcode & 0xF)
-    header.cd = (query.flags >> 4) & 1
-    message = DNSRecord(header, q=DNSQuestion(qname, query.qtype, query.qclass))
-    if answer is not None:
-        for section, records in ((message.rr, answer.answer), (message.auth, answer.authority),
-                                 (message.ar, answer.additional)):
-            for rr in records:
-                owner = qname if rr.name == query.name else DNSLabel(rr.name)
-                section.append(WireRR(owner, rr.rtype, ttl=rr.ttl, rdata=_rdata(rr)))
-    if query.edns:
-        # our buffer size, the extended RCODE bits, and DO echoed (RFC 6891 6.1.3, RFC 3225 3)
-        message.add_ar(EDNS0(udp_len=max_payload, ext_rcode=rcode >> 4, version=0,
-                             flags="do" if query.do else ""))
-    return message
+class Unencodable(ValueError):
+    """An answer that cannot be written: a bad name, address, TTL or record type (answer SERVFAIL)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
-    wire: bytes
-    serial_at: int  # offset of the SOA serial, -1 if none
+    wire: bytes  # the reply: ID, question exactly as query.key (lower case), records, OPT
+    serial_at: int  # offset of the first SOA record's SERIAL in `wire`, -1 if none (see patch_serial)
 
 
-def encode(query: Query, answer: Answer, max_payload: int) -> Encoded:
-    """Wire form of an answer (never truncated: see `fit`)."""
-    if not answer.answer and not answer.additional and len(answer.authority) == 1 \
-            and answer.authority[0].rtype == QTYPE.SOA:
-        try:
-            wire = _negative(query, answer, max_payload)
-            return Encoded(wire, _serial_at(wire))
-        except FormErr:
-            pass  # a zone name we cannot write by hand: dnslib can
-    wire = bytes(build(query, answer.rcode, answer, max_payload).pack())
-    return Encoded(wire, _serial_at(wire))
+def encode(query: Query, answer: Answer, bufsize: int) -> Encoded:
+    """The whole reply to `query` (never truncated: see `fit`); `bufsize` goes in the OPT record.
+
+    FORWARD and CHASE answers are finished by the pipeline with upstream records: ValueError.
+    """
+    outcome = answer.outcome
+    if outcome in _NOT_ENCODED:
+        raise ValueError(f"a {outcome.value} answer is finished upstream, not encoded")
+    rcode = answer.rcode
+    flags = _flags(query, rcode, outcome.authoritative)
+    qname = query.name if _writable(query.name) else None
+    names: dict[str, int] | None = None  # the compression table, made at the first name not the question
+    serial_at = -1
+    try:
+        out = bytearray(_HEADER.pack(query.id, flags, 1, len(answer.answer), len(answer.authority),
+                                     len(answer.additional) + query.edns))
+        out += query.key
+        for section in (answer.answer, answer.authority, answer.additional):
+            for rr in section:
+                if rr.name == qname:
+                    out += _QUESTION_POINTER
+                else:
+                    if names is None:
+                        names = _question_names(qname)
+                    _name(out, rr.name, names, True)
+                rtype = rr.rtype
+                data: Any = rr.data
+                if rtype == A:
+                    out += _pack_rr(A, IN, rr.ttl, 4)
+                    out += _ipv4(data)
+                    continue
+                if names is None:
+                    names = _question_names(qname)
+                start = len(out)
+                out += _pack_rr(rtype, IN, rr.ttl, 0)
+                if rtype == AAAA:
+                    out += _ipv6(data)
+                elif rtype == CNAME or rtype == PTR or rtype == NS:
+                    _name(out, data, names, True)
+                elif rtype == SRV:
+                    priority, weight, port, target = data
+                    out += _SRV_FIXED.pack(priority, weight, port)
+                    _name(out, target, names, False)
+                elif rtype == SOA:
+                    mname, rname, *times = data
+                    _name(out, mname, names, True)
+                    _name(out, rname, names, True)
+                    if serial_at < 0:
+                        serial_at = len(out)
+                    out += _SOA_TIMES.pack(*times)
+                elif rtype == TXT:
+                    out += _character_strings(data)
+                else:
+                    raise Unencodable(f"no encoder for record type {rtype} ({rr.name})")
+                _U16.pack_into(out, start + 8, len(out) - start - _RR_FIXED.size)
+        if query.edns:
+            out += _opt(query, rcode, bufsize)
+    except struct.error as error:  # a TTL, an SRV or SOA field, a count or the bufsize out of range
+        raise Unencodable(f"a field out of range in the answer to {query.name!r}: {error}") from None
+    return Encoded(bytes(out), serial_at)
 
 
-def _serial_at(wire: bytes) -> int:
-    parsed = DNSRecord.parse(wire)
-    for rr in parsed.rr + parsed.auth:
-        if rr.rtype == QTYPE.SOA:
-            serial = rr.rdata.times[0]
-            return wire.find(struct.pack("!I", serial), HEADER_LEN)
-    return -1
+def error_reply(query: Query, rcode: int, bufsize: int) -> bytes:
+    """A reply without records (FORMERR, NOTIMP, REFUSED, SERVFAIL, BADVERS), the question echoed as asked."""
+    if rcode > 0xF and not query.edns:
+        raise ValueError(f"rcode {rcode} needs an OPT record, and the query had none (RFC 6891 6.1.3)")
+    reply = _HEADER.pack(query.id, _flags(query, rcode, False), 1, 0, 0, int(query.edns)) + query.question
+    return reply + _opt(query, rcode, bufsize) if query.edns else reply
 
 
-def patch_serial(wire: bytes, serial_at: int, serial: int) -> bytes:
-    return wire[:serial_at] + struct.pack("!I", serial) + wire[serial_at + 4:]
+def _flags(query: Query, rcode: int, authoritative: bool) -> int:
+    """The reply's two flag bytes: opcode, RD and CD from the query, AA, RA, the rcode's low bits.
+
+    RA: the server does recurse (through its upstreams) for names outside its zones.  CoreDNS
+    leaves RA clear on its own answers, and nslookup then says "Got recursion not available" and
+    tries the next server (coredns/coredns#2857, #3690).
+    """
+    first = QR | query.opcode << 3 | (AA if authoritative else 0) | query.flags >> 8 & RD
+    return first << 8 | RA | query.flags & CD | rcode & 0xF
+
+
+def _opt(query: Query, rcode: int, bufsize: int) -> bytes:
+    """Our OPT record: our buffer size, the rcode's upper bits, DO echoed (RFC 6891 6.1.3, RFC 3225 3)."""
+    return _OPT.pack(0, OPT, bufsize, rcode >> 4, 0, DO if query.do else 0, 0)
 
 
 def fit(wire: bytes, limit: int) -> bytes:
-    """Cut to `limit` bytes: additional records first, then everything (TC)."""
-    question_len = len(DNSRecord.parse(wire).questions[0].qname.idna()) + 1 + 4
-    lean = without_additional(wire, question_len)
-    if len(lean) <= limit:
-        return lean
-    return truncate(wire, question_len)
+    """`wire` cut to at most `limit` bytes, keeping whole records in order, and the OPT record.
 
-
-def _negative(query: Query, answer: Answer, max_payload: int) -> bytes:
-    """The same message `build` makes for an answer that is only the zone's SOA, written directly.
-
-    The SOA's owner points into the question when the question lies in the zone, and the SOA's
-    names point to its owner when they end in the zone (RFC 1035 4.1.4).
+    Records are kept from the start of the answer section on, as long as each fits after those
+    kept before it (as CoreDNS's `Msg.Truncate`); the OPT record is kept whatever else goes
+    (RFC 6891 7).  TC is set only when an answer or authority record was dropped: additional
+    records are not required (RFC 2181 9).  A reply that fits is returned unchanged.  When even
+    the header, the question and the OPT do not fit, that is what is returned.  Raises FormErr
+    for a message whose records run past its end.
     """
-    soa = answer.authority[0]
-    mname, rname, *times = cast(SoaData, soa.data)
-    flags = (_QR | query.opcode << 11 | (_AA if answer.outcome.authoritative else 0) | (query.flags & (_RD | _CD)) | _RA
-             | answer.rcode & 0xF)
-    message = bytearray(_HEADER.pack(query.id, flags, 1, 0, 1, 1 if query.edns else 0))
-    message += query.key  # the question, in lower case (the pipeline puts the query's case back)
-    owner = _pointer_into(query.key[:-4], _wire(soa.name), HEADER_LEN)
-    if owner is None:
-        owner_at = len(message)
-        message += _wire(soa.name)
-    else:
-        owner_at = int.from_bytes(owner, "big") & 0x3FFF
-        message += owner
-    rdata = _under(mname, soa.name, owner_at) + _under(rname, soa.name, owner_at) + _SOA_TIMES.pack(*times)
-    message += _RR_FIXED.pack(QTYPE.SOA, CLASS.IN, soa.ttl, len(rdata)) + rdata
-    if query.edns:
-        message += _OPT.pack(0, QTYPE.OPT, max_payload, answer.rcode >> 4, 0, 0x8000 if query.do else 0, 0)
-    return bytes(message)
+    if len(wire) <= limit:
+        return wire
+    qdcount = _U16.unpack_from(wire, 4)[0]
+    ancount, nscount, arcount = _COUNTS.unpack_from(wire, 6)
+    at = HEADER_LEN
+    for _ in range(qdcount):
+        at = skip_name(wire, at) + 4
+    body_start = at
+    ends = []  # where each answer, authority and additional record ends, up to the OPT
+    opt = b""
+    for index in range(ancount + nscount + arcount):
+        start = at
+        at = skip_name(wire, at)
+        if at + _RR_FIXED.size > len(wire):
+            raise FormErr("a record runs past the end of the message")
+        rtype, _, _, rdlength = _RR_FIXED.unpack_from(wire, at)
+        at += _RR_FIXED.size + rdlength
+        if at > len(wire):
+            raise FormErr("record data runs past the end of the message")
+        if rtype == OPT and index >= ancount + nscount:
+            opt = wire[start:at]  # in our replies, the last record; anything after it is dropped too
+            break
+        ends.append(at)
+    room = limit - len(opt)
+    kept = 0
+    cut = body_start
+    for end in ends:
+        if end > room:
+            break
+        kept += 1
+        cut = end
+    flags = wire[2] | TC if kept < ancount + nscount else wire[2]
+    kept_answer = min(kept, ancount)
+    kept_authority = min(kept - kept_answer, nscount)
+    kept_additional = kept - kept_answer - kept_authority + (1 if opt else 0)
+    return (wire[:2] + bytes((flags,)) + wire[3:6] + _COUNTS.pack(kept_answer, kept_authority, kept_additional)
+            + wire[HEADER_LEN:cut] + opt)
 
 
-def _pointer_into(name: bytes, suffix: bytes, at: int) -> bytes | None:
-    """A compression pointer to `suffix` inside `name` (which starts at offset `at`), if it ends there."""
-    i = 0
-    while name[i]:
-        if name[i:] == suffix:
-            return (0xC000 | (at + i)).to_bytes(2, "big")
-        i += name[i] + 1
-    return None
+def patch_serial(wire: bytes, serial_at: int, serial: int) -> bytes:
+    """`wire` with the SOA serial at `serial_at` (from `Encoded`) replaced by `serial`."""
+    if not HEADER_LEN <= serial_at <= len(wire) - 4:
+        raise ValueError(f"no SOA serial at offset {serial_at} of a {len(wire)}-byte reply")
+    return wire[:serial_at] + _U32.pack(serial) + wire[serial_at + 4:]
 
 
-def _under(name: str, zone: str, zone_at: int) -> bytes:
-    """`name` in wire form, its zone suffix as a pointer to `zone_at` when it ends in the zone."""
-    if name.endswith("." + zone):
-        return _wire(name[:-len(zone) - 1])[:-1] + (0xC000 | zone_at).to_bytes(2, "big")
-    return _wire(name)
+def _writable(name: str) -> bool:
+    """Whether record names can be compared with `name`: not the root, no escapes, ASCII."""
+    return bool(name) and "\\" not in name and name.isascii()
 
 
-@functools.lru_cache(maxsize=64)  # zone names and the SOA's: a handful per server
-def _wire(name: str) -> bytes:
-    return name_to_wire(name)
+def _question_names(name: str | None) -> dict[str, int]:
+    """The compression table seeded with the question `name`: each suffix -> its offset.
 
-
-def error_reply(query: Query, rcode: int, max_payload: int) -> bytes:
-    """A reply with no records: FORMERR, NOTIMP, REFUSED, SERVFAIL or BADVERS, question echoed."""
-    return bytes(build(query, rcode, None, max_payload).pack())
-
-
-def without_additional(reply: bytes, question_len: int) -> bytes:
-    """`reply` without its additional records, but for the OPT record (RFC 2181 9, RFC 6891 7)."""
-    parsed = DNSRecord.parse(reply)
-    parsed.ar = [rr for rr in parsed.ar if rr.rtype == QTYPE.OPT]
-    return _repacked(parsed, reply, question_len)
-
-
-def truncate(reply: bytes, question_len: int) -> bytes:
-    """`reply` cut to header, question and OPT, with TC set (RFC 2181 9, RFC 6891 7).
-
-    The client retries over TCP; an OPT record, if present, is kept so it still learns our
-    buffer size.
+    A question that is not `_writable` (None) seeds nothing: no record name can equal it.
     """
-    parsed = DNSRecord.parse(reply)
-    opt = [rr for rr in parsed.ar if rr.rtype == QTYPE.OPT]
-    parsed.rr, parsed.auth, parsed.ar = [], [], opt
-    parsed.header.tc = 1
-    return _repacked(parsed, reply, question_len)
+    if name is None:
+        return {}
+    names = {}
+    at = HEADER_LEN  # in wire form, each label's length byte stands where a dot (or nothing) stood
+    for label in name.split("."):
+        names[name[at - HEADER_LEN:]] = at
+        at += len(label) + 1
+    return names
 
 
-def _repacked(message: DNSRecord, original: bytes, question_len: int) -> bytes:
-    """`message` packed, with the question bytes exactly as in `original` (their case)."""
-    wire = bytes(message.pack())
-    end = HEADER_LEN + question_len
-    return wire[:HEADER_LEN] + original[HEADER_LEN:end] + wire[end:]
+def _name(out: bytearray, name: str, names: dict[str, int], compress: bool) -> None:
+    """Append `name`, ending in a pointer to the longest suffix in `names` when `compress`.
 
+    The suffixes written are added to `names` where a pointer can reach them.  `names` holds
+    every suffix of what it holds (or those suffixes lie beyond a pointer's reach), so an
+    uncompressed name stops adding at its first known suffix.
+    """
+    if compress:
+        at = names.get(name)
+        if at is not None:
+            out += _U16.pack(0xC000 | at)
+            return
+    if not name:
+        out.append(0)
+        return
+    if len(name) > MAX_NAME_TEXT or "\\" in name or not name.isascii():
+        raise Unencodable(f"cannot write the name {name!r}: longer than 253 characters, an escape, or not ASCII")
+    labels = name.encode().split(b".")
+    suffix = 0  # where the suffix starting at this label starts in `name`
+    known = False
+    for index, label in enumerate(labels):
+        if index and not known:
+            at = names.get(name[suffix:])
+            if at is not None:
+                if compress:
+                    out += _U16.pack(0xC000 | at)
+                    return
+                known = True
+        length = len(label)
+        if not 0 < length <= MAX_LABEL_LEN:
+            raise Unencodable(f"cannot write the name {name!r}: an empty label or one over 63 characters")
+        if not known and len(out) <= MAX_POINTER_OFFSET:
+            names[name[suffix:]] = len(out)
+        out.append(length)
+        out += label
+        suffix += length + 1
+    out.append(0)
+
+
+def _ipv4(address: str) -> bytes:
+    """The four bytes of a dotted-quad address (canonical text: `records.normalize_ip`)."""
+    try:
+        packed = bytes(map(int, address.split(".")))
+    except ValueError:
+        packed = b""
+    if len(packed) != 4:
+        raise Unencodable(f"{address!r} is not an IPv4 address")
+    return packed
+
+
+def _ipv6(address: str) -> bytes:
+    try:
+        return ipaddress.IPv6Address(address).packed
+    except ValueError:
+        raise Unencodable(f"{address!r} is not an IPv6 address") from None
+
+
+def _character_strings(text: str) -> bytes:
+    """TXT RDATA: the text's UTF-8 bytes as character-strings of at most 255 bytes (RFC 1035 3.3.14)."""
+    data = text.encode()
+    if not data:
+        return b"\x00"
+    return b"".join(bytes((len(chunk),)) + chunk
+                    for chunk in (data[i:i + MAX_CHARACTER_STRING] for i in range(0, len(data), MAX_CHARACTER_STRING)))

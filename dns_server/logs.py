@@ -32,6 +32,7 @@ PLUGIN_LOGGERS = {
     "dns_server.sources": "kubernetes",  # the API watch, and our fixture files and recorded streams
     "dns_server.querylog": "log",
     "dns_server.errorlog": "errors",
+    "dns_server.loop": "loop",
 }
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

@@ -74,11 +74,15 @@ class Outbound:
             return True
         return False
 
-    async def resolve(self, key: bytes, name: str, index: int, payload: int, via_tcp: bool, limit: int) -> bytes:
-        """The reply for the question key from upstream (or served stale); raises Overloaded or NoAnswer."""
-        shared = self._shared.get((key, index))
+    async def resolve(self, key: bytes, name: str, index: int, payload: int, via_tcp: bool, limit: int,
+                      share: bool = True) -> bytes:
+        """The reply for the question key from upstream (or served stale); raises Overloaded or NoAnswer.
+
+        With `share`, an identical question already in flight is waited for instead of asked again.
+        """
+        shared = self._shared.get((key, index)) if share else None
         if shared is None:
-            shared = self._start(key, name, index, payload, via_tcp)
+            shared = self._start(key, name, index, payload, via_tcp, share)
         try:
             entry = await asyncio.shield(shared)
         except NoAnswer:
@@ -99,11 +103,13 @@ class Outbound:
             await forwarder.close()
 
     # -- exchanges -----------------------------------------------------------------------------
-    def _start(self, key: bytes, name: str, index: int, payload: int, via_tcp: bool) -> asyncio.Future[Entry]:
+    def _start(self, key: bytes, name: str, index: int, payload: int, via_tcp: bool,
+               share: bool = True) -> asyncio.Future[Entry]:
         """Start the exchange for a question as a task of its own, shared by everyone who asks meanwhile."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Entry] = loop.create_future()
-        self._shared[(key, index)] = future
+        if share:
+            self._shared[(key, index)] = future
 
         async def run() -> None:
             try:
@@ -117,7 +123,8 @@ class Outbound:
             else:
                 future.set_result(entry)
             finally:
-                del self._shared[(key, index)]
+                if self._shared.get((key, index)) is future:
+                    del self._shared[(key, index)]
 
         self._spawn(run())
         return future

@@ -38,6 +38,7 @@ from dns_server.answer import Answer, Outcome
 from dns_server.answer_table import AnswerTable, Entry, View
 from dns_server.config import ServerBlock, longest_zone, zone_text
 from dns_server.encode import encode, error_reply, fit
+from dns_server.loop import HINFO, LoopProbe
 from dns_server.outbound import CACHE, FORWARD, Outbound
 from dns_server.querylog import QueryLog, QueryLogWriter, QueryRecord
 from dns_server.hosts import HostsTable
@@ -91,13 +92,14 @@ class Block:
 
     def __init__(self, settings: ServerBlock, view: View, outbound: Outbound | None = None,
                  hosts: HostsTable | None = None, errors: ErrorReporter | None = None,
-                 query_log: QueryLog | None = None) -> None:
+                 query_log: QueryLog | None = None, loop: LoopProbe | None = None) -> None:
         self.settings = settings
         self.view = view
         self.outbound = outbound
         self.hosts = hosts
         self.errors = errors
         self.query_log = query_log  # the block's `log` directives, if any
+        self.loop = loop  # the `loop` plugin's probe, while it runs
         self.bufsize = settings.bufsize
 
 
@@ -121,6 +123,7 @@ class Forward:
     block: Block
     zone: str
     peer: Peer = None
+    share: bool = True  # may join an identical exchange in flight (not the loop plugin's probe)
     started: float = 0.0  # perf_counter() when the query arrived
 
 
@@ -133,7 +136,7 @@ class Pipeline:
         self.routes = sorted(routes, key=lambda route: -len(route[0]))
         self._zones = tuple(zone for zone, _ in self.routes)
         self._blocks = {zone: block for zone, block in self.routes}
-        self.table = table or AnswerTable()
+        self.table = table if table is not None else AnswerTable()  # an empty table is falsy
         self.server = server
         self.family = family
         self.metrics = metrics
@@ -160,7 +163,7 @@ class Pipeline:
         hit = (self._exact_tcp if via_tcp else self._exact_udp).get(data[2:])
         if hit is not None:
             return data[:2] + hit.tail
-        return self._answer(data, via_tcp)
+        return self._answer(data, via_tcp, peer)
 
     def _handle_logged(self, data: bytes, via_tcp: bool, peer: Peer = None
                        ) -> bytes | Forward | None:
@@ -185,7 +188,7 @@ class Pipeline:
             tally = hit.tally
         else:
             self._tally = None
-            reply = self._answer(data, via_tcp)
+            reply = self._answer(data, via_tcp, peer)
             tally = self._tally
         if tally is not None:
             seconds = perf_counter() - start
@@ -195,7 +198,7 @@ class Pipeline:
                 tally.add_slow(seconds)
         return reply
 
-    def _answer(self, data: bytes, via_tcp: bool) -> bytes | Forward | None:
+    def _answer(self, data: bytes, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
         try:
             # A plain query (QR=0, opcode 0, one question, nothing but maybe an OPT): read the key raw.
             if (len(data) > HEADER_LEN and not data[2] & 0xF8
@@ -207,31 +210,31 @@ class Pipeline:
                 payload = NO_EDNS_PAYLOAD
                 if arcount == 1 and data[qend:qend + 3] == _OPT_PREFIX and data[qend + 6:qend + 7] == b"\x00":
                     if len(data) != qend + 11 + (data[qend + 10] | data[qend + 9] << 8):
-                        return self._slow(data, via_tcp)
+                        return self._slow(data, via_tcp, peer)
                     mode |= 2 if data[qend + 7] & _DO_BIT else 1
                     payload = data[qend + 4] | data[qend + 3] << 8
                 elif arcount or len(data) != qend:
-                    return self._slow(data, via_tcp)
+                    return self._slow(data, via_tcp, peer)
                 key = data[HEADER_LEN:end].lower() + data[end:qend] + bytes((mode,))
                 entry = self.table.get(key)
                 if entry is not None:
-                    return self._serve(entry, data, key, end, payload, via_tcp)
-            return self._slow(data, via_tcp)
+                    return self._serve(entry, data, key, end, payload, via_tcp, peer)
+            return self._slow(data, via_tcp, peer)
         except (FormErr, Drop):
-            return self._slow(data, via_tcp)
+            return self._slow(data, via_tcp, peer)
         except Exception:  # a bug: answer SERVFAIL, keep serving
             self._log_bug()
             return header_only_reply(data, SERVFAIL)
 
     def _serve(self, entry: Entry, data: bytes, key: bytes, end: int, payload: int,
-               via_tcp: bool) -> bytes | Forward | None:
+               via_tcp: bool, peer: Peer) -> bytes | Forward | None:
         """An entry's reply for this query: cut to its limit, with the query's ID and question case."""
         limit = MAX_TCP_MESSAGE if via_tcp else max(min(payload, entry.bufsize), NO_EDNS_PAYLOAD)
         target: ForwardTarget | None = entry.forward
         if target is not None:
             cached = target.outbound.cached(key, limit)
             if cached is None:
-                return self._slow(data, via_tcp)  # becomes a Forward
+                return self._slow(data, via_tcp, peer)  # becomes a Forward
             reply = data[:2] + cached[2:HEADER_LEN] + data[HEADER_LEN:end] + cached[end:]
             if self.metrics is not None:
                 self._tally = self._tally_for(entry.labels.zone, CACHE, data, reply, key, via_tcp)
@@ -245,7 +248,7 @@ class Pipeline:
         return reply
 
     # -- the slow path -----------------------------------------------------------------------------
-    def _slow(self, data: bytes, via_tcp: bool) -> bytes | Forward | None:
+    def _slow(self, data: bytes, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
         try:
             query = decode_query(data)
         except Drop:
@@ -254,12 +257,12 @@ class Pipeline:
             opcode = (data[2] >> 3) & 0xF
             return self._dropped(data, header_only_reply(data, FORMERR if opcode == OPCODE_QUERY else NOTIMP), via_tcp)
         try:
-            return self._resolve(data, query, via_tcp)
+            return self._resolve(data, query, via_tcp, peer)
         except Exception:
             self._log_bug()
             return self._dropped(data, error_reply(query, SERVFAIL, NO_EDNS_PAYLOAD), via_tcp)
 
-    def _resolve(self, data: bytes, query: Query, via_tcp: bool) -> bytes | Forward | None:
+    def _resolve(self, data: bytes, query: Query, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
         if query.opcode != OPCODE_QUERY:
             return self._dropped(data, error_reply(query, NOTIMP, NO_EDNS_PAYLOAD), via_tcp)
         if query.edns and query.edns_version != 0:
@@ -268,6 +271,10 @@ class Pipeline:
         if zone is None:
             return self._dropped(data, error_reply(query, REFUSED, NO_EDNS_PAYLOAD), via_tcp)
         block = self._blocks[zone]
+        probe = block.loop is not None and query.qtype == HINFO and query.name == block.loop.name
+        if probe:
+            assert block.loop is not None
+            block.loop.arrived(peer)
         snapshot = block.view.snapshot
         answer = resolve(query.name, query.qtype, snapshot, block.settings, block.hosts)
         key = question_key(query)
@@ -291,7 +298,7 @@ class Pipeline:
             if block.outbound.refuses(answer.forward):
                 return self._count_reply(data, error_reply(query, REFUSED, block.bufsize), zone_text(zone), FORWARD,
                                          via_tcp)
-            return Forward(data, query, answer, via_tcp, block, zone)
+            return Forward(data, query, answer, via_tcp, block, zone, peer, share=not probe)
         encoded = encode(query, answer, block.bufsize)
         entry = Entry(encoded.wire, encoded.serial_at, block.view, answer.depends, block.bufsize, labels,
                       rotations=_rotations(query, answer, block), serial=snapshot.serial)
@@ -299,7 +306,7 @@ class Pipeline:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
         else:
             self.table.put(key, entry)
-        return self._serve(entry, data, key, end, payload, via_tcp)
+        return self._serve(entry, data, key, end, payload, via_tcp, peer)
 
     # -- forwarded questions -----------------------------------------------------------------------
     async def complete(self, forward: Forward) -> bytes | None:
@@ -313,7 +320,8 @@ class Pipeline:
         if answer.outcome is Outcome.CHASE:
             key, name, limit = _chase_key(key, answer.chase), answer.chase, MAX_TCP_MESSAGE
         try:
-            reply = await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp, limit)
+            reply = await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp, limit,
+                                                 share=forward.share)
         except Overloaded:
             reply = error_reply(query, REFUSED, block.bufsize)
         except NoAnswer as failure:

@@ -94,6 +94,7 @@ def resolve(name: str, qtype: int, snapshot: Snapshot, block: ServerBlock, hosts
         from_hosts = _hosts(name, qtype, block, hosts)
         if from_hosts is not None:
             return from_hosts
+        reads.deps.add(HOSTS)  # passed on: the next table may have the name
     kubernetes = block.kubernetes
     if kubernetes is not None:
         zone = longest_zone(name, kubernetes.zones)

@@ -21,7 +21,7 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Callable, Protocol
 
 from dns_server.answer_table import View
 from dns_server.cache import ForwardCache
@@ -30,6 +30,7 @@ from dns_server.errorlog import ErrorLog
 from dns_server.forward import Forwarder
 from dns_server.outbound import Outbound
 from dns_server.hosts import HostsEntry, HostsTable, parse_hosts
+from dns_server.loop import LoopProbe
 from dns_server.pipeline import Block, ErrorReporter, Pipeline, QueryMetrics
 from dns_server.querylog import QueryLog, QueryLogWriter
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE
@@ -153,7 +154,7 @@ class Runtime:
 
 
 async def start(config: Config, previous: Runtime | None = None, metrics: QueryMetrics | None = None,
-                query_log: QueryLogWriter | None = None) -> Runtime:
+                query_log: QueryLogWriter | None = None, on_loop: Callable[[str], None] | None = None) -> Runtime:
     """Build and start a runtime for `config`, taking over what `previous` has that stays the same.
 
     Raises StartupError.  On failure nothing of `previous` has been touched but what it shares.
@@ -170,7 +171,10 @@ async def start(config: Config, previous: Runtime | None = None, metrics: QueryM
             cluster.task = asyncio.create_task(cluster.source.run(), name=f"source {cluster.source.summary()}")
     await _wait_for_sync(runtime)
     for block_settings in config.blocks:
-        runtime.blocks.append(await _block(block_settings, runtime))
+        running = await _block(block_settings, runtime)
+        if block_settings.loop and on_loop is not None:
+            running.loop = LoopProbe(block_settings.zones[0], on_loop)
+        runtime.blocks.append(running)
     if runtime.error_logs:
         runtime.tasks.append(asyncio.create_task(_summarise_errors(runtime.error_logs)))
     routes = _routes(runtime.blocks)
@@ -195,6 +199,10 @@ async def start(config: Config, previous: Runtime | None = None, metrics: QueryM
             if (previous is None or previous.clusters.get(settings) is not cluster) and cluster.task is not None:
                 cluster.task.cancel()
         raise
+    for running in runtime.blocks:
+        if running.loop is not None:
+            host = running.settings.bind[0] if running.settings.bind else "127.0.0.1"
+            runtime.tasks.append(asyncio.create_task(running.loop.probe(host, running.settings.keys[0].port)))
     return runtime
 
 
@@ -214,7 +222,7 @@ async def _wait_for_sync(runtime: Runtime) -> None:
 async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoop) -> Cluster:
     """A registry and its source: fixture files fully loaded, or the Kubernetes API connected but not listed."""
     registry = Registry(required_kinds=_required_kinds(settings), endpoint_pod_names=settings.endpoint_pod_names,
-                        clock=time.time, scope=_scope_for(settings))
+                        noendpoints=settings.noendpoints, clock=time.time, scope=_scope_for(settings))
     source: Source
     try:
         if settings.fixtures is not None:

@@ -36,3 +36,18 @@ def registry_with(records: Iterable[Record], **options: Any) -> Registry:
     registry = Registry(required_kinds=KINDS, **options)
     registry.apply([Replace(frozenset(KINDS), tuple(records))], now=1_700_000_000)
     return registry
+
+
+def headless_manifest(name: str, namespace: str, count: int) -> list[dict[str, Any]]:
+    """A namespace and a headless service with `count` ready endpoints (10.200.0.1, 10.200.0.2, ...)."""
+    endpoints = [{"addresses": [f"10.{200 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}"],
+                  "conditions": {"ready": True}} for i in range(count)]
+    return [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
+         "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}},
+        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
+         "metadata": {"name": f"{name}-abcde", "namespace": namespace,
+                      "labels": {"kubernetes.io/service-name": name}},
+         "endpoints": endpoints, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+    ]

@@ -46,14 +46,15 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
 
 
 class ServerProcess:
-    """`python -m dns_server ARGS --listen 127.0.0.1:PORT`, its log kept in a temp file.
+    """`python -m dns_server ARGS --listen HOST:PORT` (127.0.0.1 by default), its log kept in a temp file.
 
     `from_corefile` starts it from a Corefile instead (no `--listen`: the Corefile says where).
     """
 
-    def __init__(self, *args: str, port: int | None = None, ready_name: str = "dns-version.cluster.local",
-                 ready_type: str = "TXT", env: dict[str, str] | None = None, host: str = "127.0.0.1",
-                 listen: bool = True, log_path: Path | None = None, prefix: Sequence[str] = ()) -> None:
+    def __init__(self, *args: str, host: str = "127.0.0.1", port: int | None = None,
+                 ready_name: str = "dns-version.cluster.local", ready_type: str = "TXT",
+                 env: dict[str, str] | None = None, listen: bool = True, log_path: Path | None = None,
+                 prefix: Sequence[str] = ()) -> None:
         self.host = host
         self.port = port or free_port()
         listen_args = ["--listen", f"{self.host}:{self.port}"] if listen else []

@@ -25,25 +25,11 @@ import dns.rdatatype
 import pytest
 import yaml
 
-from tests.cluster_data import ZONES
+from tests.cluster_data import ZONES, headless_manifest
 from tests.integration.server import REPO, ServerProcess, free_port, wait_for
 
 Z = "cluster.local"
 TRANSPORTS = ["udp", "tcp"]
-
-
-def headless_manifest(name: str, namespace: str, count: int) -> list[dict]:
-    endpoints = [{"addresses": [f"10.{200 + i // 62500}.{i // 250 % 250}.{i % 250 + 1}"],
-                  "conditions": {"ready": True}} for i in range(count)]
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}},
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name, "namespace": namespace},
-         "spec": {"clusterIP": "None", "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}},
-        {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", "addressType": "IPv4",
-         "metadata": {"name": f"{name}-abcde", "namespace": namespace,
-                      "labels": {"kubernetes.io/service-name": name}},
-         "endpoints": endpoints, "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
-    ]
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The API source's pure parts: backoff, batching, what is watched with which selectors."""
+"""The API source's pure parts: backoff, batching, what is watched with which selectors, the client's configuration."""
 
 from __future__ import annotations
 
@@ -9,14 +9,21 @@ from pathlib import Path
 
 import pytest
 
-from dns_server.app import required_kinds, scope_for
-from dns_server.config import Config, ConfigError
+from dns_server.config import ConfigError, KubernetesSettings, PodMode, SourceSettings
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, Namespace
 from dns_server.registry import Put, Registry, Replace
+from dns_server.runtime import _required_kinds, _scope_for
 from dns_server.scope import FixedNamespaces, SelectedNamespaces
 from dns_server.sources.kube import (
     RUNNING_PODS_FIELD_SELECTOR, Backoff, Batcher, KubeSource, Resource, WatchFailed, api_client, resources_for,
 )
+
+THREAD_WAIT = 30.0  # generous: a thread that has not ended by then never will
+
+
+def source(**options: object) -> SourceSettings:
+    """The source part of a `kubernetes cluster.local { ... }` block with these options."""
+    return KubernetesSettings(zones=("cluster.local",), **options).source  # type: ignore[arg-type]
 
 
 def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
@@ -30,28 +37,31 @@ def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
 
 @pytest.mark.parametrize("options, expected", [
     ({}, [Resource(NAMESPACE), Resource(SERVICE), Resource(ENDPOINT_SLICE)]),
-    ({"pods": "verified"}, [Resource(NAMESPACE), Resource(SERVICE), Resource(ENDPOINT_SLICE),
-                            Resource(POD, field_selector=RUNNING_PODS_FIELD_SELECTOR)]),
-    ({"labels": "app=web", "namespace_labels": "team", "pods": "verified"},
+    ({"pods": PodMode.INSECURE}, [Resource(NAMESPACE), Resource(SERVICE), Resource(ENDPOINT_SLICE)]),
+    ({"pods": PodMode.VERIFIED}, [Resource(NAMESPACE), Resource(SERVICE), Resource(ENDPOINT_SLICE),
+                                  Resource(POD, field_selector=RUNNING_PODS_FIELD_SELECTOR)]),
+    ({"noendpoints": True}, [Resource(NAMESPACE), Resource(SERVICE)]),
+    ({"labels": "app=web", "namespace_labels": "team", "pods": PodMode.VERIFIED},
      [Resource(NAMESPACE, "team"), Resource(SERVICE, "app=web"), Resource(ENDPOINT_SLICE, "app=web"),
       Resource(POD, "app=web", RUNNING_PODS_FIELD_SELECTOR)]),
 ])
-def test_resources_and_their_server_side_selectors(options: dict[str, str], expected: list[Resource]) -> None:
-    assert list(resources_for(Config(**options))) == expected  # type: ignore[arg-type]
+def test_resources_and_their_server_side_selectors(options: dict[str, object], expected: list[Resource]) -> None:
+    assert list(resources_for(source(**options))) == expected
 
 
-def test_required_kinds_and_scope_follow_the_flags() -> None:
-    assert required_kinds(Config()) == {NAMESPACE, SERVICE, ENDPOINT_SLICE}
-    assert required_kinds(Config(pods="verified")) == {NAMESPACE, SERVICE, ENDPOINT_SLICE, POD}
-    assert scope_for(Config()) is None
-    assert isinstance(scope_for(Config(namespaces=("a", "b"))), FixedNamespaces)
-    assert isinstance(scope_for(Config(namespace_labels="team=a")), SelectedNamespaces)
+def test_required_kinds_and_scope_follow_the_settings() -> None:
+    assert _required_kinds(source()) == {NAMESPACE, SERVICE, ENDPOINT_SLICE}
+    assert _required_kinds(source(pods=PodMode.VERIFIED)) == {NAMESPACE, SERVICE, ENDPOINT_SLICE, POD}
+    assert _required_kinds(source(noendpoints=True)) == {NAMESPACE, SERVICE}
+    assert _scope_for(source()) is None
+    assert isinstance(_scope_for(source(namespaces=("a", "b"))), FixedNamespaces)
+    assert isinstance(_scope_for(source(namespace_labels="team=a")), SelectedNamespaces)
 
 
 def test_the_batcher_applies_a_burst_as_one_snapshot_and_runs_callbacks_after() -> None:
     registry = Registry(required_kinds={NAMESPACE})
     published: list[int] = []
-    registry.subscribe(lambda snapshot: published.append(len(snapshot.namespaces)))
+    registry.subscribe(lambda snapshot, change: published.append(len(snapshot.namespaces)))
     batcher = Batcher(registry, quiet=0.05, max_delay=0.5)
     applied = threading.Event()
     batcher.put([Replace(frozenset({NAMESPACE}), ())], lambda: applied.set())
@@ -59,31 +69,32 @@ def test_the_batcher_applies_a_burst_as_one_snapshot_and_runs_callbacks_after() 
         batcher.put([Put(Namespace(f"ns-{i}"))])
     batcher.close()
     thread = threading.Thread(target=batcher.run)
-    started = time.monotonic()
     thread.start()
-    thread.join(5)
+    thread.join(THREAD_WAIT)
     assert not thread.is_alive()
     assert applied.is_set()
-    assert published == [100]  # the Replace and 100 events: one snapshot
+    assert published == [100]  # the Replace and 100 events, all queued before it ran: one snapshot
     assert registry.snapshot.synced
-    assert time.monotonic() - started < 1.0
 
 
 def test_the_batcher_bounds_the_delay_under_a_steady_stream() -> None:
+    """Events every 5 ms, never a quiet second: a batch is still published while the stream goes on."""
     registry = Registry(required_kinds=set())
-    published: list[float] = []
-    registry.subscribe(lambda snapshot: published.append(time.monotonic()))
-    batcher = Batcher(registry, quiet=0.02, max_delay=0.05)
+    sent = 0
+    published: list[int] = []  # how many events had been sent when each snapshot was published
+    registry.subscribe(lambda snapshot, change: published.append(sent))
+    batcher = Batcher(registry, quiet=1.0, max_delay=0.05)
     thread = threading.Thread(target=batcher.run)
     thread.start()
-    first = time.monotonic()
-    for i in range(60):  # one event every 5 ms: never quiet for 20 ms
+    for i in range(60):
         batcher.put([Put(Namespace(f"ns-{i}"))])
+        sent += 1
         time.sleep(0.005)
     batcher.close()
-    thread.join(5)
-    assert published and published[0] - first < 0.25  # the first batch did not wait for the 0.3 s stream to end
-    assert 2 <= len(published) < 60
+    thread.join(THREAD_WAIT)
+    assert not thread.is_alive()
+    assert published[0] < 60  # the first batch did not wait for the stream to end
+    assert len(registry.snapshot.namespaces) == 60
 
 
 def test_in_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -97,7 +108,7 @@ def test_in_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
     monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
-    client = api_client(None, None)
+    client = api_client(source())
     configuration = client.configuration
     assert configuration.host == "https://10.96.0.1:443"
     assert configuration.ssl_ca_cert == str(ca)
@@ -109,7 +120,22 @@ def test_in_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytes
 def test_outside_a_pod_without_a_kubeconfig_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     with pytest.raises(ConfigError, match="in-cluster service account"):
-        api_client(None, None)
+        api_client(source())
+
+
+def test_an_endpoint_with_tls_files_is_used_as_given(tmp_path: Path) -> None:
+    """`endpoint URL` and `tls CERT KEY CACERT`, as CoreDNS reads them (no kubeconfig, no service account)."""
+    cert, key, ca = (str(tmp_path / name) for name in ("client.crt", "client.key", "ca.crt"))
+    client = api_client(source(endpoint="https://203.0.113.1:6443", tls=(cert, key, ca)))
+    configuration = client.configuration
+    assert configuration.host == "https://203.0.113.1:6443"
+    assert (configuration.cert_file, configuration.key_file, configuration.ssl_ca_cert) == (cert, key, ca)
+    client.close()
+
+
+def test_a_missing_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        api_client(source(kubeconfig=tmp_path / "nope"))
 
 
 class ScriptedStream:
@@ -135,16 +161,16 @@ def test_events_before_a_bad_line_are_applied_and_the_stream_is_resumed_after_th
                           '"users": [{"name": "u", "user": {"token": "t"}}], '
                           '"contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}')
     registry = Registry(required_kinds=set())
-    source = KubeSource(api_client(kubeconfig, None), registry, [Resource(SERVICE)])
+    kube = KubeSource(api_client(source(kubeconfig=kubeconfig)), registry, [Resource(SERVICE)])
     added = (b'{"type": "ADDED", "object": {"kind": "Service", "metadata": {"name": "web", "namespace": "shop", '
              b'"resourceVersion": "42"}, "spec": {"clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7"]}}}\n')
-    source._list_functions[SERVICE] = lambda **params: ScriptedStream(added[:30], added[30:] + b"{garbage\n")
-    status = source.status.resources[SERVICE]
+    kube._list_functions[SERVICE] = lambda **params: ScriptedStream(added[:30], added[30:] + b"{garbage\n")
+    status = kube.status.resources[SERVICE]
     status.resource_version = "41"
     with pytest.raises(WatchFailed, match="unreadable watch event"):
-        source._watch(Resource(SERVICE), status)
+        kube._watch(Resource(SERVICE), status)
     assert status.resource_version == "42"  # the resume starts after the event that was read ...
-    source._batcher.close()
-    source._batcher.run()
+    kube._batcher.close()
+    kube._batcher.run()
     assert ("shop", "web") in registry.snapshot.services  # ... so that event must have been applied
-    source._api.close()
+    kube._api.close()

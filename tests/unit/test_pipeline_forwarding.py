@@ -1,88 +1,33 @@
-"""The pipeline's side of forwarding, with a socket-free forwarder, judged by dnspython.
+"""The pipeline's side of forwarding, socket-free, judged by dnspython.
 
-The stand-in (`CannedUpstream`) answers from a table of records but keeps its replies in the real
-ForwardCache, so hits, truncation and TTLs behave as in production; the sockets are covered by
-tests/unit/test_forward.py and, with a real upstream, tests/integration/test_forwarding.py.
+The stand-in is tests/unit/helpers.py's `FakeForwarder` (a table of records instead of sockets)
+in front of the real `Outbound` and, with a `cache` directive, the real `ForwardCache`, so hits,
+truncation and TTLs behave as in production; the sockets are covered by
+tests/integration/test_forward.py and, with a real upstream, tests/integration/test_forwarding.py.
 """
 
 from __future__ import annotations
-
-import asyncio
 
 import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
-import dns.rrset
+import pytest
 
-from dns_server.cache import ForwardCache
-from dns_server.config import Config
-from dns_server.pipeline import Forward, Pipeline
+from dns_server.config import CacheSettings
+from dns_server.pipeline import Forward
 from dns_server.records import Namespace, Service
 from dns_server.registry import Put
-from dns_server.upstreams import NoAnswer, Overloaded, UpstreamError
-from dns_server.wire import query_for_key
+from dns_server.upstreams import NoAnswer, Overloaded
 from tests.cluster_data import example_records, registry_with
+from tests.unit.helpers import Z, Clock, ask, block, fakes, pipeline_for, reply_of
 
-Z = "cluster.local"
-CONFIG = Config(listen=(("127.0.0.1", 5353),))
-RECORDS = {
-    ("www.example.com.", "A"): [(300, "192.0.2.10")],
-    ("api.payments.example.com.", "A"): [(300, "192.0.2.20")],
-    ("9.9.96.10.in-addr.arpa.", "PTR"): [(300, "upstream.example.com.")],
-    ("big.example.com.", "TXT"): [(300, f'"{c * 200}"') for c in "abcdef"],
-}
-
-
-class CannedUpstream:
-    """The Upstream protocol over a table of records and a real ForwardCache, without sockets."""
-
-    def __init__(self) -> None:
-        self.cache = ForwardCache(100, 1232)
-        self.asked: list[str] = []
-        self.full = False
-        self.fail: UpstreamError | None = None
-
-    def cached(self, key: bytes, limit: int) -> bytes | None:
-        entry = self.cache.get(key, 0.0)
-        return None if entry is None else entry.render(0.0, limit)
-
-    def saturated(self) -> bool:
-        return self.full
-
-    async def forward(self, key: bytes, payload: int, via_tcp: bool, limit: int) -> bytes:
-        if self.fail is not None:
-            raise self.fail
-        query = dns.message.from_wire(query_for_key(key, 7, payload))
-        question = query.question[0]
-        self.asked.append(question.name.to_text())
-        reply = dns.message.make_response(query)
-        found = RECORDS.get((question.name.to_text(), dns.rdatatype.to_text(question.rdtype)))
-        if found is None:
-            reply.set_rcode(dns.rcode.NXDOMAIN)
-            reply.authority.append(dns.rrset.from_text(
-                "example.com.", 300, "IN", "SOA", "ns.example.com. h.example.com. 1 7200 1800 86400 60"))
-        for ttl, text in found or []:
-            reply.answer.append(dns.rrset.from_text(question.name, ttl, "IN", question.rdtype, text))
-        return self.cache.store(key, reply.to_wire(max_size=65535), 0.0).render(0.0, limit)
-
-
-def pipeline_with(upstream: CannedUpstream, records: list | None = None) -> Pipeline:
-    return Pipeline(CONFIG, registry_with(records if records is not None else example_records()).snapshot, upstream)
-
-
-def handle(pipeline: Pipeline, query: dns.message.Message, via_tcp: bool = False) -> dns.message.Message:
-    """The pipeline's reply, finishing a Forward the way a transport does."""
-    reply = pipeline.handle(query.to_wire(), via_tcp)
-    if isinstance(reply, Forward):
-        reply = asyncio.run(pipeline.complete(reply))
-    assert isinstance(reply, bytes)
-    return dns.message.from_wire(reply)
+CACHED = block(cache=CacheSettings())
+UNCACHED = block(cache=None)
 
 
 def test_a_forwarded_answer_is_relayed_then_served_from_the_cache_without_a_task() -> None:
-    upstream = CannedUpstream()
-    pipeline = pipeline_with(upstream)
+    pipeline = pipeline_for(settings=CACHED)
 
     def check(reply: bytes, query: dns.message.Message) -> None:
         message = dns.message.from_wire(reply)
@@ -91,63 +36,66 @@ def test_a_forwarded_answer_is_relayed_then_served_from_the_cache_without_a_task
         assert message.answer[0][0].to_text() == "192.0.2.10" and not message.flags & dns.flags.AA
 
     first = dns.message.make_query("WWW.example.COM", "A")
-    forward = pipeline.handle(first.to_wire(), False)
-    assert isinstance(forward, Forward)  # a miss: the transport finishes it as a task
-    relayed = asyncio.run(pipeline.complete(forward))
-    assert relayed is not None
-    check(relayed, first)
+    assert isinstance(pipeline.handle(first.to_wire(), False), Forward)  # a miss: the transport finishes it as a task
+    check(reply_of(pipeline, first.to_wire()), first)
     second = dns.message.make_query("www.Example.com", "A")
     hit = pipeline.handle(second.to_wire(), False)
-    assert isinstance(hit, bytes)  # a hit: answered at once, from the forwarder's cache
+    assert isinstance(hit, bytes)  # a hit: answered at once, from the block's cache
     check(hit, second)
-    assert upstream.asked == ["www.example.com."]
+    assert fakes(pipeline)[0].asked == ["www.example.com."]
 
 
-def test_forwarded_hits_are_truncated_for_small_udp_clients_and_whole_over_tcp() -> None:
-    upstream = CannedUpstream()
-    pipeline = pipeline_with(upstream)
-    assert len(handle(pipeline, dns.message.make_query("big.example.com", "TXT"), via_tcp=True).answer[0]) == 6
-    udp = handle(pipeline, dns.message.make_query("big.example.com", "TXT"))  # 512 bytes, from the cache
+def test_without_a_cache_directive_nothing_is_kept() -> None:
+    """As CoreDNS without `cache`: every forwarded question goes upstream (`--cache-size 0` with the flags)."""
+    pipeline = pipeline_for(settings=UNCACHED)
+    for _ in range(3):
+        query = dns.message.make_query("www.example.com", "A")
+        assert isinstance(pipeline.handle(query.to_wire(), False), Forward)
+        assert ask(pipeline, query).answer[0].ttl == 300  # as upstream gave it
+    assert fakes(pipeline)[0].asked == ["www.example.com."] * 3
+
+
+def test_forwarded_hits_are_cut_for_small_udp_clients_and_whole_over_tcp() -> None:
+    pipeline = pipeline_for(settings=CACHED)
+    assert len(ask(pipeline, "big.example.com", "TXT", via_tcp=True).answer[0]) == 6
+    udp = ask(pipeline, "big.example.com", "TXT")  # 512 bytes, from the cache
     assert udp.flags & dns.flags.TC and not udp.answer
-    assert upstream.asked == ["big.example.com."]
+    assert fakes(pipeline)[0].asked == ["big.example.com."]
 
 
-def test_saturated_forwarder_means_refused_at_once() -> None:
-    upstream = CannedUpstream()
-    upstream.full = True
-    reply = pipeline_with(upstream).handle(dns.message.make_query("www.example.com", "A").to_wire(), False)
+def test_a_saturated_forwarder_means_refused_at_once() -> None:
+    pipeline = pipeline_for(settings=CACHED)
+    fakes(pipeline)[0].full = True
+    reply = pipeline.handle(dns.message.make_query("www.example.com", "A").to_wire(), False)
     assert isinstance(reply, bytes) and dns.message.from_wire(reply).rcode() == dns.rcode.REFUSED
 
 
-def test_upstream_errors_become_refused_and_servfail() -> None:
-    upstream = CannedUpstream()
-    pipeline = pipeline_with(upstream)
-    for error, rcode in ((Overloaded(), dns.rcode.REFUSED), (NoAnswer(), dns.rcode.SERVFAIL)):
-        upstream.fail = error
-        query = dns.message.make_query(f"www{rcode}.example.com", "A")
-        reply = handle(pipeline, query)
-        assert reply.rcode() == rcode and reply.id == query.id
+@pytest.mark.parametrize("error, rcode", [(Overloaded(), dns.rcode.REFUSED), (NoAnswer("timeout"), dns.rcode.SERVFAIL)])
+def test_upstream_errors_become_refused_and_servfail(error: Exception, rcode: int) -> None:
+    pipeline = pipeline_for(settings=CACHED)
+    fakes(pipeline)[0].fail = error
+    query = dns.message.make_query("www.example.com", "A")
+    reply = ask(pipeline, query)
+    assert reply.rcode() == rcode and reply.id == query.id and not reply.answer
 
 
 def test_externalname_target_from_upstream_in_one_answer() -> None:
-    upstream = CannedUpstream()
-    pipeline = pipeline_with(upstream)
+    pipeline = pipeline_for(settings=CACHED)
     for _ in range(2):  # the second time the target comes from the cache, without a task
         query = dns.message.make_query(f"Payments-API.shop.svc.{Z}", "A")
-        reply = handle(pipeline, query)
+        reply = ask(pipeline, query)
         assert reply.rcode() == dns.rcode.NOERROR and not reply.flags & dns.flags.AA
         assert [rrset.to_text() for rrset in reply.answer] == [
             f"Payments-API.shop.svc.{Z}. 5 IN CNAME api.payments.example.com.",
             "api.payments.example.com. 300 IN A 192.0.2.20"]
-    assert upstream.asked == ["api.payments.example.com."]
+    assert fakes(pipeline)[0].asked == ["api.payments.example.com."]
     second = pipeline.handle(dns.message.make_query(f"payments-api.shop.svc.{Z}", "A").to_wire(), False)
     assert isinstance(second, bytes)
 
 
 def test_a_missing_externalname_target_is_nxdomain_with_its_soa() -> None:
-    upstream = CannedUpstream()
     records = [Namespace("shop"), Service("shop", "gone", (), False, "nowhere.example.com", ())]
-    reply = handle(pipeline_with(upstream, records), dns.message.make_query(f"gone.shop.svc.{Z}", "A"))
+    reply = ask(pipeline_for(records, settings=CACHED), f"gone.shop.svc.{Z}", "A")
     assert reply.rcode() == dns.rcode.NXDOMAIN
     assert reply.answer[0].to_text() == f"gone.shop.svc.{Z}. 5 IN CNAME nowhere.example.com."
     assert reply.authority[0].rdtype == dns.rdatatype.SOA
@@ -155,26 +103,28 @@ def test_a_missing_externalname_target_is_nxdomain_with_its_soa() -> None:
 
 def test_a_name_the_cluster_starts_to_own_is_no_longer_answered_from_the_forwarders_cache() -> None:
     """A reverse name forwarded (and cached) while unknown is answered from the cluster once a service has the IP."""
-    upstream = CannedUpstream()
     registry = registry_with(example_records())
-    pipeline = Pipeline(CONFIG, registry.snapshot, upstream)
-    registry.subscribe(pipeline.publish)
+    pipeline = pipeline_for(registry=registry, settings=CACHED)
     query = dns.message.make_query("9.9.96.10.in-addr.arpa", "PTR")
-    assert handle(pipeline, query).answer[0][0].to_text() == "upstream.example.com."
-    assert handle(pipeline, query).answer[0][0].to_text() == "upstream.example.com."  # a hit
+    assert ask(pipeline, query).answer[0][0].to_text() == "upstream.example.com."
+    assert isinstance(pipeline.handle(query.to_wire(), False), bytes)  # a hit
     registry.apply([Put(Service("shop", "new", ("10.96.9.9",), False, "", ()))])
-    reply = handle(pipeline, query)
+    reply = ask(pipeline, query)
     assert reply.answer[0][0].to_text() == f"new.shop.svc.{Z}." and reply.flags & dns.flags.AA
+    assert fakes(pipeline)[0].asked == ["9.9.96.10.in-addr.arpa."]
 
 
 def test_forwarded_replies_are_not_kept_by_query_bytes() -> None:
-    """Only cluster answers are reused by exact query bytes: a forwarded one lives as long as the forwarder's."""
-    upstream = CannedUpstream()
-    pipeline = pipeline_with(upstream)
+    """Only cluster answers are reused by exact query bytes: a forwarded one lives as long as the cache keeps it."""
+    clock = Clock()
+    pipeline = pipeline_for(settings=CACHED, clock=clock)
     first = dns.message.make_query("www.example.com", "A")
-    assert handle(pipeline, first).answer  # forwarded; now in the forwarder's cache
+    assert ask(pipeline, first).answer  # forwarded; now in the block's cache
     wire = first.to_wire()
     again = bytes((wire[0] ^ 0xFF, wire[1])) + wire[2:]
-    assert isinstance(pipeline.handle(again, False), bytes)  # answered from the forwarder's cache
-    upstream.cache = ForwardCache(100, 1232)  # the entry expires there
+    hit = pipeline.handle(again, False)
+    assert isinstance(hit, bytes) and hit[:2] == again[:2]  # answered from the cache
+    clock.now += 100
+    assert dns.message.from_wire(reply_of(pipeline, again)).answer[0].ttl == 200  # counted down, not frozen
+    clock.now += 300  # the entry expires there
     assert isinstance(pipeline.handle(again, False), Forward)  # so the same bytes go upstream again

@@ -1,22 +1,34 @@
-"""The pure core, table-driven: (qname, qtype) against the zones/ example cluster -> rcode and records.
+"""The pure core, table-driven: (name, type) against the zones/ example cluster and a server block -> Answer.
 
 Expected answers follow ../shared/DNS-BEHAVIOUR.md (Kubernetes DNS specification 1.1.0, CoreDNS's
-kubernetes plugin where the specification is silent).
+kubernetes plugin where the specification is silent) and CoreDNS's plugin chain: hosts, then
+kubernetes, then the forward directives; a name no plugin takes is SERVFAIL.  Every answer's
+`depends` is checked exactly: the answer table drops cached replies by it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+
 import pytest
-from dnslib import QTYPE, RCODE
+from dnslib import QTYPE
 
-from dns_server.config import Config
-from dns_server.resolver import RR, Answer, resolve
-from dns_server.snapshot import Snapshot
+from dns_server.answer import RR, Answer, Dependency, Outcome
+from dns_server.config import (
+    FALLTHROUGH_ALL, NO_FALLTHROUGH, Fallthrough, HostsSettings, PodMode, ServerBlock,
+)
+from dns_server.hosts import HostsEntry, HostsTable
+from dns_server.records import Service
+from dns_server.resolver import NO_PLUGIN, resolve
+from dns_server.runtime import _open_cluster
+from dns_server.snapshot import HOSTS, SYNCED, Snapshot
+from tests.cluster_data import ZONES as ZONES_DIRECTORY
 from tests.cluster_data import example_records, registry_with
+from tests.unit.helpers import Z, block, forward_to
 
-Z = "cluster.local"
-CONFIG = Config(listen=(("127.0.0.1", 5353),), fixtures=None)
 SNAPSHOT = registry_with(example_records()).snapshot
+FLAGS = block()
 
 
 def show(rrs: tuple[RR, ...]) -> set[str]:
@@ -25,8 +37,17 @@ def show(rrs: tuple[RR, ...]) -> set[str]:
     return {f"{rr.name} {QTYPE.get(rr.rtype)} {data(rr)}" for rr in rrs}
 
 
-def ask(name: str, qtype: str, snapshot: Snapshot = SNAPSHOT, config: Config = CONFIG) -> Answer:
-    return resolve(name, getattr(QTYPE, qtype), 1, snapshot, config)
+def ask(name: str, qtype: str, settings: ServerBlock = FLAGS, snapshot: Snapshot = SNAPSHOT,
+        hosts: HostsTable | None = None) -> Answer:
+    return resolve(name, getattr(QTYPE, qtype), snapshot, settings, hosts)
+
+
+def service(namespace: str, name: str) -> Dependency:
+    return ("service", namespace, name)
+
+
+def namespace(name: str) -> Dependency:
+    return ("namespace", name)
 
 
 POSITIVE = [
@@ -50,7 +71,7 @@ POSITIVE = [
       f"_postgres._tcp.postgres.data.svc.{Z} SRV 0 50 5432 postgres-1.postgres.data.svc.{Z}"}),
     # endpoint names under a ClusterIP service (CoreDNS answers these too)
     (f"10-244-1-5.frontend.shop.svc.{Z}", "A", {f"10-244-1-5.frontend.shop.svc.{Z} A 10.244.1.5"}),
-    # ExternalName: CNAME alone for a CNAME query or an outside target; in-zone targets chased
+    # ExternalName: CNAME alone for a CNAME query; in-zone targets chased
     (f"payments-api.shop.svc.{Z}", "CNAME", {f"payments-api.shop.svc.{Z} CNAME api.payments.example.com"}),
     (f"storefront.shop.svc.{Z}", "A", {f"storefront.shop.svc.{Z} CNAME frontend.shop.svc.{Z}",
                                         f"frontend.shop.svc.{Z} A 10.96.10.20"}),
@@ -59,7 +80,7 @@ POSITIVE = [
     ("10.1.244.10.in-addr.arpa", "PTR", {f"10.1.244.10.in-addr.arpa PTR postgres-0.postgres.data.svc.{Z}"}),
     ("0.3.a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa", "PTR",
      {f"0.3.a.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.6.9.0.0.0.1.0.0.0.0.d.f.ip6.arpa PTR checkout.shop.svc.{Z}"}),
-    # pods (insecure)
+    # pods (the flags' default: insecure)
     (f"10-244-9-9.shop.pod.{Z}", "A", {f"10-244-9-9.shop.pod.{Z} A 10.244.9.9"}),
     (f"fd00--1.shop.pod.{Z}", "AAAA", {f"fd00--1.shop.pod.{Z} AAAA fd00::1"}),
     # zone records
@@ -72,48 +93,52 @@ POSITIVE = [
 @pytest.mark.parametrize("name, qtype, expected", POSITIVE)
 def test_positive_answers(name: str, qtype: str, expected: set[str]) -> None:
     answer = ask(name, qtype)
-    assert (answer.rcode, show(answer.answer)) == (RCODE.NOERROR, expected)
-    assert answer.authoritative
+    assert (answer.outcome, show(answer.answer)) == (Outcome.ANSWER, expected)
+    assert answer.outcome.authoritative and answer.plugin == "kubernetes"
 
 
 NEGATIVE = [
     # NXDOMAIN: names that do not exist
-    (f"nope.shop.svc.{Z}", "A", RCODE.NXDOMAIN),
-    (f"frontend.nope.svc.{Z}", "A", RCODE.NXDOMAIN),
-    (f"nope.svc.{Z}", "A", RCODE.NXDOMAIN),
-    (f"postgres-2.postgres.data.svc.{Z}", "A", RCODE.NXDOMAIN),  # not ready
-    (f"_nope._tcp.frontend.shop.svc.{Z}", "SRV", RCODE.NXDOMAIN),
-    (f"_http._udp.frontend.shop.svc.{Z}", "SRV", RCODE.NXDOMAIN),
-    (f"a.b.c.frontend.shop.svc.{Z}", "A", RCODE.NXDOMAIN),
-    (f"frontend.shop.svc.{Z}.shop.svc.{Z}", "A", RCODE.NXDOMAIN),  # a search-path miss
-    (f"api.github.com.{Z}", "A", RCODE.NXDOMAIN),
-    (f"foo.bar.{Z}", "A", RCODE.NXDOMAIN),
-    (f"not-an-ip.shop.pod.{Z}", "A", RCODE.NXDOMAIN),
-    (f"10-244-9-9.nope.pod.{Z}", "A", RCODE.NXDOMAIN),
+    (f"nope.shop.svc.{Z}", "A", Outcome.NXDOMAIN),
+    (f"frontend.nope.svc.{Z}", "A", Outcome.NXDOMAIN),
+    (f"nope.svc.{Z}", "A", Outcome.NXDOMAIN),
+    (f"postgres-2.postgres.data.svc.{Z}", "A", Outcome.NXDOMAIN),  # not ready
+    (f"_nope._tcp.frontend.shop.svc.{Z}", "SRV", Outcome.NXDOMAIN),
+    (f"_http._udp.frontend.shop.svc.{Z}", "SRV", Outcome.NXDOMAIN),
+    (f"a.b.c.frontend.shop.svc.{Z}", "A", Outcome.NXDOMAIN),
+    (f"frontend.shop.svc.{Z}.shop.svc.{Z}", "A", Outcome.NXDOMAIN),  # a search-path miss
+    (f"api.github.com.{Z}", "A", Outcome.NXDOMAIN),
+    (f"foo.bar.{Z}", "A", Outcome.NXDOMAIN),
+    (f"foo.dns.{Z}", "A", Outcome.NXDOMAIN),
+    (f"not-an-ip.shop.pod.{Z}", "A", Outcome.NXDOMAIN),
+    (f"10-244-9-9.nope.pod.{Z}", "A", Outcome.NXDOMAIN),
+    (f"nope.pod.{Z}", "A", Outcome.NXDOMAIN),
     # NODATA: the name exists, the type does not
-    (f"frontend.shop.svc.{Z}", "AAAA", RCODE.NOERROR),
-    (f"frontend.shop.svc.{Z}", "TXT", RCODE.NOERROR),
-    (f"postgres.data.svc.{Z}", "AAAA", RCODE.NOERROR),
-    (f"_http._tcp.frontend.shop.svc.{Z}", "A", RCODE.NOERROR),
-    (f"payments-api.shop.svc.{Z}", "SRV", RCODE.NOERROR),
-    (Z, "A", RCODE.NOERROR),
-    (f"svc.{Z}", "A", RCODE.NOERROR),
-    (f"pod.{Z}", "A", RCODE.NOERROR),
-    (f"shop.svc.{Z}", "A", RCODE.NOERROR),
-    (f"shop.pod.{Z}", "A", RCODE.NOERROR),
-    (f"dns-version.{Z}", "A", RCODE.NOERROR),
-    (f"10-244-9-9.shop.pod.{Z}", "AAAA", RCODE.NOERROR),
-    ("1.0.96.10.in-addr.arpa", "A", RCODE.NOERROR),
+    (f"frontend.shop.svc.{Z}", "AAAA", Outcome.NODATA),
+    (f"frontend.shop.svc.{Z}", "TXT", Outcome.NODATA),
+    (f"postgres.data.svc.{Z}", "AAAA", Outcome.NODATA),
+    (f"_http._tcp.frontend.shop.svc.{Z}", "A", Outcome.NODATA),
+    (f"payments-api.shop.svc.{Z}", "SRV", Outcome.NODATA),
+    (Z, "A", Outcome.NODATA),
+    (f"svc.{Z}", "A", Outcome.NODATA),
+    (f"pod.{Z}", "A", Outcome.NODATA),
+    (f"dns.{Z}", "A", Outcome.NODATA),  # the empty non-terminal above ns.dns.Z
+    (f"shop.svc.{Z}", "A", Outcome.NODATA),
+    (f"shop.pod.{Z}", "A", Outcome.NODATA),
+    (f"dns-version.{Z}", "A", Outcome.NODATA),
+    (f"10-244-9-9.shop.pod.{Z}", "AAAA", Outcome.NODATA),
+    ("1.0.96.10.in-addr.arpa", "A", Outcome.NODATA),
 ]
 
 
-@pytest.mark.parametrize("name, qtype, rcode", NEGATIVE)
-def test_negative_answers_carry_the_zone_soa(name: str, qtype: str, rcode: int) -> None:
+@pytest.mark.parametrize("name, qtype, outcome", NEGATIVE)
+def test_negative_answers_carry_the_zone_soa(name: str, qtype: str, outcome: Outcome) -> None:
     answer = ask(name, qtype)
-    assert answer.rcode == rcode
+    assert answer.outcome is outcome
     assert answer.answer == ()
-    assert [rr.rtype for rr in answer.authority] == [QTYPE.SOA]
-    assert answer.authoritative
+    assert [(rr.name, rr.rtype) for rr in answer.authority] == [
+        ("in-addr.arpa" if name.endswith("in-addr.arpa") else Z, QTYPE.SOA)]
+    assert answer.outcome.authoritative
 
 
 def test_soa_fields() -> None:
@@ -121,6 +146,16 @@ def test_soa_fields() -> None:
     mname, rname, serial, refresh, retry, expire, minimum = soa.data  # type: ignore[misc]
     assert (mname, rname, refresh, retry, expire, minimum) == (f"ns.dns.{Z}", f"hostmaster.{Z}", 7200, 1800, 86400, 5)
     assert serial == SNAPSHOT.serial and soa.ttl == 5
+
+
+@pytest.mark.parametrize("ttl, soa_ttl", [(3600, 300), (300, 300), (30, 30), (0, 0)])
+def test_the_soa_record_ttl_is_the_ttl_capped_at_300_and_its_minimum_the_ttl(ttl: int, soa_ttl: int) -> None:
+    settings = block(ttl=ttl)
+    (soa,) = ask(Z, "SOA", settings).answer
+    (negative,) = ask(f"nope.shop.svc.{Z}", "A", settings).authority
+    assert soa.ttl == negative.ttl == soa_ttl  # CoreDNS: min(ttl, 300)
+    assert soa.data[6] == negative.data[6] == ttl  # type: ignore[index]
+    assert ask(f"frontend.shop.svc.{Z}", "A", settings).answer[0].ttl == ttl
 
 
 def test_srv_additional_section_has_target_addresses() -> None:
@@ -132,69 +167,368 @@ def test_srv_additional_section_has_target_addresses() -> None:
                                      f"checkout.shop.svc.{Z} AAAA fd00:10:96::a30"}
 
 
-def test_outside_names_and_unknown_reverse_are_forwarded() -> None:
-    assert ask("example.com", "A").forward
-    assert ask("9.9.9.9.in-addr.arpa", "PTR").forward
-    no_fallthrough = Config(listen=(("127.0.0.1", 5353),), reverse_fallthrough=False)
-    assert ask("9.9.9.9.in-addr.arpa", "PTR", config=no_fallthrough).rcode == RCODE.NXDOMAIN
-
-
-def test_external_name_outside_the_zone_is_chased_upstream() -> None:
-    answer = ask(f"payments-api.shop.svc.{Z}", "A")
-    assert show(answer.answer) == {f"payments-api.shop.svc.{Z} CNAME api.payments.example.com"}
-    assert answer.chase == "api.payments.example.com"
-
-
-def test_refused_cases() -> None:
-    assert resolve(f"frontend.shop.svc.{Z}", QTYPE.A, 3, SNAPSHOT, CONFIG).rcode == RCODE.REFUSED  # CHAOS
-    assert ask(Z, "AXFR").rcode == RCODE.REFUSED
-    assert ask(Z, "IXFR").rcode == RCODE.REFUSED
-
-
-def test_not_synced_turns_nxdomain_into_servfail_only() -> None:
-    from dataclasses import replace
-    unsynced = replace(SNAPSHOT, synced=False)
-    assert ask(f"nope.shop.svc.{Z}", "A", unsynced).rcode == RCODE.SERVFAIL
-    assert ask(f"frontend.shop.svc.{Z}", "A", unsynced).rcode == RCODE.NOERROR
-    assert ask("example.com", "A", unsynced).forward
-
-
-@pytest.mark.parametrize("mode, name, rcode", [
-    ("disabled", f"10-244-1-5.shop.pod.{Z}", RCODE.NXDOMAIN),
-    ("verified", f"10-244-1-5.shop.pod.{Z}", RCODE.NOERROR),  # a running pod has it
-    ("verified", f"10-244-1-99.shop.pod.{Z}", RCODE.NXDOMAIN),  # the pod Succeeded
-    ("verified", f"10-244-1-5.data.pod.{Z}", RCODE.NXDOMAIN),  # wrong namespace
-    ("verified", f"10-244-3-12.data.pod.{Z}", RCODE.NOERROR),  # Pending but has an IP
-    ("insecure", f"10-244-1-99.shop.pod.{Z}", RCODE.NOERROR),
-])
-def test_pod_modes(mode: str, name: str, rcode: int) -> None:
-    config = Config(listen=(("127.0.0.1", 5353),), pods=mode)
-    answer = ask(name, "A", config=config)
-    assert answer.rcode == rcode
-    assert bool(answer.answer) == (rcode == RCODE.NOERROR)
-
-
-def test_endpoint_pod_names() -> None:
-    snapshot = registry_with(example_records(), endpoint_pod_names=True).snapshot
-    answer = ask(f"redis-7f9c6-2mxkq.redis.data.svc.{Z}", "A", snapshot)
-    assert show(answer.answer) == {f"redis-7f9c6-2mxkq.redis.data.svc.{Z} A 10.244.1.20"}
-    assert ask(f"postgres-0.postgres.data.svc.{Z}", "A", snapshot).rcode == RCODE.NOERROR  # hostname wins
+def test_zone_transfers_are_refused() -> None:
+    assert ask(Z, "AXFR").outcome is Outcome.REFUSED
+    assert ask(Z, "IXFR").outcome is Outcome.REFUSED
 
 
 def test_any_returns_every_record_of_the_name() -> None:
     answer = ask(f"checkout.shop.svc.{Z}", "ANY")
+    assert answer.outcome is Outcome.ANSWER
     assert {f"checkout.shop.svc.{Z} A 10.96.10.30", f"checkout.shop.svc.{Z} AAAA fd00:10:96::a30"} <= show(answer.answer)
+    assert ask(f"nope.shop.svc.{Z}", "ANY").outcome is Outcome.NXDOMAIN
 
 
-def test_ttl_is_configurable() -> None:
-    config = Config(listen=(("127.0.0.1", 5353),), ttl=30)
-    (record,) = ask(f"frontend.shop.svc.{Z}", "A", config=config).answer
+def test_ttl_is_configurable_but_not_dns_versions() -> None:
+    settings = block(ttl=30)
+    (record,) = ask(f"frontend.shop.svc.{Z}", "A", settings).answer
     assert record.ttl == 30
-    assert ask(f"dns-version.{Z}", "TXT", config=config).answer[0].ttl == 28800
+    assert ask(f"dns-version.{Z}", "TXT", settings).answer[0].ttl == 28800
 
 
-def test_other_cluster_domain() -> None:
-    config = Config(listen=(("127.0.0.1", 5353),), cluster_domain="k8s.example")
-    assert show(ask("frontend.shop.svc.k8s.example", "A", config=config).answer) == {
+def test_endpoint_pod_names() -> None:
+    snapshot = registry_with(example_records(), endpoint_pod_names=True).snapshot
+    answer = ask(f"redis-7f9c6-2mxkq.redis.data.svc.{Z}", "A", snapshot=snapshot)
+    assert show(answer.answer) == {f"redis-7f9c6-2mxkq.redis.data.svc.{Z} A 10.244.1.20"}
+    assert ask(f"postgres-0.postgres.data.svc.{Z}", "A", snapshot=snapshot).outcome is Outcome.ANSWER  # hostname wins
+
+
+def test_another_cluster_domain() -> None:
+    settings = block(zones=("k8s.example", "in-addr.arpa", "ip6.arpa"))
+    assert show(ask("frontend.shop.svc.k8s.example", "A", settings).answer) == {
         "frontend.shop.svc.k8s.example A 10.96.10.20"}
-    assert ask(f"frontend.shop.svc.{Z}", "A", config=config).forward
+    assert ask("1.0.96.10.in-addr.arpa", "PTR", settings).answer[0].data == "kubernetes.default.svc.k8s.example"
+    assert ask(f"frontend.shop.svc.{Z}", "A", settings).outcome is Outcome.FORWARD
+
+
+# -- several zones in one kubernetes plugin ---------------------------------------------------------
+MULTI = block(zones=(Z, "example.local", "10.in-addr.arpa"), fallthrough=NO_FALLTHROUGH)
+REVERSE_FIRST = block(zones=("10.in-addr.arpa", "example.local", Z), fallthrough=NO_FALLTHROUGH)
+
+ZONES = [
+    ("the second zone, from the same snapshot", MULTI, "frontend.shop.svc.example.local", "A",
+     Outcome.ANSWER, {"frontend.shop.svc.example.local A 10.96.10.20"}),
+    ("SRV targets in the zone asked", MULTI, "_http._tcp.frontend.shop.svc.example.local", "SRV",
+     Outcome.ANSWER, {"_http._tcp.frontend.shop.svc.example.local SRV 0 100 80 frontend.shop.svc.example.local"}),
+    ("PTR targets in the first non-reverse zone", MULTI, "1.0.96.10.in-addr.arpa", "PTR",
+     Outcome.ANSWER, {f"1.0.96.10.in-addr.arpa PTR kubernetes.default.svc.{Z}"}),
+    ("... even when a reverse zone comes first", REVERSE_FIRST, "1.0.96.10.in-addr.arpa", "PTR",
+     Outcome.ANSWER, {"1.0.96.10.in-addr.arpa PTR kubernetes.default.svc.example.local"}),
+    ("an address the reverse zone covers but the cluster lacks", MULTI, "9.9.9.10.in-addr.arpa", "PTR",
+     Outcome.NXDOMAIN, set()),
+    ("a reverse name outside the reverse zone", MULTI, "1.0.0.192.in-addr.arpa", "PTR", Outcome.FORWARD, set()),
+    ("an ExternalName across zones", MULTI, "storefront.shop.svc.example.local", "A",
+     Outcome.ANSWER, {f"storefront.shop.svc.example.local CNAME frontend.shop.svc.{Z}",
+                      f"frontend.shop.svc.{Z} A 10.96.10.20"}),
+]
+
+
+@pytest.mark.parametrize("what, settings, name, qtype, outcome, records", ZONES, ids=[row[0] for row in ZONES])
+def test_several_zones(what: str, settings: ServerBlock, name: str, qtype: str, outcome: Outcome,
+                       records: set[str]) -> None:
+    answer = ask(name, qtype, settings)
+    assert (answer.outcome, show(answer.answer)) == (outcome, records)
+
+
+@pytest.mark.parametrize("name, zone", [("nope.shop.svc.example.local", "example.local"),
+                                        (f"nope.shop.svc.{Z}", Z), ("9.9.9.10.in-addr.arpa", "10.in-addr.arpa")])
+def test_a_negative_answer_carries_the_soa_of_the_zone_the_name_is_in(name: str, zone: str) -> None:
+    (soa,) = ask(name, "A", MULTI).authority
+    assert soa.name == zone and soa.data[:2] == (f"ns.dns.{zone}", f"hostmaster.{zone}")  # type: ignore[index]
+
+
+# -- fallthrough ---------------------------------------------------------------------------------
+FALLTHROUGH = [
+    # (fallthrough, name, type, snapshot synced, outcome)
+    ("none", NO_FALLTHROUGH, f"nope.shop.svc.{Z}", "A", True, Outcome.NXDOMAIN),
+    ("none, reverse", NO_FALLTHROUGH, "9.9.9.9.in-addr.arpa", "PTR", True, Outcome.NXDOMAIN),
+    ("all zones", FALLTHROUGH_ALL, f"nope.shop.svc.{Z}", "A", True, Outcome.FORWARD),
+    ("all zones, reverse", FALLTHROUGH_ALL, "9.9.9.9.in-addr.arpa", "PTR", True, Outcome.FORWARD),
+    ("all zones: NODATA is an answer", FALLTHROUGH_ALL, f"frontend.shop.svc.{Z}", "AAAA", True, Outcome.NODATA),
+    ("all zones: NOT_READY passes too", FALLTHROUGH_ALL, f"nope.shop.svc.{Z}", "A", False, Outcome.FORWARD),
+    ("reverse zones only (the flags)", Fallthrough(("in-addr.arpa", "ip6.arpa")), f"nope.shop.svc.{Z}", "A", True,
+     Outcome.NXDOMAIN),
+    ("reverse zones only, reverse name", Fallthrough(("in-addr.arpa", "ip6.arpa")), "9.9.9.9.in-addr.arpa", "PTR",
+     True, Outcome.FORWARD),
+    ("reverse zones only, unsynced", Fallthrough(("in-addr.arpa",)), f"nope.shop.svc.{Z}", "A", False,
+     Outcome.NOT_READY),
+    ("a sub-zone", Fallthrough((f"shop.svc.{Z}",)), f"nope.shop.svc.{Z}", "A", True, Outcome.FORWARD),
+    ("a sub-zone, a name outside it", Fallthrough((f"shop.svc.{Z}",)), f"nope.data.svc.{Z}", "A", True,
+     Outcome.NXDOMAIN),
+]
+
+
+@pytest.mark.parametrize("what, fallthrough, name, qtype, synced, outcome", FALLTHROUGH,
+                         ids=[row[0] for row in FALLTHROUGH])
+def test_fallthrough(what: str, fallthrough: Fallthrough, name: str, qtype: str, synced: bool,
+                     outcome: Outcome) -> None:
+    snapshot = SNAPSHOT if synced else dataclasses.replace(SNAPSHOT, synced=False)
+    answer = ask(name, qtype, block(fallthrough=fallthrough), snapshot)
+    assert answer.outcome is outcome
+    if outcome is Outcome.FORWARD:
+        assert answer.forward == 0 and answer.answer == answer.authority == ()
+
+
+def test_fallthrough_without_a_forward_is_servfail() -> None:
+    answer = ask(f"nope.shop.svc.{Z}", "A", block(fallthrough=FALLTHROUGH_ALL, forward=()))
+    assert (answer.outcome, answer.reason) == (Outcome.SERVFAIL, NO_PLUGIN)
+
+
+def test_not_synced_turns_nxdomain_into_servfail_only() -> None:
+    unsynced = dataclasses.replace(SNAPSHOT, synced=False)
+    assert ask(f"nope.shop.svc.{Z}", "A", snapshot=unsynced).outcome is Outcome.NOT_READY
+    assert ask(f"nope.shop.svc.{Z}", "A", snapshot=unsynced).rcode == 2  # SERVFAIL
+    assert ask(f"frontend.shop.svc.{Z}", "A", snapshot=unsynced).outcome is Outcome.ANSWER
+    assert ask(f"shop.svc.{Z}", "A", snapshot=unsynced).outcome is Outcome.NODATA
+    assert ask("example.com", "A", snapshot=unsynced).outcome is Outcome.FORWARD
+
+
+# -- forward directives ------------------------------------------------------------------------------
+FORWARDS = (forward_to("example.com", except_zones=("corp.example.com",)), forward_to("", except_zones=("internal",)))
+
+
+@pytest.mark.parametrize("forwards, name, index", [
+    (FORWARDS, "www.example.com", 0),
+    (FORWARDS, "db.corp.example.com", 1),  # `except` on the first; the second takes it
+    (FORWARDS, "www.example.org", 1),
+    (FORWARDS, "host.internal", -1),  # nobody takes it
+    ((forward_to(""), forward_to("example.com")), "www.example.com", 0),  # the first that takes it, not the longest
+    ((), "www.example.com", -1),
+])
+def test_the_first_forward_directive_that_takes_the_name_gets_it(forwards: tuple, name: str, index: int) -> None:
+    answer = ask(name, "A", block(forward=forwards))
+    if index < 0:
+        assert (answer.outcome, answer.reason) == (Outcome.SERVFAIL, NO_PLUGIN)  # CoreDNS: no next plugin found
+    else:
+        assert (answer.outcome, answer.forward) == (Outcome.FORWARD, index)
+    assert not answer.outcome.authoritative
+
+
+# -- ExternalName ----------------------------------------------------------------------------------
+EXTERNAL = example_records() + [
+    Service("shop", "loop-a", (), False, f"loop-b.shop.svc.{Z}", ()),
+    Service("shop", "loop-b", (), False, f"loop-a.shop.svc.{Z}", ()),
+    Service("shop", "by-ip", (), False, "192.0.2.1", ()),
+    Service("shop", "dangling", (), False, f"nope.shop.svc.{Z}", ()),
+    Service("shop", "corp-db", (), False, "db.corp.example", ()),
+]
+EXTERNAL_SNAPSHOT = registry_with(EXTERNAL).snapshot
+TWO_FORWARDS = block(forward=(forward_to("corp.example"), forward_to("")))
+
+CHAINS = [
+    ("an in-cluster target is followed", FLAGS, "storefront", "A", Outcome.ANSWER,
+     [f"storefront.shop.svc.{Z} CNAME frontend.shop.svc.{Z}", f"frontend.shop.svc.{Z} A 10.96.10.20"], -1, ""),
+    ("an in-cluster target without the type: the CNAME and the SOA", FLAGS, "storefront", "AAAA", Outcome.ANSWER,
+     [f"storefront.shop.svc.{Z} CNAME frontend.shop.svc.{Z}"], -1, ""),
+    ("an in-cluster target that does not exist", FLAGS, "dangling", "A", Outcome.NXDOMAIN,
+     [f"dangling.shop.svc.{Z} CNAME nope.shop.svc.{Z}"], -1, ""),
+    ("an outside target is chased upstream", FLAGS, "payments-api", "A", Outcome.CHASE,
+     [f"payments-api.shop.svc.{Z} CNAME api.payments.example.com"], 0, "api.payments.example.com"),
+    ("... by the forward directive that takes the target", TWO_FORWARDS, "corp-db", "A", Outcome.CHASE,
+     [f"corp-db.shop.svc.{Z} CNAME db.corp.example"], 0, "db.corp.example"),
+    ("... the second one", TWO_FORWARDS, "payments-api", "A", Outcome.CHASE,
+     [f"payments-api.shop.svc.{Z} CNAME api.payments.example.com"], 1, "api.payments.example.com"),
+    ("no forward takes the target: the CNAME alone", block(forward=()), "payments-api", "A", Outcome.ANSWER,
+     [f"payments-api.shop.svc.{Z} CNAME api.payments.example.com"], -1, ""),
+    ("a CNAME question: the CNAME alone", FLAGS, "payments-api", "CNAME", Outcome.ANSWER,
+     [f"payments-api.shop.svc.{Z} CNAME api.payments.example.com"], -1, ""),
+    ("an IP-valued externalName", FLAGS, "by-ip", "A", Outcome.NXDOMAIN, [], -1, ""),
+]
+
+
+@pytest.mark.parametrize("what, settings, svc, qtype, outcome, records, forward, chase", CHAINS,
+                         ids=[row[0] for row in CHAINS])
+def test_external_name(what: str, settings: ServerBlock, svc: str, qtype: str, outcome: Outcome, records: list[str],
+                       forward: int, chase: str) -> None:
+    answer = ask(f"{svc}.shop.svc.{Z}", qtype, settings, EXTERNAL_SNAPSHOT)
+    assert answer.outcome is outcome
+    assert [show((rr,)).pop() for rr in answer.answer] == records  # the CNAME first
+    assert (answer.forward, answer.chase) == (forward, chase)
+    assert bool(answer.authority) == (outcome is Outcome.NXDOMAIN or qtype == "AAAA")
+
+
+def test_a_cname_loop_ends_in_servfail() -> None:
+    answer = ask(f"loop-a.shop.svc.{Z}", "A", snapshot=EXTERNAL_SNAPSHOT)
+    assert (answer.outcome, answer.reason) == (Outcome.SERVFAIL, "CNAME chain too long")
+    assert all(rr.rtype == QTYPE.CNAME for rr in answer.answer)
+
+
+# -- pods ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode, name, outcome", [
+    (PodMode.DISABLED, f"10-244-1-5.shop.pod.{Z}", Outcome.NXDOMAIN),
+    (PodMode.DISABLED, f"shop.pod.{Z}", Outcome.NXDOMAIN),  # no pod names at all, not even the namespace
+    (PodMode.DISABLED, f"pod.{Z}", Outcome.NODATA),
+    (PodMode.INSECURE, f"10-244-1-99.shop.pod.{Z}", Outcome.ANSWER),  # any address
+    (PodMode.INSECURE, f"shop.pod.{Z}", Outcome.NODATA),
+    (PodMode.INSECURE, f"nope.pod.{Z}", Outcome.NXDOMAIN),
+    (PodMode.VERIFIED, f"10-244-1-5.shop.pod.{Z}", Outcome.ANSWER),  # a running pod has it
+    (PodMode.VERIFIED, f"10-244-1-99.shop.pod.{Z}", Outcome.NXDOMAIN),  # the pod Succeeded
+    (PodMode.VERIFIED, f"10-244-1-5.data.pod.{Z}", Outcome.NXDOMAIN),  # wrong namespace
+    (PodMode.VERIFIED, f"10-244-3-12.data.pod.{Z}", Outcome.ANSWER),  # Pending but has an IP
+    (PodMode.VERIFIED, f"shop.pod.{Z}", Outcome.NODATA),
+])
+def test_pod_modes(mode: PodMode, name: str, outcome: Outcome) -> None:
+    answer = ask(name, "A", block(pods=mode))
+    assert answer.outcome is outcome
+    if outcome is Outcome.ANSWER:
+        assert [rr.data for rr in answer.answer] == [name.split(".")[0].replace("-", ".")]
+
+
+# -- ignore empty_service ----------------------------------------------------------------------------
+@pytest.mark.parametrize("name, qtype, without, with_option", [
+    (f"cart.shop.svc.{Z}", "A", Outcome.ANSWER, Outcome.NXDOMAIN),  # a ClusterIP service without endpoints
+    (f"_grpc._tcp.cart.shop.svc.{Z}", "SRV", Outcome.ANSWER, Outcome.NXDOMAIN),
+    (f"frontend.shop.svc.{Z}", "A", Outcome.ANSWER, Outcome.ANSWER),  # it has ready endpoints
+    (f"postgres.data.svc.{Z}", "A", Outcome.ANSWER, Outcome.ANSWER),
+])
+def test_ignore_empty_service(name: str, qtype: str, without: Outcome, with_option: Outcome) -> None:
+    assert ask(name, qtype).outcome is without
+    assert ask(name, qtype, block(ignore_empty_service=True)).outcome is with_option
+
+
+# -- hosts -----------------------------------------------------------------------------------------
+HOSTS_TABLE = HostsTable.build([HostsEntry("10.0.0.1", ("router.lan",)), HostsEntry("fd00::1", ("router.lan",)),
+                                HostsEntry("10.96.10.20", (f"web.{Z}",))])
+NO_FILE = HostsSettings(path=None)
+
+
+def hosts_block(**settings: object) -> ServerBlock:
+    return block(hosts=dataclasses.replace(NO_FILE, **settings))
+
+
+HOSTS_CASES = [
+    ("A", hosts_block(), "router.lan", "A", Outcome.ANSWER, {"router.lan A 10.0.0.1"}, "hosts"),
+    ("AAAA", hosts_block(), "router.lan", "AAAA", Outcome.ANSWER, {"router.lan AAAA fd00::1"}, "hosts"),
+    ("another type of a known name: NODATA", hosts_block(), "router.lan", "TXT", Outcome.NODATA, set(), "hosts"),
+    ("PTR", hosts_block(), "1.0.0.10.in-addr.arpa", "PTR", Outcome.ANSWER,
+     {"1.0.0.10.in-addr.arpa PTR router.lan"}, "hosts"),
+    ("PTR: hosts comes before kubernetes", hosts_block(), "20.10.96.10.in-addr.arpa", "PTR", Outcome.ANSWER,
+     {f"20.10.96.10.in-addr.arpa PTR web.{Z}"}, "hosts"),
+    ("no_reverse: PTR passes on", hosts_block(no_reverse=True), "1.0.0.10.in-addr.arpa", "PTR", Outcome.FORWARD,
+     set(), ""),
+    ("an unknown address always passes on", hosts_block(), "1.0.96.10.in-addr.arpa", "PTR", Outcome.ANSWER,
+     {f"1.0.96.10.in-addr.arpa PTR kubernetes.default.svc.{Z}"}, "kubernetes"),
+    ("an unknown name without fallthrough: SERVFAIL", hosts_block(), "nas.lan", "A", Outcome.SERVFAIL, set(),
+     "hosts"),
+    ("... even a cluster name in its zones", hosts_block(), f"frontend.shop.svc.{Z}", "A", Outcome.SERVFAIL, set(),
+     "hosts"),
+    ("an unknown name with fallthrough passes on", hosts_block(fallthrough=FALLTHROUGH_ALL), "nas.lan", "A",
+     Outcome.FORWARD, set(), ""),
+    ("... to kubernetes", hosts_block(fallthrough=FALLTHROUGH_ALL), f"frontend.shop.svc.{Z}", "A", Outcome.ANSWER,
+     {f"frontend.shop.svc.{Z} A 10.96.10.20"}, "kubernetes"),
+    ("a name outside its zones passes on", hosts_block(zones=("lan",)), f"frontend.shop.svc.{Z}", "A",
+     Outcome.ANSWER, {f"frontend.shop.svc.{Z} A 10.96.10.20"}, "kubernetes"),
+    ("a hosts name in the cluster zone comes first", hosts_block(), f"web.{Z}", "A", Outcome.ANSWER,
+     {f"web.{Z} A 10.96.10.20"}, "hosts"),
+]
+
+
+@pytest.mark.parametrize("what, settings, name, qtype, outcome, records, plugin", HOSTS_CASES,
+                         ids=[row[0] for row in HOSTS_CASES])
+def test_hosts(what: str, settings: ServerBlock, name: str, qtype: str, outcome: Outcome, records: set[str],
+               plugin: str) -> None:
+    answer = ask(name, qtype, settings, hosts=HOSTS_TABLE)
+    assert (answer.outcome, show(answer.answer), answer.plugin) == (outcome, records, plugin)
+    if plugin == "hosts":
+        assert answer.authority == ()  # the hosts plugin has no SOA
+        assert all(rr.ttl == 3600 for rr in answer.answer)  # its own TTL
+
+
+# -- dependencies ----------------------------------------------------------------------------------
+DEPENDS = [
+    # (name, type, settings, snapshot, outcome, exactly these dependencies)
+    (f"frontend.shop.svc.{Z}", "A", FLAGS, SNAPSHOT, Outcome.ANSWER, {service("shop", "frontend")}),
+    (f"frontend.shop.svc.{Z}", "AAAA", FLAGS, SNAPSHOT, Outcome.NODATA, {service("shop", "frontend")}),
+    (f"nope.shop.svc.{Z}", "A", FLAGS, SNAPSHOT, Outcome.NXDOMAIN, {service("shop", "nope")}),
+    (f"10-244-1-5.frontend.shop.svc.{Z}", "A", FLAGS, SNAPSHOT, Outcome.ANSWER, {service("shop", "frontend")}),
+    (f"_http._tcp.frontend.shop.svc.{Z}", "SRV", FLAGS, SNAPSHOT, Outcome.ANSWER, {service("shop", "frontend")}),
+    (f"checkout.shop.svc.{Z}", "ANY", FLAGS, SNAPSHOT, Outcome.ANSWER, {service("shop", "checkout")}),
+    (f"shop.svc.{Z}", "A", FLAGS, SNAPSHOT, Outcome.NODATA, {namespace("shop")}),
+    (f"nope.svc.{Z}", "A", FLAGS, SNAPSHOT, Outcome.NXDOMAIN, {namespace("nope")}),
+    (f"shop.pod.{Z}", "A", FLAGS, SNAPSHOT, Outcome.NODATA, {namespace("shop")}),
+    (f"10-244-9-9.shop.pod.{Z}", "A", FLAGS, SNAPSHOT, Outcome.ANSWER, {namespace("shop")}),
+    (f"10-244-1-5.shop.pod.{Z}", "A", block(pods=PodMode.VERIFIED), SNAPSHOT, Outcome.ANSWER,
+     {namespace("shop"), ("pod", "shop", "10.244.1.5")}),
+    (f"10-244-1-5.shop.pod.{Z}", "A", block(pods=PodMode.DISABLED), SNAPSHOT, Outcome.NXDOMAIN, set()),
+    (f"svc.{Z}", "A", FLAGS, SNAPSHOT, Outcome.NODATA, set()),
+    (Z, "SOA", FLAGS, SNAPSHOT, Outcome.ANSWER, set()),  # the serial is restamped, not a dependency
+    (Z, "NS", FLAGS, SNAPSHOT, Outcome.ANSWER, {service("kube-system", "kube-dns")}),
+    (f"ns.dns.{Z}", "A", FLAGS, SNAPSHOT, Outcome.ANSWER, {service("kube-system", "kube-dns")}),
+    (f"dns-version.{Z}", "TXT", FLAGS, SNAPSHOT, Outcome.ANSWER, set()),
+    (f"foo.bar.{Z}", "A", FLAGS, SNAPSHOT, Outcome.NXDOMAIN, set()),
+    (f"storefront.shop.svc.{Z}", "A", FLAGS, SNAPSHOT, Outcome.ANSWER,
+     {service("shop", "storefront"), service("shop", "frontend")}),
+    (f"payments-api.shop.svc.{Z}", "A", FLAGS, SNAPSHOT, Outcome.CHASE, {service("shop", "payments-api")}),
+    ("1.0.96.10.in-addr.arpa", "PTR", FLAGS, SNAPSHOT, Outcome.ANSWER, {("address", "10.96.0.1")}),
+    ("9.9.9.9.in-addr.arpa", "PTR", FLAGS, SNAPSHOT, Outcome.FORWARD, {("address", "9.9.9.9")}),  # fell through
+    ("1.2.in-addr.arpa", "PTR", FLAGS, SNAPSHOT, Outcome.FORWARD, set()),  # spells no address
+    (f"nope.shop.svc.{Z}", "A", block(fallthrough=FALLTHROUGH_ALL), SNAPSHOT, Outcome.FORWARD,
+     {service("shop", "nope")}),
+    (f"nope.shop.svc.{Z}", "A", FLAGS, dataclasses.replace(SNAPSHOT, synced=False), Outcome.NOT_READY,
+     {service("shop", "nope"), SYNCED}),
+    ("example.com", "A", FLAGS, SNAPSHOT, Outcome.FORWARD, set()),
+    ("example.com", "A", block(forward=()), SNAPSHOT, Outcome.SERVFAIL, set()),
+]
+
+
+@pytest.mark.parametrize("name, qtype, settings, snapshot, outcome, depends", DEPENDS,
+                         ids=[f"{row[0]} {row[1]} {row[4].value}" for row in DEPENDS])
+def test_every_answer_depends_on_exactly_what_it_read(name: str, qtype: str, settings: ServerBlock,
+                                                       snapshot: Snapshot, outcome: Outcome,
+                                                       depends: set[Dependency]) -> None:
+    answer = ask(name, qtype, settings, snapshot)
+    assert (answer.outcome, answer.depends) == (outcome, depends)
+
+
+@pytest.mark.parametrize("name, qtype", [("router.lan", "A"), ("router.lan", "TXT"), ("nas.lan", "A"),
+                                         ("1.0.0.10.in-addr.arpa", "PTR")])
+def test_answers_of_the_hosts_plugin_depend_on_its_table(name: str, qtype: str) -> None:
+    assert ask(name, qtype, hosts_block(), hosts=HOSTS_TABLE).depends == {HOSTS}
+
+
+@pytest.mark.parametrize("name, qtype, settings", [
+    (f"frontend.shop.svc.{Z}", "A", hosts_block(fallthrough=FALLTHROUGH_ALL)),  # to kubernetes
+    ("nas.lan", "A", hosts_block(fallthrough=FALLTHROUGH_ALL)),  # to forward
+    ("1.0.96.10.in-addr.arpa", "PTR", hosts_block()),  # an address without entries
+])
+def test_an_answer_the_hosts_plugin_passed_on_depends_on_its_table_too(name: str, qtype: str,
+                                                                      settings: ServerBlock) -> None:
+    """The next hosts table may have the name: a reload must drop what the plugins after it answered."""
+    answer = ask(name, qtype, settings, hosts=HOSTS_TABLE)
+    assert answer.plugin != "hosts" and HOSTS in answer.depends
+
+
+# -- noendpoints -------------------------------------------------------------------------------------
+def cluster_snapshot(settings: ServerBlock) -> Snapshot:
+    """The snapshot of the cluster the runtime opens for a block: its registry, fed the zones/ fixture files."""
+    assert settings.kubernetes is not None
+    source = dataclasses.replace(settings.kubernetes, fixtures=ZONES_DIRECTORY).source
+
+    async def opened() -> Snapshot:
+        cluster = await _open_cluster(source, asyncio.get_running_loop())
+        return cluster.registry.snapshot
+
+    return asyncio.run(opened())
+
+
+NOENDPOINTS = block(noendpoints=True)
+
+
+@pytest.mark.parametrize("name, qtype, outcome", [
+    (f"frontend.shop.svc.{Z}", "A", Outcome.ANSWER),  # a ClusterIP service needs no endpoints
+    (f"_http._tcp.frontend.shop.svc.{Z}", "SRV", Outcome.ANSWER),
+    ("1.0.96.10.in-addr.arpa", "PTR", Outcome.ANSWER),
+    (f"postgres.data.svc.{Z}", "A", Outcome.NXDOMAIN),  # headless: nothing to answer with
+    (f"_postgres._tcp.postgres.data.svc.{Z}", "SRV", Outcome.NXDOMAIN),
+    (f"postgres-0.postgres.data.svc.{Z}", "A", Outcome.NXDOMAIN),  # endpoint names
+    (f"10-244-1-5.frontend.shop.svc.{Z}", "A", Outcome.NXDOMAIN),
+    ("10.1.244.10.in-addr.arpa", "PTR", Outcome.FORWARD),  # an endpoint's address is not the cluster's
+])
+def test_noendpoints_answers_no_endpoint_names_whatever_the_source_delivers(name: str, qtype: str,
+                                                                           outcome: Outcome) -> None:
+    """CoreDNS: "All endpoint queries and headless service queries will result in an NXDOMAIN"; fixture
+    files hold EndpointSlices, which the registry of a `noendpoints` block must not serve."""
+    snapshot = cluster_snapshot(NOENDPOINTS)
+    assert snapshot.synced  # without EndpointSlices to wait for
+    assert ask(name, qtype, NOENDPOINTS, snapshot).outcome is outcome
+    assert ask(name, qtype, FLAGS, cluster_snapshot(FLAGS)).outcome is Outcome.ANSWER  # without the option

@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from dns_server.upstreams import MAX_FAILS, Upstreams, loops_back, resolv_conf_nameservers
+from dns_server.config import DEFAULT_MAX_FAILS, Policy
+from dns_server.upstreams import Upstreams, loops_back, resolv_conf_nameservers
 
 A, B, C = ("192.0.2.1", 53), ("192.0.2.2", 53), ("192.0.2.3", 5353)
 
@@ -16,17 +17,17 @@ def hosts(servers: list) -> list[str]:
 
 
 def test_sequential_always_starts_at_the_first() -> None:
-    upstreams = Upstreams([A, B, C], "sequential", random.Random(1))
+    upstreams = Upstreams([A, B, C], Policy.SEQUENTIAL, random.Random(1))
     assert [hosts(upstreams.order()) for _ in range(3)] == [["192.0.2.1", "192.0.2.2", "192.0.2.3"]] * 3
 
 
 def test_round_robin_starts_at_the_next_each_time() -> None:
-    upstreams = Upstreams([A, B, C], "round_robin", random.Random(1))
+    upstreams = Upstreams([A, B, C], Policy.ROUND_ROBIN, random.Random(1))
     assert [hosts(upstreams.order())[0] for _ in range(4)] == ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"]
 
 
 def test_random_spreads_the_first_choice_and_keeps_every_upstream() -> None:
-    upstreams = Upstreams([A, B, C], "random", random.Random(1))
+    upstreams = Upstreams([A, B, C], Policy.RANDOM, random.Random(1))
     orders = [hosts(upstreams.order()) for _ in range(300)]
     assert all(sorted(order) == ["192.0.2.1", "192.0.2.2", "192.0.2.3"] for order in orders)
     firsts = {host: sum(order[0] == host for order in orders) for host in ("192.0.2.1", "192.0.2.2", "192.0.2.3")}
@@ -34,24 +35,52 @@ def test_random_spreads_the_first_choice_and_keeps_every_upstream() -> None:
 
 
 def test_an_upstream_is_down_after_two_failures_in_a_row_and_up_after_an_answer() -> None:
-    upstreams = Upstreams([A, B], "sequential", random.Random(1))
+    upstreams = Upstreams([A, B], Policy.SEQUENTIAL, random.Random(1))
     first = upstreams.servers[0]
     assert not upstreams.failed(first)  # one failure: still up
     assert not upstreams.succeeded(first)  # an answer resets the count
-    assert [upstreams.failed(first) for _ in range(MAX_FAILS + 1)] == [False, True, False]  # True once: probe it
+    assert [upstreams.failed(first) for _ in range(DEFAULT_MAX_FAILS + 1)] == [False, True, False]  # True once: probe it
     assert first.down and hosts(upstreams.order()) == ["192.0.2.2"]
     assert upstreams.succeeded(first)  # it was down
     assert hosts(upstreams.order()) == ["192.0.2.1", "192.0.2.2"]
 
 
 def test_when_all_are_down_one_is_tried_anyway() -> None:
-    upstreams = Upstreams([A, B], "sequential", random.Random(1))
+    upstreams = Upstreams([A, B], Policy.SEQUENTIAL, random.Random(1))
     for server in upstreams.servers:
-        for _ in range(MAX_FAILS):
+        for _ in range(DEFAULT_MAX_FAILS):
             upstreams.failed(server)
     assert upstreams.all_down()
     assert len(upstreams.order()) == 1
     assert {hosts(upstreams.order())[0] for _ in range(50)} == {"192.0.2.1", "192.0.2.2"}
+
+
+@pytest.mark.parametrize("max_fails", [1, 3])
+def test_max_fails_is_the_count_of_failures_in_a_row_that_marks_an_upstream_down(max_fails: int) -> None:
+    upstreams = Upstreams([A, B], Policy.SEQUENTIAL, random.Random(1), max_fails)
+    first = upstreams.servers[0]
+    assert [upstreams.failed(first) for _ in range(max_fails)] == [False] * (max_fails - 1) + [True]
+    assert first.down and hosts(upstreams.order()) == ["192.0.2.2"]
+
+
+def test_max_fails_zero_never_marks_an_upstream_down() -> None:
+    upstreams = Upstreams([A, B], Policy.SEQUENTIAL, random.Random(1), max_fails=0)
+    first = upstreams.servers[0]
+    assert not any(upstreams.failed(first) for _ in range(100))  # never a probe either
+    assert not first.down and hosts(upstreams.order()) == ["192.0.2.1", "192.0.2.2"]
+
+
+def test_failfast_all_unhealthy_upstreams_tries_none() -> None:
+    upstreams = Upstreams([A, B], Policy.SEQUENTIAL, random.Random(1), failfast=True)
+    for server in upstreams.servers:
+        for _ in range(DEFAULT_MAX_FAILS):
+            upstreams.failed(server)
+    assert upstreams.order() == []  # SERVFAIL at once (forward's failfast_all_unhealthy_upstreams)
+
+
+def test_at_least_one_upstream() -> None:
+    with pytest.raises(ValueError):
+        Upstreams([], Policy.RANDOM, random.Random(1))
 
 
 def test_resolv_conf_nameservers() -> None:

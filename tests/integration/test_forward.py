@@ -1,9 +1,11 @@
-"""The forwarder's exchanges, against an in-process stub upstream on loopback.
+"""One `forward` directive's exchanges, against an in-process stub upstream on loopback.
 
 A stub (not a real server) because these cases need replies no real resolver sends on purpose:
 a wrong ID, a wrong question, a truncated reply followed by a good one over TCP, silence on
 demand.  The stub is a real UDP and TCP socket pair, so the forwarder's socket code runs as in
-production; the real-upstream behaviour is covered by tests/integration/test_forwarding.py.
+production; the real-upstream behaviour is covered by tests/integration/test_forwarding.py.  The
+cache, serve-stale, prefetch and shared exchanges live in front of the forwarder
+(tests/unit/test_outbound.py).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import random
 import socket
-from typing import Awaitable, Callable, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 import dns.flags
 import dns.message
@@ -20,11 +22,10 @@ import pytest
 import uvloop
 
 from dns_server import forward
-from dns_server.cache import ForwardCache
+from dns_server.config import DEFAULT_MAX_FAILS, ForwardSettings, Policy, Upstream
 from dns_server.forward import Forwarder
-from dns_server.pipeline import Pipeline
-from dns_server.upstreams import MAX_FAILS, NoAnswer, Overloaded, Upstreams
-from dns_server.wire import decode_query
+from dns_server.upstreams import NoAnswer, Overloaded
+from dns_server.wire import decode_query, question_key
 
 T = TypeVar("T")
 Responder = Callable[[dns.message.Message, bool], list[bytes]]
@@ -95,14 +96,26 @@ class StubUpstream:
         self._tcp.close()
 
 
-class Clock:
-    """Monotonic time that a test can move forward."""
+class Recorded:
+    """forward.ProxyMetrics that keeps what it was told."""
 
     def __init__(self) -> None:
-        self.offset = 0.0
+        self.requests: list[tuple[str, int | None]] = []
+        self.rejections = 0
+        self.health_failures: list[str] = []
+        self.broken_count = 0
 
-    def __call__(self) -> float:
-        return asyncio.get_running_loop().time() + self.offset
+    def request(self, to: str, rcode: int | None, seconds: float) -> None:
+        self.requests.append((to, rcode))
+
+    def health_failure(self, to: str) -> None:
+        self.health_failures.append(to)
+
+    def rejected(self) -> None:
+        self.rejections += 1
+
+    def broken(self) -> None:
+        self.broken_count += 1
 
 
 def closed_port() -> int:
@@ -124,10 +137,10 @@ def event_loop_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
 
 
 def run(test: Callable[[], Awaitable[T]]) -> T:
-    """Run a test coroutine (20 s at most), closing every forwarder it made."""
+    """Run a test coroutine (60 s at most), closing every forwarder it made."""
     async def main() -> T:
         try:
-            return await asyncio.wait_for(test(), 20)
+            return await asyncio.wait_for(test(), 60)
         finally:
             for forwarder in OPEN:
                 await forwarder.close()
@@ -137,16 +150,25 @@ def run(test: Callable[[], Awaitable[T]]) -> T:
 
 
 def key_of(name: str, qtype: str = "A", **kw: object) -> bytes:
-    return Pipeline.cache_key(decode_query(dns.message.make_query(name, qtype, **kw).to_wire()))  # type: ignore[arg-type]
+    return question_key(decode_query(dns.message.make_query(name, qtype, **kw).to_wire()))  # type: ignore[arg-type]
 
 
-def forwarder_for(*ports: int, policy: str = "sequential", max_concurrent: int = 100, serve_stale: float = 0,
-                  prefetch: bool = False, clock: Callable[[], float] | None = None) -> Forwarder:
-    upstreams = Upstreams([("127.0.0.1", port) for port in ports], policy, random.Random(1))
-    cache = ForwardCache(100, 1232, serve_stale, prefetch)
-    forwarder = Forwarder(upstreams, cache, max_concurrent, clock) if clock else Forwarder(upstreams, cache, max_concurrent)
+HEALTH_CHECK = 0.05  # probe a down upstream every 50 ms
+
+
+def forwarder_for(*ports: int, metrics: Recorded | None = None, **settings: Any) -> Forwarder:
+    """A forwarder to loopback ports, sequential unless told otherwise."""
+    options: dict[str, Any] = dict(policy=Policy.SEQUENTIAL, max_concurrent=100, health_check=HEALTH_CHECK)
+    options.update(settings)
+    directive = ForwardSettings("", tuple(Upstream("127.0.0.1", port) for port in ports), **options)
+    forwarder = Forwarder(directive, random.Random(1), metrics)
     OPEN.append(forwarder)
     return forwarder
+
+
+async def exchange(forwarder: Forwarder, name: str, via_tcp: bool = False, payload: int = 512,
+                   **kw: object) -> dns.message.Message:
+    return dns.message.from_wire(await forwarder.exchange(key_of(name, **kw), payload, via_tcp))
 
 
 @pytest.fixture(autouse=True)
@@ -154,7 +176,6 @@ def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same logic with shorter timers, so a silent upstream costs a fraction of a second."""
     monkeypatch.setattr(forward, "READ_TIMEOUT", 0.2)
     monkeypatch.setattr(forward, "DEADLINE", 0.5)
-    monkeypatch.setattr(forward, "PROBE_INTERVAL", 0.05)
 
 
 def test_replies_with_a_wrong_id_or_question_are_discarded() -> None:
@@ -167,7 +188,7 @@ def test_replies_with_a_wrong_id_or_question_are_discarded() -> None:
 
     async def test() -> None:
         stub = await StubUpstream(respond).start()
-        reply = dns.message.from_wire(await forwarder_for(stub.port).forward(key_of("www.example.com"), 512, False, 512))
+        reply = await exchange(forwarder_for(stub.port), "www.example.com")
         assert reply.answer[0][0].to_text() == "192.0.2.1"
         stub.close()
 
@@ -178,7 +199,7 @@ def test_an_upstream_sending_only_wrong_replies_is_no_answer() -> None:
     async def test() -> None:
         stub = await StubUpstream(lambda q, tcp: [answer(q, id=(q.id + 1) % 65536)]).start()
         with pytest.raises(NoAnswer):
-            await forwarder_for(stub.port).forward(key_of("www.example.com"), 512, False, 512)
+            await exchange(forwarder_for(stub.port), "www.example.com")
         stub.close()
 
     run(test)
@@ -188,14 +209,14 @@ def test_the_query_carries_the_clients_rd_cd_buffer_size_and_do_bit() -> None:
     async def test() -> None:
         stub = await StubUpstream(lambda q, tcp: [answer(q)]).start()
         key = key_of("WWW.Example.com", "A", use_edns=0, payload=4096, want_dnssec=True)
-        await forwarder_for(stub.port).forward(key, 4096, False, 1232)
+        await forwarder_for(stub.port).exchange(key, 4096, False)
         (query, via_tcp), = stub.received
         assert not via_tcp and query.flags & dns.flags.RD
         assert query.edns == 0 and query.payload == 4096 and query.ednsflags & dns.flags.DO
         assert query.question[0].name.to_text() == "www.example.com."
         plain = dns.message.make_query("plain.example.com", "A")
         plain.flags = dns.flags.CD  # no RD, CD set, no EDNS
-        await forwarder_for(stub.port).forward(Pipeline.cache_key(decode_query(plain.to_wire())), 512, False, 512)
+        await forwarder_for(stub.port).exchange(question_key(decode_query(plain.to_wire())), 512, False)
         query = stub.received[-1][0]
         assert query.flags & dns.flags.CD and not query.flags & dns.flags.RD and query.edns == -1
         stub.close()
@@ -211,14 +232,37 @@ def test_a_truncated_reply_is_retried_over_tcp_and_tcp_clients_go_over_tcp() -> 
 
     async def test() -> None:
         stub = await StubUpstream(respond).start()
-        reply = dns.message.from_wire(await forwarder_for(stub.port).forward(key_of("a.example.com"), 512, False, 512))
+        reply = await exchange(forwarder_for(stub.port), "a.example.com")
         assert not reply.flags & dns.flags.TC and reply.answer
         assert [via_tcp for _, via_tcp in stub.received] == [False, True]
-        await forwarder_for(stub.port).forward(key_of("b.example.com"), 512, True, 65535)
+        await exchange(forwarder_for(stub.port), "b.example.com", via_tcp=True)
         assert [via_tcp for _, via_tcp in stub.received] == [False, True, True]
         stub.close()
 
     run(test)
+
+
+@pytest.mark.parametrize("settings, client_tcp, transports", [
+    (dict(force_tcp=True), False, [True]),  # `force_tcp`: TCP whatever the client used
+    (dict(prefer_udp=True), True, [False]),  # `prefer_udp`: UDP first even for a TCP client
+    ({}, False, [False]),
+    ({}, True, [True]),
+])
+def test_force_tcp_and_prefer_udp(settings: dict[str, bool], client_tcp: bool, transports: list[bool]) -> None:
+    async def test() -> None:
+        stub = await StubUpstream(lambda q, tcp: [answer(q)]).start()
+        assert (await exchange(forwarder_for(stub.port, **settings), "c.example.com", via_tcp=client_tcp)).answer
+        assert [via_tcp for _, via_tcp in stub.received] == transports
+        stub.close()
+
+    run(test)
+
+
+async def until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll `condition` on the running loop until it holds; TimeoutError after `timeout` seconds."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
 
 
 def test_failover_and_down_marking_and_probing() -> None:
@@ -231,18 +275,23 @@ def test_failover_and_down_marking_and_probing() -> None:
         nonlocal silent
         first = await StubUpstream(dead_until_revived).start()
         second = await StubUpstream(lambda q, tcp: [answer(q, "192.0.2.2")]).start()
-        forwarder = forwarder_for(first.port, second.port)
-        for i in range(MAX_FAILS):
-            reply = dns.message.from_wire(await forwarder.forward(key_of(f"n{i}.example.com"), 512, False, 512))
+        metrics = Recorded()
+        forwarder = forwarder_for(first.port, second.port, metrics=metrics)
+        for i in range(DEFAULT_MAX_FAILS):
+            reply = await exchange(forwarder, f"n{i}.example.com")
             assert reply.answer[0][0].to_text() == "192.0.2.2"
         assert forwarder.upstreams.servers[0].down
         asked = len(first.received)
-        await forwarder.forward(key_of("n9.example.com"), 512, False, 512)
+        await exchange(forwarder, "n9.example.com")
         assert all(q.question[0].name.to_text() == "." for q, _ in first.received[asked:])  # only probes now
         silent = False
         await until(lambda: not forwarder.upstreams.servers[0].down)
-        reply = dns.message.from_wire(await forwarder.forward(key_of("back.example.com"), 512, False, 512))
+        probes = [q for q, _ in first.received if q.question[0].name.to_text() == "."]
+        assert probes and all(q.question[0].rdtype == 2 and q.flags & dns.flags.RD for q in probes)  # `. NS`, RD
+        reply = await exchange(forwarder, "back.example.com")
         assert reply.answer[0][0].to_text() == "192.0.2.9"
+        failed = f"127.0.0.1:{first.port}"
+        assert (failed, None) in metrics.requests and (f"127.0.0.1:{second.port}", 0) in metrics.requests
         await forwarder.close()
         first.close()
         second.close()
@@ -250,27 +299,43 @@ def test_failover_and_down_marking_and_probing() -> None:
     run(test)
 
 
-async def until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Poll `condition` on the running loop until it holds; TimeoutError after `timeout` seconds."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.01)
-
-
 def test_a_refusing_upstream_is_probed_until_it_answers() -> None:
     """A port nobody listens on (ICMP port unreachable) is marked down, then found again by the probe."""
     async def test() -> None:
         port = closed_port()
         forwarder = forwarder_for(port)
-        for i in range(MAX_FAILS):
+        for i in range(DEFAULT_MAX_FAILS):
             with pytest.raises(NoAnswer):
-                await forwarder.forward(key_of(f"r{i}.example.com"), 512, False, 512)
+                await exchange(forwarder, f"r{i}.example.com")
         assert forwarder.upstreams.servers[0].down
         stub = await StubUpstream(lambda q, tcp: [answer(q, "192.0.2.7")], port=port).start()
         await until(lambda: not forwarder.upstreams.servers[0].down)
-        reply = dns.message.from_wire(await forwarder.forward(key_of("again.example.com"), 512, False, 512))
+        reply = await exchange(forwarder, "again.example.com")
         assert reply.answer[0][0].to_text() == "192.0.2.7"
         stub.close()
+
+    run(test)
+
+
+def test_when_every_upstream_is_down_one_is_tried_or_none_with_failfast() -> None:
+    async def test() -> None:
+        silent = await StubUpstream(lambda q, tcp: []).start()
+        metrics = Recorded()
+        forwarder = forwarder_for(silent.port, metrics=metrics, max_fails=1)
+        with pytest.raises(NoAnswer):
+            await exchange(forwarder, "down.example.com")
+        assert forwarder.upstreams.all_down()
+        with pytest.raises(NoAnswer):
+            await exchange(forwarder, "anyway.example.com")
+        assert metrics.broken_count == 1  # tried anyway, and counted as such
+        assert any(q.question[0].name.to_text() == "anyway.example.com." for q, _ in silent.received)
+        failfast = forwarder_for(silent.port, max_fails=1, failfast_all_unhealthy=True)
+        with pytest.raises(NoAnswer):
+            await exchange(failfast, "first.example.com")
+        with pytest.raises(NoAnswer, match="no healthy upstream"):
+            await exchange(failfast, "never.example.com")
+        assert not any(q.question[0].name.to_text() == "never.example.com." for q, _ in silent.received)
+        silent.close()
 
     run(test)
 
@@ -280,104 +345,51 @@ def test_no_answer_within_the_deadline_and_a_refused_connection_is_not_retried()
         silent = await StubUpstream(lambda q, tcp: []).start()
         forwarder = forwarder_for(silent.port)
         started = asyncio.get_running_loop().time()
-        with pytest.raises(NoAnswer):
-            await forwarder.forward(key_of("x.example.com"), 512, False, 512)
-        assert 0.5 <= asyncio.get_running_loop().time() - started < 1.0
+        with pytest.raises(NoAnswer, match="i/o timeout"):
+            await exchange(forwarder, "x.example.com")
+        assert asyncio.get_running_loop().time() - started >= 0.5  # it kept trying until the deadline
         asked = [q for q, _ in silent.received if q.question[0].name.to_text() == "x.example.com."]
-        assert len(asked) == 3  # 0.2 s, 0.2 s, then the 0.1 s left
-        assert len({q.id for q in asked}) == 3  # a fresh ID each time
+        assert len(asked) >= 2  # 0.2 s, 0.2 s, then the 0.1 s left (fewer on a slow machine)
+        assert len({q.id for q in asked}) == len(asked)  # a fresh ID each time
         silent.close()
         closed = forwarder_for(closed_port())  # nobody listens there: ECONNREFUSED
-        started = asyncio.get_running_loop().time()
         with pytest.raises(NoAnswer):
-            await closed.forward(key_of("y.example.com"), 512, False, 512)
-        assert asyncio.get_running_loop().time() - started < 0.2
-        await forwarder.close()
-        await closed.close()
+            await exchange(closed, "y.example.com")
+        assert closed.upstreams.servers[0].fails == 1  # asked once, not again until the deadline
 
     run(test)
 
 
-def test_over_the_concurrency_limit_is_overloaded_and_identical_questions_share_one_exchange() -> None:
+def test_over_the_concurrency_limit_is_overloaded() -> None:
     async def test() -> None:
         stub = await StubUpstream(lambda q, tcp: [answer(q)]).start()
-        forwarder = forwarder_for(stub.port, max_concurrent=3)
-        slow = [asyncio.ensure_future(forwarder.forward(key_of("same.example.com"), 512, False, 512))
-                for _ in range(3)]
+        metrics = Recorded()
+        forwarder = forwarder_for(stub.port, max_concurrent=3, metrics=metrics)
+        slow = [asyncio.ensure_future(exchange(forwarder, f"slow{i}.example.com")) for i in range(3)]
         await asyncio.sleep(0)  # one turn of the loop: the three have started and wait for the upstream
         assert forwarder.saturated()
         with pytest.raises(Overloaded):
-            await forwarder.forward(key_of("other.example.com"), 512, False, 512)
+            await exchange(forwarder, "other.example.com")
+        assert metrics.rejections == 1
         replies = await asyncio.gather(*slow)
-        assert len({dns.message.from_wire(r).answer[0][0].to_text() for r in replies}) == 1
-        assert len(stub.received) == 1  # three clients, one upstream query
+        assert all(reply.answer for reply in replies)
         assert not forwarder.saturated()
+        assert len(stub.received) == 3  # the refused one never went upstream
         stub.close()
 
     run(test)
 
 
-def test_serve_stale_when_the_upstream_stops_answering() -> None:
-    answering = True
-
-    async def test() -> None:
-        nonlocal answering
-        stub = await StubUpstream(lambda q, tcp: [answer(q, ttl=60)] if answering else []).start()
-        clock = Clock()
-        forwarder = forwarder_for(stub.port, serve_stale=3600, clock=clock)
-        key = key_of("stale.example.com")
-        await forwarder.forward(key, 512, False, 512)
-        answering = False
-        clock.offset = 120  # expired a minute ago
-        assert forwarder.cached(key, 512) is None  # the upstream is not known to be down yet: ask it
-        reply = dns.message.from_wire(await forwarder.forward(key, 512, False, 512))
-        assert reply.answer[0][0].to_text() == "192.0.2.1" and reply.answer[0].ttl == 30  # RFC 8767
-        await forwarder.forward(key, 512, False, 512)  # a second failure: the upstream is down
-        assert forwarder.upstreams.all_down()
-        stale = forwarder.cached(key, 512)  # now answered at once, without waiting for the deadline
-        assert stale is not None and dns.message.from_wire(stale).answer[0].ttl == 30
-        clock.offset = 60 + 3600 + 1
-        with pytest.raises(NoAnswer):
-            await forwarder.forward(key, 512, False, 512)
-        await forwarder.close()
-        stub.close()
-
-    run(test)
-
-
-def test_prefetch_refreshes_a_popular_entry_before_it_expires() -> None:
-    async def test() -> None:
-        stub = await StubUpstream(lambda q, tcp: [answer(q, ttl=100)]).start()
-        clock = Clock()
-        forwarder = forwarder_for(stub.port, prefetch=True, clock=clock)
-        key = key_of("popular.example.com")
-        await forwarder.forward(key, 512, False, 512)
-        first = forwarder.cache.get(key, clock())
-        clock.offset = 50
-        assert forwarder.cached(key, 512) is not None
-        assert len(stub.received) == 1  # half its life left: no prefetch yet
-        clock.offset = 95  # 5% of its life left, and hit twice within a minute: popular
-        assert forwarder.cached(key, 512) is not None
-        await until(lambda: forwarder.cache.get(key, clock()) is not first)
-        assert len(stub.received) == 2  # refreshed in the background, before it expired
-        clock.offset = 150  # past the old entry's expiry: the refreshed one still serves
-        assert forwarder.cached(key, 512) is not None and len(stub.received) == 2
-        await forwarder.close()
-        stub.close()
-
-    run(test)
-
-
-def test_one_socket_per_upstream_is_shared_and_replaced_in_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Queries in flight share a socket (source port); after CHANNEL_LIFETIME a new one is used."""
+def test_one_socket_per_upstream_is_shared_and_replaced_after_expire() -> None:
+    """Queries in flight share a socket (source port); once it is `expire` old a new one is used."""
     async def test() -> None:
         stub = await StubUpstream(lambda q, tcp: [answer(q)]).start()
         forwarder = forwarder_for(stub.port)
-        await asyncio.gather(*(forwarder.forward(key_of(f"s{i}.example.com"), 512, False, 512) for i in range(5)))
+        await asyncio.gather(*(exchange(forwarder, f"s{i}.example.com") for i in range(5)))
         assert len(set(stub.sources)) == 1
-        monkeypatch.setattr(forward, "CHANNEL_LIFETIME", 0.0)
+        expiring = forwarder_for(stub.port, expire=0.0)
         for i in range(3):
-            await forwarder.forward(key_of(f"t{i}.example.com"), 512, False, 512)
+            await exchange(expiring, f"t{i}.example.com")
         assert len(set(stub.sources)) == 4  # a new source port each time
         stub.close()
 

@@ -1,0 +1,193 @@
+"""The answer table (pure): entries kept across snapshots, dropped by dependency, restamped with the
+serial, exact-bytes replies that go with their entry, eviction oldest first."""
+
+from __future__ import annotations
+
+import dns.message
+import pytest
+
+from dns_server.answer import Dependency
+from dns_server.answer_table import MAX_EXACT_PER_ENTRY, AnswerTable, Entry, View
+from dns_server.encode import encode
+from dns_server.records import Service
+from dns_server.registry import Put
+from dns_server.resolver import resolve
+from dns_server.snapshot import HOSTS, SYNCED, Change, Snapshot
+from dns_server.wire import decode_query, question_key
+from tests.cluster_data import example_records, registry_with
+from tests.unit.helpers import Z, block
+
+VIEW = View(Snapshot.empty(synced=True))
+A, B = ("service", "shop", "a"), ("service", "shop", "b")
+
+
+def entry(*deps: Dependency, view: View = VIEW, wire: bytes = b"reply") -> Entry:
+    return Entry(wire, -1, view, frozenset(deps), 1232)
+
+
+def table_with(**entries: Entry) -> AnswerTable:
+    table = AnswerTable()
+    for key, value in entries.items():
+        table.put(key.encode(), value)
+    return table
+
+
+@pytest.mark.parametrize("change, dropped", [
+    (Change(services=frozenset({("shop", "a")})), {"a", "ab"}),
+    (Change(services=frozenset({("shop", "a"), ("shop", "b")})), {"a", "b", "ab"}),
+    (Change(namespaces=frozenset({"shop"})), {"ns"}),
+    (Change(pods=frozenset({("shop", "10.244.1.5")})), {"pod"}),
+    (Change(addresses=frozenset({"10.96.0.1"})), {"address"}),
+    (Change(synced=True), {"unsynced"}),
+    (Change(hosts=True), {"hosts"}),
+    (Change(services=frozenset({("shop", "c")})), set()),  # read by nobody
+])
+def test_a_change_drops_exactly_the_entries_that_read_what_it_touched(change: Change, dropped: set[str]) -> None:
+    entries = dict(a=entry(A), b=entry(B), ab=entry(A, B), ns=entry(("namespace", "shop")),
+                   pod=entry(("pod", "shop", "10.244.1.5")), address=entry(("address", "10.96.0.1")),
+                   unsynced=entry(SYNCED, ("service", "shop", "u")), hosts=entry(HOSTS), none=entry())
+    table = table_with(**entries)
+    table.publish(VIEW, change, False)
+    assert {key.decode() for key in table.entries} == set(entries) - dropped
+    assert all(table.entries[key.encode()] is entries[key] for key in set(entries) - dropped)  # kept as they were
+    assert table.invalidations == len(dropped)
+
+
+def test_an_entry_replaced_under_its_key_no_longer_answers_to_the_old_dependencies() -> None:
+    table = AnswerTable()
+    table.put(b"k", entry(A))
+    newer = entry(B)
+    table.put(b"k", newer)
+    table.publish(VIEW, Change(services=frozenset({("shop", "a")})), False)
+    assert table.entries[b"k"] is newer and table.invalidations == 0
+    table.publish(VIEW, Change(services=frozenset({("shop", "b")})), False)
+    assert b"k" not in table.entries and table.invalidations == 1
+
+
+def test_exact_replies_go_with_their_entry() -> None:
+    table = AnswerTable()
+    dropped, kept = entry(A), entry(B)
+    table.put(b"a", dropped)
+    table.put(b"b", kept)
+    table.remember(dropped, False, b"query a udp", b"reply a", None)
+    table.remember(dropped, True, b"query a tcp", b"reply a", None)
+    table.remember(kept, False, b"query b", b"reply b", None)
+    table.publish(VIEW, Change(services=frozenset({("shop", "a")})), False)
+    assert set(table.exact_udp) == {b"query b"} and not table.exact_tcp
+    assert table.exact_udp[b"query b"].tail == b"reply b"
+
+
+def test_at_most_a_few_exact_replies_per_entry() -> None:
+    table = AnswerTable()
+    one = entry(A)
+    table.put(b"a", one)
+    for i in range(MAX_EXACT_PER_ENTRY + 3):  # case and EDNS variants of one question
+        table.remember(one, False, b"variant %d" % i, b"reply", None)
+    assert len(table.exact_udp) == MAX_EXACT_PER_ENTRY == 8
+    assert set(table.exact_udp) == {b"variant %d" % i for i in range(MAX_EXACT_PER_ENTRY)}  # the first ones
+
+
+def test_the_exact_replies_are_bounded() -> None:
+    table = AnswerTable(max_exact=3)
+    for i in range(4):
+        kept = entry(A)
+        table.put(b"%d" % i, kept)
+        table.remember(kept, False, b"query %d" % i, b"reply", None)
+    assert set(table.exact_udp) == {b"query 3"}  # full: all dropped, then the new one kept
+    assert len(table) == 4  # the entries stay
+
+
+def test_rotating_and_forwarded_entries_are_not_kept_by_exact_bytes() -> None:
+    """A loadbalanced reply turns per query and a forwarded one ages: neither is fixed bytes."""
+    table = AnswerTable()
+    rotating = Entry(b"r0", -1, VIEW, frozenset(), 1232, rotations=(b"r0", b"r1"))
+    forwarded = Entry(b"", -1, VIEW, frozenset(), 1232, forward=object())
+    for kept in (rotating, forwarded):
+        table.remember(kept, False, b"query", b"reply", None)
+    assert not table.exact_udp
+
+
+def test_eviction_drops_the_oldest_eighth_with_their_exact_replies() -> None:
+    table = AnswerTable(max_entries=16)
+    for i in range(16):
+        kept = entry(("service", "shop", f"s{i}"))
+        table.put(b"%02d" % i, kept)
+        table.remember(kept, False, b"query %02d" % i, b"reply", None)
+    assert table.get(b"00") is not None  # a lookup does not make an entry younger
+    table.put(b"16", entry())
+    assert sorted(table.entries) == [b"%02d" % i for i in range(2, 17)]
+    assert table.evictions == 2
+    assert b"query 00" not in table.exact_udp and b"query 01" not in table.exact_udp and b"query 02" in table.exact_udp
+    table.publish(VIEW, Change(services=frozenset({("shop", "s0")})), False)
+    assert table.invalidations == 0  # an evicted entry is not counted again
+
+
+def test_a_full_table_of_eight_or_fewer_evicts_one() -> None:
+    table = AnswerTable(max_entries=3)
+    for i in range(5):
+        table.put(b"%d" % i, entry())
+    assert sorted(table.entries) == [b"2", b"3", b"4"] and table.evictions == 2
+
+
+# -- the SOA serial ---------------------------------------------------------------------------------
+def negative_entry(view: View, name: str = f"nope.shop.svc.{Z}") -> tuple[bytes, Entry, bytes]:
+    """(question key, entry, query bytes) for a negative answer, resolved and encoded as the pipeline does."""
+    message = dns.message.make_query(name, "A")
+    message.id = 0x1234
+    data = message.to_wire()
+    query = decode_query(data)
+    settings = block()
+    snapshot = view.snapshot
+    answer = resolve(query.name, query.qtype, snapshot, settings)
+    encoded = encode(query, answer, settings.bufsize)
+    return question_key(query), Entry(encoded.wire, encoded.serial_at, view, answer.depends, settings.bufsize,
+                                      serial=snapshot.serial), data
+
+
+def fresh_wire(view: View, name: str = f"nope.shop.svc.{Z}") -> bytes:
+    return negative_entry(view, name)[1].wire
+
+
+def test_a_negative_answer_served_after_a_serial_change_carries_the_new_serial() -> None:
+    registry = registry_with(example_records())
+    view = View(registry.snapshot)
+    table = AnswerTable()
+    key, kept, data = negative_entry(view)
+    table.put(key, kept)
+    table.remember(kept, False, data[2:], kept.wire[2:], None)
+    before = kept.wire
+    assert kept.serial_at >= 0
+    changes: list[Change] = []
+    registry.subscribe(lambda snapshot, change: changes.append(change))
+    registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.7)
+    view.snapshot = registry.snapshot
+    table.publish(view, changes[0], True)
+    assert data[2:] not in table.exact_udp  # its exact reply carried the old serial
+    served = table.get(key)
+    assert served is kept and served.serial == 1_700_000_042
+    assert served.reply(65535) == fresh_wire(view) != before  # byte for byte a fresh encode
+
+
+def test_a_serial_change_of_another_view_leaves_the_exact_replies_alone() -> None:
+    registry = registry_with(example_records())
+    view, other = View(registry.snapshot), View(Snapshot.empty(synced=True))
+    table = AnswerTable()
+    key, kept, data = negative_entry(view)
+    table.put(key, kept)
+    table.remember(kept, False, data[2:], kept.wire[2:], None)
+    table.publish(other, Change(), True)
+    assert data[2:] in table.exact_udp and table.get(key) is kept and kept.serial == registry.snapshot.serial
+
+
+def test_an_entry_without_a_serial_is_not_restamped() -> None:
+    view = View(registry_with(example_records()).snapshot)
+    wire = b"\x00\x00positive reply"
+    kept = Entry(wire, -1, view, frozenset(), 1232)
+    table = table_with(k=kept)
+    view.snapshot = Snapshot(view.snapshot.serial + 10, True, frozenset(), {}, {})
+    assert table.get(b"k") is kept and kept.wire == wire
+
+
+def test_rotations_are_served_in_turn() -> None:
+    rotating = Entry(b"r0", -1, VIEW, frozenset(), 1232, rotations=(b"r0", b"r1", b"r2"))
+    assert [rotating.reply(65535) for _ in range(4)] == [b"r1", b"r2", b"r0", b"r1"]
