@@ -80,6 +80,20 @@ class Asker:
         assert not self.thread.is_alive()
 
 
+@pytest.mark.parametrize("flag", ["-conf", "--conf"])
+def test_the_command_line_names_the_corefile_and_the_port(tmp_path: Path, flag: str) -> None:
+    """`-conf FILE` (or `--conf`), and `-dns.port N` for the keys that name no port; a key's own port wins."""
+    port, own = free_port(), free_port()
+    corefile = tmp_path / "Corefile"
+    corefile.write_text(hosts_corefile("10.11.0.1", extra="") + f"own.test:{own} {{\n    hosts {{\n"
+                        "        10.11.0.9 www.own.test\n    }\n}\n")
+    with ServerProcess(flag, str(corefile), "-dns.port", str(port), port=port, listen=False, ready_name=NAME,
+                       ready_type="A") as server:
+        assert values(server.ask(NAME)) == ["10.11.0.1"]
+        assert values(server.at(port=own).ask("www.own.test")) == ["10.11.0.9"]
+        assert outcome(server.ask("www.own.test")) == ["REFUSED"]
+
+
 def test_reload_while_queries_flow_loses_none(tmp_path: Path) -> None:
     """`reload 2s`: the Corefile changes under a UDP and a TCP client asking all along; every query is
     answered, the answers switch from the old entry to the new one once and for good, and the log
