@@ -85,8 +85,13 @@ def test_the_command_line_names_the_corefile_and_the_port(tmp_path: Path, flag: 
     """`-conf FILE` (or `--conf`), and `-dns.port N` for the keys that name no port; a key's own port wins."""
     port, own = free_port(), free_port()
     corefile = tmp_path / "Corefile"
-    corefile.write_text(hosts_corefile("10.11.0.1", extra="") + f"own.test:{own} {{\n    hosts {{\n"
-                        "        10.11.0.9 www.own.test\n    }\n}\n")
+    corefile.write_text(hosts_corefile("10.11.0.1", extra="") + """\
+own.test:OWN {
+    hosts {
+        10.11.0.9 www.own.test
+    }
+}
+""".replace("OWN", str(own)))
     with ServerProcess(flag, str(corefile), "-dns.port", str(port), port=port, listen=False, ready_name=NAME,
                        ready_type="A") as server:
         assert values(server.ask(NAME)) == ["10.11.0.1"]
@@ -136,7 +141,7 @@ def test_a_broken_corefile_keeps_the_old_configuration(tmp_path: Path) -> None:
     with ServerProcess.from_corefile(tmp_path, hosts_corefile("10.11.0.1"), ready_name=NAME, ready_type="A") as server:
         (tmp_path / "Corefile").write_text(hosts_corefile("10.11.0.4").replace("hosts {", "hostz {"))
         failed = "[ERROR] plugin/reload: Corefile changed but reload failed: "
-        wait_for(lambda: server.log_lines(failed), DEADLINE, "the reload to fail")
+        wait_for(lambda: bool(server.log_lines(failed)), DEADLINE, "the reload to fail")
         assert "Unknown directive 'hostz'" in server.log_lines(failed)[0]
         for transport in ("udp", "tcp"):
             assert values(server.ask(NAME, transport=transport)) == ["10.11.0.1"]
@@ -153,7 +158,7 @@ def test_sigterm_with_lameduck_answers_until_the_deadline_then_exits_0(tmp_path:
     with server:
         assert server.process is not None
         server.send_signal(signal.SIGTERM)
-        wait_for(lambda: server.log_lines("[INFO] plugin/health: Going into lameduck mode for 2s"), DEADLINE,
+        wait_for(lambda: bool(server.log_lines("[INFO] plugin/health: Going into lameduck mode for 2s")), DEADLINE,
                  "the lameduck line")
         answered = 0
         while server.process.poll() is None:
@@ -180,7 +185,12 @@ def test_sigint_exits_at_once_without_lameduck(tmp_path: Path) -> None:
 def test_loop_detection_stops_a_server_that_forwards_to_itself(tmp_path: Path) -> None:
     """`loop` with `forward . 127.0.0.1:<our own port>`: the probe comes back; CoreDNS's fatal line, exit 1."""
     port = free_port()
-    corefile = ". {\n    loop\n    forward . 127.0.0.1:{$PORT}\n}\n"
+    corefile = """\
+. {
+    loop
+    forward . 127.0.0.1:{$PORT}
+}
+"""
     server = ServerProcess.from_corefile(tmp_path, corefile, port=port, env={"PORT": str(port)})
     server.launch()
     try:
