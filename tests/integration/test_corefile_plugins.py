@@ -251,7 +251,8 @@ def test_bufsize_512_truncates_big_udp_answers(tmp_path: Path) -> None:
 
 def test_errors_lines_and_consolidate(tmp_path: Path) -> None:
     """An upstream that refuses (a closed port): each SERVFAIL is a `[ERROR] plugin/errors: 2 NAME. TYPE: reason`
-    line; in the block with `consolidate`, matching failures become one count per period, at its level."""
+    line; in the block with `consolidate`, matching failures become one count per period, at its level.
+    A SERVFAIL that is an answer, not an error (hosts lacking a name), is not logged."""
     closed = free_port()
     corefile = """\
 each.test {
@@ -265,12 +266,15 @@ counted.test {
     forward . 127.0.0.1:{$CLOSED}
 }
 ready.test {
+    errors
     hosts {
         10.9.0.1 ready.test
     }
 }
 """
     with start(tmp_path, corefile, "ready.test", CLOSED=str(closed)) as server:
+        # hosts' SERVFAIL for a name it lacks comes without an error (CoreDNS): no line, or it would be the first
+        assert rcode(server.ask("missing.ready.test")) == "SERVFAIL"
         assert rcode(server.ask("a.each.test")) == "SERVFAIL"
         assert rcode(server.ask("a.each.test", "AAAA", transport="tcp")) == "SERVFAIL"
         for label in ("a", "b", "c"):
