@@ -606,7 +606,8 @@ def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
     """
     certificate, key = directory / "apiserver.crt", directory / "apiserver.key"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-                    "-nodes", "-days", "1", "-subj", "/CN=kube-apiserver", "-keyout", str(key), "-out", str(certificate),
+                    "-nodes", "-days", "1", "-subj", "/CN=kube-apiserver", "-keyout", str(key),
+                    "-out", str(certificate),
                     "-addext", "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc"],
                    check=True, capture_output=True, timeout=60)
     return certificate, key

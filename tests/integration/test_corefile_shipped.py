@@ -219,24 +219,30 @@ def test_nodelocal_dns_cache_in_front_of_the_cluster_dns(tmp_path: Path, unbound
     node_local = ServerProcess.from_corefile(
         tmp_path / "node-local", text, host="127.0.0.20", ready_name="frontend.shop.svc.cluster.local",
         ready_type="A", env={"UNBOUND": unbound.address, "CLUSTER_DNS": str(cluster_dns.port), **http_env()})
-    with cluster_dns, running(node_local):
-        for local in (node_local, node_local.at(host="127.0.0.21")):
-            for transport in ("udp", "tcp"):
-                assert outcome(local.ask("frontend.shop.svc.cluster.local", transport=transport)) == ["10.96.10.20"]
-                assert outcome(local.ask("kubernetes.default.svc.cluster.local", transport=transport)) == ["10.96.0.1"]
-        assert values(node_local.ask("20.10.96.10.in-addr.arpa", "PTR"), "PTR") == ["frontend.shop.svc.cluster.local."]
-        assert_forwards(node_local, unbound)
-        assert outcome(node_local.ask("postgres-0.postgres.data.svc.cluster.local")) == ["10.244.1.10"]
-        # the cluster DNS logs in order: once the last name asked is there, every earlier one is
-        wait_for(lambda: any('"A IN postgres-0.postgres.data.svc.cluster.local. tcp ' in line
-                             for line in cluster_dns.log_lines("[INFO] 127.0.0.1:")),
-                 DEADLINE, "the cluster DNS's log line for the last cluster name asked")
-        asked = cluster_dns.log_lines("[INFO] 127.0.0.1:")
-        kubernetes = [line for line in asked if '"A IN kubernetes.default.svc.cluster.local. ' in line]
-        assert len(kubernetes) == 1, asked  # four client queries, one upstream (TTL 30): the rest were cache hits
-        assert " tcp " in kubernetes[0]  # force_tcp, though the first client query came over UDP
-        assert any('"PTR IN 20.10.96.10.in-addr.arpa. tcp ' in line for line in asked)  # the reverse block too
-        assert not any("www.example.com" in line for line in asked)  # the `.` block goes to unbound itself
+    with cluster_dns:
+        # its TCP listener too, before the node-local cache asks it (a failure would be cached for 5 s)
+        assert outcome(cluster_dns.ask("frontend.shop.svc.cluster.local", transport="tcp")) == ["10.96.10.20"]
+        with running(node_local):
+            services = (("frontend.shop.svc.cluster.local", "10.96.10.20"), ("kubernetes.default.svc.cluster.local",
+                                                                             "10.96.0.1"))
+            for local in (node_local, node_local.at(host="127.0.0.21")):
+                for transport in ("udp", "tcp"):
+                    for name, address in services:
+                        assert outcome(local.ask(name, transport=transport)) == [address]
+            ptr = node_local.ask("20.10.96.10.in-addr.arpa", "PTR")
+            assert values(ptr, "PTR") == ["frontend.shop.svc.cluster.local."]
+            assert_forwards(node_local, unbound)
+            assert outcome(node_local.ask("postgres-0.postgres.data.svc.cluster.local")) == ["10.244.1.10"]
+            # the cluster DNS logs in order: once the last name asked is there, every earlier one is
+            wait_for(lambda: any('"A IN postgres-0.postgres.data.svc.cluster.local. tcp ' in line
+                                 for line in cluster_dns.log_lines("[INFO] 127.0.0.1:")),
+                     DEADLINE, "the cluster DNS's log line for the last cluster name asked")
+            asked = cluster_dns.log_lines("[INFO] 127.0.0.1:")
+            kubernetes = [line for line in asked if '"A IN kubernetes.default.svc.cluster.local. ' in line]
+            assert len(kubernetes) == 1, asked  # four client queries, one upstream (TTL 30): the rest were cache hits
+            assert " tcp " in kubernetes[0]  # force_tcp, though the first client query came over UDP
+            assert any('"PTR IN 20.10.96.10.in-addr.arpa. tcp ' in line for line in asked)  # the reverse block too
+            assert not any("www.example.com" in line for line in asked)  # the `.` block goes to unbound itself
 
 
 # -- Corefile.example with in-cluster credentials ------------------------------------------------------------
