@@ -40,6 +40,20 @@ MAX_EXACT = 200_000  # exact-bytes replies kept; past it they are all dropped (t
 MAX_EXACT_PER_ENTRY = 8  # query byte patterns remembered per answer (case and EDNS variants)
 
 
+@dataclass(slots=True)
+class AnswerCacheCounters:
+    """What the table counts for metrics: plain ints added to on the event loop, read when scraped.
+
+    Hits are the queries answered by an entry or an exact reply (exact replies are counted only on a
+    listener with `prometheus`, where counting is already paid for).
+    """
+
+    hits: int = 0
+    misses: int = 0
+    invalidations: int = 0  # entries dropped because a change touched what they were read from
+    evictions: int = 0  # entries dropped because the table was full
+
+
 class View:
     """A registry's snapshot as the event loop sees it: blocks resolve against it, entries compare serials with it."""
 
@@ -105,7 +119,8 @@ class Entry:
 class AnswerTable:
     """Entries by question key and final replies by exact query bytes, invalidated by change."""
 
-    def __init__(self, *, max_entries: int = MAX_ENTRIES, max_exact: int = MAX_EXACT) -> None:
+    def __init__(self, *, max_entries: int = MAX_ENTRIES, max_exact: int = MAX_EXACT,
+                 counters: AnswerCacheCounters | None = None) -> None:
         self.entries: dict[bytes, Entry] = {}
         self.exact_udp: dict[bytes, ExactHit] = {}
         self.exact_tcp: dict[bytes, ExactHit] = {}
@@ -113,8 +128,7 @@ class AnswerTable:
         self._stamped: list[Entry] = []  # entries with a serial and exact replies
         self._max_entries = max_entries
         self._max_exact = max_exact
-        self.invalidations = 0  # entries dropped because a change touched what they were read from
-        self.evictions = 0  # entries dropped because the table was full
+        self.counters = AnswerCacheCounters() if counters is None else counters
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -122,7 +136,11 @@ class AnswerTable:
     def get(self, key: bytes) -> Entry | None:
         """The entry for a question key, its serial brought up to date."""
         entry = self.entries.get(key)
-        if entry is not None and entry.serial_at >= 0 and entry.serial != entry.view.snapshot.serial:
+        if entry is None:
+            self.counters.misses += 1
+            return None
+        self.counters.hits += 1
+        if entry.serial_at >= 0 and entry.serial != entry.view.snapshot.serial:
             entry.restamp(entry.view.snapshot.serial)
         return entry
 
@@ -157,7 +175,7 @@ class AnswerTable:
             for key in self._by_dependency.pop(dependency, ()):
                 if key in self.entries:
                     self._drop(key)
-                    self.invalidations += 1
+                    self.counters.invalidations += 1
         if serial_changed and self._stamped:
             kept = []
             for entry in self._stamped:
@@ -183,7 +201,7 @@ class AnswerTable:
         oldest = [key for key, _ in zip(self.entries, range(count))]
         for key in oldest:
             self._drop(key)
-        self.evictions += count
+        self.counters.evictions += count
 
 
 def _forget_exact(entry: Entry) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import resource
 import signal
@@ -28,7 +29,9 @@ from pathlib import Path
 from typing import Callable
 
 from dns_server.config import Config, ConfigError, format_address, zone_text
-from dns_server.logs import setup_logging
+from dns_server.http import EndpointError, HttpEndpoints
+from dns_server.logs import log_event, setup_logging
+from dns_server.metrics import Metrics
 from dns_server.querylog import QueryLogWriter
 from dns_server.runtime import Runtime, StartupError, start
 
@@ -45,10 +48,19 @@ class Server:
         self.config = config
         self.loader = loader
         self.runtime: Runtime | None = None
+        self.metrics = Metrics(revision=os.environ.get("DNS_SERVER_REVISION", ""))
+        self.endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        self.query_log = QueryLogWriter(log_format=config.log_format)
         self.stopping = asyncio.Event()
         self.exit_status = 0
         self._lameduck = False
         self._reloading = asyncio.Lock()
+
+    def _readiness(self, config: Config) -> list[tuple[str, Callable[[], bool]]]:
+        """The `ready` plugin's checks: `kubernetes` until every cluster has had its first sync."""
+        if not any(block.kubernetes for block in config.blocks):
+            return []
+        return [("kubernetes", lambda: self.runtime is not None and not self.runtime.not_ready())]
 
     async def serve(self) -> None:
         """Run until stopped (a signal, or a fatal condition)."""
@@ -58,8 +70,18 @@ class Server:
         for signum in (signal.SIGHUP, signal.SIGUSR1):
             loop.add_signal_handler(signum, lambda: asyncio.ensure_future(self.reload("signal")))
         raise_open_file_limit(self.config)
-        self.query_log = QueryLogWriter(log_format=self.config.log_format)
-        self.runtime = await start(self.config, query_log=self.query_log, on_loop=self._loop_found)
+        self.metrics.set_plugins(self.config.blocks)
+        try:
+            self.endpoints.start()  # /ready says "kubernetes" while the first sync is awaited
+        except EndpointError as error:
+            raise StartupError(str(error)) from None
+        try:
+            self.runtime = await start(self.config, metrics=self.metrics, query_log=self.query_log,
+                                       on_loop=self._loop_found)
+        except BaseException:
+            self.endpoints.stop()
+            self.query_log.close()
+            raise
         self.runtime.adopt()
         announce(self.config, self.runtime)
         watcher = asyncio.create_task(self._watch_files()) if self._reload_settings() else None
@@ -69,8 +91,9 @@ class Server:
             if watcher is not None:
                 watcher.cancel()
             await self.runtime.stop_unused(None)
+            self.endpoints.stop()
             self.query_log.close()
-            log.info("stopped")
+            log_event(log, "shutdown", "stopped", exit_status=self.exit_status)
 
     def _loop_found(self, message: str) -> None:
         """The loop plugin saw its probe come back: CoreDNS's fatal line, exit status 1."""
@@ -80,15 +103,32 @@ class Server:
 
     def _terminate(self) -> None:
         lameduck = max((b.health.lameduck for b in self.config.blocks if b.health is not None), default=0.0)
-        log.info("SIGTERM: Shutting down servers then terminating")
+        log_event(log, "shutdown", "SIGTERM: Shutting down servers then terminating", lameduck=lameduck)
         if lameduck <= 0 or self._lameduck:
+            self.endpoints.begin_shutdown()
             self.stopping.set()
             return
         self._lameduck = True
-        log.info("plugin/health: Going into lameduck mode for %gs", lameduck)
+        self.endpoints.begin_shutdown()  # logs the lameduck line; /ready now says "Shutting down"
         asyncio.get_running_loop().call_later(lameduck, self.stopping.set)
 
     # -- reload ------------------------------------------------------------------------------------
+    def _endpoints_for(self, config: Config) -> HttpEndpoints:
+        """The HTTP endpoints for a new configuration: the running ones unless their addresses change."""
+        if _endpoint_addresses(config) == _endpoint_addresses(self.config):
+            return self.endpoints
+        self.endpoints.stop()  # the new ones may want the same ports
+        try:
+            return self._restart(config)
+        except EndpointError:
+            self.endpoints = self._restart(self.config)
+            raise
+
+    def _restart(self, config: Config) -> HttpEndpoints:
+        endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        endpoints.start()
+        return endpoints
+
     def _reload_settings(self) -> tuple[float, float] | None:
         settings = [b.reload for b in self.config.blocks if b.reload is not None]
         if not settings or self.loader is None or not self.config.files:
@@ -116,20 +156,38 @@ class Server:
             log.warning("%s: nothing to reload (the server runs from flags)", why)
             return False
         async with self._reloading:
-            log.info("Reloading (%s)", why)
+            log_event(log, "reload", f"Reloading ({why})", reason=why)
             try:
                 config = await asyncio.to_thread(self.loader)
-                runtime = await start(config, self.runtime, query_log=self.query_log, on_loop=self._loop_found)
-            except (ConfigError, StartupError) as error:
-                log.error("plugin/reload: Corefile changed but reload failed: %s", error)
+                endpoints = self._endpoints_for(config)
+                try:
+                    runtime = await start(config, self.runtime, metrics=self.metrics, query_log=self.query_log,
+                                          on_loop=self._loop_found)
+                except BaseException:
+                    if endpoints is not self.endpoints:
+                        endpoints.stop()
+                        self.endpoints = self._restart(self.config)
+                    raise
+            except (ConfigError, StartupError, EndpointError) as error:
+                self.metrics.reload_failed.inc()
+                log_event(log, "reload", f"plugin/reload: Corefile changed but reload failed: {error}",
+                          level=logging.ERROR, failed=True, error=str(error))
                 return False
             old = self.runtime
-            self.config, self.runtime = config, runtime
+            self.config, self.runtime, self.endpoints = config, runtime, endpoints
             runtime.adopt()
+            self.metrics.set_plugins(config.blocks)
+            self.metrics.set_reload_version(config.corefile_hash)
             await old.stop_unused(runtime)
             log.info("plugin/reload: Running configuration SHA512 = %s", config.corefile_hash)
-            log.info("Reloading complete")
+            log_event(log, "reload", "Reloading complete", sha512=config.corefile_hash,
+                      blocks=len(config.blocks), listeners=[format_address(*a) for a in runtime.listeners])
             return True
+
+
+def _endpoint_addresses(config: Config) -> tuple[object, ...]:
+    """What the HTTP endpoints of a configuration listen on (a reload restarts them when it differs)."""
+    return tuple((b.health, b.ready, b.prometheus) for b in config.blocks)
 
 
 def _fingerprint(files: tuple[Path, ...]) -> tuple[tuple[str, bytes], ...]:
@@ -148,25 +206,31 @@ def announce(config: Config, runtime: Runtime) -> None:
     for block in config.blocks:
         for key in block.keys:
             where = f" on {', '.join(block.bind)}" if block.bind else ""
-            log.info("%s:%d%s", zone_text(key.zone), key.port, where)
+            log_event(log, "startup", f"{zone_text(key.zone)}:{key.port}{where}", zone=zone_text(key.zone),
+                      port=key.port, bind=list(block.bind))
     for block in config.blocks:
         kubernetes = block.kubernetes
         if kubernetes is not None:
             cluster = runtime.clusters[kubernetes.source]
             state = "" if cluster.synced else "; its names answer SERVFAIL until the first sync"
-            log.info("plugin/kubernetes: serving zone %s from %s%s", ", ".join(kubernetes.zones),
-                     cluster.source.summary(), state)
+            log_event(log, "startup", f"plugin/kubernetes: serving zone {', '.join(kubernetes.zones)} from "
+                      f"{cluster.source.summary()}{state}", plugin="kubernetes", zones=list(kubernetes.zones),
+                      source=cluster.source.summary(), synced=cluster.synced, objects=cluster.registry.counts())
         for forward in block.forward:
-            log.info("plugin/forward: forwarding names in %s to %s (policy %s%s)", zone_text(forward.from_zone),
-                     ", ".join(str(u) for u in forward.to), forward.policy.value,
-                     f", max_concurrent {forward.max_concurrent}" if forward.max_concurrent else "")
+            upstreams = [str(u) for u in forward.to]
+            log_event(log, "startup", f"plugin/forward: forwarding names in {zone_text(forward.from_zone)} to "
+                      f"{', '.join(upstreams)} (policy {forward.policy.value}"
+                      + (f", max_concurrent {forward.max_concurrent})" if forward.max_concurrent else ")"),
+                      plugin="forward", zone=zone_text(forward.from_zone), upstreams=upstreams,
+                      policy=forward.policy.value)
         if block.cache is not None and block.forward:
             cache = block.cache
             log.info("plugin/cache: caching forwarded answers (success %d, denial %d%s%s)", cache.success_capacity,
                      cache.denial_capacity, ", prefetch" if cache.prefetch_amount else "",
                      f", serve_stale {cache.serve_stale:g} s" if cache.serve_stale else "")
     for (host, port) in runtime.listeners:
-        log.info("listening on %s (UDP and TCP)", format_address(host, port))
+        log_event(log, "startup", f"listening on {format_address(host, port)} (UDP and TCP)",
+                  address=format_address(host, port))
     if config.corefile_hash:
         log.info("plugin/reload: Running configuration SHA512 = %s", config.corefile_hash)
 

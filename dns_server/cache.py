@@ -38,7 +38,7 @@ from cachetools import LRUCache
 
 from dns_server.config import CacheSettings, in_zone
 from dns_server.wire import (
-    AA, HEADER_LEN, MODE_DO, MODE_EDNS, NOERROR, NXDOMAIN, OPT, SERVFAIL, TC, FormErr, skip_name,
+    AA, DO, HEADER_LEN, MODE_DO, MODE_EDNS, NOERROR, NXDOMAIN, OPT, SERVFAIL, TC, FormErr, skip_name,
 )
 
 SOA = 6
@@ -121,24 +121,24 @@ class Entry:
 
 
 @dataclass(slots=True)
-class CacheStats:
-    """What the cache plugin's metrics count (read when Prometheus scrapes)."""
+class CacheCounters:
+    """What the cache plugin's metrics count: plain ints added to on the event loop, read when scraped."""
 
     requests: int = 0
-    hits_success: int = 0
-    hits_denial: int = 0
+    success_hits: int = 0
+    denial_hits: int = 0
     misses: int = 0
     prefetches: int = 0
-    drops: int = 0
+    drops: int = 0  # replies not cached because they are malformed
     served_stale: int = 0
-    evictions_success: int = 0
-    evictions_denial: int = 0
+    success_evictions: int = 0
+    denial_evictions: int = 0
 
 
 class _Lru(LRUCache[bytes, Entry]):
     """An LRU cache that counts what it evicts."""
 
-    def __init__(self, maxsize: int, stats: CacheStats, kind: Kind) -> None:
+    def __init__(self, maxsize: int, stats: CacheCounters, kind: Kind) -> None:
         super().__init__(maxsize=maxsize)
         self._stats = stats
         self._kind = kind
@@ -146,20 +146,21 @@ class _Lru(LRUCache[bytes, Entry]):
     def popitem(self) -> tuple[bytes, Entry]:
         item = super().popitem()
         if self._kind is Kind.SUCCESS:
-            self._stats.evictions_success += 1
+            self._stats.success_evictions += 1
         else:
-            self._stats.evictions_denial += 1
+            self._stats.denial_evictions += 1
         return item
 
 
 class ForwardCache:
     """Upstream replies by question key, in a success and a denial LRU (CoreDNS's two caches)."""
 
-    def __init__(self, settings: CacheSettings, zones: tuple[str, ...], bufsize: int) -> None:
+    def __init__(self, settings: CacheSettings, zones: tuple[str, ...], bufsize: int,
+                 counters: CacheCounters | None = None) -> None:
         self.settings = settings
         self.zones = settings.zones or zones  # names outside these are not cached
         self.bufsize = bufsize  # the UDP size we announce in the OPT records we serve
-        self.stats = CacheStats()
+        self.stats = CacheCounters() if counters is None else counters
         self._success = _Lru(settings.success_capacity, self.stats, Kind.SUCCESS)
         self._denial = _Lru(settings.denial_capacity, self.stats, Kind.DENIAL)
 
@@ -188,9 +189,9 @@ class ForwardCache:
             self.stats.misses += 1
             return None
         if entry.reply.kind is Kind.SUCCESS:
-            self.stats.hits_success += 1
+            self.stats.success_hits += 1
         else:
-            self.stats.hits_denial += 1
+            self.stats.denial_hits += 1
         if self.prefetch:
             if now - entry.last_hit >= self.settings.prefetch_duration:
                 entry.hits = 0
@@ -298,7 +299,7 @@ def _prepare(reply: bytes, bufsize: int, mode: int) -> Reply:
         opt_at = opt_end = i  # ours goes at the end
 
     edns = bool(mode & (MODE_EDNS | MODE_DO))
-    our_opt = _OPT_FIXED.pack(0, OPT, bufsize, ext_rcode, 0, 0x8000 if mode & MODE_DO else 0, 0) if edns else b""
+    our_opt = _OPT_FIXED.pack(0, OPT, bufsize, ext_rcode, 0, DO if mode & MODE_DO else 0, 0) if edns else b""
     header = bytearray(reply[:HEADER_LEN])
     header[0:2] = b"\x00\x00"
     header[2] &= ~AA & 0xFF

@@ -23,10 +23,12 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from dnslib import CLASS, QTYPE
+from dnslib import QTYPE
 
 from dns_server.answer import Answer, Outcome
-from dns_server.wire import HEADER_LEN, MAX_LABEL_LEN, MAX_NAME_LEN, OPT, FormErr, Query, skip_name
+from dns_server.wire import (
+    AA, CD, CLASS_IN, DO, HEADER_LEN, MAX_LABEL_LEN, MAX_NAME_LEN, OPT, QR, RA, RD, TC, FormErr, Query, skip_name,
+)
 
 MAX_NAME_TEXT = MAX_NAME_LEN - 2  # a name's text: its wire form less the first length byte and the root
 MAX_CHARACTER_STRING = 255  # RFC 1035 3.3: one length byte
@@ -34,11 +36,7 @@ MAX_POINTER_OFFSET = 0x3FFF  # RFC 1035 4.1.4: 14 bits of offset
 
 A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.NS, QTYPE.PTR, QTYPE.SOA,
                                           QTYPE.SRV, QTYPE.TXT)
-IN = CLASS.IN
-# Header flag bits, in the first and second flag bytes (RFC 1035 4.1.1, RFC 4035 3.2)
-QR, AA, TC, RD = 0x80, 0x04, 0x02, 0x01
-RA, CD = 0x80, 0x10
-DO = 0x8000  # in the OPT record's flags (RFC 3225 3)
+IN = CLASS_IN
 _HEADER = struct.Struct("!HHHHHH")
 _COUNTS = struct.Struct("!HHH")  # ANCOUNT, NSCOUNT, ARCOUNT
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdlength

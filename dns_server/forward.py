@@ -34,7 +34,7 @@ from typing import Callable, Coroutine, Protocol
 
 from dns_server.config import ForwardSettings
 from dns_server.upstreams import NoAnswer, Overloaded, Server, Upstreams
-from dns_server.wire import MODE_RD, name_to_wire, query_for_key, reply_matches
+from dns_server.wire import MODE_RD, TC, name_to_wire, query_for_key, reply_matches
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ MIN_WAIT = 0.01  # no new attempt with less time left (uvloop's timers have 1 ms
 MAX_MESSAGE = 65535
 MAX_READS = 64  # datagrams read per readiness callback before the loop gets a turn
 ID_BATCH = 2048  # random bytes fetched at once: IDs for 1024 queries per system call
-_TC = 0x02
 NS_IN = b"\x00\x02\x00\x01"
 
 
@@ -168,7 +167,7 @@ class Forwarder:
         """
         if not tcp:
             reply = await self._channel(server).ask(query, question_len, self._ids, self._timeout(deadline))
-            if not reply[2] & _TC:
+            if not reply[2] & TC:
                 return reply
         query = self._ids.take().to_bytes(2, "big") + query[2:]
         return await _tcp(server, query, question_len, self._timeout(deadline))

@@ -114,6 +114,11 @@ class HostsTable:
         return cls({key: tuple(value) for key, value in by_name.items()},
                    {key: tuple(value) for key, value in by_address.items()})
 
+    @property
+    def size(self) -> int:
+        """Name-address pairs in the table (coredns_hosts_entries)."""
+        return sum(len(addresses) for addresses in self.by_name.values())
+
     def addresses(self, name: str, family: Family) -> tuple[str, ...]:
         """The IPv4 (family 4) or IPv6 (family 6) addresses of `name` (lower case, no trailing dot)."""
         return self.by_name.get((name, family), ())

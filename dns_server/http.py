@@ -112,8 +112,8 @@ class HttpEndpoints:
     def begin_shutdown(self) -> None:
         """From now on /ready answers 503; /health and /metrics answer until `stop()`."""
         with self._ready_lock:
-            self._shutting_down = True
-        if self.lameduck > 0:
+            already, self._shutting_down = self._shutting_down, True
+        if self.lameduck > 0 and not already:
             health_log.info("Going into lameduck mode for %s", go_duration(self.lameduck))
 
     def stop(self) -> None:

@@ -33,6 +33,8 @@ PLUGIN_LOGGERS = {
     "dns_server.querylog": "log",
     "dns_server.errorlog": "errors",
     "dns_server.loop": "loop",
+    "dns_server.health": "health",
+    "dns_server.ready": "ready",
 }
 # Attributes every LogRecord has; anything else on a record came from `extra`.
 _RECORD_ATTRIBUTES = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}

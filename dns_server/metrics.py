@@ -43,6 +43,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 import dns_server
+from dns_server.answer_table import AnswerCacheCounters
+from dns_server.cache import CacheCounters
 from dns_server.config import ServerBlock, format_address, zone_text
 
 
@@ -267,28 +269,40 @@ def _histograms(name: str, help_text: str, labels: list[str], bounds: tuple[floa
     return family
 
 
-@dataclass(slots=True)
-class CacheCounters:
-    """One `cache`'s counts: plain ints its owner adds to on the event loop, read at scrape time."""
+class SourceCounters:
+    """The API source's reports as the kubernetes and watch metric families (cold paths only)."""
 
-    requests: int = 0
-    success_hits: int = 0
-    denial_hits: int = 0
-    misses: int = 0
-    prefetches: int = 0
-    drops: int = 0  # replies not cached because they are malformed
-    served_stale: int = 0
-    success_evictions: int = 0
-    denial_evictions: int = 0
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def programmed(self, service_kind: str, seconds: float) -> None:
+        self._metrics.dns_programming_duration.labels(service_kind).observe(seconds)
+
+    def watch_restarted(self, resource: str) -> None:
+        self._metrics.watch_restarts.labels(resource).inc()
+
+    def relisted(self, resource: str) -> None:
+        self._metrics.watch_relists.labels(resource).inc()
 
 
-@dataclass(slots=True)
-class AnswerCacheCounters:
-    """Our answer cache's counts (encoded cluster answers), read at scrape time."""
+class ProxyCounters:
+    """A forward directive's reports as the proxy and forward metric families (cold paths only)."""
 
-    hits: int = 0
-    misses: int = 0
-    invalidations: int = 0  # entries dropped because the cluster data they were built from changed
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def request(self, to: str, rcode: int | None, seconds: float) -> None:
+        if rcode is not None:  # CoreDNS observes replies only; a failed exchange shows in the errors plugin
+            self._metrics.proxy_request_duration.labels(PROXY_NAME, to, rcode_label(rcode)).observe(seconds)
+
+    def health_failure(self, to: str) -> None:
+        self._metrics.proxy_healthcheck_failures.labels(PROXY_NAME, to).inc()
+
+    def rejected(self) -> None:
+        self._metrics.forward_max_concurrent_rejects.inc()
+
+    def broken(self) -> None:
+        self._metrics.forward_healthcheck_broken.inc()
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,6 +418,14 @@ class Metrics:
                     for name in block.handlers:
                         self.plugin_enabled.labels(server_label(host, key.port), zone_text(key.zone), "", name).set(1)
 
+    def source(self) -> SourceCounters:
+        """What the Kubernetes API source reports (dns_server.sources.kube.SourceMetrics), into these metrics."""
+        return SourceCounters(self)
+
+    def forwarder(self) -> ProxyCounters:
+        """What a `forward` directive reports (dns_server.forward.ProxyMetrics), into these metrics."""
+        return ProxyCounters(self)
+
     def set_reload_version(self, sha512: str) -> None:
         """`coredns_reload_version_info{hash="sha512",value=<hex>}`: the Corefile the reload plugin last loaded."""
         self._reload_version.clear()
@@ -495,7 +517,8 @@ def _answer_cache_families(caches: Mapping[str, _AnswerCacheReader]) -> Iterator
     for name, help_text in (("hits", "Queries answered from the answer cache."),
                             ("misses", "Queries the answer cache had no answer for."),
                             ("invalidations", "Cached answers dropped because the cluster data they came from "
-                                              "changed.")):
+                                              "changed."),
+                            ("evictions", "Cached answers dropped because the answer cache was full.")):
         yield _counters(f"dns_server_answer_cache_{name}_total", help_text, ["server"],
                         {(server,): getattr(reader.counters, name) for server, reader in caches.items()})
 

@@ -30,14 +30,14 @@ import logging
 import time
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Callable, Optional, Protocol
+from typing import Callable, NamedTuple, Optional, Protocol
 
 from dnslib import DNSRecord
 
 from dns_server.answer import Answer, Outcome
 from dns_server.answer_table import AnswerTable, Entry, View
 from dns_server.config import ServerBlock, longest_zone, zone_text
-from dns_server.encode import encode, error_reply, fit
+from dns_server.encode import Unencodable, encode, error_reply, fit
 from dns_server.loop import HINFO, LoopProbe
 from dns_server.outbound import CACHE, FORWARD, Outbound
 from dns_server.querylog import QueryLog, QueryLogWriter, QueryRecord
@@ -47,8 +47,8 @@ from dns_server.snapshot import Change
 from dns_server.upstreams import NoAnswer, Overloaded
 from dns_server.wire import (
     BADVERS, CLASS_IN, FORMERR, HEADER_LEN, MAX_TCP_MESSAGE, MODE_DO, NO_EDNS_PAYLOAD, NOTIMP, OPCODE_QUERY,
-    REFUSED, SERVFAIL, Drop, FormErr, Query, decode_query, header_only_reply, name_to_wire, question_end,
-    question_key,
+    REFUSED, SERVFAIL, Drop, FormErr, Query, decode_name, decode_query, header_only_reply, name_to_wire,
+    question_end, question_key,
 )
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,7 @@ ErrorReporter = Callable[[int, str, int, str], None]  # rcode, name, qtype, reas
 Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them
 
 
-@dataclass(frozen=True, slots=True)
-class Labels:
+class Labels(NamedTuple):
     """What metrics know of an answer: fixed per question."""
 
     zone: str  # the block's zone the name fell in, as CoreDNS prints it, or "dropped"
@@ -132,7 +131,8 @@ class Pipeline:
 
     def __init__(self, routes: list[tuple[str, Block]], server: str = "dns://:53", family: str = "1",
                  metrics: QueryMetrics | None = None, table: AnswerTable | None = None,
-                 query_log: QueryLogWriter | None = None, local: str = "") -> None:
+                 query_log: QueryLogWriter | None = None, local: str = "",
+                 panicked: Callable[[], None] | None = None) -> None:
         self.routes = sorted(routes, key=lambda route: -len(route[0]))
         self._zones = tuple(zone for zone, _ in self.routes)
         self._blocks = {zone: block for zone, block in self.routes}
@@ -146,6 +146,7 @@ class Pipeline:
         self._last_error_log = 0.0
         self._writer = query_log if any(block.query_log for _, block in self.routes) else None
         self._local = local  # our address, for the query log
+        self._panicked = panicked  # counts internal errors (coredns_panics_total)
         if metrics is not None:
             self.handle = self._handle_metered  # type: ignore[method-assign]
         if self._writer is not None:
@@ -219,6 +220,11 @@ class Pipeline:
                 entry = self.table.get(key)
                 if entry is not None:
                     return self._serve(entry, data, key, end, payload, via_tcp, peer)
+                # a miss: everything decode_query would read is known already
+                query = Query(data[0] << 8 | data[1], 0, decode_name(key), data[end + 1] | data[end] << 8,
+                              data[end + 3] | data[end + 2] << 8, data[HEADER_LEN:qend], key[:-1], arcount == 1,
+                              max(payload, NO_EDNS_PAYLOAD), bool(mode & MODE_DO), 0, data[2] << 8 | data[3])
+                return self._resolve(data, query, via_tcp, peer)
             return self._slow(data, via_tcp, peer)
         except (FormErr, Drop):
             return self._slow(data, via_tcp, peer)
@@ -299,7 +305,13 @@ class Pipeline:
                 return self._count_reply(data, error_reply(query, REFUSED, block.bufsize), zone_text(zone), FORWARD,
                                          via_tcp)
             return Forward(data, query, answer, via_tcp, block, zone, peer, share=not probe)
-        encoded = encode(query, answer, block.bufsize)
+        try:
+            encoded = encode(query, answer, block.bufsize)
+        except Unencodable as error:  # cluster data no reply can carry (a name with an escaped dot, ...)
+            if block.errors is not None:
+                block.errors(SERVFAIL, query.name, query.qtype, f"cannot encode the answer: {error}")
+            return self._count_reply(data, error_reply(query, SERVFAIL, block.bufsize), labels.zone, answer.plugin,
+                                     via_tcp)
         entry = Entry(encoded.wire, encoded.serial_at, block.view, answer.depends, block.bufsize, labels,
                       rotations=_rotations(query, answer, block), serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
@@ -376,7 +388,7 @@ class Pipeline:
     # -- metrics -------------------------------------------------------------------------------------
     def _tally_for(self, zone: str, plugin: str, data: bytes, reply: bytes, key: bytes, via_tcp: bool) -> Tally:
         assert self.metrics is not None
-        qtype = key[-3] | key[-4] << 8
+        qtype = key[-4] | key[-5] << 8  # the key ends with type, class and the mode byte
         return self.metrics.tally(self.server, zone, "", "tcp" if via_tcp else "udp", self.family, qtype,
                                   reply[3] & 0x0F, plugin, bool(key[-1] & MODE_DO), len(data), len(reply))
 
@@ -408,6 +420,8 @@ class Pipeline:
                                   reply[3] & 0x0F, plugin, do, len(data), len(reply))
 
     def _log_bug(self) -> None:
+        if self._panicked is not None:
+            self._panicked()
         now = time.monotonic()
         if now - self._last_error_log >= 1.0:  # at most one traceback a second
             self._last_error_log = now

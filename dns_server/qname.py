@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass
+from typing import NamedTuple
 
 IPV4_REVERSE = "in-addr.arpa"
 IPV6_REVERSE = "ip6.arpa"
@@ -45,8 +45,7 @@ class Kind(enum.Enum):
     REVERSE = "reverse"
 
 
-@dataclass(frozen=True, slots=True)
-class Name:
+class Name(NamedTuple):
     kind: Kind
     zone: str = ""  # the zone the name lies in: a cluster domain or a reverse zone
     namespace: str = ""

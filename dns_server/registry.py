@@ -96,12 +96,18 @@ class Registry:
         self._namespace_uses: Counter[str] = Counter()
         self._reverse_of: dict[ServiceKey, tuple[tuple[str, str], ...]] = {}
         self._pod_ips: Counter[PodAddress] = Counter()
+        self._counts: Counter[str] = Counter()
         self._subscribers: list[Subscriber] = []
         self.snapshot = Snapshot.empty(synced=not self._required)
 
     def subscribe(self, callback: Subscriber) -> None:
         """Call `callback(snapshot, change)` after every publication (on the applying thread)."""
         self._subscribers.append(callback)
+
+    def counts(self) -> dict[str, int]:
+        """How many objects of each kind are held (for metrics)."""
+        with self._lock:
+            return dict(self._counts)
 
     def objects(self, kind: str | None = None) -> list[Record]:
         """The current records (of one kind), for sources that diff against what is loaded."""
@@ -147,6 +153,7 @@ class Registry:
             if new is not None:
                 self._objects[key] = new
             kind, namespace, name = key
+            self._counts[kind] += (new is not None) - (previous is not None)
             if kind == NAMESPACE:
                 namespaces_changed = True
                 if new is None:

@@ -23,15 +23,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from dns_server.answer_table import View
-from dns_server.cache import ForwardCache
-from dns_server.config import Config, ConfigError, HostsSettings, ServerBlock, SourceSettings, format_address
+from dns_server.answer_table import AnswerTable, View
+from dns_server.cache import ForwardCache, Kind
+from dns_server.config import Config, ConfigError, HostsSettings, ServerBlock, SourceSettings, format_address, zone_text
 from dns_server.errorlog import ErrorLog
 from dns_server.forward import Forwarder
 from dns_server.outbound import Outbound
 from dns_server.hosts import HostsEntry, HostsTable, parse_hosts
 from dns_server.loop import LoopProbe
-from dns_server.pipeline import Block, ErrorReporter, Pipeline, QueryMetrics
+from dns_server.metrics import Metrics, server_label
+from dns_server.pipeline import Block, ErrorReporter, Pipeline
 from dns_server.querylog import QueryLog, QueryLogWriter
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE
 from dns_server.registry import Registry, Scope
@@ -153,7 +154,7 @@ class Runtime:
             pipeline.publish(block.view, Change(hosts=True), False)
 
 
-async def start(config: Config, previous: Runtime | None = None, metrics: QueryMetrics | None = None,
+async def start(config: Config, previous: Runtime | None = None, metrics: Metrics | None = None,
                 query_log: QueryLogWriter | None = None, on_loop: Callable[[str], None] | None = None) -> Runtime:
     """Build and start a runtime for `config`, taking over what `previous` has that stays the same.
 
@@ -165,27 +166,37 @@ async def start(config: Config, previous: Runtime | None = None, metrics: QueryM
         if block.kubernetes is not None and block.kubernetes.source not in runtime.clusters:
             settings = block.kubernetes.source
             reused = previous.clusters.get(settings) if previous is not None else None
-            runtime.clusters[settings] = reused or await _open_cluster(settings, loop)
+            runtime.clusters[settings] = reused or await _open_cluster(settings, loop, metrics)
+            if metrics is not None:
+                _report_cluster(metrics, runtime.clusters[settings])
     for cluster in runtime.clusters.values():
         if cluster.task is None:
             cluster.task = asyncio.create_task(cluster.source.run(), name=f"source {cluster.source.summary()}")
     await _wait_for_sync(runtime)
     for block_settings in config.blocks:
-        running = await _block(block_settings, runtime)
+        running = await _block(block_settings, runtime, metrics if block_settings.prometheus else None)
         if block_settings.loop and on_loop is not None:
             running.loop = LoopProbe(block_settings.zones[0], on_loop)
         runtime.blocks.append(running)
     if runtime.error_logs:
         runtime.tasks.append(asyncio.create_task(_summarise_errors(runtime.error_logs)))
     routes = _routes(runtime.blocks)
+    swaps: list[tuple[Listener, Pipeline]] = []  # kept sockets get their new pipeline once all is bound
+    tables: dict[str, list[AnswerTable]] = {}
     try:
         for (host, port), blocks in routes.items():
             metered = metrics if any(block.settings.prometheus for _, block in blocks) else None
-            pipeline = Pipeline(blocks, _server_label(host, port, blocks), "2" if ":" in host else "1", metered,
-                                query_log=query_log, local=host)
+            server = _server_label(host, port, blocks)
+            table = AnswerTable()
+            if metered is not None:
+                tables.setdefault(server, []).append(table)  # both families of a wildcard listener share a label
+                table.counters = metered.answer_cache(server, _entries_of(tables[server]))
+            pipeline = Pipeline(blocks, server, "2" if ":" in host else "1",
+                                metered.queries if metered is not None else None, table, query_log=query_log,
+                                local=host, panicked=metrics.panics.inc if metrics is not None else None)
             reused_listener = previous.listeners.get((host, port)) if previous is not None else None
             if reused_listener is not None:
-                reused_listener.pipeline = reused_listener.udp.pipeline = reused_listener.tcp.pipeline = pipeline
+                swaps.append((reused_listener, pipeline))
                 runtime.listeners[(host, port)] = reused_listener
             else:
                 listener = await _bind(host, port, pipeline, config)
@@ -199,6 +210,8 @@ async def start(config: Config, previous: Runtime | None = None, metrics: QueryM
             if (previous is None or previous.clusters.get(settings) is not cluster) and cluster.task is not None:
                 cluster.task.cancel()
         raise
+    for listener, pipeline in swaps:
+        listener.pipeline = listener.udp.pipeline = listener.tcp.pipeline = pipeline
     for running in runtime.blocks:
         if running.loop is not None:
             host = running.settings.bind[0] if running.settings.bind else "127.0.0.1"
@@ -219,7 +232,8 @@ async def _wait_for_sync(runtime: Runtime) -> None:
         log.warning("plugin/kubernetes: starting server with unsynced Kubernetes API")
 
 
-async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoop) -> Cluster:
+async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoop,
+                        metrics: Metrics | None = None) -> Cluster:
     """A registry and its source: fixture files fully loaded, or the Kubernetes API connected but not listed."""
     registry = Registry(required_kinds=_required_kinds(settings), endpoint_pod_names=settings.endpoint_pod_names,
                         noendpoints=settings.noendpoints, clock=time.time, scope=_scope_for(settings))
@@ -234,7 +248,8 @@ async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoo
             from dns_server.sources.kube import KubeSource, api_client, resources_for  # the client is heavy
 
             api = await asyncio.to_thread(api_client, settings)
-            source = KubeSource(api, registry, resources_for(settings))
+            source = KubeSource(api, registry, resources_for(settings),
+                                metrics=metrics.source() if metrics is not None else None)
     except ConfigError as error:
         raise StartupError(str(error)) from None
     cluster = Cluster(settings, registry, source, View(registry.snapshot))
@@ -265,12 +280,18 @@ def _scope_for(settings: SourceSettings) -> Scope | None:
     return None
 
 
-async def _block(settings: ServerBlock, runtime: Runtime) -> Block:
+async def _block(settings: ServerBlock, runtime: Runtime, metrics: Metrics | None) -> Block:
     view = runtime.clusters[settings.kubernetes.source].view if settings.kubernetes is not None else NO_CLUSTER
     outbound = None
     if settings.forward:
-        forwarders = [Forwarder(forward, random.Random()) for forward in settings.forward]
-        cache = ForwardCache(settings.cache, settings.zones, settings.bufsize) if settings.cache is not None else None
+        proxy = metrics.forwarder() if metrics is not None else None
+        forwarders = [Forwarder(forward, random.Random(), proxy) for forward in settings.forward]
+        cache = None
+        if settings.cache is not None:
+            cache = ForwardCache(settings.cache, settings.zones, settings.bufsize)
+            if metrics is not None:
+                cache.stats = metrics.cache(_block_server(settings), ",".join(zone_text(z) for z in cache.zones),
+                                            _cache_entries(cache))
         outbound = Outbound(forwarders, [forward.handles for forward in settings.forward], cache, settings.bufsize)
         runtime.outbounds.append(outbound)
     errors: ErrorReporter | None = None
@@ -285,9 +306,11 @@ async def _block(settings: ServerBlock, runtime: Runtime) -> Block:
     if settings.hosts is not None:
         hosts_settings = settings.hosts
         zones = hosts_settings.zones or settings.zones
-        block.hosts, signature = await asyncio.to_thread(_read_hosts, hosts_settings, zones, None)
+        table, signature = await asyncio.to_thread(_read_hosts, hosts_settings, zones, None)
+        block.hosts = table
+        _report_hosts(metrics, hosts_settings, table)
         if hosts_settings.reload > 0 and hosts_settings.path is not None:
-            runtime.tasks.append(asyncio.create_task(_reload_hosts(runtime, block, zones, signature)))
+            runtime.tasks.append(asyncio.create_task(_reload_hosts(runtime, block, zones, signature, metrics)))
     return block
 
 
@@ -315,7 +338,15 @@ def _read_hosts(settings: HostsSettings, zones: tuple[str, ...], known: Signatur
     return HostsTable.build(entries, inline, zones, reverse=not settings.no_reverse), signature
 
 
-async def _reload_hosts(runtime: Runtime, block: Block, zones: tuple[str, ...], signature: Signature) -> None:
+def _report_hosts(metrics: Metrics | None, settings: HostsSettings, table: HostsTable) -> None:
+    """coredns_hosts_entries and coredns_hosts_reload_timestamp_seconds, for a block with `prometheus`."""
+    if metrics is not None:
+        metrics.hosts_entries.labels(str(settings.path or "")).set(table.size)
+        metrics.hosts_reload_timestamp.set(time.time())
+
+
+async def _reload_hosts(runtime: Runtime, block: Block, zones: tuple[str, ...], signature: Signature,
+                        metrics: Metrics | None) -> None:
     """The hosts plugin's `reload`: read the file again whenever it changed."""
     settings = block.settings.hosts
     assert settings is not None and settings.path is not None
@@ -329,6 +360,7 @@ async def _reload_hosts(runtime: Runtime, block: Block, zones: tuple[str, ...], 
         if now != signature:
             table, signature = await asyncio.to_thread(_read_hosts, settings, zones, signature)
             runtime.hosts_changed(block, table)
+            _report_hosts(metrics, settings, table)
             log.info("plugin/hosts: reloaded %s", settings.path)
 
 
@@ -350,6 +382,25 @@ def _routes(blocks: list[Block]) -> dict[tuple[str, int], list[tuple[str, Block]
             for host in hosts:
                 routes.setdefault((host, key.port), []).append((key.zone, block))
     return routes
+
+
+def _entries_of(tables: list[AnswerTable]) -> Callable[[], int]:
+    return lambda: sum(len(table) for table in tables)
+
+
+def _cache_entries(cache: ForwardCache) -> Callable[[], tuple[int, int]]:
+    return lambda: (cache.entries(Kind.SUCCESS), cache.entries(Kind.DENIAL))
+
+
+def _block_server(settings: ServerBlock) -> str:
+    """The metrics `server` label of a block's first listener."""
+    return server_label(settings.bind[0] if settings.bind else "", settings.keys[0].port)
+
+
+def _report_cluster(metrics: Metrics, cluster: Cluster) -> None:
+    """The cluster's snapshot age and objects per kind, read when Prometheus scrapes."""
+    metrics.snapshot(cluster.source.summary().split(" ", 1)[0], lambda: time.time() - cluster.view.snapshot.serial,
+                     cluster.registry.counts)
 
 
 def _server_label(host: str, port: int, blocks: list[tuple[str, Block]]) -> str:

@@ -13,7 +13,7 @@ Rules this module keeps:
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from dnslib import QTYPE
 
@@ -32,6 +32,7 @@ CLASS_IN = 1
 # Header flag bits, in the first and second flag bytes (RFC 1035 4.1.1, RFC 4035 3.2)
 QR, AA, TC, RD = 0x80, 0x04, 0x02, 0x01
 RA, AD, CD = 0x80, 0x20, 0x10
+DO = 0x8000  # in the OPT record's flags (RFC 3225 3)
 # The mode byte that ends a question key (see Pipeline.cache_key): what else, besides the question,
 # makes two replies differ.
 MODE_EDNS, MODE_DO, MODE_RD, MODE_CD = 0x01, 0x02, 0x04, 0x08
@@ -48,9 +49,8 @@ class FormErr(Exception):
     """A query whose header we can answer, but whose body is malformed: reply FORMERR."""
 
 
-@dataclass(frozen=True, slots=True)
-class Query:
-    """The parts of a query that decide its answer."""
+class Query(NamedTuple):
+    """The parts of a query that decide its answer (a NamedTuple: immutable and cheap to make per query)."""
 
     id: int
     opcode: int
@@ -160,7 +160,7 @@ def decode_query(data: bytes) -> Query:
                     raise FormErr("OPT owner name is not the root")
                 edns = True
                 payload = max(rclass, NO_EDNS_PAYLOAD)
-                do = bool(opt_flags & 0x8000)
+                do = bool(opt_flags & DO)
                 version = version_here
             i += 10 + rdlength
             if i > len(data):
@@ -220,7 +220,7 @@ def query_for_key(key: bytes, qid: int, payload: int) -> bytes:
     edns = bool(mode & (MODE_EDNS | MODE_DO))
     message = _HEADER.pack(qid, flags >> 8, flags & 0xFF, 1, 0, 0, 1 if edns else 0) + key[:-1]
     if edns:
-        message += b"\x00" + _OPT_FIXED.pack(OPT, payload, 0, 0, 0x8000 if mode & MODE_DO else 0, 0)
+        message += b"\x00" + _OPT_FIXED.pack(OPT, payload, 0, 0, DO if mode & MODE_DO else 0, 0)
     return message
 
 

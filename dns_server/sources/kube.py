@@ -42,7 +42,8 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from datetime import datetime
+from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import urllib3
 from kubernetes import client
@@ -50,10 +51,11 @@ from kubernetes import config as kube_config
 from kubernetes.client.exceptions import ApiException
 
 from dns_server.config import ConfigError, SourceSettings
-from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, Record, describe
+from dns_server.logs import log_event
+from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, SERVICE_NAME_LABEL, Record, describe
 from dns_server.registry import Put, Registry, Replace, Update
 from dns_server.sources.events import (
-    BOOKMARK, ERROR, BadEvent, parse_event, resource_version, update_for,
+    BOOKMARK, DELETED, ERROR, BadEvent, parse_event, resource_version, update_for,
 )
 
 log = logging.getLogger(__name__)
@@ -71,6 +73,8 @@ READ_SIZE = 64 * 1024
 # Pods in these phases have no DNS record; the API filters them out (as CoreDNS's pod watch does).
 RUNNING_PODS_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed,status.phase!=Unknown"
 GONE = 410
+TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"  # set by the EndpointSlice controller
+CLUSTER_IP, HEADLESS_WITH_SELECTOR = "cluster_ip", "headless_with_selector"  # CoreDNS's service_kind values
 
 
 class Gone(Exception):
@@ -234,6 +238,17 @@ class Batcher:
                 return
 
 
+class SourceMetrics(Protocol):
+    """What the API source reports to the metrics."""
+
+    def programmed(self, service_kind: str, seconds: float) -> None:
+        """An EndpointSlice change is served: `seconds` since its trigger time (DNS programming latency)."""
+
+    def watch_restarted(self, resource: str) -> None: ...
+
+    def relisted(self, resource: str) -> None: ...
+
+
 class KubeSource:
     """Keeps the registry in sync with the cluster; `run()` until cancelled."""
 
@@ -241,8 +256,10 @@ class KubeSource:
                  page_size: int = PAGE_SIZE, watch_timeout: float = WATCH_TIMEOUT,
                  read_timeout_margin: float = READ_TIMEOUT_MARGIN, backoff: Backoff = Backoff(),
                  batch_quiet: float = BATCH_QUIET, batch_max_delay: float = BATCH_MAX_DELAY,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None, metrics: SourceMetrics | None = None) -> None:
         self._api = api
+        self._registry = registry
+        self._metrics = metrics
         self._resources = tuple(resources)
         self._page_size = page_size
         self._watch_timeout = watch_timeout
@@ -304,13 +321,19 @@ class KubeSource:
         status = self.status.resources[resource.kind]
         failures = 0
         listed = False
+        watches = 0
         while not self._stop.is_set():
             try:
                 if not listed:
+                    if status.lists and self._metrics is not None:
+                        self._metrics.relisted(resource.plural)
                     self._list(resource, status)
                     listed = True
                     failures = 0
                     status.error = ""
+                watches += 1
+                if watches > 1 and self._metrics is not None:
+                    self._metrics.watch_restarted(resource.plural)
                 if self._watch(resource, status):
                     failures = 0
                     continue
@@ -349,11 +372,16 @@ class KubeSource:
             status.objects = count
             status.lists += 1
             status.listed_at = time.time()
-            log.info("%s %s: %d objects in %.2f s (%d page%s)", "relisted" if relist else "synced",
-                     resource.plural, count, time.monotonic() - started, pages, "" if pages == 1 else "s")
+            seconds = time.monotonic() - started
+            log_event(log, "sync", f"{'relisted' if relist else 'synced'} {resource.plural}: {count} objects in "
+                      f"{seconds:.2f} s ({pages} page{'' if pages == 1 else 's'})", kind=resource.plural,
+                      objects=count, seconds=round(seconds, 3), pages=pages, relist=relist)
             if not relist and self.status.ready:
-                log.info("initial sync complete in %.2f s: %s", time.time() - self.status.started_at,
-                         ", ".join(f"{r.objects} {Resource(k).plural}" for k, r in self.status.resources.items()))
+                objects = {Resource(k).plural: r.objects for k, r in self.status.resources.items()}
+                total = time.time() - self.status.started_at
+                log_event(log, "sync", f"initial sync complete in {total:.2f} s: "
+                          + ", ".join(f"{n} {plural}" for plural, n in objects.items()), seconds=round(total, 3),
+                          objects=objects)
             if self.status.ready:
                 freeze_heap()
 
@@ -418,22 +446,43 @@ class KubeSource:
         try:
             for lines in _line_batches(response, self._stop):
                 updates: list[Update] = []
+                triggers: list[tuple[str, str, float]] = []
                 try:
                     for line in lines:
-                        self._event(resource, status, line, updates)
+                        self._event(resource, status, line, updates, triggers)
                         progress = True
                 finally:
                     # what was read before a failing line is applied: the resourceVersion moved past it
                     status.last_event_at = time.time()
                     if updates:
-                        self._batcher.put(updates)
+                        self._batcher.put(updates, self._programmed(triggers) if triggers else None)
         finally:
             self._streams.pop(resource.kind, None)
             response.close()
             response.release_conn()
         return progress or time.monotonic() - started >= min(1.0, timeout)
 
-    def _event(self, resource: Resource, status: ResourceStatus, line: bytes, updates: list[Update]) -> None:
+    def _programmed(self, triggers: list[tuple[str, str, float]]) -> Callable[[], None]:
+        """Once applied, observe each change's DNS programming latency, as CoreDNS's kubernetes plugin does.
+
+        Only for a slice of exactly one service (the `kubernetes.io/service-name` label); the service
+        kind is read from the snapshot the change went into.
+        """
+        metrics = self._metrics
+        assert metrics is not None
+
+        def applied() -> None:
+            now = time.time()
+            services = self._registry.snapshot.services
+            for namespace, service, trigger in triggers:
+                entry = services.get((namespace, service))
+                if entry is not None:
+                    metrics.programmed(HEADLESS_WITH_SELECTOR if entry.service.headless else CLUSTER_IP, now - trigger)
+
+        return applied
+
+    def _event(self, resource: Resource, status: ResourceStatus, line: bytes, updates: list[Update],
+               triggers: list[tuple[str, str, float]]) -> None:
         """Handle one watch event line: collect its update, move the resourceVersion on."""
         try:
             event = parse_event(line)
@@ -453,9 +502,30 @@ class KubeSource:
                 update = None
             if update is not None:
                 updates.append(update)
+                if resource.kind == ENDPOINT_SLICE and event.type != DELETED and self._metrics is not None:
+                    trigger = trigger_time(obj)
+                    if trigger is not None:
+                        triggers.append(trigger)
         version = resource_version(obj)
         if version:
             status.resource_version = version
+
+
+def trigger_time(obj: Mapping[str, Any]) -> tuple[str, str, float] | None:
+    """(namespace, service, time) of an EndpointSlice's `endpoints.kubernetes.io/last-change-trigger-time`."""
+    meta = obj.get("metadata") or {}
+    text = (meta.get("annotations") or {}).get(TRIGGER_TIME_ANNOTATION)
+    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    if not text or not service:
+        return None
+    try:
+        when = datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        log.warning('DnsProgrammingLatency cannot be calculated for Endpoints \'%s/%s\'; invalid "%s" annotation '
+                    'RFC3339 value of "%s"', meta.get("namespace", ""), meta.get("name", ""), TRIGGER_TIME_ANNOTATION,
+                    text)
+        return None
+    return str(meta.get("namespace") or "default").lower(), str(service).lower(), when
 
 
 def freeze_heap() -> None:

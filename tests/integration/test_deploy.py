@@ -19,13 +19,14 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import pytest
+
+import dns_server
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -499,7 +500,7 @@ def test_dockerfile_builds_a_non_root_image_running_the_corefile() -> None:
 def test_deployment_runs_the_image_built_from_this_version() -> None:
     """Manifests and Dockerfile: the Deployment passes the image's own command; the tag is the version."""
     _, final = read_dockerfile()
-    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    version = dns_server.__version__
     for workload in (objects(COREDNS)["Deployment", "coredns"], objects(NODELOCAL)["DaemonSet", "node-local-dns"]):
         container = only_container(workload)
         assert container["image"] == f"dns-server:{version}"

@@ -50,7 +50,7 @@ def test_a_change_drops_exactly_the_entries_that_read_what_it_touched(change: Ch
     table.publish(VIEW, change, False)
     assert {key.decode() for key in table.entries} == set(entries) - dropped
     assert all(table.entries[key.encode()] is entries[key] for key in set(entries) - dropped)  # kept as they were
-    assert table.invalidations == len(dropped)
+    assert table.counters.invalidations == len(dropped)
 
 
 def test_an_entry_replaced_under_its_key_no_longer_answers_to_the_old_dependencies() -> None:
@@ -59,9 +59,9 @@ def test_an_entry_replaced_under_its_key_no_longer_answers_to_the_old_dependenci
     newer = entry(B)
     table.put(b"k", newer)
     table.publish(VIEW, Change(services=frozenset({("shop", "a")})), False)
-    assert table.entries[b"k"] is newer and table.invalidations == 0
+    assert table.entries[b"k"] is newer and table.counters.invalidations == 0
     table.publish(VIEW, Change(services=frozenset({("shop", "b")})), False)
-    assert b"k" not in table.entries and table.invalidations == 1
+    assert b"k" not in table.entries and table.counters.invalidations == 1
 
 
 def test_exact_replies_go_with_their_entry() -> None:
@@ -116,17 +116,17 @@ def test_eviction_drops_the_oldest_eighth_with_their_exact_replies() -> None:
     assert table.get(b"00") is not None  # a lookup does not make an entry younger
     table.put(b"16", entry())
     assert sorted(table.entries) == [b"%02d" % i for i in range(2, 17)]
-    assert table.evictions == 2
+    assert table.counters.evictions == 2
     assert b"query 00" not in table.exact_udp and b"query 01" not in table.exact_udp and b"query 02" in table.exact_udp
     table.publish(VIEW, Change(services=frozenset({("shop", "s0")})), False)
-    assert table.invalidations == 0  # an evicted entry is not counted again
+    assert table.counters.invalidations == 0  # an evicted entry is not counted again
 
 
 def test_a_full_table_of_eight_or_fewer_evicts_one() -> None:
     table = AnswerTable(max_entries=3)
     for i in range(5):
         table.put(b"%d" % i, entry())
-    assert sorted(table.entries) == [b"2", b"3", b"4"] and table.evictions == 2
+    assert sorted(table.entries) == [b"2", b"3", b"4"] and table.counters.evictions == 2
 
 
 # -- the SOA serial ---------------------------------------------------------------------------------

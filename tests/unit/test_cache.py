@@ -184,7 +184,7 @@ def test_least_recently_used_entries_are_evicted_first() -> None:
         keep(cache, key, wire, name=f"n{i}.example.com")
         if i == 1:
             assert cache.get(keys[0], NOW)  # n0 is now more recently used than n1
-    assert cache.entries(Kind.SUCCESS) == 2 and cache.stats.evictions_success == 1
+    assert cache.entries(Kind.SUCCESS) == 2 and cache.stats.success_evictions == 1
     assert cache.get(keys[0], NOW) and cache.get(keys[2], NOW) and cache.get(keys[1], NOW) is None
 
 
@@ -200,7 +200,7 @@ def test_success_and_denial_have_lrus_of_their_own() -> None:
         key, wire = upstream_reply(f"nx{i}.example.com", rcode=dns.rcode.NXDOMAIN, soa=(300, 300))
         keep(cache, key, wire, name=f"nx{i}.example.com")
     assert cache.entries(Kind.SUCCESS) == 2 and cache.entries(Kind.DENIAL) == 3
-    assert cache.stats.evictions_denial == 7 and cache.stats.evictions_success == 0
+    assert cache.stats.denial_evictions == 7 and cache.stats.success_evictions == 0
     assert all(cache.get(key, NOW) is not None for key in good)
     key, wire = upstream_reply("fail.example.com", rcode=dns.rcode.SERVFAIL)
     keep(cache, key, wire, name="fail.example.com")  # SERVFAIL goes to the denial cache
@@ -238,7 +238,7 @@ def test_hits_and_misses_are_counted() -> None:
     cache.get(nx, NOW)
     cache.get(nx, NOW)
     stats = cache.stats
-    assert (stats.requests, stats.hits_success, stats.hits_denial, stats.misses) == (4, 1, 2, 1)
+    assert (stats.requests, stats.success_hits, stats.denial_hits, stats.misses) == (4, 1, 2, 1)
 
 
 def test_an_uncached_reply_is_served_with_its_ttls_as_upstream_gave_them() -> None:

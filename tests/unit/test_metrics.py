@@ -419,6 +419,9 @@ dns_server_answer_cache_misses_total{server="dns://:53"} 12.0
 # HELP dns_server_answer_cache_invalidations_total Cached answers dropped because the cluster data they came from changed.
 # TYPE dns_server_answer_cache_invalidations_total counter
 dns_server_answer_cache_invalidations_total{server="dns://:53"} 3.0
+# HELP dns_server_answer_cache_evictions_total Cached answers dropped because the answer cache was full.
+# TYPE dns_server_answer_cache_evictions_total counter
+dns_server_answer_cache_evictions_total{server="dns://:53"} 0.0
 # HELP dns_server_snapshot_age_seconds Seconds since the cluster data being served was last updated.
 # TYPE dns_server_snapshot_age_seconds gauge
 dns_server_snapshot_age_seconds{source="cluster.local."} 2.5

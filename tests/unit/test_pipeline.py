@@ -310,7 +310,7 @@ def test_a_change_drops_only_the_answers_it_touches() -> None:
                     Put(Service("shop", "new", ("10.96.10.99",), False, "", ()))], now=1_700_000_000)
     assert entries.get(key_of(kept)) is kept_entry  # the same entry, kept
     assert key_of(touched) not in entries and key_of(negative) not in entries
-    assert pipeline.table.invalidations == 2
+    assert pipeline.table.counters.invalidations == 2
     assert ask(pipeline, touched).rcode() == dns.rcode.NXDOMAIN
     assert ask(pipeline, negative).answer[0][0].to_text() == "10.96.10.99"
     assert ask(pipeline, kept).answer[0][0].to_text() == "10.96.10.21"
