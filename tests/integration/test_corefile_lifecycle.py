@@ -194,7 +194,7 @@ def test_loop_detection_stops_a_server_that_forwards_to_itself(tmp_path: Path) -
     server = ServerProcess.from_corefile(tmp_path, corefile, port=port, env={"PORT": str(port)})
     server.launch()
     try:
-        status = server.wait(60.0)
+        status = server.wait(30.0)
     finally:
         server.stop()
     assert status == 1
