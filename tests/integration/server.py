@@ -84,7 +84,11 @@ class ServerProcess:
 
     def start(self) -> ServerProcess:
         self.launch()
-        wait_for(self._answers, STARTUP_DEADLINE, f"the server to answer ({self.log()})")
+        try:
+            wait_for(self._answers, STARTUP_DEADLINE, f"the server to answer ({self.log()})")
+        except BaseException:
+            self.stop()  # `with` calls no __exit__ when __enter__ fails: the process would outlive the test
+            raise
         return self
 
     def launch(self) -> ServerProcess:
