@@ -142,7 +142,11 @@ remote-control:
         self.write_config()
         self.process = subprocess.Popen([_unbound_binary(self.directory), "-d", "-c", str(self.config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(self._answers, STARTUP_DEADLINE, f"unbound to answer for its zones on {self.address}")
+        try:
+            wait_for(self._answers, STARTUP_DEADLINE, f"unbound to answer for its zones on {self.address}")
+        except BaseException:
+            self.stop()  # `with` calls no __exit__ when __enter__ fails
+            raise
         return self
 
     def _answers(self) -> bool:
