@@ -28,6 +28,7 @@ from dns_server.config import (
     ForwardSettings, HealthSettings, KubernetesSettings, LogRule, PodMode, Policy, ServerBlock, ErrorsSettings,
     Upstream, ZoneKey, format_address, normalize_zone, parse_duration, parse_hostport,
 )
+from dns_server.logs import setup_logging
 from dns_server.upstreams import loops_back, resolv_conf_nameservers
 
 DEFAULT_LISTEN = "0.0.0.0:53"
@@ -284,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         sys.stdout.write(plugins_text())
         return 0
+    setup_logging(args.log_level, args.log_format)  # reading the Corefile may warn (an import glob matching nothing)
     try:
         config = load(args, given_flags(parser, args))
     except ConfigError as error:

@@ -50,6 +50,8 @@ DEFAULT_READY_ADDRESS = ("", 8181)  # ready: ":8181"
 DEFAULT_METRICS_ADDRESS = ("localhost", 9153)  # prometheus: loopback only unless an address is given
 DEFAULT_RELOAD_INTERVAL = 30.0  # reload plugin
 DEFAULT_RELOAD_JITTER = 15.0
+# plugin.cfg: the order of the plugins with a place in the query chain (`ServerBlock.handlers`)
+CHAIN_ORDER = ("prometheus", "errors", "log", "loadbalance", "cache", "hosts", "kubernetes", "loop", "forward")
 DEFAULT_LOG_FORMAT = ('{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" '
                       '{rcode} {>rflags} {rsize} {duration}')  # log plugin: {common}
 
@@ -329,6 +331,12 @@ class ServerBlock:
                    "cache": self.cache, "loadbalance": self.loadbalance, "errors": self.errors,
                    "log": self.log, "prometheus": self.prometheus, "loop": self.loop}
         return tuple(sorted(name for name, value in present.items() if value))
+
+    @property
+    def chain_end(self) -> str:
+        """The last plugin of the query chain ("" if none): the one whose "no next plugin found" CoreDNS reports."""
+        handlers = self.handlers
+        return next((name for name in reversed(CHAIN_ORDER) if name in handlers), "")
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,7 +147,8 @@ class Forwarder:
                 self._failed(server)
                 turn += 1
             except OSError as error:
-                reason = f"{'tcp' if tcp else 'udp'} {server}: {error.strerror or error}"
+                # the system's text: asyncio's sock_connect words a refusal as "Connect call failed (...)"
+                reason = f"{'tcp' if tcp else 'udp'} {server}: {os.strerror(error.errno) if error.errno else error}"
                 log.debug("upstream %s: %s", server, error)
                 self.metrics.request(str(server), None, self._clock() - now)
                 self._failed(server)

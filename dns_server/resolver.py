@@ -112,7 +112,8 @@ def resolve(name: str, qtype: int, snapshot: Snapshot, block: ServerBlock, hosts
     forward = forward_index(name, block)
     if forward >= 0:
         return reads.answer(Outcome.FORWARD, forward=forward)
-    return reads.answer(Outcome.SERVFAIL, reason=NO_PLUGIN)
+    end = block.chain_end  # CoreDNS's NextOrFailure: the last plugin has no next one to pass the question to
+    return reads.answer(Outcome.SERVFAIL, reason=f"plugin/{end}: {NO_PLUGIN}" if end else NO_PLUGIN)
 
 
 def forward_index(name: str, block: ServerBlock) -> int:
@@ -147,8 +148,8 @@ def _hosts(name: str, qtype: int, block: ServerBlock, hosts: HostsTable) -> Answ
         return Answer(Outcome.NODATA, plugin=HOSTS_PLUGIN, depends=frozenset({HOSTS}))  # no SOA: hosts has none
     if settings.fallthrough.covers(name):
         return None
-    return Answer(Outcome.SERVFAIL, plugin=HOSTS_PLUGIN, reason="no such host in the hosts table",
-                  depends=frozenset({HOSTS}))
+    # CoreDNS's hosts answers SERVFAIL here without an error: the errors plugin has nothing to log
+    return Answer(Outcome.SERVFAIL, plugin=HOSTS_PLUGIN, depends=frozenset({HOSTS}))
 
 
 def _reverse_address(name: str) -> str:

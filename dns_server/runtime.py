@@ -241,7 +241,7 @@ async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoo
     try:
         if settings.fixtures is not None:
             overlay = await asyncio.to_thread(read_watch_file, settings.watch_file) if settings.watch_file else []
-            fixtures = FixtureSource(settings.fixtures, registry, overlay=overlay)
+            fixtures = FixtureSource(settings.fixtures, registry, overlay=overlay, kinds=_required_kinds(settings))
             await asyncio.to_thread(fixtures.load)
             source = fixtures
         else:

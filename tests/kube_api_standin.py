@@ -41,6 +41,10 @@ Reproduced behaviours, and where each is specified:
   carrying its previous content with the new resourceVersion, one that starts matching as ADDED
   (k8s.io/apiserver, storage/cacher cacheWatcher.convertToWatchEvent).
 - Bearer-token authentication: a request without the token gets `401` and a Status.
+- TLS, optionally (`tls=(certificate, key)`): HTTPS as kube-apiserver serves it, so a client can use
+  in-cluster credentials (`https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT`, verified
+  against the service account's `ca.crt`); `self_signed_certificate()` makes a certificate for
+  127.0.0.1 with the `openssl` command-line tool.
 
 Test hooks: `apply`/`delete` objects, `compact()` (forget history: older resourceVersions and
 continue tokens become 410), `go_silent()`/`speak()` (open watches stop sending anything, even
@@ -51,7 +55,7 @@ with that error), `on_request` (a callback before each request is served), `requ
 every request with its query parameters), and `sent_at` (when each change's event was sent,
 for measuring the delay from an event to the answer that reflects it).
 
-Not reproduced: TLS, HTTP/2, protobuf/CBOR, namespaced collection paths, single-object GETs and
+Not reproduced: client certificates, HTTP/2, protobuf/CBOR, namespaced collection paths, single-object GETs and
 writes over HTTP, `resourceVersionMatch`, `sendInitialEvents` streaming lists, admission.
 """
 
@@ -63,6 +67,8 @@ import copy
 import json
 import re
 import socket
+import ssl
+import subprocess
 import threading
 import time
 import uuid
@@ -215,8 +221,12 @@ class KubeApiStandIn:
     """The stand-in server; start() it, point a kubeconfig at `url`, mutate objects, stop()."""
 
     def __init__(self, *, bookmark_interval: float = 1.0, gone_as_event: bool = False,
-                 token: str = TOKEN) -> None:
+                 token: str = TOKEN, tls: tuple[Path, Path] | None = None) -> None:
         self.bookmark_interval = bookmark_interval
+        self._tls: ssl.SSLContext | None = None
+        if tls is not None:
+            self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self._tls.load_cert_chain(*tls)
         self.gone_as_event = gone_as_event
         self.token = token
         self.requests: list[Request] = []
@@ -242,7 +252,7 @@ class KubeApiStandIn:
     # -- lifecycle ---------------------------------------------------------------------------------------
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self._tls is not None else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> KubeApiStandIn:
         self.up()
@@ -252,6 +262,7 @@ class KubeApiStandIn:
         """Listen (again, on the same port once one was chosen)."""
         handler = type("Handler", (_Handler,), {"api": self})
         self._server = _Server(("127.0.0.1", self.port), handler)
+        self._server.tls = self._tls
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="api-standin", daemon=True)
@@ -511,6 +522,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+    tls: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        if self.tls is not None:
+            # the handshake runs at the handler thread's first read: a slow client holds up no other
+            connection = self.tls.wrap_socket(connection, server_side=True, do_handshake_on_connect=False)
+        return connection, address
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -592,6 +611,20 @@ class _Handler(BaseHTTPRequestHandler):
     def end_stream(self) -> None:
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
+
+
+def self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for `127.0.0.1` (and kube-apiserver's in-cluster name) and its key, made by `openssl`.
+
+    Self-signed: the certificate is its own CA, the `ca.crt` a client verifies the stand-in with.
+    """
+    certificate, key = directory / "apiserver.crt", directory / "apiserver.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-days", "1", "-subj", "/CN=kube-apiserver", "-keyout", str(key),
+                    "-out", str(certificate),
+                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:kubernetes.default.svc"],
+                   check=True, capture_output=True, timeout=60)
+    return certificate, key
 
 
 # -- object builders for tests and benchmarks ------------------------------------------------------------

@@ -19,6 +19,9 @@ and the reason.  Nothing that was loaded is lost because one input was bad.
 
 An `overlay` (the updates of a replayed watch stream, `sources/replay.py`) is applied on top of
 every load, in the same batch, so a reload never drops it.
+
+Only the objects of `kinds` reach the registry, as the API source watches only those: with the
+kubernetes plugin's `noendpoints`, the manifests' EndpointSlices are not served.
 """
 
 from __future__ import annotations
@@ -75,9 +78,11 @@ class FixtureSource:
 
     def __init__(self, directory: Path, registry: Registry, *, poll_interval: float = POLL_INTERVAL,
                  settle: float = SETTLE, max_wait: float = MAX_WAIT,
-                 clock: Callable[[], float] = time.monotonic, overlay: Sequence[Update] = ()) -> None:
+                 clock: Callable[[], float] = time.monotonic, overlay: Sequence[Update] = (),
+                 kinds: frozenset[str] = frozenset(KINDS)) -> None:
         self.directory = directory
         self.registry = registry
+        self.kinds = kinds
         self.overlay = tuple(overlay)
         self.poll_interval = poll_interval
         self.settle = settle
@@ -167,7 +172,8 @@ class FixtureSource:
                                 path, key[0], key[1], key[2], origin[key], path)
                 records[key] = record
                 origin[key] = path
-        self.registry.apply([Replace(frozenset(KINDS), tuple(records.values())), *self.overlay])
+        served = tuple(record for key, record in records.items() if key[0] in self.kinds)
+        self.registry.apply([Replace(self.kinds, served), *self.overlay])
 
     def _read(self, path: Path, last_good: dict[Key, Record]) -> dict[Key, Record]:
         """The records of one file; on any problem, what it held before."""

@@ -87,12 +87,15 @@ def _unbound_binary(directory: Path) -> str:
 
 
 class Unbound:
-    """The unbound daemon serving ZONES on 127.0.0.1:<port>, with a query log and counters."""
+    """The unbound daemon serving `zones` (default ZONES) on 127.0.0.1:<port>, with a query log and counters."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, zones: dict[str, str] | None = None,
+                 host: str = "127.0.0.1") -> None:
         self.directory = directory
+        self.host = host
         self.port = port or free_port()
-        self.address = f"127.0.0.1:{self.port}"
+        self.address = f"{host}:{self.port}"
+        self.zones = ZONES if zones is None else zones
         self.config = directory / "unbound.conf"
         self.log_file = directory / "unbound.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -100,13 +103,13 @@ class Unbound:
     def write_config(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         zones = []
-        for name, text in ZONES.items():
+        for name, text in self.zones.items():
             (self.directory / f"{name}.zone").write_text(text)
             zones.append(f'auth-zone:\n  name: "{name}."\n  zonefile: "{self.directory}/{name}.zone"\n'
                          "  for-downstream: yes\n  for-upstream: no\n  fallback-enabled: no\n")
         self.config.write_text(f"""\
 server:
-  interface: 127.0.0.1
+  interface: {self.host}
   port: {self.port}
   do-daemonize: no
   username: ""
@@ -139,7 +142,11 @@ remote-control:
         self.write_config()
         self.process = subprocess.Popen([_unbound_binary(self.directory), "-d", "-c", str(self.config)],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(self._answers, STARTUP_DEADLINE, f"unbound to answer on {self.address}")
+        try:
+            wait_for(self._answers, STARTUP_DEADLINE, f"unbound to answer for its zones on {self.address}")
+        except BaseException:
+            self.stop()  # `with` calls no __exit__ when __enter__ fails
+            raise
         return self
 
     def _answers(self) -> bool:
@@ -149,7 +156,7 @@ remote-control:
             raise AssertionError(f"unbound exited with {self.process.returncode}: "
                                  f"{self.process.stderr.read().decode(errors='replace')} {self.log()}")
         try:
-            reply = dns.query.udp(dns.message.make_query("ns.example.com", "A"), "127.0.0.1", port=self.port,
+            reply = dns.query.udp(dns.message.make_query(next(iter(self.zones)), "SOA"), self.host, port=self.port,
                                   timeout=0.2)
         except (dns.exception.Timeout, OSError):
             return False
@@ -233,5 +240,5 @@ def settle(unbound: Unbound, deadline: float = 5.0) -> None:
     answered and the barrier is logged, the log holds everything our server sent.
     """
     marker = f"barrier-{time.monotonic_ns()}.wild.example.com"
-    dns.query.udp(dns.message.make_query(marker, "A"), "127.0.0.1", port=unbound.port, timeout=2)
+    dns.query.udp(dns.message.make_query(marker, "A"), unbound.host, port=unbound.port, timeout=2)
     wait_for(lambda: unbound.has_seen(marker, "A"), deadline, f"{marker} in unbound's query log")
