@@ -81,10 +81,9 @@ class Registry:
     """Owns the records; `apply` is the only way to change them.  Thread-safe."""
 
     def __init__(self, *, required_kinds: Iterable[str] = KINDS, endpoint_pod_names: bool = False,
-                 noendpoints: bool = False, clock: Callable[[], float] | None = None,
+                 clock: Callable[[], float] | None = None,
                  scope: Scope | None = None) -> None:
         self._required = frozenset(required_kinds)
-        self._noendpoints = noendpoints
         self._scope = scope
         self._synced_kinds: set[str] = set()
         self._use_pod_names = endpoint_pod_names
@@ -231,7 +230,7 @@ class Registry:
             return
         seen: set[tuple[str, str]] = set()
         ready: list[ReadyEndpoint] = []
-        slices = () if self._noendpoints else sorted(self._slices_of.get(key, ()))  # a fixture file may hold some
+        slices = sorted(self._slices_of.get(key, ()))
         for slice_name in slices:
             endpoint_slice = self._objects.get((ENDPOINT_SLICE, namespace, slice_name))
             assert isinstance(endpoint_slice, EndpointSlice)

@@ -236,7 +236,7 @@ async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoo
                         metrics: Metrics | None = None) -> Cluster:
     """A registry and its source: fixture files fully loaded, or the Kubernetes API connected but not listed."""
     registry = Registry(required_kinds=_required_kinds(settings), endpoint_pod_names=settings.endpoint_pod_names,
-                        noendpoints=settings.noendpoints, clock=time.time, scope=_scope_for(settings))
+                        clock=time.time, scope=_scope_for(settings))
     source: Source
     try:
         if settings.fixtures is not None:

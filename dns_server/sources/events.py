@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from dns_server.records import KINDS, NAMESPACE, Key, MalformedObject, convert, key_of
-from dns_server.registry import Put, Remove, Update
+from dns_server.registry import Put, Remove
 
 ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"
 EVENT_TYPES = frozenset({ADDED, MODIFIED, DELETED, BOOKMARK, ERROR})
@@ -52,7 +52,7 @@ def resource_version(obj: Mapping[str, Any]) -> str:
     return version if isinstance(version, str) else ""
 
 
-def update_for(event_type: str, obj: dict[str, Any]) -> Update | None:
+def update_for(event_type: str, obj: dict[str, Any]) -> Put | Remove | None:
     """The registry update an ADDED/MODIFIED/DELETED event makes; None for kinds DNS does not read.
 
     Raises BadEvent for an object that cannot be converted (the registry keeps what it had).

@@ -42,7 +42,7 @@ import yaml_rs
 
 from dns_server.config import ConfigError
 from dns_server.records import KINDS, Key, Record, convert, describe, key_of
-from dns_server.registry import Registry, Replace, Update
+from dns_server.registry import Put, Registry, Remove, Replace
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,12 @@ class FixtureSource:
 
     def __init__(self, directory: Path, registry: Registry, *, poll_interval: float = POLL_INTERVAL,
                  settle: float = SETTLE, max_wait: float = MAX_WAIT,
-                 clock: Callable[[], float] = time.monotonic, overlay: Sequence[Update] = (),
+                 clock: Callable[[], float] = time.monotonic, overlay: Sequence[Put | Remove] = (),
                  kinds: frozenset[str] = frozenset(KINDS)) -> None:
         self.directory = directory
         self.registry = registry
         self.kinds = kinds
-        self.overlay = tuple(overlay)
+        self.overlay = tuple(u for u in overlay if (u.record.key if isinstance(u, Put) else u.key)[0] in kinds)
         self.poll_interval = poll_interval
         self.settle = settle
         self.max_wait = max_wait

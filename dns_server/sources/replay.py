@@ -18,19 +18,19 @@ from pathlib import Path
 
 from dns_server.config import ConfigError
 from dns_server.records import KINDS
-from dns_server.registry import Update
+from dns_server.registry import Put, Remove
 from dns_server.sources.events import BOOKMARK, ERROR, BadEvent, parse_event, update_for
 
 log = logging.getLogger(__name__)
 
 
-def read_watch_file(path: Path) -> list[Update]:
+def read_watch_file(path: Path) -> list[Put | Remove]:
     """The updates the recorded events make, in order; raises ConfigError if the file cannot be read."""
     try:
         data = path.read_bytes()
     except OSError as error:
         raise ConfigError(f"--watch-file {path}: {error.strerror or error}") from None
-    updates: list[Update] = []
+    updates: list[Put | Remove] = []
     skipped = 0
     for number, line in enumerate(data.splitlines(), start=1):
         if not line.strip():
