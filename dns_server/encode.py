@@ -195,6 +195,52 @@ def fit(wire: bytes, limit: int) -> bytes:
             + wire[HEADER_LEN:cut] + opt)
 
 
+def rotate(wire: bytes, turn: int) -> bytes:
+    """`wire` with the A and AAAA records ending its answer section rotated by `turn` places.
+
+    For replies this server did not write (forwarded ones), so it only moves what cannot break a
+    compression pointer: a run of address records that ends the answer section, in a reply with no
+    authority or additional records but the OPT, whose owner names point before the run (address
+    data holds no names).  Any other reply comes back unchanged.
+    """
+    qdcount, ancount, nscount, arcount = _U16.unpack_from(wire, 4)[0], *_COUNTS.unpack_from(wire, 6)
+    if ancount < 2 or qdcount != 1 or nscount or arcount > 1:
+        return wire
+    at = skip_name(wire, HEADER_LEN) + 4
+    records: list[tuple[int, int, int]] = []  # (start, end, type) of each answer record
+    for _ in range(ancount):
+        start = at
+        at = skip_name(wire, at)
+        rtype, _, _, rdlength = _RR_FIXED.unpack_from(wire, at)
+        at += _RR_FIXED.size + rdlength
+        records.append((start, at, rtype))
+    if arcount and _RR_FIXED.unpack_from(wire, at + 1)[0] != OPT:
+        return wire
+    run = len(records)
+    while run and records[run - 1][2] in (A, AAAA):
+        run -= 1
+    tail = records[run:]
+    if len(tail) < 2 or turn % len(tail) == 0:
+        return wire
+    first = tail[0][0]
+    if not all(_points_before(wire, start, first) for start, _, _ in tail):
+        return wire
+    turn %= len(tail)
+    order = tail[turn:] + tail[:turn]
+    return wire[:first] + b"".join(wire[start:end] for start, end, _ in order) + wire[tail[-1][1]:]
+
+
+def _points_before(wire: bytes, at: int, limit: int) -> bool:
+    """Whether the name at `at` is a pointer (after labels of its own) to an offset before `limit`."""
+    while True:
+        length = wire[at]
+        if length == 0:
+            return False  # a whole name: others may point into it
+        if length & 0xC0 == 0xC0:
+            return int(_U16.unpack_from(wire, at)[0]) & MAX_POINTER_OFFSET < limit
+        at += length + 1
+
+
 def patch_serial(wire: bytes, serial_at: int, serial: int) -> bytes:
     """`wire` with the SOA serial at `serial_at` (from `Encoded`) replaced by `serial`."""
     if not HEADER_LEN <= serial_at <= len(wire) - 4:

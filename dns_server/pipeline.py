@@ -37,7 +37,7 @@ from dnslib import DNSRecord
 from dns_server.answer import Answer, Outcome
 from dns_server.answer_table import AnswerTable, Entry, View
 from dns_server.config import ServerBlock, longest_zone, zone_text
-from dns_server.encode import Unencodable, encode, error_reply, fit
+from dns_server.encode import Unencodable, encode, error_reply, fit, rotate
 from dns_server.loop import HINFO, LoopProbe
 from dns_server.outbound import CACHE, FORWARD, Outbound
 from dns_server.querylog import QueryLog, QueryLogWriter, QueryRecord
@@ -100,12 +100,21 @@ class Block:
         self.query_log = query_log  # the block's `log` directives, if any
         self.loop = loop  # the `loop` plugin's probe, while it runs
         self.bufsize = settings.bufsize
+        self._turn = 0
+
+    def balanced(self, reply: bytes) -> bytes:
+        """A forwarded reply with its address records turned (`loadbalance`); as it is otherwise."""
+        if not self.settings.loadbalance:
+            return reply
+        self._turn += 1
+        return rotate(reply, self._turn)
 
 
 @dataclass(frozen=True, slots=True)
 class ForwardTarget:
     """Where a forwarded question goes: a block's outbound side and its forward directive."""
 
+    block: Block
     outbound: Outbound
     index: int
     name: str
@@ -241,7 +250,7 @@ class Pipeline:
             cached = target.outbound.cached(key, limit)
             if cached is None:
                 return self._slow(data, via_tcp, peer)  # becomes a Forward
-            reply = data[:2] + cached[2:HEADER_LEN] + data[HEADER_LEN:end] + cached[end:]
+            reply = target.block.balanced(data[:2] + cached[2:HEADER_LEN] + data[HEADER_LEN:end] + cached[end:])
             if self.metrics is not None:
                 self._tally = self._tally_for(entry.labels.zone, CACHE, data, reply, key, via_tcp)
             return reply
@@ -290,12 +299,12 @@ class Pipeline:
         if answer.outcome is Outcome.FORWARD or answer.outcome is Outcome.CHASE:
             assert block.outbound is not None  # the resolver forwards only to a block's forward directives
             if answer.outcome is Outcome.FORWARD:
-                target = ForwardTarget(block.outbound, answer.forward, query.name)
+                target = ForwardTarget(block, block.outbound, answer.forward, query.name)
                 self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels, forward=target))
                 limit = MAX_TCP_MESSAGE if via_tcp else max(min(payload, block.bufsize), NO_EDNS_PAYLOAD)
                 cached = block.outbound.cached(key, limit)
                 if cached is not None:
-                    reply = data[:2] + cached[2:HEADER_LEN] + data[HEADER_LEN:end] + cached[end:]
+                    reply = block.balanced(data[:2] + cached[2:HEADER_LEN] + data[HEADER_LEN:end] + cached[end:])
                     return self._count_reply(data, reply, labels.zone, CACHE, via_tcp)
             else:
                 chased = block.outbound.cached(_chase_key(key, answer.chase), MAX_TCP_MESSAGE)
@@ -346,7 +355,7 @@ class Pipeline:
         else:
             if answer.outcome is Outcome.CHASE:
                 return self._chased(query, answer, reply, forward.via_tcp, block, forward.zone)
-            reply = _relayed(reply, query)
+            reply = block.balanced(_relayed(reply, query))
         self._observe(forward.data, reply, zone_text(forward.zone), FORWARD, forward.via_tcp, perf_counter() - start)
         if self._writer is not None:
             self._log(forward.data, reply, forward.via_tcp, forward.peer, perf_counter() - forward.started)

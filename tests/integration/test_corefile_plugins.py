@@ -192,8 +192,6 @@ def test_loadbalance_varies_the_order_not_the_set(balanced: ServerProcess, trans
     assert len(orders(balanced, "many.fixed.test", transport)) == 1  # no loadbalance: one order
 
 
-@pytest.mark.xfail(strict=True, reason="forwarded and cached answers are not shuffled: loadbalance only rotates "
-                                       "answers the server makes itself (CoreDNS's loadbalance wraps every reply)")
 def test_loadbalance_shuffles_forwarded_answers_too(balanced: ServerProcess) -> None:
     seen = orders(balanced, "multi.example.com", "udp")
     assert len(seen) > 1 and len({frozenset(order) for order in seen}) == 1

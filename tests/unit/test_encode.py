@@ -18,12 +18,13 @@ import dns.name
 import dns.opcode
 import dns.rcode
 import dns.rdatatype
+import dns.rrset
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dns_server.answer import RR, Answer, Outcome
-from dns_server.encode import Encoded, Unencodable, encode, error_reply, fit, patch_serial
+from dns_server.encode import Encoded, Unencodable, encode, error_reply, fit, patch_serial, rotate
 from dns_server.wire import Query, decode_query
 
 A, NS, CNAME, SOA, PTR, TXT, AAAA, SRV = 1, 2, 5, 6, 12, 16, 28, 33
@@ -404,3 +405,37 @@ def test_encoded_is_a_frozen_value() -> None:
     assert isinstance(encoded, Encoded)
     with pytest.raises(AttributeError):
         encoded.serial_at = 0  # type: ignore[misc]
+
+
+# -- rotate: loadbalance for replies we did not write -------------------------------------------------
+def _answer_texts(wire: bytes) -> list[str]:
+    return [f"{rrset.name} {rr}" for rrset in dns.message.from_wire(wire).answer for rr in rrset]
+
+
+def test_rotate_turns_the_address_records_that_end_the_answer() -> None:
+    """dnspython writes the CNAME whole and points the A records' owners at its target, before them."""
+    message = dns.message.make_response(dns.message.make_query("www.example.com", "A", use_edns=0))
+    message.answer.append(dns.rrset.from_text("www.example.com.", 60, "IN", "CNAME", "web.example.com."))
+    message.answer.append(dns.rrset.from_text("web.example.com.", 60, "IN", "A", "192.0.2.1", "192.0.2.2", "192.0.2.3"))
+    wire = message.to_wire()
+    turned = [_answer_texts(rotate(wire, turn)) for turn in range(4)]
+    assert turned[0] == turned[3] == _answer_texts(wire)
+    assert turned[1][0] == turned[0][0] == "www.example.com. web.example.com."  # the CNAME stays first
+    assert turned[1][1:] == turned[0][2:] + turned[0][1:2]
+    assert len({tuple(t) for t in turned}) == 3 and all(sorted(t) == sorted(turned[0]) for t in turned)
+
+
+def test_rotate_leaves_alone_what_it_cannot_move_safely() -> None:
+    single = dns.message.make_response(dns.message.make_query("a.example.com", "A"))
+    single.answer.append(dns.rrset.from_text("a.example.com.", 60, "IN", "A", "192.0.2.1"))
+    wire = single.to_wire()  # once: dnspython shuffles an rdataset's records every time it writes them
+    assert rotate(wire, 1) == wire  # one record
+    with_authority = dns.message.make_response(dns.message.make_query("a.example.com", "A"))
+    with_authority.answer.append(dns.rrset.from_text("a.example.com.", 60, "IN", "A", "192.0.2.1", "192.0.2.2"))
+    with_authority.authority.append(dns.rrset.from_text("example.com.", 60, "IN", "NS", "ns.example.com."))
+    wire = with_authority.to_wire()
+    assert rotate(wire, 1) == wire  # later names may point into them
+    other_owner = dns.message.make_response(dns.message.make_query("a.example.com", "A"))
+    other_owner.answer.append(dns.rrset.from_text("b.example.net.", 60, "IN", "A", "192.0.2.1", "192.0.2.2"))
+    wire = other_owner.to_wire()  # the first A's owner is written whole; the second points into it
+    assert rotate(wire, 1) == wire
