@@ -200,8 +200,8 @@ def rotate(wire: bytes, turn: int) -> bytes:
 
     For replies this server did not write (forwarded ones), so it only moves what cannot break a
     compression pointer: a run of address records that ends the answer section, in a reply with no
-    authority or additional records but the OPT, whose owner names point before the run (address
-    data holds no names).  Any other reply comes back unchanged.
+    authority or additional records but the OPT, none of whose owner names points into the run
+    (address data holds no names).  Any other reply comes back unchanged.
     """
     qdcount, ancount, nscount, arcount = _U16.unpack_from(wire, 4)[0], *_COUNTS.unpack_from(wire, 6)
     if ancount < 2 or qdcount != 1 or nscount or arcount > 1:
@@ -231,11 +231,11 @@ def rotate(wire: bytes, turn: int) -> bytes:
 
 
 def _points_before(wire: bytes, at: int, limit: int) -> bool:
-    """Whether the name at `at` is a pointer (after labels of its own) to an offset before `limit`."""
+    """Whether the name at `at` ends without a pointer, or with one to an offset before `limit`."""
     while True:
         length = wire[at]
         if length == 0:
-            return False  # a whole name: others may point into it
+            return True
         if length & 0xC0 == 0xC0:
             return int(_U16.unpack_from(wire, at)[0]) & MAX_POINTER_OFFSET < limit
         at += length + 1
