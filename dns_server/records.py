@@ -7,13 +7,23 @@ kept: memory at a large cluster depends on it.
 
 A converter raises `MalformedObject` with a reason a person can act on; callers add the file or
 stream the object came from.
+
+A list page from the API decodes (`decode_list`) straight into only the fields the converters
+read (msgspec structs below, then plain dicts): a pod's JSON is about 2 kB of which DNS reads a
+few dozen bytes, and at 150,000 pods building every other field as Python objects was most of the
+time to sync.  A page whose objects do not have the expected shape is read whole instead, so one
+malformed object still costs only itself.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
+
+import msgspec
+from msgspec import UNSET, UnsetType
 
 NAMESPACE = "Namespace"
 SERVICE = "Service"
@@ -98,6 +108,10 @@ Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for Namespac
 
 def normalize_ip(text: str) -> str:
     """Canonical text of an address (`fd00:0::1` -> `fd00::1`); raises ValueError."""
+    parts = text.split(".")
+    if len(parts) == 4 and all(p.isdigit() and len(p) <= 3 and (p == "0" or p[0] != "0") and int(p) < 256
+                               for p in parts):
+        return text  # IPv4 already in canonical form: most addresses, at a tenth of ipaddress's cost
     return str(ipaddress.ip_address(text.strip()))
 
 
@@ -244,6 +258,79 @@ def pod_from_api(obj: Mapping[str, Any]) -> Pod:
         raw = [status["podIP"]]
     ips = tuple(_ip(ip, f"status.podIPs[{i}]") for i, ip in enumerate(raw))
     return Pod(namespace, name, ips, status.get("phase") not in TERMINAL_POD_PHASES)
+
+
+# What the converters read of each kind, for `decode_list`.  Leaves are Any: the converters check them.
+class _Meta(msgspec.Struct, omit_defaults=True):
+    name: Any = UNSET
+    namespace: Any = UNSET
+    labels: Any = UNSET
+
+
+class _ServiceSpec(msgspec.Struct, omit_defaults=True):
+    type: Any = UNSET
+    externalName: Any = UNSET
+    clusterIP: Any = UNSET
+    clusterIPs: Any = UNSET
+    ports: Any = UNSET
+
+
+class _PodStatus(msgspec.Struct, omit_defaults=True):
+    phase: Any = UNSET
+    podIP: Any = UNSET
+    podIPs: Any = UNSET
+
+
+class _Namespace(msgspec.Struct, omit_defaults=True):
+    metadata: _Meta | UnsetType = UNSET
+
+
+class _Service(msgspec.Struct, omit_defaults=True):
+    metadata: _Meta | UnsetType = UNSET
+    spec: _ServiceSpec | UnsetType = UNSET
+
+
+class _EndpointSlice(msgspec.Struct, omit_defaults=True):
+    metadata: _Meta | UnsetType = UNSET
+    addressType: Any = UNSET
+    endpoints: Any = UNSET
+    ports: Any = UNSET
+
+
+class _Pod(msgspec.Struct, omit_defaults=True):
+    metadata: _Meta | UnsetType = UNSET
+    status: _PodStatus | UnsetType = UNSET
+
+
+class _ListMeta(msgspec.Struct):
+    resourceVersion: Any = ""
+    continue_: Any = msgspec.field(default="", name="continue")
+
+
+def _page_of(item: type) -> Any:
+    return msgspec.defstruct(f"{item.__name__}List", [("items", list[item] | None, None),  # type: ignore[valid-type]
+                                                       ("metadata", _ListMeta, msgspec.field(default_factory=_ListMeta))])
+
+
+_PAGES = {kind: msgspec.json.Decoder(_page_of(item)) for kind, item in
+          ((NAMESPACE, _Namespace), (SERVICE, _Service), (ENDPOINT_SLICE, _EndpointSlice), (POD, _Pod))}
+
+
+def decode_list(kind: str, data: bytes) -> tuple[list[dict[str, Any]], str, str]:
+    """A list page of `kind`: its items (only the fields DNS reads), resourceVersion, continue token.
+
+    Raises ValueError for a page that is not JSON.
+    """
+    try:
+        page = _PAGES[kind].decode(data)
+    except msgspec.ValidationError:  # an object of an unexpected shape: read the page whole
+        body = json.loads(data)
+        meta = body.get("metadata") or {}
+        return list(body.get("items") or ()), str(meta.get("resourceVersion") or ""), str(meta.get("continue") or "")
+    except msgspec.DecodeError as error:
+        raise ValueError(str(error)) from None
+    items: list[dict[str, Any]] = msgspec.to_builtins(page.items or [])
+    return items, str(page.metadata.resourceVersion or ""), str(page.metadata.continue_ or "")
 
 
 _CONVERTERS: dict[str, Callable[[Mapping[str, Any]], Record]] = {

@@ -21,8 +21,9 @@ Reflector), following the API concepts page
    to 30 s) and tries again.  Nothing is removed meanwhile: the registry keeps the last synced
    data and the server keeps answering from it.
 
-Objects are read as raw JSON (`_preload_content=False`, then `json.loads`), not as the client's
-model objects, and converted at once into the slim records of `records.py`.
+Objects are read as raw JSON (`_preload_content=False`, then `records.decode_list` for list pages
+and `json.loads` for watch events), not as the client's model objects, and converted at once into
+the slim records of `records.py`.
 
 The watch threads never touch the registry themselves: they hand updates to one applier thread,
 which gathers everything that arrives within a short window (until `BATCH_QUIET` passes without
@@ -52,7 +53,9 @@ from kubernetes.client.exceptions import ApiException
 
 from dns_server.config import ConfigError, SourceSettings
 from dns_server.logs import log_event
-from dns_server.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, SERVICE_NAME_LABEL, Record, describe
+from dns_server.records import (
+    ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, SERVICE_NAME_LABEL, Record, decode_list, describe,
+)
 from dns_server.registry import Put, Registry, Replace, Update
 from dns_server.sources.events import (
     BOOKMARK, DELETED, ERROR, BadEvent, parse_event, resource_version, update_for,
@@ -405,13 +408,13 @@ class KubeSource:
                     raise Gone(f"the list's continue token expired ({describe_error(error)})") from None
                 raise
             try:
-                body = json.loads(response.data)
+                items, version, token = decode_list(resource.kind, response.data)
             except ValueError as error:
                 raise WatchFailed(f"the list response is not JSON: {error}") from None
             finally:
                 response.release_conn()
             pages += 1
-            for item in body.get("items") or ():
+            for item in items:
                 item["kind"] = resource.kind  # list items carry no kind of their own
                 try:
                     update = update_for("ADDED", item)
@@ -420,10 +423,8 @@ class KubeSource:
                     continue
                 if isinstance(update, Put):
                     records.append(update.record)
-            meta = body.get("metadata") or {}
-            token = meta.get("continue") or None
-            if token is None:
-                return records, str(meta.get("resourceVersion") or ""), pages
+            if not token:
+                return records, version, pages
 
     def _watch(self, resource: Resource, status: ResourceStatus) -> bool:
         """Follow one watch stream until it ends; True if it made progress (delivered events or ran long)."""
