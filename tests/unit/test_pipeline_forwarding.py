@@ -1,8 +1,6 @@
 """The pipeline's side of forwarding, with a socket-free forwarder, judged by dnspython.
 
-The stand-in (`CannedUpstream`) answers from a table of records but keeps its replies in the real
-ForwardCache, so hits, truncation and TTLs behave as in production; the sockets are covered by
-tests/unit/test_forward.py and, with a real upstream, tests/integration/test_forwarding.py.
+The stand-in is tests/doubles.py's `CannedUpstream`: a table of records kept in the real ForwardCache.
 """
 
 from __future__ import annotations
@@ -13,71 +11,22 @@ import dns.flags
 import dns.message
 import dns.rcode
 import dns.rdatatype
-import dns.rrset
 
 from dns_server.cache import ForwardCache
 from dns_server.config import Config
 from dns_server.pipeline import Forward, Pipeline
 from dns_server.records import Namespace, Service
 from dns_server.registry import Put
-from dns_server.upstreams import NoAnswer, Overloaded, UpstreamError
-from dns_server.wire import query_for_key
+from dns_server.upstreams import NoAnswer, Overloaded
 from tests.cluster_data import example_records, registry_with
+from tests.doubles import CannedUpstream, handle
 
 Z = "cluster.local"
 CONFIG = Config(listen=(("127.0.0.1", 5353),))
-RECORDS = {
-    ("www.example.com.", "A"): [(300, "192.0.2.10")],
-    ("api.payments.example.com.", "A"): [(300, "192.0.2.20")],
-    ("9.9.96.10.in-addr.arpa.", "PTR"): [(300, "upstream.example.com.")],
-    ("big.example.com.", "TXT"): [(300, f'"{c * 200}"') for c in "abcdef"],
-}
-
-
-class CannedUpstream:
-    """The Upstream protocol over a table of records and a real ForwardCache, without sockets."""
-
-    def __init__(self) -> None:
-        self.cache = ForwardCache(100, 1232)
-        self.asked: list[str] = []
-        self.full = False
-        self.fail: UpstreamError | None = None
-
-    def cached(self, key: bytes, limit: int) -> bytes | None:
-        entry = self.cache.get(key, 0.0)
-        return None if entry is None else entry.render(0.0, limit)
-
-    def saturated(self) -> bool:
-        return self.full
-
-    async def forward(self, key: bytes, payload: int, via_tcp: bool, limit: int) -> bytes:
-        if self.fail is not None:
-            raise self.fail
-        query = dns.message.from_wire(query_for_key(key, 7, payload))
-        question = query.question[0]
-        self.asked.append(question.name.to_text())
-        reply = dns.message.make_response(query)
-        found = RECORDS.get((question.name.to_text(), dns.rdatatype.to_text(question.rdtype)))
-        if found is None:
-            reply.set_rcode(dns.rcode.NXDOMAIN)
-            reply.authority.append(dns.rrset.from_text(
-                "example.com.", 300, "IN", "SOA", "ns.example.com. h.example.com. 1 7200 1800 86400 60"))
-        for ttl, text in found or []:
-            reply.answer.append(dns.rrset.from_text(question.name, ttl, "IN", question.rdtype, text))
-        return self.cache.store(key, reply.to_wire(max_size=65535), 0.0).render(0.0, limit)
 
 
 def pipeline_with(upstream: CannedUpstream, records: list | None = None) -> Pipeline:
     return Pipeline(CONFIG, registry_with(records if records is not None else example_records()).snapshot, upstream)
-
-
-def handle(pipeline: Pipeline, query: dns.message.Message, via_tcp: bool = False) -> dns.message.Message:
-    """The pipeline's reply, finishing a Forward the way a transport does."""
-    reply = pipeline.handle(query.to_wire(), via_tcp)
-    if isinstance(reply, Forward):
-        reply = asyncio.run(pipeline.complete(reply))
-    assert isinstance(reply, bytes)
-    return dns.message.from_wire(reply)
 
 
 def test_a_forwarded_answer_is_relayed_then_served_from_the_cache_without_a_task() -> None:

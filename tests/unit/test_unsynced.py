@@ -1,20 +1,21 @@
 """Before the first sync: cluster names are SERVFAIL, never NXDOMAIN; other names are not held up.
 
-Pipeline level, with the socket-free upstream of tests/unit/test_pipeline_forwarding.py; the
-same over the wire, with the real server process, a real unbound upstream and the API stand-in
-down, is tests/integration/test_kube_api.py::test_api_down_at_start_then_up.
+Pipeline level, with the socket-free upstream of tests/doubles.py; the same over the wire, with
+the real server process, a real unbound upstream and the API stand-in down, is tests/integration/test_kube_api.py::test_api_down_at_start_then_up.
 """
 
 from __future__ import annotations
 
 import dns.rcode
 
+from dns_server.config import Config
 from dns_server.pipeline import Pipeline
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, SERVICE, Namespace, Port, Service
 from dns_server.registry import Registry, Replace
-from tests.unit.test_pipeline_forwarding import CONFIG, CannedUpstream, handle
+from tests.doubles import CannedUpstream, handle
 
 Z = "cluster.local"
+CONFIG = Config(listen=(("127.0.0.1", 5353),))
 
 
 def ask(pipeline: Pipeline, name: str, qtype: str = "A") -> dns.message.Message:
