@@ -1,7 +1,8 @@
 """Before the first sync: cluster names are SERVFAIL, never NXDOMAIN; other names are not held up.
 
-Pipeline level, with the socket-free upstream of tests/doubles.py; the same over the wire, with
-the real server process, a real unbound upstream and the API stand-in down, is tests/integration/test_kube_api.py::test_api_down_at_start_then_up.
+Pipeline level, with the socket-free upstream of tests/doubles.py.  The same over the wire, with the
+real server process, a real unbound upstream and the API stand-in down:
+tests/integration/test_kube_api.py::test_api_down_at_start_then_up.
 """
 
 from __future__ import annotations
