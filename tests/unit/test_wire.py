@@ -64,6 +64,14 @@ GOLDEN = [
     ("an answer record is skipped", header(an=1, ar=1) + WWW + A_IN + record(b"\xc0\x0c", 1, bytes(4)) + opt(1232),
      query(edns=True, payload=1232)),
     ("an authority record is skipped", header(ns=1) + WWW + A_IN + record(b"\x00", 6, bytes(22)), query()),
+    ("answer and authority records are skipped", header(an=1, ns=1, ar=1) + WWW + A_IN
+     + record(b"\xc0\x0c", 1, bytes(4)) + record(b"\x00", 6, bytes(22)) + opt(1232), query(edns=True, payload=1232)),
+    ("a record with no data, at the very end", header(an=1) + WWW + A_IN + record(b"\xc0\x0c", 1, b""), query()),
+    ("a compression pointer past offset 255", header(an=1) + WWW + A_IN + record(b"\xc1\x0c", 1, bytes(4)), query()),
+    ("a record owner with a 63-byte label", header(ar=2) + WWW + A_IN + record(b"\x3f" + b"a" * 63 + b"\x00", 16, b"")
+     + opt(1232), query(edns=True, payload=1232)),
+    ("EDNS with a flag other than DO", header(ar=1) + WWW + A_IN + opt(1232)[:7] + b"\x00\x01" + opt(1232)[9:],
+     query(edns=True, payload=1232)),
     ("the root", header() + b"\x00\x00\x02\x00\x01", query("", question=b"\x00\x00\x02\x00\x01")),
     ("a dot and a backslash inside labels are escaped", header() + b"\x03a.b\x03c\\d\x00" + A_IN,
      query("a\\.b.c\\\\d", question=b"\x03a.b\x03c\\d\x00" + A_IN)),
@@ -89,47 +97,63 @@ def test_the_name_is_lower_case_the_question_as_asked() -> None:
 
 
 DROPPED = [
-    ("empty", b""),
-    ("shorter than a header", header()[:11]),
-    ("a response", header(flags=0x8100) + WWW + A_IN),
+    ("empty", b"", "shorter than a DNS header"),
+    ("shorter than a header", header()[:11], "shorter than a DNS header"),
+    ("a response", header(flags=0x8100) + WWW + A_IN, "a response, not a query"),
 ]
 
 
-@pytest.mark.parametrize("what, packet", DROPPED, ids=[row[0] for row in DROPPED])
-def test_dropped(what: str, packet: bytes) -> None:
-    with pytest.raises(Drop):
+@pytest.mark.parametrize("what, packet, reason", DROPPED, ids=[row[0] for row in DROPPED])
+def test_dropped(what: str, packet: bytes, reason: str) -> None:
+    with pytest.raises(Drop) as raised:
         decode_query(packet)
+    assert str(raised.value) == reason
 
 
 LONG_NAME = b"\x3f" + b"a" * 63 + b"\x3f" + b"b" * 63 + b"\x3f" + b"c" * 63 + b"\x3e" + b"d" * 62 + b"\x00"  # 256
+PAST_THE_END = "question name runs past the end of the packet"
+RECORD_PAST_THE_END = "record runs past the end of the packet"
+# each malformation, and the rule that rejects it (the reason names the check, so a packet caught by
+# some other check by accident does not pass)
 FORMERR = [
-    ("no question", header(qd=0)),
-    ("two questions", header(qd=2) + WWW + A_IN + WWW + A_IN),
-    ("the name runs past the end", header() + b"\x03ww"),
-    ("no root label", header() + b"\x03www"),
-    ("a compression pointer in the question", header() + b"\x03www\xc0\x0c" + A_IN),
-    ("an extended label type", header() + b"\x41" + b"a" * 65 + b"\x00" + A_IN),
-    ("a 64-byte label", header() + b"\x40" + b"a" * 64 + b"\x00" + A_IN),
-    ("a 256-byte name", header() + LONG_NAME + A_IN),
-    ("no type and class", header() + WWW),
-    ("half a type and class", header() + WWW + b"\x00\x01"),
-    ("two OPT records", header(ar=2) + WWW + A_IN + opt() + opt()),
-    ("an OPT owned by another name", header(ar=1) + WWW + A_IN + opt(owner=b"\x01a\x00")),
-    ("an additional record cut short", header(ar=1) + WWW + A_IN + opt()[:8]),
-    ("an additional record's data cut short", header(ar=1) + WWW + A_IN + opt(options=bytes(8))[:-2]),
-    ("a missing additional record", header(ar=1) + WWW + A_IN),
-    ("an additional record's name runs past the end", header(ar=1) + WWW + A_IN + b"\x05ab"),
-    ("an additional record's pointer cut short", header(ar=1) + WWW + A_IN + b"\xc0"),
-    ("an additional record's bad label type", header(ar=1) + WWW + A_IN + b"\x41" + bytes(20)),
-    ("an answer record cut short", header(an=1) + WWW + A_IN + record(b"\xc0\x0c", 1, bytes(4))[:9]),
-    ("an answer record's data cut short", header(an=1) + WWW + A_IN + record(b"\xc0\x0c", 1, bytes(4))[:-1]),
+    ("no question", header(qd=0), "QDCOUNT is not 1"),
+    ("two questions", header(qd=2) + WWW + A_IN + WWW + A_IN, "QDCOUNT is not 1"),
+    ("the name runs past the end", header() + b"\x03ww", PAST_THE_END),
+    ("no root label", header() + b"\x03www", PAST_THE_END),
+    ("a compression pointer in the question", header() + b"\x03www\xc0\x0c" + A_IN,
+     "compression or extended label in the question name"),
+    ("an extended label type", header() + b"\x41" + b"a" * 65 + b"\x00" + A_IN,
+     "compression or extended label in the question name"),
+    ("a 64-byte label", header() + b"\x40" + b"a" * 64 + b"\x00" + A_IN,
+     "compression or extended label in the question name"),
+    ("a 256-byte name", header() + LONG_NAME + A_IN, "question name longer than 255 bytes"),
+    ("no type and class", header() + WWW, "question type and class run past the end of the packet"),
+    ("half a type and class", header() + WWW + b"\x00\x01", "question type and class run past the end of the packet"),
+    ("two OPT records", header(ar=2) + WWW + A_IN + opt() + opt(), "more than one OPT record"),
+    ("an OPT owned by another name", header(ar=1) + WWW + A_IN + opt(owner=b"\x01a\x00"),
+     "OPT owner name is not the root"),
+    ("an additional record cut short", header(ar=1) + WWW + A_IN + opt()[:8],
+     "additional record runs past the end of the packet"),
+    ("an additional record's data cut short", header(ar=1) + WWW + A_IN + opt(options=bytes(8))[:-2],
+     "additional record data runs past the end of the packet"),
+    ("a missing additional record", header(ar=1) + WWW + A_IN, "name runs past the end of the packet"),
+    ("an additional record's name runs past the end", header(ar=1) + WWW + A_IN + b"\x05ab",
+     "name runs past the end of the packet"),
+    ("an additional record's pointer cut short", header(ar=1) + WWW + A_IN + b"\xc0", "truncated compression pointer"),
+    ("an additional record's bad label type", header(ar=1) + WWW + A_IN + b"\x41" + bytes(20), "bad label type"),
+    ("an answer record that ends after its owner", header(an=1) + WWW + A_IN + b"\xc0\x0c", RECORD_PAST_THE_END),
+    ("an answer record cut short", header(an=1) + WWW + A_IN + record(b"\xc0\x0c", 1, bytes(4))[:9],
+     RECORD_PAST_THE_END),
+    ("an answer record's data cut short", header(an=1) + WWW + A_IN + record(b"\xc0\x0c", 1, bytes(4))[:-1],
+     "record data runs past the end of the packet"),
 ]
 
 
-@pytest.mark.parametrize("what, packet", FORMERR, ids=[row[0] for row in FORMERR])
-def test_formerr(what: str, packet: bytes) -> None:
-    with pytest.raises(FormErr):
+@pytest.mark.parametrize("what, packet, reason", FORMERR, ids=[row[0] for row in FORMERR])
+def test_formerr(what: str, packet: bytes, reason: str) -> None:
+    with pytest.raises(FormErr) as raised:
         decode_query(packet)
+    assert str(raised.value) == reason
 
 
 # -- the small builders ------------------------------------------------------------------------------------
@@ -152,6 +176,7 @@ def test_header_only_reply_drops_what_is_not_a_query(packet: bytes) -> None:
 
 @pytest.mark.parametrize("name, wire", [
     ("www.example.com", b"\x03www\x07example\x03com\x00"),
+    ("x.y", b"\x01x\x01y\x00"),
     ("", b"\x00"),
     ("a" * 63, b"\x3f" + b"a" * 63 + b"\x00"),
     (".".join(("a" * 63, "b" * 63, "c" * 63, "d" * 61)),
@@ -161,10 +186,18 @@ def test_name_to_wire(name: str, wire: bytes) -> None:
     assert name_to_wire(name) == wire
 
 
-@pytest.mark.parametrize("name", ["a..b", ".a", "a.", "a" * 64, ".".join(("a" * 63, "b" * 63, "c" * 63, "d" * 62))])
-def test_name_to_wire_refuses_empty_and_long_labels_and_long_names(name: str) -> None:
-    with pytest.raises(FormErr):
+@pytest.mark.parametrize("name, reason", [
+    ("a..b", "'a..b' has an empty or over-long label"),
+    (".a", "'.a' has an empty or over-long label"),
+    ("a.", "'a.' has an empty or over-long label"),
+    ("a" * 64, f"'{'a' * 64}' has an empty or over-long label"),
+    (".".join(("a" * 63, "b" * 63, "c" * 63, "d" * 62)),
+     f"'{'.'.join(('a' * 63, 'b' * 63, 'c' * 63, 'd' * 62))}' is longer than 255 bytes"),
+])
+def test_name_to_wire_refuses_empty_and_long_labels_and_long_names(name: str, reason: str) -> None:
+    with pytest.raises(FormErr) as raised:
         name_to_wire(name)
+    assert str(raised.value) == reason
 
 
 QUESTION = b"\x03www\x07example\x03com\x00" + A_IN
@@ -182,11 +215,8 @@ QUESTION = b"\x03www\x07example\x03com\x00" + A_IN
 def test_query_for_key_asks_the_question_with_the_keys_flags_and_edns(mode: int, flags: int, edns: bool,
                                                                         do: bool) -> None:
     wire = query_for_key(QUESTION + bytes((mode,)), 0x4242, 4096)
-    decoded = decode_query(wire)
-    assert (decoded.id, decoded.flags, decoded.question) == (0x4242, flags, QUESTION)
-    assert (decoded.edns, decoded.do) == (edns, do)
-    assert decoded.payload == (4096 if edns else 512)
-    message = dns.message.from_wire(wire)  # and dnspython reads it as the same query
+    assert wire == header(0x4242, flags, ar=int(edns)) + QUESTION + (opt(4096, do=do) if edns else b"")
+    message = dns.message.from_wire(wire)  # and dnspython reads it as that query
     assert message.question[0].name == dns.name.from_text("www.example.com")
     assert (message.edns == 0) == edns and bool(message.ednsflags & dns.flags.DO) == do
 
@@ -198,6 +228,7 @@ REPLY = header(qid=0x4242, flags=0x8180, an=1) + b"\x03WWW\x07example\x03COM\x00
 
 @pytest.mark.parametrize("what, reply, matches", [
     ("the same ID and question, in another case", REPLY, True),
+    ("the question and nothing else", REPLY[:4] + b"\x00\x01\x00\x00" + REPLY[8:12 + len(QUESTION)], True),
     ("AA and TC set", REPLY[:2] + b"\x86\x80" + REPLY[4:], True),
     ("another ID", b"\x42\x43" + REPLY[2:], False),
     ("not a response", REPLY[:2] + b"\x01\x80" + REPLY[4:], False),
