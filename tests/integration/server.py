@@ -48,6 +48,25 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def read_framed(sock: socket.socket) -> bytes | None:
+    """One length-prefixed DNS message from a TCP stream (RFC 1035 4.2.2), or None once it is closed."""
+    header = _receive_exactly(sock, 2)
+    return _receive_exactly(sock, int.from_bytes(header, "big")) if header is not None else None
+
+
+def _receive_exactly(sock: socket.socket, count: int) -> bytes | None:
+    data = b""
+    while len(data) < count:
+        try:
+            chunk = sock.recv(count - len(data))
+        except ConnectionResetError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
 def texts(section: list[dns.rrset.RRset]) -> set[str]:
     """A message section as `owner TYPE rdata` lines (owner lower case), for comparing answers."""
     return {f"{rrset.name.to_text().lower()} {dns.rdatatype.to_text(rrset.rdtype)} {rr.to_text()}"

@@ -15,7 +15,7 @@ import dns.message
 import dns.rcode
 
 from tests.cluster_data import ZONES
-from tests.integration.server import ServerProcess, texts
+from tests.integration.server import ServerProcess, read_framed, texts
 from tests.integration.upstream import SlowRelay, Unbound
 
 Z = "cluster.local"
@@ -36,22 +36,8 @@ def connect(server: ServerProcess) -> socket.socket:
 
 def next_reply(sock: socket.socket) -> dns.message.Message | None:
     """The next message on the connection, or None once the server has closed it."""
-    header = receive_exactly(sock, 2)
-    body = receive_exactly(sock, int.from_bytes(header, "big")) if header is not None else None
-    return dns.message.from_wire(body) if body is not None else None
-
-
-def receive_exactly(sock: socket.socket, count: int) -> bytes | None:
-    data = b""
-    while len(data) < count:
-        try:
-            chunk = sock.recv(count - len(data))
-        except ConnectionResetError:
-            return None
-        if not chunk:
-            return None
-        data += chunk
-    return data
+    wire = read_framed(sock)
+    return dns.message.from_wire(wire) if wire is not None else None
 
 
 def exchange(sock: socket.socket, name: str = NAME) -> dns.message.Message:

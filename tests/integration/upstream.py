@@ -24,7 +24,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from tests.integration.server import free_port, wait_for
+from tests.integration.server import free_port, read_framed, wait_for
 
 STARTUP_DEADLINE = 10.0
 
@@ -240,17 +240,6 @@ def settle(unbound: Unbound, deadline: float = 15.0) -> None:
     wait_for(lambda: unbound.has_seen(marker, "A"), deadline, f"{marker} in unbound's query log")
 
 
-def _read_framed(sock: socket.socket) -> bytes | None:
-    """One length-prefixed DNS message from a TCP stream (RFC 1035 4.2.2), or None at its end."""
-    data = b""
-    while len(data) < 2 or len(data) < 2 + int.from_bytes(data[:2], "big"):
-        chunk = sock.recv(65537)
-        if not chunk:
-            return None
-        data += chunk
-    return data[2:]
-
-
 class SlowRelay:
     """A TCP listener on 127.0.0.1 that relays each query to a real upstream after holding it `delay` s.
 
@@ -278,11 +267,11 @@ class SlowRelay:
     def _relay(self, client: socket.socket) -> None:
         with client:
             try:
-                while (query := _read_framed(client)) is not None:
+                while (query := read_framed(client)) is not None:
                     time.sleep(self.delay)  # the point of this upstream: it is slow
                     with socket.create_connection(("127.0.0.1", self.upstream.port), timeout=10) as upstream:
                         upstream.sendall(len(query).to_bytes(2, "big") + query)
-                        reply = _read_framed(upstream)
+                        reply = read_framed(upstream)
                     if reply is None:
                         return
                     self.relayed += 1
