@@ -89,6 +89,7 @@ LOOPS = [
     ("wildcard listener, remote address", ("10.0.0.9", 53), [("0.0.0.0", 53)], False),
     ("IPv6 wildcard listener, ::1", ("::1", 53), [("::", 53)], True),
     ("one of several listeners", ("10.0.0.1", 53), [("127.0.0.1", 5353), ("10.0.0.1", 53)], True),
+    ("a link-local upstream with its zone", ("fe80::1%eth0", 53), [("fe80::1", 53)], True),
 ]
 
 
