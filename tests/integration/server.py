@@ -1,4 +1,5 @@
-"""Start the real server process for integration tests and wait, with a deadline, until it answers."""
+"""Start the real server process for integration tests and wait, with a deadline, until it answers;
+the waiting and comparing helpers the integration tests share."""
 
 from __future__ import annotations
 
@@ -16,9 +17,12 @@ from typing import Any, Callable, Sequence
 import dns.exception
 import dns.message
 import dns.query
+import dns.rdatatype
+import dns.rrset
 
 REPO = Path(__file__).resolve().parents[2]
 STARTUP_DEADLINE = 20.0
+QUERY_TIMEOUT = 10.0  # a client's patience: generous, a loaded machine is slow, not the server wrong
 
 
 def free_port() -> int:
@@ -43,6 +47,31 @@ def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval:
             return
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def read_framed(sock: socket.socket) -> bytes | None:
+    """One length-prefixed DNS message from a TCP stream (RFC 1035 4.2.2), or None once it is closed."""
+    header = _receive_exactly(sock, 2)
+    return _receive_exactly(sock, int.from_bytes(header, "big")) if header is not None else None
+
+
+def _receive_exactly(sock: socket.socket, count: int) -> bytes | None:
+    data = b""
+    while len(data) < count:
+        try:
+            chunk = sock.recv(count - len(data))
+        except ConnectionResetError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def texts(section: list[dns.rrset.RRset]) -> set[str]:
+    """A message section as `owner TYPE rdata` lines (owner lower case), for comparing answers."""
+    return {f"{rrset.name.to_text().lower()} {dns.rdatatype.to_text(rrset.rdtype)} {rr.to_text()}"
+            for rrset in section for rr in rrset}
 
 
 class ServerProcess:
@@ -107,10 +136,10 @@ class ServerProcess:
             return False
         return True
 
-    def udp(self, message: dns.message.Message, timeout: float = 2.0) -> dns.message.Message:
+    def udp(self, message: dns.message.Message, timeout: float = QUERY_TIMEOUT) -> dns.message.Message:
         return dns.query.udp(message, self.host, port=self.port, timeout=timeout, ignore_trailing=False)
 
-    def tcp(self, message: dns.message.Message, timeout: float = 2.0) -> dns.message.Message:
+    def tcp(self, message: dns.message.Message, timeout: float = QUERY_TIMEOUT) -> dns.message.Message:
         return dns.query.tcp(message, self.host, port=self.port, timeout=timeout)
 
     def ask(self, name: str, qtype: str = "A", transport: str = "udp", timeout: float = 5.0,

@@ -13,7 +13,6 @@ import socket
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
@@ -26,7 +25,7 @@ import pytest
 import yaml
 
 from tests.cluster_data import ZONES, headless_manifest
-from tests.integration.server import REPO, ServerProcess, free_port, wait_for
+from tests.integration.server import REPO, ServerProcess, free_port, texts, wait_for
 
 Z = "cluster.local"
 TRANSPORTS = ["udp", "tcp"]
@@ -51,11 +50,6 @@ def server(fixtures: Path) -> Iterator[ServerProcess]:
 def ask(server: ServerProcess, transport: str, name: str, qtype: str = "A", **kw: object) -> dns.message.Message:
     message = dns.message.make_query(name, qtype, **kw)  # type: ignore[arg-type]
     return server.udp(message) if transport == "udp" else server.tcp(message)
-
-
-def texts(section: list) -> set[str]:
-    return {f"{rrset.name.to_text().lower()} {dns.rdatatype.to_text(rrset.rdtype)} {rr.to_text()}"
-            for rrset in section for rr in rrset}
 
 
 ANSWERS = [
@@ -126,6 +120,7 @@ NEGATIVE = [
     ("apex A", Z, "A", dns.rcode.NOERROR),
     ("svc.Z", f"svc.{Z}", "A", dns.rcode.NOERROR),
     ("pod.Z", f"pod.{Z}", "A", dns.rcode.NOERROR),
+    ("dns.Z, an empty non-terminal above ns.dns.Z", f"dns.{Z}", "A", dns.rcode.NOERROR),
     ("externalname SRV", f"payments-api.shop.svc.{Z}", "SRV", dns.rcode.NOERROR),
 ]
 
@@ -173,6 +168,21 @@ def test_edns_echo_and_badvers(server: ServerProcess) -> None:
     assert ask(server, "udp", f"frontend.shop.svc.{Z}", "A", use_edns=1).rcode() == dns.rcode.BADVERS
 
 
+def test_udp_replies_never_exceed_our_1232_bytes_even_when_the_client_offers_4096(server: ServerProcess) -> None:
+    """200 A records are about 3.3 kB: they would fit the client's 4096 bytes, not our 1232 (RFC 6891 6.2.5)."""
+    # a miss, a hit on the question (another case, other bytes), a hit on the exact bytes of the first
+    names = [f"many.big.svc.{Z}", f"MANY.big.svc.{Z}", f"many.big.svc.{Z}"]
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(10)
+        for name in names:
+            query = dns.message.make_query(name, "A", use_edns=0, payload=4096)
+            client.sendto(query.to_wire(), (server.host, server.port))
+            wire = client.recv(65535)
+            assert len(wire) <= 1232, name
+            reply = dns.message.from_wire(wire)
+            assert reply.id == query.id and reply.flags & dns.flags.TC
+
+
 def test_200_endpoints_truncated_over_udp_and_whole_over_tcp(server: ServerProcess) -> None:
     udp = ask(server, "udp", f"many.big.svc.{Z}", "A")
     assert udp.flags & dns.flags.TC
@@ -182,34 +192,6 @@ def test_200_endpoints_truncated_over_udp_and_whole_over_tcp(server: ServerProce
     assert not tcp.flags & dns.flags.TC and len(tcp.answer[0]) == 200
     srv = ask(server, "tcp", f"_http._tcp.many.big.svc.{Z}", "SRV")
     assert len(srv.answer[0]) == 200 and sum(len(rrset) for rrset in srv.additional) == 200
-
-
-def tcp_exchange(server: ServerProcess, sock: socket.socket, count: int) -> list[dns.message.Message]:
-    replies = []
-    buffer = b""
-    while len(replies) < count:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise AssertionError("connection closed early")
-        buffer += chunk
-        while len(buffer) >= 2 and len(buffer) >= 2 + struct.unpack("!H", buffer[:2])[0]:
-            length = struct.unpack("!H", buffer[:2])[0]
-            replies.append(dns.message.from_wire(buffer[2:2 + length]))
-            buffer = buffer[2 + length:]
-    return replies
-
-
-def test_pipelined_queries_on_one_tcp_connection(server: ServerProcess) -> None:
-    names = [f"frontend.shop.svc.{Z}", f"cart.shop.svc.{Z}", f"nope.shop.svc.{Z}", f"postgres.data.svc.{Z}"]
-    queries = [dns.message.make_query(name, "A") for name in names]
-    wire = b"".join(struct.pack("!H", len(w)) + w for w in (q.to_wire() for q in queries))
-    with socket.create_connection((server.host, server.port), timeout=5) as sock:
-        sock.sendall(wire)
-        replies = tcp_exchange(server, sock, len(queries))
-        by_id = {r.id: r for r in replies}
-        assert [by_id[q.id].rcode() for q in queries] == [0, 0, dns.rcode.NXDOMAIN, 0]
-        sock.sendall(wire[: 2 + len(queries[0].to_wire())])  # the connection stays open for more
-        assert tcp_exchange(server, sock, 1)[0].answer
 
 
 def test_fuzzed_packets_never_stop_the_server(server: ServerProcess) -> None:
@@ -239,49 +221,6 @@ def test_fuzzed_packets_never_stop_the_server(server: ServerProcess) -> None:
     assert server.process is not None and server.process.poll() is None
 
 
-def test_tcp_idle_timeout_and_trickling_client(tmp_path: Path) -> None:
-    with ServerProcess("--fixtures", str(ZONES), "--tcp-idle-timeout", "1") as server:
-        with socket.create_connection((server.host, server.port), timeout=5) as sock:
-            started = time.monotonic()
-            query = dns.message.make_query(f"frontend.shop.svc.{Z}", "A").to_wire()
-            framed = struct.pack("!H", len(query)) + query
-            closed = False
-            for byte in framed:  # a byte every 0.2 s would take ~10 s; the 1 s idle timeout must win
-                try:
-                    sock.sendall(bytes([byte]))
-                    time.sleep(0.2)
-                except OSError:
-                    closed = True
-                    break
-                if sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
-                    closed = True
-                    break
-            assert closed
-            assert time.monotonic() - started < 4
-
-
-def recv_or_closed(sock: socket.socket) -> bytes:
-    try:
-        return sock.recv(1)
-    except (ConnectionResetError, BrokenPipeError):
-        return b""
-
-
-def test_tcp_connection_cap(tmp_path: Path) -> None:
-    with ServerProcess("--fixtures", str(ZONES), "--max-tcp-connections", "3") as server:
-        held = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(3)]
-        wait_for(lambda: True, 0.1, "connections")
-        extra = socket.create_connection((server.host, server.port), timeout=5)
-        extra.settimeout(3)
-        assert recv_or_closed(extra) == b""  # closed at once by the server
-        query = dns.message.make_query(f"frontend.shop.svc.{Z}", "A")
-        wire = query.to_wire()
-        held[0].sendall(struct.pack("!H", len(wire)) + wire)
-        assert tcp_exchange(server, held[0], 1)[0].answer
-        for sock in held + [extra]:
-            sock.close()
-
-
 def test_flags_change_what_is_served(tmp_path: Path) -> None:
     args = ["--fixtures", str(ZONES), "--cluster-domain", "k8s.test", "--ttl", "30", "--endpoint-pod-names",
             "--pods", "verified", "--resolv-conf", "/dev/null"]
@@ -296,10 +235,25 @@ def test_flags_change_what_is_served(tmp_path: Path) -> None:
         assert server.udp(dns.message.make_query(f"frontend.shop.svc.{Z}", "A")).rcode() == dns.rcode.SERVFAIL  # no forward takes it
 
 
-def test_pods_disabled(tmp_path: Path) -> None:
+def test_pods_disabled() -> None:
+    """No pod names at all: a pod's address and its namespace's name under pod.Z are both NXDOMAIN."""
     with ServerProcess("--fixtures", str(ZONES), "--pods", "disabled") as server:
-        reply = server.udp(dns.message.make_query(f"10-244-1-5.shop.pod.{Z}", "A"))
-        assert reply.rcode() == dns.rcode.NXDOMAIN
+        for name in (f"10-244-1-5.shop.pod.{Z}", f"shop.pod.{Z}"):
+            reply = server.udp(dns.message.make_query(name, "A"))
+            assert reply.rcode() == dns.rcode.NXDOMAIN, name
+            assert reply.authority[0].rdtype == dns.rdatatype.SOA
+
+
+@pytest.mark.parametrize("ttl, soa_ttl", [(3600, 300), (30, 30)])
+def test_the_soa_records_own_ttl_is_the_ttl_capped_at_300(ttl: int, soa_ttl: int) -> None:
+    """CoreDNS: the SOA's TTL is min(ttl, 300) while its MINIMUM field (the negative TTL) is the ttl."""
+    with ServerProcess("--fixtures", str(ZONES), "--ttl", str(ttl)) as server:
+        apex = server.udp(dns.message.make_query(Z, "SOA")).answer[0]
+        negative = server.udp(dns.message.make_query(f"nope.shop.svc.{Z}", "A")).authority[0]
+        for soa in (apex, negative):
+            assert soa.rdtype == dns.rdatatype.SOA
+            assert (soa.ttl, soa[0].minimum) == (soa_ttl, ttl)
+        assert server.udp(dns.message.make_query(f"frontend.shop.svc.{Z}", "A")).answer[0].ttl == ttl
 
 
 def test_ipv6_listener() -> None:

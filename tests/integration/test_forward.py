@@ -23,7 +23,7 @@ import uvloop
 
 from dns_server import forward
 from dns_server.config import DEFAULT_MAX_FAILS, ForwardSettings, Policy, Upstream
-from dns_server.forward import Forwarder
+from dns_server.forward import MIN_WAIT, Forwarder
 from dns_server.upstreams import NoAnswer, Overloaded
 from dns_server.wire import decode_query, question_key
 
@@ -347,7 +347,8 @@ def test_no_answer_within_the_deadline_and_a_refused_connection_is_not_retried()
         started = asyncio.get_running_loop().time()
         with pytest.raises(NoAnswer, match="i/o timeout"):
             await exchange(forwarder, "x.example.com")
-        assert asyncio.get_running_loop().time() - started >= 0.5  # it kept trying until the deadline
+        # it kept trying until the deadline (less the stop before it: no new try with under 10 ms left)
+        assert asyncio.get_running_loop().time() - started >= 0.5 - MIN_WAIT
         asked = [q for q, _ in silent.received if q.question[0].name.to_text() == "x.example.com."]
         assert len(asked) >= 2  # 0.2 s, 0.2 s, then the 0.1 s left (fewer on a slow machine)
         assert len({q.id for q in asked}) == len(asked)  # a fresh ID each time

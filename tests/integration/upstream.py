@@ -7,6 +7,7 @@ query log (`log-queries`) and counters (`unbound-control stats_noreset` over a l
 buffer, so a forwarder must retry over TCP to get a large answer.
 
 `Blackhole` is a UDP socket that receives queries and never answers: a dead upstream.
+`SlowRelay` passes TCP queries on to a real upstream and holds each one for a while: a slow upstream.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -22,7 +24,7 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from tests.integration.server import free_port, wait_for
+from tests.integration.server import free_port, read_framed, wait_for
 
 STARTUP_DEADLINE = 10.0
 
@@ -42,6 +44,7 @@ api.payments  300 IN A    192.0.2.20
 *.wild        300 IN A    192.0.2.99
 *.wild        300 IN AAAA 2001:db8::99
 *.wild        300 IN TXT  "wildcard"
+*.short        10 IN A    192.0.2.30
 """ + "".join(f'*.big         300 IN TXT  "{chr(97 + i) * 100}"\n' for i in range(8))  # ~900 bytes
 
 EXAMPLE_NET = """\
@@ -232,7 +235,7 @@ class Blackhole:
         self.sock.close()
 
 
-def settle(unbound: Unbound, deadline: float = 5.0) -> None:
+def settle(unbound: Unbound, deadline: float = 15.0) -> None:
     """Wait until unbound has logged every query sent to it so far.
 
     A barrier: ask unbound directly for a fresh name and wait until that query shows in its log.
@@ -240,5 +243,58 @@ def settle(unbound: Unbound, deadline: float = 5.0) -> None:
     answered and the barrier is logged, the log holds everything our server sent.
     """
     marker = f"barrier-{time.monotonic_ns()}.wild.example.com"
-    dns.query.udp(dns.message.make_query(marker, "A"), unbound.host, port=unbound.port, timeout=2)
+    dns.query.udp(dns.message.make_query(marker, "A"), unbound.host, port=unbound.port, timeout=deadline)
     wait_for(lambda: unbound.has_seen(marker, "A"), deadline, f"{marker} in unbound's query log")
+
+
+class SlowRelay:
+    """A TCP listener on 127.0.0.1 that relays each query to a real upstream after holding it `delay` s.
+
+    Only TCP: the forwarder asks upstream over TCP when its client came over TCP (RFC 7766).
+    `relayed` counts the queries passed on.
+    """
+
+    def __init__(self, upstream: Unbound, delay: float) -> None:
+        self.upstream = upstream
+        self.delay = delay
+        self.relayed = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.address = f"127.0.0.1:{self.port}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._relay, args=(client,), daemon=True).start()
+
+    def _relay(self, client: socket.socket) -> None:
+        with client:
+            try:
+                while (query := read_framed(client)) is not None:
+                    time.sleep(self.delay)  # the point of this upstream: it is slow
+                    with socket.create_connection((self.upstream.host, self.upstream.port), timeout=10) as upstream:
+                        upstream.sendall(len(query).to_bytes(2, "big") + query)
+                        reply = read_framed(upstream)
+                    if reply is None:
+                        return
+                    self.relayed += 1
+                    client.sendall(len(reply).to_bytes(2, "big") + reply)
+            except OSError:
+                return
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (Linux)
+        except OSError:
+            pass
+        self.listener.close()
+
+    def __enter__(self) -> SlowRelay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -7,6 +7,7 @@ replies are read back with it.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import dns.edns
@@ -318,18 +319,132 @@ def test_prefetch_ignores_entries_hit_only_once() -> None:
     assert entry is not None and not cache.wants_prefetch(entry, NOW + 95)
 
 
-@pytest.mark.parametrize("wire", [
-    b"",
-    b"\x42\x42\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00",  # counts promise records that are not there
-    b"\x42\x42\x81\x80\x00\x00\x00\x00\x00\x00\x00\x00",  # no question
-    b"\x42\x42\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x00\x00",  # question cut short
+def raw_reply(sections: bytes, an: int = 0, ns: int = 0, ar: int = 0, flags: int = 0x8180) -> bytes:
+    """An upstream reply to `www.example.com A`, its records written out byte by byte."""
+    question = b"\x03www\x07example\x03com\x00\x00\x01\x00\x01"
+    return struct.pack("!HHHHHH", 0x4242, flags, 1, an, ns, ar) + question + sections
+
+
+def rr(rtype: int, rdata: bytes, ttl: int = 300, owner: bytes = b"\xc0\x0c") -> bytes:
+    return owner + struct.pack("!HHIH", rtype, 1, ttl, len(rdata)) + rdata
+
+
+def opt_rr(options: bytes = b"", owner: bytes = b"\x00", ext_rcode: int = 0) -> bytes:
+    return owner + struct.pack("!HHBBHH", 41, 4096, ext_rcode, 0, 0, len(options)) + options
+
+
+A_RECORD = rr(1, bytes((192, 0, 2, 1)))
+PLAIN_KEY = upstream_reply()[0]
+
+
+@pytest.mark.parametrize("what, wire, reason", [
+    ("empty", b"", "shorter than a header"),
+    ("a header alone", b"\x42\x42\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00", "name runs past the end of the packet"),
+    ("counts promise records that are not there", b"\x42\x42\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00",
+     "name runs past the end of the packet"),
+    ("no question", b"\x42\x42\x81\x80\x00\x00\x00\x00\x00\x00\x00\x00", "QDCOUNT is not 1"),
+    ("the question cut short", b"\x42\x42\x81\x80\x00\x01\x00\x00\x00\x00\x00\x00\x03www\x00\x00",
+     "the question runs past the end"),
+    ("a record cut off", raw_reply(A_RECORD[:-2], an=1), "a record runs past the end"),
+    ("an OPT in the answer section", raw_reply(opt_rr() + A_RECORD, an=2), "a misplaced, repeated or non-root OPT record"),
+    ("an OPT in the authority section", raw_reply(A_RECORD + opt_rr(), an=1, ns=1),
+     "a misplaced, repeated or non-root OPT record"),
+    ("two OPT records", raw_reply(A_RECORD + opt_rr() + opt_rr(), an=1, ar=2),
+     "a misplaced, repeated or non-root OPT record"),
+    ("an OPT owned by another name", raw_reply(A_RECORD + opt_rr(owner=b"\xc0\x0c"), an=1, ar=1),
+     "a misplaced, repeated or non-root OPT record"),
 ])
-def test_malformed_replies_raise_bad_reply(wire: bytes) -> None:
-    with pytest.raises(BadReply):
+def test_malformed_replies_raise_bad_reply(what: str, wire: bytes, reason: str) -> None:
+    with pytest.raises(BadReply) as raised:
         prepare(wire, BUFSIZE, 0)
+    assert str(raised.value) == reason
 
 
-def test_a_cut_off_record_is_bad() -> None:
-    _, wire = upstream_reply(answer=[(300, "192.0.2.1")])
-    with pytest.raises(BadReply):
-        prepare(wire[:-2], BUFSIZE, 0)
+def test_flags_are_kept_but_aa_and_the_truncated_form_adds_tc() -> None:
+    key, wire = upstream_reply(answer=[(300, "192.0.2.1")])
+    assert served(wire).flags == dns.flags.QR | dns.flags.AA | dns.flags.RD
+    entry = keep(cache_with(), key, wire)
+    assert served(entry.render(NOW, 512)).flags == dns.flags.QR | dns.flags.RD
+    assert served(entry.reply.truncated).flags == dns.flags.QR | dns.flags.RD | dns.flags.TC
+
+
+@pytest.mark.parametrize("do", [False, True])
+def test_our_opt_carries_the_do_bit_and_nothing_else(do: bool) -> None:
+    key, wire = upstream_reply(answer=[(300, "192.0.2.1")], edns=True, do=do)
+    reply = served(keep(cache_with(), key, wire).render(NOW, 512))
+    assert reply.edns == 0 and reply.ednsflags == (dns.flags.DO if do else 0) and reply.rcode() == dns.rcode.NOERROR
+
+
+def test_records_after_the_upstreams_opt_are_kept_and_count_down() -> None:
+    """The upstream's OPT (with a 20-byte option) replaced by ours, shorter: what follows it moves."""
+    glue = rr(1, bytes((192, 0, 2, 53)), ttl=100, owner=b"\x02ns\xc0\x10")
+    wire = raw_reply(A_RECORD + opt_rr(b"\x00\x0a\x00\x10" + bytes(16)) + glue, an=1, ar=2)
+    entry = keep(cache_with(), PLAIN_KEY, wire)
+    assert entry.lifetime == 100  # the glue's TTL counts
+    reply = served(entry.render(NOW + 30, 512))
+    assert reply.edns == -1  # the query had no EDNS
+    assert [(rrset.name.to_text(), rrset.ttl) for rrset in reply.answer + reply.additional] == [
+        ("www.example.com.", 70), ("ns.example.com.", 70)]
+    assert reply.additional[0][0].to_text() == "192.0.2.53"
+
+
+SOA_RDATA = b"\x00\x00" + struct.pack("!IIIII", 1, 7200, 1800, 86400, 60)  # `. . 1 7200 1800 86400 60`: 22 bytes
+LONG_NS = b"\x1a" + b"a" * 26 + b"\xc0\x10"  # an NS name of 29 bytes: as long as an SOA's data
+
+
+@pytest.mark.parametrize("what, wire, lifetime", [
+    ("the smallest SOA there is", raw_reply(rr(6, SOA_RDATA, ttl=3600), ns=1, flags=0x8183), 60),
+    ("an NS after the SOA is not the SOA", raw_reply(rr(6, SOA_RDATA, ttl=3600) + rr(2, LONG_NS, ttl=30), ns=2,
+                                                    flags=0x8183), 60),
+    ("an SOA in the additional section does not count", raw_reply(rr(6, SOA_RDATA), ar=1, flags=0x8183), 0),
+    ("an extended RCODE is not NOERROR", raw_reply(A_RECORD + opt_rr(ext_rcode=1), an=1, ar=1), 0),
+])
+def test_which_replies_are_cached_and_for_how_long(what: str, wire: bytes, lifetime: int) -> None:
+    assert cache_with().lifetime(prepare(wire, BUFSIZE, 0), "www.example.com") == lifetime
+
+
+def test_a_reply_of_exactly_the_clients_size_is_served_whole() -> None:
+    key, wire = upstream_reply(answer=[(300, "192.0.2.1")])
+    entry = keep(cache_with(), key, wire)
+    size = len(entry.render(NOW, 65535))
+    assert not served(entry.render(NOW, size)).flags & dns.flags.TC
+    assert served(entry.render(NOW, size - 1)).flags & dns.flags.TC
+
+
+def test_a_cache_of_one_keeps_one() -> None:
+    cache = cache_with(success_capacity=1)
+    keys = []
+    for name in ("one.example.com", "two.example.com"):
+        key, wire = upstream_reply(name, answer=[(300, "192.0.2.1")])
+        keep(cache, key, wire, name=name)
+        keys.append(key)
+    assert cache.get(keys[0], NOW) is None and cache.get(keys[1], NOW) is not None
+
+
+def test_an_entry_is_stale_from_the_moment_it_expires() -> None:
+    key, wire = upstream_reply(answer=[(60, "192.0.2.1")])
+    cache = cache_with(serve_stale=3600)
+    keep(cache, key, wire)
+    assert cache.get(key, NOW + 60) is None and cache.stale(key, NOW + 60) is not None
+
+
+def test_prefetch_boundaries() -> None:
+    """The last 10% of its life (here 10 s), for an entry hit twice with no minute between the hits."""
+    key, wire = upstream_reply(answer=[(100, "192.0.2.1")])
+    cache = cache_with(prefetch_amount=2)
+    keep(cache, key, wire)
+    cache.get(key, NOW + 40)
+    entry = cache.get(key, NOW + 50)
+    assert entry is not None and not cache.wants_prefetch(entry, NOW + 50)  # popular, but half its life left
+    assert cache.wants_prefetch(entry, NOW + 90)  # 10 s left: the window has begun
+
+
+def test_a_minute_between_hits_makes_an_entry_unpopular() -> None:
+    key, wire = upstream_reply(answer=[(3600, "192.0.2.1")])  # the window: its last 360 s
+    cache = cache_with(prefetch_amount=2)
+    keep(cache, key, wire)
+    cache.get(key, NOW + 3250)
+    entry = cache.get(key, NOW + 3310)  # exactly the prefetch duration later
+    assert entry is not None and not cache.wants_prefetch(entry, NOW + 3310)
+    entry = cache.get(key, NOW + 3311)
+    assert entry is not None and cache.wants_prefetch(entry, NOW + 3311)

@@ -16,6 +16,16 @@ def hosts(servers: list) -> list[str]:
     return [server.host for server in servers]
 
 
+def test_servers_keep_their_ports_and_print_as_addresses() -> None:
+    upstreams = Upstreams([A, ("2001:db8::53", 5353)], "sequential", random.Random(1))
+    assert [str(server) for server in upstreams.servers] == ["192.0.2.1:53", "[2001:db8::53]:5353"]
+
+
+def test_at_least_one_upstream_is_needed() -> None:
+    with pytest.raises(ValueError, match="^at least one upstream is needed$"):
+        Upstreams([], "random", random.Random(1))
+
+
 def test_sequential_always_starts_at_the_first() -> None:
     upstreams = Upstreams([A, B, C], Policy.SEQUENTIAL, random.Random(1))
     assert [hosts(upstreams.order()) for _ in range(3)] == [["192.0.2.1", "192.0.2.2", "192.0.2.3"]] * 3
@@ -93,8 +103,9 @@ nameserver 2001:db8::53
 nameserver dns.example.com
 options ndots:5
 nameserver
+nameserver 10.96.0.11
 """
-    assert resolv_conf_nameservers(text) == (["10.96.0.10", "fe80::1%eth0", "2001:db8::53"],
+    assert resolv_conf_nameservers(text) == (["10.96.0.10", "fe80::1%eth0", "2001:db8::53", "10.96.0.11"],
                                              ["nameserver dns.example.com"])
 
 
@@ -107,6 +118,7 @@ LOOPS = [
     ("wildcard listener, remote address", ("10.0.0.9", 53), [("0.0.0.0", 53)], False),
     ("IPv6 wildcard listener, ::1", ("::1", 53), [("::", 53)], True),
     ("one of several listeners", ("10.0.0.1", 53), [("127.0.0.1", 5353), ("10.0.0.1", 53)], True),
+    ("a link-local upstream with its zone", ("fe80::1%eth0", 53), [("fe80::1", 53)], True),
 ]
 
 

@@ -46,7 +46,7 @@ async def replies(client: socket.socket, count: int) -> list[dns.message.Message
     loop = asyncio.get_running_loop()
     received = []
     for _ in range(count):
-        received.append(dns.message.from_wire(await asyncio.wait_for(loop.sock_recv(client, 65535), 5)))
+        received.append(dns.message.from_wire(await asyncio.wait_for(loop.sock_recv(client, 65535), 30)))
     return received
 
 
