@@ -58,9 +58,12 @@ class LoopProbe:
             self._on_loop(f'Loop ({source} -> {self.listener}) detected for zone "{zone_text(self.zone)}", '
                           f'see {TROUBLESHOOTING}. Query: "HINFO {self.name}."')
 
-    async def probe(self, host: str, port: int) -> None:
-        """Send the probe to ourselves until one gets a reply (or 30 s pass); then stop counting."""
-        self.listener = format_address(host, port)
+    async def probe(self, host: str, port: int, bound: bool) -> None:
+        """Send the probe to ourselves until one gets a reply (or 30 s pass); then stop counting.
+
+        The fatal line names the listener as CoreDNS does: `:53` for a block without `bind`.
+        """
+        self.listener = format_address(host, port) if bound else f":{port}"
         query = _query(self.name)
         deadline = time.monotonic() + PROBE_DEADLINE
         while time.monotonic() < deadline:

@@ -215,7 +215,8 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
     for running in runtime.blocks:
         if running.loop is not None:
             host = running.settings.bind[0] if running.settings.bind else "127.0.0.1"
-            runtime.tasks.append(asyncio.create_task(running.loop.probe(host, running.settings.keys[0].port)))
+            runtime.tasks.append(asyncio.create_task(running.loop.probe(host, running.settings.keys[0].port,
+                                                                        bool(running.settings.bind))))
     return runtime
 
 

@@ -1,7 +1,7 @@
 """Fixtures shared by the unit and integration tests, and the hypothesis settings they run with.
 
 Helper modules (not test modules) hold the rest: tests/cluster_data.py (the example cluster as
-records), tests/doubles.py (a socket-free forwarder), tests/integration/server.py (the server
+records), tests/doubles.py (pipelines and a socket-free forwarder), tests/integration/server.py (the server
 process), tests/integration/upstream.py (real and stand-in upstream resolvers),
 tests/kube_api_standin.py (the Kubernetes API).
 """

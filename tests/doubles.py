@@ -1,70 +1,214 @@
-"""A socket-free forwarder for the pipeline's unit tests, and a driver that finishes Forwards.
+"""Values the unit tests build again and again, socket-free.
 
-`CannedUpstream` speaks the pipeline's `Upstream` protocol over a table of records but keeps its
-replies in the real ForwardCache, so hits, truncation and TTLs behave as in production; the
-sockets are covered by tests/integration/test_forward.py and, with a real upstream,
-tests/integration/test_forwarding.py.
+- `block(**options)`: the server block the command-line flags make (`.:5353`, kubernetes for
+  cluster.local and the reverse zones, forward to one upstream, cache, errors), with kubernetes
+  options and block fields replaced by name.
+- `pipeline_for(records, ...)`: one listener's pipeline over a registry of those records, wired as
+  the runtime wires it (the registry's publications reach the answer table through the view).
+- `FakeForwarder`: a `forward` directive's upstreams without sockets, answering from `RECORDS`;
+  it stands where `forward.Forwarder` stands, in front of the real `Outbound` and `ForwardCache`.
+- `ask` / `reply_of`: a dnspython query through a pipeline, a Forward finished as a transport would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from typing import Any, Callable, Iterable
 
 import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
+from dns_server.answer_table import AnswerTable, View
 from dns_server.cache import ForwardCache
-from dns_server.pipeline import Forward, Pipeline
-from dns_server.upstreams import UpstreamError
+from dns_server.cli import build_parser, config_from_args
+from dns_server.config import ForwardSettings, KubernetesSettings, ServerBlock, Upstream
+from dns_server.hosts import HostsTable
+from dns_server.outbound import Outbound
+from dns_server.pipeline import Block, Forward, Pipeline
+from dns_server.records import Endpoint, EndpointSlice, Namespace, Port, Record, Service
+from dns_server.registry import Registry
+from dns_server.snapshot import Change, Snapshot
 from dns_server.wire import query_for_key
+from tests.cluster_data import example_records, registry_with
 
-RECORDS = {
+Z = "cluster.local"
+UPSTREAM = "192.0.2.53"
+FLAGS = ["--upstream", UPSTREAM, "--listen", "127.0.0.1:5353"]
+FLAGS_BLOCK = config_from_args(build_parser().parse_args(FLAGS)).blocks[0]
+
+_KUBERNETES_FIELDS = {field.name for field in dataclasses.fields(KubernetesSettings)}
+_BLOCK_FIELDS = {field.name for field in dataclasses.fields(ServerBlock)}
+
+
+def block(**options: Any) -> ServerBlock:
+    """The flags' server block; each option replaces a kubernetes setting or a block field of that name."""
+    unknown = set(options) - _KUBERNETES_FIELDS - _BLOCK_FIELDS
+    if unknown:
+        raise TypeError(f"neither a kubernetes setting nor a block field: {sorted(unknown)}")
+    assert FLAGS_BLOCK.kubernetes is not None
+    kubernetes = dataclasses.replace(FLAGS_BLOCK.kubernetes,
+                                     **{k: v for k, v in options.items() if k in _KUBERNETES_FIELDS})
+    fields = {k: v for k, v in options.items() if k in _BLOCK_FIELDS}
+    return dataclasses.replace(FLAGS_BLOCK, **{"kubernetes": kubernetes, **fields})
+
+
+def forward_to(from_zone: str = "", *, upstream: str = UPSTREAM, **settings: Any) -> ForwardSettings:
+    """One `forward FROM UPSTREAM` directive."""
+    return ForwardSettings(from_zone, (Upstream(upstream),), **settings)
+
+
+def big_headless(count: int) -> list[Record]:
+    """The example cluster plus `many.big.svc.Z`: a headless service with `count` ready endpoints (port http/80)."""
+    endpoints = tuple(Endpoint((f"10.1.{i // 250}.{i % 250 + 1}",), True, "", "") for i in range(count))
+    http = (Port("http", "TCP", 80),)
+    return example_records() + [Namespace("big"), Service("big", "many", (), True, "", http),
+                                EndpointSlice("big", "many-1", "many", endpoints, http)]
+
+
+# What the fake upstreams know: (name, type) -> [(TTL, rdata text)]; anything else is NXDOMAIN.
+RECORDS: dict[tuple[str, str], list[tuple[int, str]]] = {
     ("www.example.com.", "A"): [(300, "192.0.2.10")],
     ("api.payments.example.com.", "A"): [(300, "192.0.2.20")],
     ("9.9.96.10.in-addr.arpa.", "PTR"): [(300, "upstream.example.com.")],
     ("big.example.com.", "TXT"): [(300, f'"{c * 200}"') for c in "abcdef"],
 }
+UPSTREAM_SOA = "ns.example.com. h.example.com. 1 7200 1800 86400 60"
 
 
-class CannedUpstream:
-    """The Upstream protocol over RECORDS and a real ForwardCache, without sockets."""
+def canned_reply(query: dns.message.Message) -> dns.message.Message:
+    """The reply an upstream that knows RECORDS gives (NXDOMAIN with example.com's SOA otherwise)."""
+    question = query.question[0]
+    reply = dns.message.make_response(query)
+    found = RECORDS.get((question.name.to_text(), dns.rdatatype.to_text(question.rdtype)))
+    if found is None:
+        reply.set_rcode(dns.rcode.NXDOMAIN)
+        reply.authority.append(dns.rrset.from_text("example.com.", 300, "IN", "SOA", UPSTREAM_SOA))
+    for ttl, text in found or []:
+        reply.answer.append(dns.rrset.from_text(question.name, ttl, "IN", question.rdtype, text))
+    return reply
+
+
+class RejectCounter:
+    """The part of forward.ProxyMetrics the outbound side reports to."""
 
     def __init__(self) -> None:
-        self.cache = ForwardCache(100, 1232)
-        self.asked: list[str] = []
-        self.full = False
-        self.fail: UpstreamError | None = None
+        self.rejections = 0
 
-    def cached(self, key: bytes, limit: int) -> bytes | None:
-        entry = self.cache.get(key, 0.0)
-        return None if entry is None else entry.render(0.0, limit)
+    def rejected(self) -> None:
+        self.rejections += 1
+
+
+Responder = Callable[[dns.message.Message], "dns.message.Message | bytes"]
+
+
+class FakeForwarder:
+    """`forward.Forwarder` without sockets: `exchange` answers with `respond(query)` (a message, or raw bytes).
+
+    `gate` (set it to an unset asyncio.Event) holds every exchange until it is set; `fail` makes
+    exchanges raise; `full` makes the forwarder saturated.  `asked` lists the names asked, in order.
+    """
+
+    def __init__(self, settings: ForwardSettings | None = None, respond: Responder = canned_reply) -> None:
+        self.settings = settings or forward_to()
+        self.respond = respond
+        self.metrics = RejectCounter()
+        self.asked: list[str] = []
+        self.queries: list[dns.message.Message] = []
+        self.full = False
+        self.fail: Exception | None = None
+        self.gate: asyncio.Event | None = None
 
     def saturated(self) -> bool:
         return self.full
 
-    async def forward(self, key: bytes, payload: int, via_tcp: bool, limit: int) -> bytes:
+    async def exchange(self, key: bytes, payload: int, via_tcp: bool) -> bytes:
+        query = dns.message.from_wire(query_for_key(key, 7, payload))
+        self.asked.append(query.question[0].name.to_text())
+        self.queries.append(query)
+        if self.gate is not None:
+            await self.gate.wait()
         if self.fail is not None:
             raise self.fail
-        query = dns.message.from_wire(query_for_key(key, 7, payload))
-        question = query.question[0]
-        self.asked.append(question.name.to_text())
-        reply = dns.message.make_response(query)
-        found = RECORDS.get((question.name.to_text(), dns.rdatatype.to_text(question.rdtype)))
-        if found is None:
-            reply.set_rcode(dns.rcode.NXDOMAIN)
-            reply.authority.append(dns.rrset.from_text(
-                "example.com.", 300, "IN", "SOA", "ns.example.com. h.example.com. 1 7200 1800 86400 60"))
-        for ttl, text in found or []:
-            reply.answer.append(dns.rrset.from_text(question.name, ttl, "IN", question.rdtype, text))
-        return self.cache.store(key, reply.to_wire(max_size=65535), 0.0).render(0.0, limit)
+        reply = self.respond(query)
+        return reply if isinstance(reply, bytes) else reply.to_wire(max_size=65535)
+
+    async def close(self) -> None:
+        pass
 
 
-def handle(pipeline: Pipeline, query: dns.message.Message, via_tcp: bool = False) -> dns.message.Message:
-    """The pipeline's reply, finishing a Forward the way a transport does."""
-    reply = pipeline.handle(query.to_wire(), via_tcp)
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def outbound_for(settings: ServerBlock, forwarders: list[FakeForwarder] | None = None,
+                 clock: Callable[[], float] | None = None) -> Outbound:
+    """The block's outbound side as the runtime builds it, over fake forwarders."""
+    fakes = forwarders if forwarders is not None else [FakeForwarder(f) for f in settings.forward]
+    cache = ForwardCache(settings.cache, settings.zones, settings.bufsize) if settings.cache is not None else None
+    return Outbound(fakes, [f.settings.handles for f in fakes], cache, settings.bufsize,  # type: ignore[arg-type]
+                    clock or Clock())
+
+
+def connect(registry: Registry, view: View, pipeline: Pipeline) -> None:
+    """Deliver the registry's publications to the pipeline, as runtime.Cluster.deliver does on the loop."""
+
+    def deliver(snapshot: Snapshot, change: Change) -> None:
+        serial_changed = snapshot.serial != view.snapshot.serial
+        view.snapshot = snapshot
+        pipeline.publish(view, change, serial_changed)
+
+    registry.subscribe(deliver)
+
+
+def pipeline_for(records: Iterable[Record] | None = None, *, settings: ServerBlock | None = None,
+                 registry: Registry | None = None, forwarders: list[FakeForwarder] | None = None,
+                 hosts: HostsTable | None = None, clock: Callable[[], float] | None = None,
+                 table: AnswerTable | None = None) -> Pipeline:
+    """A pipeline with one block (the flags' by default) over a registry of `records` (the example cluster)."""
+    settings = settings or block()
+    if registry is None:
+        registry = registry_with(records if records is not None else example_records())
+    view = View(registry.snapshot)
+    outbound = outbound_for(settings, forwarders, clock) if settings.forward else None
+    served = Block(settings, view, outbound, hosts)
+    pipeline = Pipeline([(zone, served) for zone in settings.zones], table=table)
+    connect(registry, view, pipeline)
+    return pipeline
+
+
+def the_block(pipeline: Pipeline) -> Block:
+    """The block of a one-block pipeline."""
+    (block_,) = {id(b): b for _, b in pipeline.routes}.values()
+    return block_
+
+
+def fakes(pipeline: Pipeline) -> list[FakeForwarder]:
+    outbound = the_block(pipeline).outbound
+    assert outbound is not None
+    return outbound.forwarders  # type: ignore[return-value]
+
+
+def reply_of(pipeline: Pipeline, data: bytes, via_tcp: bool = False) -> bytes:
+    """The pipeline's reply to raw query bytes, a Forward finished the way a transport does."""
+    reply = pipeline.handle(data, via_tcp)
     if isinstance(reply, Forward):
         reply = asyncio.run(pipeline.complete(reply))
     assert isinstance(reply, bytes)
-    return dns.message.from_wire(reply)
+    return reply
+
+
+def ask(pipeline: Pipeline, query: dns.message.Message | str, qtype: str = "A", via_tcp: bool = False,
+        **options: Any) -> dns.message.Message:
+    """The reply to a query (or to a query for `name qtype` made with `options`), read by dnspython."""
+    if isinstance(query, str):
+        query = dns.message.make_query(query, qtype, **options)
+    return dns.message.from_wire(reply_of(pipeline, query.to_wire(), via_tcp))

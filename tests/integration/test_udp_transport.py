@@ -17,10 +17,8 @@ import dns.rcode
 import pytest
 import uvloop
 
-from dns_server.config import Config
-from dns_server.pipeline import Pipeline
 from dns_server.transport.udp import BATCH, UdpServer
-from tests.cluster_data import example_records, registry_with
+from tests.doubles import pipeline_for
 
 NAME = "frontend.shop.svc.cluster.local"
 LOOPS: dict[str, Callable[[Awaitable[None]], None]] = {"asyncio": asyncio.run, "uvloop": uvloop.run}
@@ -30,7 +28,7 @@ def serve_and(check: Callable[[tuple[str, int]], Awaitable[None]], loop: str) ->
     """Run `check(address)` against a UdpServer on 127.0.0.1 (an ephemeral port), then close it."""
 
     async def main() -> None:
-        pipeline = Pipeline(Config(listen=(("127.0.0.1", 5353),)), registry_with(example_records()).snapshot)
+        pipeline = pipeline_for()
         server = UdpServer(pipeline, max_pending=10)
         server.open("127.0.0.1", 0, socket.AF_INET)
         try:

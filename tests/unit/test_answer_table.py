@@ -15,7 +15,7 @@ from dns_server.resolver import resolve
 from dns_server.snapshot import HOSTS, SYNCED, Change, Snapshot
 from dns_server.wire import decode_query, question_key
 from tests.cluster_data import example_records, registry_with
-from tests.unit.helpers import Z, block
+from tests.doubles import Z, block
 
 VIEW = View(Snapshot.empty(synced=True))
 A, B = ("service", "shop", "a"), ("service", "shop", "b")

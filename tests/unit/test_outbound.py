@@ -20,7 +20,7 @@ from dns_server.config import CacheSettings, ForwardSettings
 from dns_server.outbound import Outbound
 from dns_server.upstreams import NoAnswer, Overloaded
 from dns_server.wire import NXDOMAIN, SERVFAIL, decode_query, question_key
-from tests.unit.helpers import Clock, FakeForwarder, block, canned_reply, forward_to, outbound_for
+from tests.doubles import Clock, FakeForwarder, block, canned_reply, forward_to, outbound_for
 
 T = TypeVar("T")
 NAME = "www.example.com"

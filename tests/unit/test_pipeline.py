@@ -29,7 +29,7 @@ from dns_server.records import Service
 from dns_server.snapshot import Change
 from dns_server.wire import decode_query, question_key
 from tests.cluster_data import example_records, registry_with
-from tests.unit.helpers import Z, ask, big_headless, block, fakes, pipeline_for, reply_of, the_block
+from tests.doubles import Z, ask, big_headless, block, fakes, pipeline_for, reply_of, the_block
 
 NO_FORWARD = block(forward=(), cache=None)
 

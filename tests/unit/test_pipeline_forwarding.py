@@ -20,7 +20,7 @@ from dns_server.records import Namespace, Service
 from dns_server.registry import Put
 from dns_server.upstreams import NoAnswer, Overloaded
 from tests.cluster_data import example_records, registry_with
-from tests.unit.helpers import Z, Clock, ask, block, fakes, pipeline_for, reply_of
+from tests.doubles import Z, Clock, ask, block, fakes, pipeline_for, reply_of
 
 CACHED = block(cache=CacheSettings())
 UNCACHED = block(cache=None)

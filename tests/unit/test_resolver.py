@@ -25,7 +25,7 @@ from dns_server.runtime import _open_cluster
 from dns_server.snapshot import HOSTS, SYNCED, Snapshot
 from tests.cluster_data import ZONES as ZONES_DIRECTORY
 from tests.cluster_data import example_records, registry_with
-from tests.unit.helpers import Z, block, forward_to
+from tests.doubles import Z, block, forward_to
 
 SNAPSHOT = registry_with(example_records()).snapshot
 FLAGS = block()

@@ -11,7 +11,7 @@ import dns.rcode
 
 from dns_server.records import ENDPOINT_SLICE, NAMESPACE, SERVICE, Namespace, Port, Service
 from dns_server.registry import Registry, Replace
-from tests.unit.helpers import Z, ask, fakes, pipeline_for
+from tests.doubles import Z, ask, fakes, pipeline_for
 
 
 def test_outside_names_are_answered_while_cluster_names_wait_for_the_sync() -> None:
