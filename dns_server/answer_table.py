@@ -28,7 +28,7 @@ through the loop, in order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from dns_server.answer import Dependency
@@ -91,8 +91,8 @@ class Entry:
     forward: Any = None  # pipeline.ForwardTarget
     serial: int = 0  # the serial written at `serial_at`
     turn: int = 0
-    fitted: dict[int, bytes] = field(default_factory=dict)  # by UDP limit
-    exact: list[tuple[dict[bytes, ExactHit], bytes]] = field(default_factory=list)
+    fitted: dict[int, bytes] | None = None  # the reply cut to each UDP limit asked for (made when first needed)
+    exact: list[tuple[dict[bytes, ExactHit], bytes]] | None = None  # its exact replies (where they are kept)
 
     def reply(self, limit: int) -> bytes:
         """The reply for a client that accepts `limit` bytes (a TCP client: 65535)."""
@@ -103,6 +103,8 @@ class Entry:
             return wire if len(wire) <= limit else fit(wire, limit)
         if len(wire) <= limit:
             return wire
+        if self.fitted is None:
+            self.fitted = {}
         cut = self.fitted.get(limit)
         if cut is None:
             cut = self.fitted[limit] = fit(wire, limit)
@@ -112,7 +114,7 @@ class Entry:
         """Write a newer SOA serial into the reply (and its rotations), dropping the cut copies."""
         self.wire = patch_serial(self.wire, self.serial_at, serial)
         self.rotations = tuple(patch_serial(r, self.serial_at, serial) for r in self.rotations)
-        self.fitted.clear()
+        self.fitted = None
         self.serial = serial
 
 
@@ -159,8 +161,12 @@ class AnswerTable:
 
     def remember(self, entry: Entry, via_tcp: bool, query: bytes, reply: bytes, tally: Any) -> None:
         """Keep a final reply under its query's exact bytes (both without the ID)."""
-        if entry.rotations or entry.forward is not None or len(entry.exact) >= MAX_EXACT_PER_ENTRY:
+        if entry.rotations or entry.forward is not None:
             return  # rotating answers turn per query; forwarded ones age: neither is fixed bytes
+        if entry.exact is None:
+            entry.exact = []
+        elif len(entry.exact) >= MAX_EXACT_PER_ENTRY:
+            return
         exact = self.exact_tcp if via_tcp else self.exact_udp
         if len(exact) >= self._max_exact:
             exact.clear()  # the entries keep their (now stale) references: dropping them is harmless
@@ -205,7 +211,8 @@ class AnswerTable:
 
 
 def _forget_exact(entry: Entry) -> None:
-    for exact, query in entry.exact:
-        exact.pop(query, None)
-    entry.exact.clear()
+    if entry.exact:
+        for exact, query in entry.exact:
+            exact.pop(query, None)
+        entry.exact = None
 

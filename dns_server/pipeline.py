@@ -152,6 +152,7 @@ class Pipeline:
         self._exact_udp = self.table.exact_udp
         self._exact_tcp = self.table.exact_tcp
         self._tally: Tally | None = None  # the tally of the reply `_answer` returned last (metered only)
+        self._labels: dict[tuple[str, str], Labels] = {}
         self._last_error_log = 0.0
         self._writer = query_log if any(block.query_log for _, block in self.routes) else None
         self._local = local  # our address, for the query log
@@ -293,7 +294,9 @@ class Pipeline:
         snapshot = block.view.snapshot
         answer = resolve(query.name, query.qtype, snapshot, block.settings, block.hosts)
         key = question_key(query)
-        labels = Labels(zone_text(zone), answer.plugin)
+        labels = self._labels.get((zone, answer.plugin))
+        if labels is None:
+            labels = self._labels[(zone, answer.plugin)] = Labels(zone_text(zone), answer.plugin)
         end = HEADER_LEN + len(query.question) - 4
         payload = query.payload if query.edns else NO_EDNS_PAYLOAD
         if answer.outcome is Outcome.FORWARD or answer.outcome is Outcome.CHASE:

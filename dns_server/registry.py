@@ -120,12 +120,14 @@ class Registry:
                 updates = self._scope(updates)
             changes: dict[Key, Record | None] = {}
             newly_synced = False
+            replaced = False
             for update in updates:
                 if isinstance(update, Put):
                     changes[update.record.key] = update.record
                 elif isinstance(update, Remove):
                     changes[update.key] = None
                 else:
+                    replaced = True
                     wanted = {r.key: r for r in update.records if r.key[0] in update.kinds}
                     for key in list(self._objects) + list(changes):
                         if key[0] in update.kinds and key not in wanted:
@@ -137,12 +139,13 @@ class Registry:
             real = {k: v for k, v in changes.items() if self._objects.get(k) != v}
             if not real and not newly_synced:
                 return self.snapshot
-            snapshot, change = self._publish(real, now)
+            snapshot, change = self._publish(real, now, replaced)
         for callback in self._subscribers:
             callback(snapshot, change)
         return snapshot
 
-    def _publish(self, changes: dict[Key, Record | None], now: float | None) -> tuple[Snapshot, Change]:
+    def _publish(self, changes: dict[Key, Record | None], now: float | None,
+                 replaced: bool) -> tuple[Snapshot, Change]:
         old = self.snapshot
         dirty_services: set[ServiceKey] = set()
         pods: set[PodAddress] = set()
@@ -200,6 +203,7 @@ class Registry:
             pods=frozenset(pods),
             addresses=frozenset(a for a in addresses if old.reverse.get(a) != reverse.get(a)),
             synced=self.snapshot.synced and not old.synced,
+            replaced=replaced,
         )
         return self.snapshot, change
 

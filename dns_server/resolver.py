@@ -359,10 +359,12 @@ def _join(label: str, zone: str) -> str:
 
 def _address_records(owner: str, addresses: list[str] | tuple[str, ...], qtype: int, ttl: int) -> list[RR]:
     if qtype == A:
-        return _unique([RR(owner, A, ttl, a) for a in addresses if ":" not in a])
-    if qtype == AAAA:
-        return _unique([RR(owner, AAAA, ttl, a) for a in addresses if ":" in a])
-    return []
+        records = [RR(owner, A, ttl, a) for a in addresses if ":" not in a]
+    elif qtype == AAAA:
+        records = [RR(owner, AAAA, ttl, a) for a in addresses if ":" in a]
+    else:
+        return []
+    return _unique(records) if len(records) > 1 else records
 
 
 def _unique(records: list[RR]) -> list[RR]:

@@ -16,6 +16,7 @@ pipeline is swapped).  Everything else of the old runtime is stopped by `stop_un
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 import socket
@@ -86,6 +87,23 @@ class Cluster:
         if self.runtime is not None:
             for pipeline in self.runtime.pipelines:
                 pipeline.publish(self.view, change, serial_changed)
+        if change.replaced and snapshot.synced:
+            freeze_heap()
+
+
+def freeze_heap() -> None:
+    """Keep the cluster data out of later full garbage collections.
+
+    A full collection walks every tracked object, and the records and snapshot of 10,000 services
+    and 50,000 endpoints are a quarter of a million of them: it comes every several seconds while
+    answers are being built or watch events applied, and stops every thread, DNS answers included,
+    for tens of milliseconds.  Records hold no reference cycles, so reference counting frees them;
+    after `gc.freeze()` the collector walks only what was allocated since.  The young generations
+    are collected first (cheap) so that fresh cyclic garbage is not frozen with the data.  Done
+    whenever whole kinds were loaded: the first sync, a relist, a reload of the fixture files.
+    """
+    gc.collect(1)
+    gc.freeze()
 
 
 @dataclass
@@ -259,6 +277,8 @@ async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoo
         loop.call_soon_threadsafe(cluster.deliver, snapshot, change)
 
     registry.subscribe(published)
+    if registry.snapshot.synced:
+        freeze_heap()  # the fixture files were read before anyone listened
     return cluster
 
 

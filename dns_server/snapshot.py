@@ -83,6 +83,7 @@ class Change:
     addresses: frozenset[str] = frozenset()  # reverse names that appeared, disappeared or changed
     synced: bool = False  # the snapshot became synced
     hosts: bool = False
+    replaced: bool = False  # whole kinds were replaced (a listing, a relist, a reload of the files)
 
     def __bool__(self) -> bool:
         return bool(self.services or self.namespaces or self.pods or self.addresses or self.synced or self.hosts)

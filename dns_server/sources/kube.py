@@ -35,7 +35,6 @@ loop: answering DNS never waits for a list to be converted or a snapshot to be b
 from __future__ import annotations
 
 import asyncio
-import gc
 import json
 import logging
 import queue
@@ -385,8 +384,6 @@ class KubeSource:
                 log_event(log, "sync", f"initial sync complete in {total:.2f} s: "
                           + ", ".join(f"{n} {plural}" for plural, n in objects.items()), seconds=round(total, 3),
                           objects=objects)
-            if self.status.ready:
-                freeze_heap()
 
         status.resource_version = version
         self._batcher.put([Replace(frozenset({resource.kind}), tuple(records))], applied)
@@ -527,21 +524,6 @@ def trigger_time(obj: Mapping[str, Any]) -> tuple[str, str, float] | None:
                     text)
         return None
     return str(meta.get("namespace") or "default").lower(), str(service).lower(), when
-
-
-def freeze_heap() -> None:
-    """Keep the synced data out of later full garbage collections.
-
-    A full collection walks every tracked object, and the records and snapshot of 10,000 services
-    and 50,000 endpoints are a quarter of a million of them: under a steady stream of watch events
-    one comes every several seconds and stops every thread, DNS answers included, for 35 ms or
-    more.  Records hold no reference cycles, so reference counting frees them; after `gc.freeze()`
-    the collector walks only what was allocated since.  The young generations are collected first
-    (cheap) so that fresh cyclic garbage is not frozen with the data.  Done once the first sync is
-    complete and after every relist.
-    """
-    gc.collect(1)
-    gc.freeze()
 
 
 def _line_batches(response: Any, stop: threading.Event) -> Iterator[list[bytes]]:
