@@ -183,11 +183,12 @@ class AnswerTable:
                     self._drop(key)
                     self.counters.invalidations += 1
         if serial_changed and self._stamped:
+            serial = view.snapshot.serial
             kept = []
             for entry in self._stamped:
-                if entry.view is view:
-                    _forget_exact(entry)  # its exact replies carry the old serial; the entry is restamped when used
-                else:
+                if entry.exact and entry.view is view:
+                    _restamp_exact(entry, serial)
+                if entry.exact:
                     kept.append(entry)
             self._stamped = kept
 
@@ -208,6 +209,28 @@ class AnswerTable:
         for key in oldest:
             self._drop(key)
         self.counters.evictions += count
+
+
+def _restamp_exact(entry: Entry, serial: int) -> None:
+    """A newer serial in an entry and its exact replies, in place (a cut copy is dropped instead).
+
+    Exact replies of negative answers are most of what a client asks again and again; the serial
+    moves at most once a second, and a 4-byte patch each then costs far less than sending every one
+    of them back through the key path.
+    """
+    entry.restamp(serial)
+    whole = len(entry.wire) - 2  # an exact reply without its ID, not cut to a smaller client
+    kept = []
+    for exact, query in entry.exact or ():
+        hit = exact.get(query)
+        if hit is None:
+            continue
+        if len(hit.tail) == whole:
+            hit.tail = patch_serial(hit.tail, entry.serial_at - 2, serial)
+            kept.append((exact, query))
+        else:
+            del exact[query]
+    entry.exact = kept or None
 
 
 def _forget_exact(entry: Entry) -> None:

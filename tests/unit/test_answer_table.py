@@ -162,10 +162,26 @@ def test_a_negative_answer_served_after_a_serial_change_carries_the_new_serial()
     registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.7)
     view.snapshot = registry.snapshot
     table.publish(view, changes[0], True)
-    assert data[2:] not in table.exact_udp  # its exact reply carried the old serial
+    fresh = fresh_wire(view)
+    assert fresh != before
+    assert table.exact_udp[data[2:]].tail == fresh[2:]  # its exact reply restamped in place, as a fresh encode
     served = table.get(key)
     assert served is kept and served.serial == 1_700_000_042
-    assert served.reply(65535) == fresh_wire(view) != before  # byte for byte a fresh encode
+    assert served.reply(65535) == fresh  # byte for byte a fresh encode
+
+
+def test_a_cut_exact_reply_is_dropped_when_the_serial_changes() -> None:
+    """A reply cut for a small client has its records elsewhere: it goes, and is cut again when asked."""
+    registry = registry_with(example_records())
+    view = View(registry.snapshot)
+    table = AnswerTable()
+    key, kept, data = negative_entry(view)
+    table.put(key, kept)
+    table.remember(kept, False, data[2:], kept.wire[2:-1], None)  # any tail shorter than the whole reply
+    registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.7)
+    view.snapshot = registry.snapshot
+    table.publish(view, Change(services=frozenset({("shop", "other")})), True)
+    assert data[2:] not in table.exact_udp and table.get(key) is kept
 
 
 def test_a_serial_change_of_another_view_leaves_the_exact_replies_alone() -> None:
