@@ -402,29 +402,63 @@ def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
     return host, int(port_text)
 
 
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
 def parse_duration(text: str, bare_seconds: bool = True) -> float:
-    """A Go duration (`1h30m`, `250ms`, `1.5s`; what CoreDNS reads) in seconds; raises ConfigError.
+    """Go's time.ParseDuration in seconds (`1h30m`, `-5s`, `.5ms`: what CoreDNS reads); raises ConfigError.
 
-    With `bare_seconds`, a plain number is seconds (as the flags have always taken it).
+    The messages are Go's.  With `bare_seconds`, a plain number is seconds (as our flags take it).
     """
-    text = text.strip()
-    if bare_seconds and re.fullmatch(r"\d+(?:\.\d+)?", text):
+    if bare_seconds and re.fullmatch(r"\d+(?:\.\d+)?", text.strip()):
         return float(text)
-    if text == "0":
+    sign, body = (text[0], text[1:]) if text[:1] in ("+", "-") else ("", text)
+    if body == "0":
         return 0.0
-    position, total = 0, 0.0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != position:
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        position = match.end()
-    if not text or position != len(text):
-        raise ConfigError(f"{text!r} is not a duration (use e.g. 30s, 5m, 1h, 250ms)")
-    return total
+    if not body:
+        raise ConfigError(f'time: invalid duration "{text}"')
+    total, position = 0.0, 0
+    while position < len(body):
+        part = _DURATION_PART.match(body, position)
+        assert part is not None  # every group of the pattern may be empty
+        whole, fraction, unit = part.groups()
+        if not whole and not fraction:
+            raise ConfigError(f'time: invalid duration "{text}"')
+        if not unit:
+            raise ConfigError(f'time: missing unit in duration "{text}"')
+        if unit not in _DURATION_UNITS:
+            raise ConfigError(f'time: unknown unit "{unit}" in duration "{text}"')
+        total += float(f"{whole or 0}.{fraction or 0}") * _DURATION_UNITS[unit]
+        position = part.end()
+    return -total if sign == "-" else total
+
+
+def format_duration(seconds: float) -> str:
+    """Go's `time.Duration.String()`, how CoreDNS prints a duration: `30s`, `5m0s`, `1h0m0s`, `1.5s`, `250ms`."""
+    nanoseconds = round(seconds * 1e9)
+    if nanoseconds <= 0:
+        return "0s"
+    if nanoseconds < 1_000:
+        return f"{nanoseconds}ns"
+    if nanoseconds < 1_000_000:
+        return _decimal(nanoseconds, 3) + "µs"
+    if nanoseconds < 1_000_000_000:
+        return _decimal(nanoseconds, 6) + "ms"
+    whole_seconds = nanoseconds // 1_000_000_000
+    text = _decimal(nanoseconds % 60_000_000_000, 9) + "s"
+    if whole_seconds >= 60:
+        text = f"{whole_seconds // 60 % 60}m{text}"
+    if whole_seconds >= 3600:
+        text = f"{whole_seconds // 3600}h{text}"
+    return text
+
+
+def _decimal(value: int, digits: int) -> str:
+    """`value` / 10**digits, without trailing zeros after the point (Go's fmtFrac and fmtInt)."""
+    whole, part = divmod(value, 10 ** digits)
+    fraction = f"{part:0{digits}d}".rstrip("0")
+    return f"{whole}.{fraction}" if fraction else str(whole)
 
 
 def format_address(host: str, port: int) -> str:

@@ -31,7 +31,7 @@ from dns_server.config import (
     DEFAULT_RELOAD_INTERVAL, DEFAULT_RELOAD_JITTER, FALLTHROUGH_ALL, MAX_BUFSIZE, MAX_TTL, MAX_UPSTREAMS,
     MIN_BUFSIZE, MIN_CACHE_CAPACITY, CacheSettings, Config, ConfigError, ConsolidateRule, ErrorsSettings,
     Fallthrough, ForwardSettings, HealthSettings, HostsSettings, KubernetesSettings, LogRule, PodMode, Policy,
-    ReloadSettings, ServerBlock, Upstream, ZoneKey, is_reverse_zone, valid_domain, zone_text,
+    ReloadSettings, ServerBlock, Upstream, ZoneKey, is_reverse_zone, parse_duration, valid_domain, zone_text,
 )
 from dns_server.corefile import (
     CorefileError, CorefileSyntax, Directive, ServerBlockSyntax, Token, normalize_zones, parse_address,
@@ -71,8 +71,6 @@ COMBINED_LOG_FORMAT = DEFAULT_LOG_FORMAT + ' "{>opcode}"'  # log plugin {combine
 RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4, "REFUSED": 5, "YXDOMAIN": 6,
           "YXRRSET": 7, "NXRRSET": 8, "NOTAUTH": 9, "NOTZONE": 10, "DSOTYPENI": 11, "BADSIG": 16, "BADKEY": 17,
           "BADTIME": 18, "BADMODE": 19, "BADNAME": 20, "BADALG": 21, "BADTRUNC": 22, "BADCOOKIE": 23}
-_DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
-_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 UPSTREAM_SCHEMES = ("dns", "tls", "quic", "grpc", "https", "https3", "unix")  # plugin/pkg/parse Transport
 
 # Options CoreDNS 1.14 has that this server refuses by name (anything else is `unknown property`).
@@ -155,7 +153,7 @@ class _Plugin:
     def duration(self, token: Token, prefix: str = "") -> float:
         """Go's time.ParseDuration, in seconds (negative durations parse; callers check)."""
         try:
-            return go_duration(token.text)
+            return parse_duration(token.text, bare_seconds=False)
         except ConfigError as error:
             raise self.error(token, f"{prefix}{error}") from None
 
@@ -178,29 +176,6 @@ class _Plugin:
 
 def _last(directive: Directive) -> Token:
     return directive.args[-1] if directive.args else directive.name
-
-
-def go_duration(text: str) -> float:
-    """Go's time.ParseDuration in seconds (`1h30m`, `-5s`, `.5ms`); raises ConfigError with Go's message."""
-    sign, body = (text[0], text[1:]) if text[:1] in ("+", "-") else ("", text)
-    if body == "0":
-        return 0.0
-    if not body:
-        raise ConfigError(f'time: invalid duration "{text}"')
-    total, position = 0.0, 0
-    while position < len(body):
-        part = _DURATION_PART.match(body, position)
-        assert part is not None  # every group of the pattern may be empty
-        whole, fraction, unit = part.groups()
-        if not whole and not fraction:
-            raise ConfigError(f'time: invalid duration "{text}"')
-        if not unit:
-            raise ConfigError(f'time: missing unit in duration "{text}"')
-        if unit not in _DURATION_UNITS:
-            raise ConfigError(f'time: unknown unit "{unit}" in duration "{text}"')
-        total += float(f"{whole or 0}.{fraction or 0}") * _DURATION_UNITS[unit]
-        position = part.end()
-    return -total if sign == "-" else total
 
 
 def split_host_port(text: str) -> tuple[str | None, str]:
@@ -548,7 +523,7 @@ def _hosts(found: Sequence[Directive], context: _Context) -> HostsSettings:
             if len(args) != 1:
                 raise plugin.error(option.name, "reload needs a duration (zero seconds to disable)")
             try:
-                reload = go_duration(args[0].text)
+                reload = parse_duration(args[0].text, bare_seconds=False)
             except ConfigError:
                 raise plugin.error(args[0], f"invalid duration for reload '{args[0].text}'") from None
             if reload < 0:

@@ -23,38 +23,11 @@ import logging
 import re
 from dataclasses import dataclass
 
-from dns_server.config import ConsolidateRule, ErrorsSettings, zone_text
+from dns_server.config import ConsolidateRule, ErrorsSettings, format_duration, zone_text
 from dns_server.logs import LEVELS
 from dns_server.querylog import type_text
 
 log = logging.getLogger(__name__)
-
-
-def go_duration(seconds: float) -> str:
-    """Go's `time.Duration.String()`, how CoreDNS prints DURATION: `30s`, `5m0s`, `1h0m0s`, `1.5s`, `250ms`."""
-    nanoseconds = round(seconds * 1e9)
-    if nanoseconds <= 0:
-        return "0s"
-    if nanoseconds < 1_000:
-        return f"{nanoseconds}ns"
-    if nanoseconds < 1_000_000:
-        return _decimal(nanoseconds, 3) + "µs"
-    if nanoseconds < 1_000_000_000:
-        return _decimal(nanoseconds, 6) + "ms"
-    whole_seconds = nanoseconds // 1_000_000_000
-    text = _decimal(nanoseconds % 60_000_000_000, 9) + "s"
-    if whole_seconds >= 60:
-        text = f"{whole_seconds // 60 % 60}m{text}"
-    if whole_seconds >= 3600:
-        text = f"{whole_seconds // 3600}h{text}"
-    return text
-
-
-def _decimal(value: int, digits: int) -> str:
-    """`value` / 10**digits, without trailing zeros after the point (Go's fmtFrac and fmtInt)."""
-    whole, part = divmod(value, 10 ** digits)
-    fraction = f"{part:0{digits}d}".rstrip("0")
-    return f"{whole}.{fraction}" if fraction else str(whole)
 
 
 @dataclass(slots=True)
@@ -114,7 +87,7 @@ class ErrorLog:
     def _summarise(self, period: _Period) -> None:
         if period.count > 1 or not period.rule.show_first:
             self._log.log(period.level, "%d errors like '%s' occurred in last %s", period.count,
-                          period.rule.pattern, go_duration(period.rule.duration),
+                          period.rule.pattern, format_duration(period.rule.duration),
                           extra={"count": period.count, "pattern": period.rule.pattern})
         period.count = 0
         period.started = None

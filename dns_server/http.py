@@ -36,7 +36,7 @@ from urllib.parse import urlsplit
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 import dns_server
-from dns_server.config import Config, HealthSettings, format_address
+from dns_server.config import Config, HealthSettings, format_address, format_duration
 from dns_server.metrics import Metrics
 
 HEALTH_PATH, READY_PATH, METRICS_PATH = "/health", "/ready", "/metrics"  # fixed in CoreDNS
@@ -114,7 +114,7 @@ class HttpEndpoints:
         with self._ready_lock:
             already, self._shutting_down = self._shutting_down, True
         if self.lameduck > 0 and not already:
-            health_log.info("Going into lameduck mode for %s", go_duration(self.lameduck))
+            health_log.info("Going into lameduck mode for %s", format_duration(self.lameduck))
 
     def stop(self) -> None:
         """Stop the health check and every server; requests under way finish."""
@@ -176,7 +176,7 @@ class HttpEndpoints:
             elapsed = time.monotonic() - start
             self._metrics.health_duration.observe(elapsed)
             if elapsed > SELF_CHECK_SLOW:
-                health_log.warning('Local health request to "%s" took more than 1s: %s', url, go_duration(elapsed))
+                health_log.warning('Local health request to "%s" took more than 1s: %s', url, format_duration(elapsed))
 
 
 def _listen_host(host: str) -> str:
@@ -238,27 +238,3 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         """No access log: CoreDNS writes none for these endpoints."""
 
-
-def go_duration(seconds: float) -> str:
-    """A duration as Go's time.Duration prints it: `5s`, `1m30s`, `1.5s`, `250ms`."""
-    nanoseconds = round(seconds * 1e9)
-    if nanoseconds == 0:
-        return "0s"
-    for unit, size in (("ns", 1), ("µs", 1_000), ("ms", 1_000_000)):
-        if nanoseconds < size * 1000:
-            return _decimal(nanoseconds, size) + unit
-    minutes, rest = divmod(nanoseconds, 60_000_000_000)
-    hours, minutes = divmod(minutes, 60)
-    text = _decimal(rest, 1_000_000_000) + "s"
-    if hours:
-        return f"{hours}h{minutes}m{text}"
-    return f"{minutes}m{text}" if minutes else text
-
-
-def _decimal(value: int, unit: int) -> str:
-    """`value / unit` written exactly, without trailing zeros (unit is a power of ten)."""
-    whole, fraction = divmod(value, unit)
-    if not fraction:
-        return str(whole)
-    digits = len(str(unit)) - 1
-    return f"{whole}.{fraction:0{digits}d}".rstrip("0")

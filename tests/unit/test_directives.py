@@ -14,11 +14,11 @@ import pytest
 from dns_server.config import (
     DEFAULT_LOG_FORMAT, FALLTHROUGH_ALL, CacheSettings, ConfigError, ConsolidateRule, ErrorsSettings, Fallthrough, ForwardSettings,
     HealthSettings, HostsSettings, KubernetesSettings, LogRule, PodMode, Policy, ReloadSettings, ServerBlock,
-    Upstream, ZoneKey,
+    Upstream, ZoneKey, parse_duration,
 )
 from dns_server.corefile import CorefileSyntax, Directive, ServerBlockSyntax, Token, parse_corefile, parse_text
 from dns_server.directives import (
-    COMBINED_LOG_FORMAT, PLUGIN_ORDER, SUPPORTED, build_config, go_duration, load_config, plugins_text,
+    COMBINED_LOG_FORMAT, PLUGIN_ORDER, SUPPORTED, build_config, load_config, plugins_text,
     split_host_port,
 )
 
@@ -198,14 +198,14 @@ def test_a_block_without_plugins_has_none() -> None:
     assert block_of() == ServerBlock(keys=(ZoneKey(""),), location="Corefile:1")
 
 
-# --- go_duration and split_host_port (Go's time.ParseDuration and net.SplitHostPort) ---
+# --- parse_duration and split_host_port (Go's time.ParseDuration and net.SplitHostPort) ---
 
 @pytest.mark.parametrize(("text", "seconds"), [
     ("0", 0.0), ("-0", 0.0), ("5s", 5.0), ("1h30m", 5400.0), ("250ms", 0.25), (".5s", 0.5), ("1.5m", 90.0),
     ("-5s", -5.0), ("+2m", 120.0), ("5.s", 5.0), ("1.5h2.5m", 5550.0), ("10us", 1e-5), ("10µs", 1e-5), ("10μs", 1e-5), ("3ns", 3e-9),
 ])
 def test_go_durations(text: str, seconds: float) -> None:
-    assert go_duration(text) == pytest.approx(seconds)
+    assert parse_duration(text, bare_seconds=False) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -216,7 +216,7 @@ def test_go_durations(text: str, seconds: float) -> None:
 ])
 def test_bad_go_durations(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=f"^{message}$"):
-        go_duration(text)
+        parse_duration(text, bare_seconds=False)
 
 
 @pytest.mark.parametrize(("text", "split"), [

@@ -11,7 +11,8 @@ import pytest
 from dnslib import QTYPE
 
 from dns_server.config import ConsolidateRule, ErrorsSettings
-from dns_server.errorlog import ErrorLog, go_duration
+from dns_server.config import format_duration
+from dns_server.errorlog import ErrorLog
 from dns_server.logs import JsonFormatter, Output, OutputHandler, TextFormatter
 
 TIMEOUT = "read udp 10.0.0.1:53->8.8.8.8:53: i/o timeout"
@@ -172,4 +173,4 @@ def test_without_stacktrace_an_internal_error_is_one_line(out: io.StringIO) -> N
     (1.5, "1.5s"), (0.25, "250ms"), (0.02, "20ms"), (1.5e-6, "1.5µs"), (5e-9, "5ns"), (86400.0, "24h0m0s"),
 ])
 def test_durations_print_as_go_prints_them(seconds: float, text: str) -> None:
-    assert go_duration(seconds) == text
+    assert format_duration(seconds) == text
