@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "dns_server"
 PURE_CORE = ["records", "snapshot", "qname", "resolver", "wire", "encode", "config", "scope", "cache", "upstreams",
-             "hosts"]
+             "hosts", "answer", "answer_table"]
 IO_MODULES = {"asyncio", "socket", "selectors", "threading", "kubernetes", "yaml", "yaml_rs", "urllib", "http",
               "time", "subprocess", "os"}
 
