@@ -303,10 +303,8 @@ class _Zone:
         extra: list[RR] = []
         for number, target, addresses in targets:
             answers.append(RR(self.name, SRV, self.ttl, (0, weight, number, target)))
-            for rr in _address_records(target, addresses, A, self.ttl) + _address_records(
-                    target, addresses, AAAA, self.ttl):
-                if rr not in extra:
-                    extra.append(rr)
+            extra += _address_records(target, addresses, A, self.ttl)
+            extra += _address_records(target, addresses, AAAA, self.ttl)
         return self.records(_unique(answers), extra)
 
     def external_name(self, entry: ServiceEntry, qtype: int) -> Answer:

@@ -9,6 +9,7 @@ kubernetes, then the forward directives; a name no plugin takes is SERVFAIL.  Ev
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
 
 import pytest
@@ -24,7 +25,7 @@ from dns_server.resolver import NO_PLUGIN, resolve
 from dns_server.runtime import _open_cluster
 from dns_server.snapshot import HOSTS, SYNCED, Snapshot
 from tests.cluster_data import ZONES as ZONES_DIRECTORY
-from tests.cluster_data import example_records, registry_with
+from tests.cluster_data import example_records, headless_manifest, records_from, registry_with
 from tests.doubles import Z, block, forward_to
 
 SNAPSHOT = registry_with(example_records()).snapshot
@@ -165,6 +166,17 @@ def test_srv_additional_section_has_target_addresses() -> None:
     dual = ask(f"_http._tcp.checkout.shop.svc.{Z}", "SRV")
     assert show(dual.additional) == {f"checkout.shop.svc.{Z} A 10.96.10.30",
                                      f"checkout.shop.svc.{Z} AAAA fd00:10:96::a30"}
+
+
+def test_an_endpoint_two_slices_list_is_one_srv_record_with_one_address() -> None:
+    """While the EndpointSlice controller moves an endpoint between slices, both may list it."""
+    objects = headless_manifest("web", "dup", 1)
+    moved = copy.deepcopy(objects[2])
+    moved["metadata"]["name"] = "web-fghij"
+    snapshot = registry_with(records_from([*objects, moved])).snapshot
+    answer = ask(f"_http._tcp.web.dup.svc.{Z}", "SRV", snapshot=snapshot)
+    assert [rr.data for rr in answer.answer] == [(0, 100, 80, f"10-200-0-1.web.dup.svc.{Z}")]
+    assert [rr.data for rr in answer.additional] == ["10.200.0.1"]
 
 
 def test_zone_transfers_are_refused() -> None:
