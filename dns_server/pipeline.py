@@ -245,18 +245,17 @@ class Pipeline:
     def _serve(self, entry: Entry, data: bytes, key: bytes, end: int, payload: int,
                via_tcp: bool, peer: Peer) -> bytes | Forward | None:
         """An entry's reply for this query: cut to its limit, with the query's ID and question case."""
-        limit = MAX_TCP_MESSAGE if via_tcp else max(min(payload, entry.bufsize), NO_EDNS_PAYLOAD)
+        limit = reply_limit(via_tcp, payload, entry.bufsize)
         target: ForwardTarget | None = entry.forward
         if target is not None:
             cached = target.outbound.cached(key, limit)
             if cached is None:
                 return self._slow(data, via_tcp, peer)  # becomes a Forward
-            reply = target.block.balanced(data[:2] + cached[2:HEADER_LEN] + data[HEADER_LEN:end] + cached[end:])
+            reply = target.block.balanced(_as_asked(data, cached, end))
             if self.metrics is not None:
                 self._tally = self._tally_for(entry.labels.zone, CACHE, data, reply, key, via_tcp)
             return reply
-        wire = entry.reply(limit)
-        reply = data[:2] + wire[2:HEADER_LEN] + data[HEADER_LEN:end] + wire[end:]
+        reply = _as_asked(data, entry.reply(limit), end)
         tally = None
         if self.metrics is not None:
             tally = self._tally = self._tally_for(entry.labels.zone, entry.labels.plugin, data, reply, key, via_tcp)
@@ -304,10 +303,9 @@ class Pipeline:
             if answer.outcome is Outcome.FORWARD:
                 target = ForwardTarget(block, block.outbound, answer.forward, query.name)
                 self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels, forward=target))
-                limit = MAX_TCP_MESSAGE if via_tcp else max(min(payload, block.bufsize), NO_EDNS_PAYLOAD)
-                cached = block.outbound.cached(key, limit)
+                cached = block.outbound.cached(key, reply_limit(via_tcp, payload, block.bufsize))
                 if cached is not None:
-                    reply = block.balanced(data[:2] + cached[2:HEADER_LEN] + data[HEADER_LEN:end] + cached[end:])
+                    reply = block.balanced(_as_asked(data, cached, end))
                     return self._count_reply(data, reply, labels.zone, CACHE, via_tcp)
             else:
                 chased = block.outbound.cached(_chase_key(key, answer.chase), MAX_TCP_MESSAGE)
@@ -338,7 +336,7 @@ class Pipeline:
         start = perf_counter()
         query, block, answer = forward.query, forward.block, forward.answer
         assert block.outbound is not None
-        limit = MAX_TCP_MESSAGE if forward.via_tcp else max(min(query.payload, block.bufsize), NO_EDNS_PAYLOAD)
+        limit = reply_limit(forward.via_tcp, query.payload, block.bufsize)
         key = question_key(query)
         name = query.name
         if answer.outcome is Outcome.CHASE:
@@ -392,8 +390,7 @@ class Pipeline:
         if not upstream.rr:
             ours.auth.extend(upstream.auth)  # the target's SOA, for negative caching (RFC 2308 3)
         wire = bytes(ours.pack())
-        limit = MAX_TCP_MESSAGE if via_tcp else max(min(query.payload, block.bufsize), NO_EDNS_PAYLOAD)
-        wire = fit(wire, limit)
+        wire = fit(wire, reply_limit(via_tcp, query.payload, block.bufsize))
         end = HEADER_LEN + len(query.question)
         return wire[:HEADER_LEN] + query.question + wire[end:]
 
@@ -438,6 +435,16 @@ class Pipeline:
         if now - self._last_error_log >= 1.0:  # at most one traceback a second
             self._last_error_log = now
             log.exception("internal error while answering a query (answered SERVFAIL)")
+
+
+def reply_limit(via_tcp: bool, payload: int, bufsize: int) -> int:
+    """The most a reply may take: a TCP message; over UDP the client's EDNS size up to the block's, at least 512."""
+    return MAX_TCP_MESSAGE if via_tcp else max(min(payload, bufsize), NO_EDNS_PAYLOAD)
+
+
+def _as_asked(data: bytes, wire: bytes, end: int) -> bytes:
+    """A kept reply with the query's ID and its question as written (the case of its name); `end`: the name's end."""
+    return data[:2] + wire[2:HEADER_LEN] + data[HEADER_LEN:end] + wire[end:]
 
 
 def _chase_key(key: bytes, target: str) -> bytes:
