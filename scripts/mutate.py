@@ -28,21 +28,27 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PURE_CORE = ("resolver", "qname", "records", "snapshot", "answer_table", "wire", "encode", "cache", "upstreams")
-COPIED = ("dns_server", "tests", "zones", "pyproject.toml")
 TARGET = 0.85  # of the mutants of each module, killed
 KILLED = ("killed", "timeout")  # a mutant that makes the tests hang is noticed too
 NOT_COUNTED = ("skipped", "not checked", "check was interrupted by user")
 RESULT = re.compile(r"^\s+(\S+): (.+)$")
 
 
-def mutmut_settings(modules: list[str]) -> str:
+def tracked_entries() -> list[str]:
+    """The top-level files and directories git tracks: the unit tests read Corefiles, manifests and bench/."""
+    listed = subprocess.run(["git", "ls-files"], cwd=REPO, text=True, capture_output=True, check=True).stdout
+    return sorted({line.split("/", 1)[0] for line in listed.splitlines()})
+
+
+def mutmut_settings(modules: list[str], entries: list[str]) -> str:
     """The [tool.mutmut] table for the copy's pyproject.toml."""
     paths = ", ".join(f'"dns_server/{module}.py"' for module in modules)
+    copied = ", ".join(f'"{entry}"' for entry in entries if entry not in ("dns_server", "tests"))
     return f"""
 [tool.mutmut]
 source_paths = ["dns_server"]
 only_mutate = [{paths}]
-also_copy = ["zones"]
+also_copy = [{copied}]
 pytest_add_cli_args_test_selection = ["tests/unit"]
 pytest_add_cli_args = ["-p", "no:cacheprovider"]
 use_git_change_detection = false
@@ -111,14 +117,15 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="dns-server-mutate-"))
     try:
-        for name in COPIED:
+        entries = tracked_entries()
+        for name in entries:
             source = REPO / name
             if source.is_dir():
                 shutil.copytree(source, work / name, ignore=shutil.ignore_patterns("__pycache__", ".hypothesis"))
             else:
                 shutil.copy2(source, work / name)
         with (work / "pyproject.toml").open("a") as pyproject:
-            pyproject.write(mutmut_settings(modules))
+            pyproject.write(mutmut_settings(modules, entries))
         mutmut(work, "run", "--max-children", str(args.jobs), capture=False)
         report(work, modules)
     finally:
