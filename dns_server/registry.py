@@ -187,7 +187,7 @@ class Registry:
         namespaces = (frozenset(self._explicit_namespaces) | frozenset(self._namespace_uses)
                       if namespaces_changed else old.namespaces)
         pods = {key for key in pods if (key in self._pod_ips) != (key in old.pod_ips)}
-        pod_ips = dict(self._pod_ips) if pods else old.pod_ips
+        pod_ips = frozenset(self._pod_ips) if pods else old.pod_ips
         clock_now = now if now is not None else (self._clock() if self._clock else old.serial)
         self.snapshot = Snapshot(
             serial=max(old.serial, int(clock_now)),

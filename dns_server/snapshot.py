@@ -13,7 +13,7 @@ patched in (answer_table.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Mapping
 
 from dns_server.answer import Dependency
@@ -45,7 +45,7 @@ class Snapshot:
     namespaces: frozenset[str]
     services: Mapping[ServiceKey, ServiceEntry]
     reverse: Mapping[str, tuple[str, ...]]  # address -> names relative to `svc.<zone>` ("svc.ns", "ep.svc.ns")
-    pod_ips: Mapping[PodAddress, int] = field(default_factory=dict)  # running pods' addresses
+    pod_ips: frozenset[PodAddress] = frozenset()  # running pods' addresses (the registry counts the pods per address)
 
     @staticmethod
     def empty(synced: bool = False) -> Snapshot:
