@@ -48,7 +48,7 @@ class Snapshot:
     pod_ips: frozenset[PodAddress] = frozenset()  # running pods' addresses (the registry counts the pods per address)
 
     @staticmethod
-    def empty(synced: bool = False) -> Snapshot:
+    def empty(synced: bool) -> Snapshot:
         return Snapshot(serial=0, synced=synced, namespaces=frozenset(), services={}, reverse={})
 
 
@@ -84,9 +84,6 @@ class Change:
     synced: bool = False  # the snapshot became synced
     hosts: bool = False
     replaced: bool = False  # whole kinds were replaced (a listing, a relist, a reload of the files)
-
-    def __bool__(self) -> bool:
-        return bool(self.services or self.namespaces or self.pods or self.addresses or self.synced or self.hosts)
 
 
 def invalidated(change: Change) -> set[Dependency]:

@@ -3,18 +3,19 @@ serial, exact-bytes replies that go with their entry, eviction oldest first."""
 
 from __future__ import annotations
 
+import dns.flags
 import dns.message
 import pytest
 
 from dns_server.answer import Dependency
-from dns_server.answer_table import MAX_EXACT_PER_ENTRY, AnswerTable, Entry, View
-from dns_server.encode import encode
+from dns_server.answer_table import MAX_EXACT_PER_ENTRY, AnswerCacheCounters, AnswerTable, Entry, View
+from dns_server.encode import encode, fit, patch_serial
 from dns_server.records import Service
 from dns_server.registry import Put
 from dns_server.resolver import resolve
 from dns_server.snapshot import HOSTS, SYNCED, Change, Snapshot
 from dns_server.wire import decode_query, question_key
-from tests.cluster_data import example_records, registry_with
+from tests.cluster_data import example_records, headless_manifest, records_from, registry_with
 from tests.doubles import Z, block
 
 VIEW = View(Snapshot.empty(synced=True))
@@ -97,6 +98,17 @@ def test_the_exact_replies_are_bounded() -> None:
     assert len(table) == 4  # the entries stay
 
 
+def test_an_entry_whose_exact_replies_the_bound_dropped_is_dropped_cleanly() -> None:
+    table = AnswerTable(max_exact=1)
+    first, second = entry(A), entry(B)
+    table.put(b"a", first)
+    table.put(b"b", second)
+    table.remember(first, False, b"query a", b"reply a", None)
+    table.remember(second, False, b"query b", b"reply b", None)  # the bound drops "query a"
+    table.publish(VIEW, Change(services=frozenset({("shop", "a")})), False)
+    assert set(table.entries) == {b"b"} and set(table.exact_udp) == {b"query b"}
+
+
 def test_rotating_and_forwarded_entries_are_not_kept_by_exact_bytes() -> None:
     """A loadbalanced reply turns per query and a forwarded one ages: neither is fixed bytes."""
     table = AnswerTable()
@@ -124,9 +136,27 @@ def test_eviction_drops_the_oldest_eighth_with_their_exact_replies() -> None:
 
 def test_a_full_table_of_eight_or_fewer_evicts_one() -> None:
     table = AnswerTable(max_entries=3)
-    for i in range(5):
+    for i in range(4):
         table.put(b"%d" % i, entry())
-    assert sorted(table.entries) == [b"2", b"3", b"4"] and table.counters.evictions == 2
+    assert sorted(table.entries) == [b"1", b"2", b"3"] and table.counters.evictions == 1
+
+
+def test_hits_and_misses_are_counted_once_each_into_the_counters_given() -> None:
+    counters = AnswerCacheCounters()
+    table = AnswerTable(counters=counters)
+    table.put(b"k", entry())
+    table.get(b"k")
+    table.get(b"k")
+    table.get(b"missing")
+    assert (counters.hits, counters.misses) == (2, 1) and table.counters is counters
+
+
+def test_an_exact_reply_carries_the_tally_it_is_counted_in() -> None:
+    table = AnswerTable()
+    kept, tally = entry(), object()
+    table.put(b"k", kept)
+    table.remember(kept, False, b"query", b"reply", tally)
+    assert table.exact_udp[b"query"].tally is tally
 
 
 # -- the SOA serial ---------------------------------------------------------------------------------
@@ -191,8 +221,61 @@ def test_a_serial_change_of_another_view_leaves_the_exact_replies_alone() -> Non
     key, kept, data = negative_entry(view)
     table.put(key, kept)
     table.remember(kept, False, data[2:], kept.wire[2:], None)
+    before = kept.wire
     table.publish(other, Change(), True)
-    assert data[2:] in table.exact_udp and table.get(key) is kept and kept.serial == registry.snapshot.serial
+    assert table.exact_udp[data[2:]].tail == before[2:] and kept.wire == before
+    assert kept.serial == registry.snapshot.serial
+
+
+def test_an_entry_is_restamped_when_it_is_looked_up_after_a_serial_change() -> None:
+    registry = registry_with(example_records())
+    view = View(registry.snapshot)
+    table = AnswerTable()
+    key, kept, _ = negative_entry(view)
+    table.put(key, kept)
+    registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.7)
+    view.snapshot = registry.snapshot
+    served = table.get(key)
+    assert served is kept and kept.serial == 1_700_000_042 and kept.wire == fresh_wire(view)
+
+
+def test_a_restamped_entry_is_cut_afresh_for_a_small_client() -> None:
+    registry = registry_with(example_records())
+    view = View(registry.snapshot)
+    _, kept, _ = negative_entry(view)
+    small = len(kept.wire) - 1
+    assert kept.reply(small) == fit(kept.wire, small)
+    kept.restamp(1_700_000_099)
+    assert kept.reply(small) == fit(kept.wire, small) and kept.wire == patch_serial(fresh_wire(view), kept.serial_at,
+                                                                                       1_700_000_099)
+
+
+def test_rotations_are_restamped_with_the_reply() -> None:
+    registry = registry_with(example_records())
+    view = View(registry.snapshot)
+    _, negative, _ = negative_entry(view)
+    kept = Entry(negative.wire, negative.serial_at, view, frozenset(), 1232,
+                 rotations=(negative.wire, negative.wire), serial=negative.serial)
+    kept.restamp(1_700_000_099)
+    restamped = patch_serial(negative.wire, negative.serial_at, 1_700_000_099)
+    assert kept.rotations == (restamped, restamped) and kept.reply(65535) == restamped
+
+
+def test_an_exact_reply_dropped_by_the_bound_does_not_stop_the_others_being_restamped() -> None:
+    registry = registry_with(example_records())
+    view = View(registry.snapshot)
+    table = AnswerTable()
+    key, kept, data = negative_entry(view)
+    table.put(key, kept)
+    table.remember(kept, False, data[2:], kept.wire[2:], None)
+    table.remember(kept, True, data[2:], kept.wire[2:], None)
+    table.exact_udp.clear()  # what the bound on exact replies does when it is reached
+    registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.7)
+    view.snapshot = registry.snapshot
+    table.publish(view, Change(services=frozenset({("shop", "other")})), True)
+    assert table.exact_tcp[data[2:]].tail == fresh_wire(view)[2:]
+    table.publish(view, Change(services=frozenset({("shop", "nope")}), namespaces=frozenset({"shop"})), False)
+    assert key not in table.entries and not table.exact_tcp  # dropped with its entry, the missing one skipped
 
 
 def test_an_entry_without_a_serial_is_not_restamped() -> None:
@@ -207,3 +290,15 @@ def test_an_entry_without_a_serial_is_not_restamped() -> None:
 def test_rotations_are_served_in_turn() -> None:
     rotating = Entry(b"r0", -1, VIEW, frozenset(), 1232, rotations=(b"r0", b"r1", b"r2"))
     assert [rotating.reply(65535) for _ in range(4)] == [b"r1", b"r2", b"r0", b"r1"]
+
+
+def test_a_rotation_too_big_for_the_client_is_cut_to_its_limit() -> None:
+    snapshot = registry_with(records_from(headless_manifest("big", "shop", 40))).snapshot
+    query = decode_query(dns.message.make_query(f"big.shop.svc.{Z}", "A").to_wire())
+    settings = block()
+    wire = encode(query, resolve(query.name, query.qtype, snapshot, settings), settings.bufsize).wire
+    assert len(wire) > 512
+    rotating = Entry(wire, -1, VIEW, frozenset(), 1232, rotations=(wire, wire))
+    cut = rotating.reply(512)
+    assert cut == fit(wire, 512) and len(cut) <= 512 and dns.message.from_wire(cut).flags & dns.flags.TC
+    assert rotating.reply(1232) == fit(wire, 1232) and rotating.reply(65535) == wire
