@@ -21,7 +21,7 @@ from dns_server.config import (
 )
 from dns_server.hosts import HostsEntry, HostsTable
 from dns_server.records import Service
-from dns_server.resolver import NO_PLUGIN, resolve
+from dns_server.resolver import MAX_CNAME_CHAIN, NO_PLUGIN, resolve
 from dns_server.runtime import _open_cluster
 from dns_server.snapshot import HOSTS, SYNCED, Snapshot
 from tests.cluster_data import ZONES as ZONES_DIRECTORY
@@ -186,9 +186,27 @@ def test_zone_transfers_are_refused() -> None:
 
 def test_any_returns_every_record_of_the_name() -> None:
     answer = ask(f"checkout.shop.svc.{Z}", "ANY")
-    assert answer.outcome is Outcome.ANSWER
-    assert {f"checkout.shop.svc.{Z} A 10.96.10.30", f"checkout.shop.svc.{Z} AAAA fd00:10:96::a30"} <= show(answer.answer)
-    assert ask(f"nope.shop.svc.{Z}", "ANY").outcome is Outcome.NXDOMAIN
+    addresses = [f"checkout.shop.svc.{Z} A 10.96.10.30", f"checkout.shop.svc.{Z} AAAA fd00:10:96::a30"]
+    assert (answer.outcome, answer.plugin) == (Outcome.ANSWER, "kubernetes")
+    assert [show((rr,)).pop() for rr in answer.answer] == [*addresses, f"checkout.shop.svc.{Z} SRV 0 100 8080 checkout.shop.svc.{Z}"]
+    assert [show((rr,)).pop() for rr in answer.additional] == addresses  # the SRV record's, as for an SRV question
+    srv = ask(f"_http._tcp.checkout.shop.svc.{Z}", "ANY")
+    assert show(srv.answer) == {f"_http._tcp.checkout.shop.svc.{Z} SRV 0 100 8080 checkout.shop.svc.{Z}"}
+    assert show(srv.additional) == {f"checkout.shop.svc.{Z} A 10.96.10.30", f"checkout.shop.svc.{Z} AAAA fd00:10:96::a30"}
+
+
+@pytest.mark.parametrize("name, outcome", [(f"nope.shop.svc.{Z}", Outcome.NXDOMAIN), (f"shop.svc.{Z}", Outcome.NODATA)])
+def test_any_for_a_name_without_records_is_its_negative_answer(name: str, outcome: Outcome) -> None:
+    answer = ask(name, "ANY")
+    assert answer == ask(name, "A")
+    assert (answer.outcome, answer.plugin, [rr.rtype for rr in answer.authority]) == (outcome, "kubernetes", [QTYPE.SOA])
+
+
+def test_the_apex_ns_record_comes_with_the_cluster_dns_service_address_as_glue() -> None:
+    answer = ask(Z, "NS", block(ttl=30))
+    assert answer.answer == (RR(Z, QTYPE.NS, 30, f"ns.dns.{Z}"),)
+    assert answer.additional == (RR(f"ns.dns.{Z}", QTYPE.A, 30, "10.96.0.10"),)
+    assert answer.plugin == "kubernetes"
 
 
 def test_ttl_is_configurable_but_not_dns_versions() -> None:
@@ -322,6 +340,7 @@ def test_the_first_forward_directive_that_takes_the_name_gets_it(forwards: tuple
 EXTERNAL = example_records() + [
     Service("shop", "loop-a", (), False, f"loop-b.shop.svc.{Z}", ()),
     Service("shop", "loop-b", (), False, f"loop-a.shop.svc.{Z}", ()),
+    Service("shop", "to-payments", (), False, f"payments-api.shop.svc.{Z}", ()),
     Service("shop", "by-ip", (), False, "192.0.2.1", ()),
     Service("shop", "dangling", (), False, f"nope.shop.svc.{Z}", ()),
     Service("shop", "corp-db", (), False, "db.corp.example", ()),
@@ -347,6 +366,9 @@ CHAINS = [
     ("a CNAME question: the CNAME alone", FLAGS, "payments-api", "CNAME", Outcome.ANSWER,
      [f"payments-api.shop.svc.{Z} CNAME api.payments.example.com"], -1, ""),
     ("an IP-valued externalName", FLAGS, "by-ip", "A", Outcome.NXDOMAIN, [], -1, ""),
+    ("a chain that leaves the cluster is chased from its last name", FLAGS, "to-payments", "A", Outcome.CHASE,
+     [f"to-payments.shop.svc.{Z} CNAME payments-api.shop.svc.{Z}",
+      f"payments-api.shop.svc.{Z} CNAME api.payments.example.com"], 0, "api.payments.example.com"),
 ]
 
 
@@ -359,12 +381,13 @@ def test_external_name(what: str, settings: ServerBlock, svc: str, qtype: str, o
     assert [show((rr,)).pop() for rr in answer.answer] == records  # the CNAME first
     assert (answer.forward, answer.chase) == (forward, chase)
     assert bool(answer.authority) == (outcome is Outcome.NXDOMAIN or qtype == "AAAA")
+    assert answer.plugin == "kubernetes"
 
 
 def test_a_cname_loop_ends_in_servfail() -> None:
     answer = ask(f"loop-a.shop.svc.{Z}", "A", snapshot=EXTERNAL_SNAPSHOT)
-    assert (answer.outcome, answer.reason) == (Outcome.SERVFAIL, "CNAME chain too long")
-    assert all(rr.rtype == QTYPE.CNAME for rr in answer.answer)
+    assert (answer.outcome, answer.reason, answer.plugin) == (Outcome.SERVFAIL, "CNAME chain too long", "kubernetes")
+    assert [rr.rtype for rr in answer.answer] == [QTYPE.CNAME] * (MAX_CNAME_CHAIN + 1)  # the name's, then 8 followed
 
 
 # -- pods ------------------------------------------------------------------------------------------
