@@ -139,6 +139,8 @@ def test_a_full_table_of_eight_or_fewer_evicts_one() -> None:
     for i in range(4):
         table.put(b"%d" % i, entry())
     assert sorted(table.entries) == [b"1", b"2", b"3"] and table.counters.evictions == 1
+    table.put(b"4", entry())
+    assert sorted(table.entries) == [b"2", b"3", b"4"] and table.counters.evictions == 2
 
 
 def test_hits_and_misses_are_counted_once_each_into_the_counters_given() -> None:
@@ -148,7 +150,8 @@ def test_hits_and_misses_are_counted_once_each_into_the_counters_given() -> None
     table.get(b"k")
     table.get(b"k")
     table.get(b"missing")
-    assert (counters.hits, counters.misses) == (2, 1) and table.counters is counters
+    table.get(b"missing")
+    assert (counters.hits, counters.misses) == (2, 2) and table.counters is counters
 
 
 def test_an_exact_reply_carries_the_tally_it_is_counted_in() -> None:
