@@ -20,7 +20,7 @@ from dns_server.config import (
     FALLTHROUGH_ALL, NO_FALLTHROUGH, Fallthrough, HostsSettings, PodMode, ServerBlock,
 )
 from dns_server.hosts import HostsEntry, HostsTable
-from dns_server.records import Service
+from dns_server.records import Endpoint, EndpointSlice, Namespace, Port, Service
 from dns_server.resolver import MAX_CNAME_CHAIN, NO_PLUGIN, resolve
 from dns_server.runtime import _open_cluster
 from dns_server.snapshot import HOSTS, SYNCED, Snapshot
@@ -97,6 +97,64 @@ def test_positive_answers(name: str, qtype: str, expected: set[str]) -> None:
     assert (answer.outcome, show(answer.answer)) == (Outcome.ANSWER, expected)
     assert answer.outcome.authoritative and answer.plugin == "kubernetes"
 
+
+
+@pytest.mark.parametrize("name, qtype", [(name, qtype) for name, qtype, _ in POSITIVE if "dns-version" not in name]
+                         + [(f"_http._tcp.checkout.shop.svc.{Z}", "SRV")])  # a dual-stack target: A and AAAA extra
+def test_every_record_and_extra_address_carries_the_kubernetes_ttl(name: str, qtype: str) -> None:
+    answer = ask(name, qtype, block(ttl=17))
+    assert answer.answer and {rr.ttl for rr in answer.answer + answer.additional} == {17}
+    if qtype == "SRV" and "checkout" in name:
+        assert {rr.rtype for rr in answer.additional} == {QTYPE.A, QTYPE.AAAA}
+
+
+def test_a_dns_version_record_keeps_coredns_ttl() -> None:
+    (txt,) = ask(f"dns-version.{Z}", "TXT", block(ttl=17)).answer
+    assert txt.ttl == 28800
+
+
+WITHOUT_KUBE_DNS = registry_with([r for r in example_records()
+                                  if not (isinstance(r, Service) and r.name == "kube-dns")]).snapshot
+
+
+@pytest.mark.parametrize("name, qtype, expected", [
+    (f"ns.dns.{Z}", "A", {f"ns.dns.{Z} A 10.0.0.53"}),
+    (f"ns.dns.{Z}", "AAAA", {f"ns.dns.{Z} AAAA fd00::53"}),
+])
+def test_without_the_kube_dns_service_ns_dns_is_the_blocks_bound_addresses_but_not_a_wildcard(
+        name: str, qtype: str, expected: set[str]) -> None:
+    settings = block(bind=("0.0.0.0", "10.0.0.53", "::", "fd00::53"), ttl=17)
+    answer = ask(name, qtype, settings, WITHOUT_KUBE_DNS)
+    assert (answer.outcome, show(answer.answer)) == (Outcome.ANSWER, expected)
+    apex = ask(Z, "NS", settings, WITHOUT_KUBE_DNS)
+    assert show(apex.additional) == {f"ns.dns.{Z} A 10.0.0.53", f"ns.dns.{Z} AAAA fd00::53"}
+    assert {rr.ttl for rr in apex.additional} == {17}
+
+
+def test_without_the_kube_dns_service_or_a_bound_address_ns_dns_has_no_addresses() -> None:
+    answer = ask(f"ns.dns.{Z}", "A", block(bind=("0.0.0.0",)), WITHOUT_KUBE_DNS)  # a wildcard is no address
+    assert answer.outcome is Outcome.NODATA
+
+
+# A headless service whose spec declares no ports (its slices do), and whose two slices list one address under
+# two names: the hostname in one, none (so the dashed address) in the other.
+ODD_HEADLESS = registry_with(example_records() + [
+    Namespace("odd"), Service("odd", "cache", (), True, "", ()),
+    EndpointSlice("odd", "cache-a", "cache", (Endpoint(("10.1.0.1",), True, "cache-0", ""),), (Port("redis", "TCP", 6379),)),
+    EndpointSlice("odd", "cache-b", "cache", (Endpoint(("10.1.0.1",), True, "", ""),), (Port("redis", "TCP", 6379),)),
+]).snapshot
+
+
+def test_a_headless_service_answers_one_address_once_though_two_endpoint_names_list_it() -> None:
+    answer = ask(f"cache.odd.svc.{Z}", "A", snapshot=ODD_HEADLESS)
+    assert [rr.data for rr in answer.answer] == ["10.1.0.1"]
+
+
+def test_a_headless_services_named_ports_are_its_endpoints_ports() -> None:
+    answer = ask(f"_redis._tcp.cache.odd.svc.{Z}", "SRV", snapshot=ODD_HEADLESS)
+    assert answer.outcome is Outcome.ANSWER
+    assert show(answer.answer) == {f"_redis._tcp.cache.odd.svc.{Z} SRV 0 50 6379 cache-0.cache.odd.svc.{Z}",
+                                   f"_redis._tcp.cache.odd.svc.{Z} SRV 0 50 6379 10-1-0-1.cache.odd.svc.{Z}"}
 
 NEGATIVE = [
     # NXDOMAIN: names that do not exist
@@ -344,6 +402,7 @@ EXTERNAL = example_records() + [
     Service("shop", "by-ip", (), False, "192.0.2.1", ()),
     Service("shop", "dangling", (), False, f"nope.shop.svc.{Z}", ()),
     Service("shop", "corp-db", (), False, "db.corp.example", ()),
+    Service("shop", "apex", (), False, Z, ()),
 ]
 EXTERNAL_SNAPSHOT = registry_with(EXTERNAL).snapshot
 TWO_FORWARDS = block(forward=(forward_to("corp.example"), forward_to("")))
@@ -388,6 +447,13 @@ def test_a_cname_loop_ends_in_servfail() -> None:
     answer = ask(f"loop-a.shop.svc.{Z}", "A", snapshot=EXTERNAL_SNAPSHOT)
     assert (answer.outcome, answer.reason, answer.plugin) == (Outcome.SERVFAIL, "CNAME chain too long", "kubernetes")
     assert [rr.rtype for rr in answer.answer] == [QTYPE.CNAME] * (MAX_CNAME_CHAIN + 1)  # the name's, then 8 followed
+
+
+
+def test_an_external_name_chased_to_the_apex_brings_the_ns_glue_along() -> None:
+    answer = ask(f"apex.shop.svc.{Z}", "NS", snapshot=EXTERNAL_SNAPSHOT)
+    assert show(answer.answer) == {f"apex.shop.svc.{Z} CNAME {Z}", f"{Z} NS ns.dns.{Z}"}
+    assert show(answer.additional) == {f"ns.dns.{Z} A 10.96.0.10"}
 
 
 # -- pods ------------------------------------------------------------------------------------------
@@ -441,6 +507,9 @@ HOSTS_CASES = [
      {"1.0.0.10.in-addr.arpa PTR router.lan"}, "hosts"),
     ("PTR: hosts comes before kubernetes", hosts_block(), "20.10.96.10.in-addr.arpa", "PTR", Outcome.ANSWER,
      {f"20.10.96.10.in-addr.arpa PTR web.{Z}"}, "hosts"),
+    ("PTR of an IPv6 address", hosts_block(), "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa",
+     "PTR", Outcome.ANSWER, {"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f.ip6.arpa PTR router.lan"},
+     "hosts"),
     ("no_reverse: PTR passes on", hosts_block(no_reverse=True), "1.0.0.10.in-addr.arpa", "PTR", Outcome.FORWARD,
      set(), ""),
     ("an unknown address always passes on", hosts_block(), "1.0.96.10.in-addr.arpa", "PTR", Outcome.ANSWER,
@@ -450,6 +519,10 @@ HOSTS_CASES = [
     ("... even a cluster name in its zones", hosts_block(), f"frontend.shop.svc.{Z}", "A", Outcome.SERVFAIL, set(),
      "hosts"),
     ("an unknown name with fallthrough passes on", hosts_block(fallthrough=FALLTHROUGH_ALL), "nas.lan", "A",
+     Outcome.FORWARD, set(), ""),
+    ("fallthrough for other zones only: SERVFAIL", hosts_block(fallthrough=Fallthrough(("corp",))), "nas.lan", "A",
+     Outcome.SERVFAIL, set(), "hosts"),
+    ("fallthrough for its zone passes on", hosts_block(fallthrough=Fallthrough(("lan",))), "nas.lan", "A",
      Outcome.FORWARD, set(), ""),
     ("... to kubernetes", hosts_block(fallthrough=FALLTHROUGH_ALL), f"frontend.shop.svc.{Z}", "A", Outcome.ANSWER,
      {f"frontend.shop.svc.{Z} A 10.96.10.20"}, "kubernetes"),
