@@ -136,33 +136,35 @@ class CacheCounters:
 
 
 class _Lru(LRUCache[bytes, Entry]):
-    """An LRU cache that counts what it evicts."""
+    """An LRU cache that counts what it evicts in its owner's counters (read at each eviction: metrics replace them)."""
 
-    def __init__(self, maxsize: int, stats: CacheCounters, kind: Kind) -> None:
+    def __init__(self, maxsize: int, owner: ForwardCache, kind: Kind) -> None:
         super().__init__(maxsize=maxsize)
-        self._stats = stats
+        self._owner = owner
         self._kind = kind
 
     def popitem(self) -> tuple[bytes, Entry]:
         item = super().popitem()
         if self._kind is Kind.SUCCESS:
-            self._stats.success_evictions += 1
+            self._owner.stats.success_evictions += 1
         else:
-            self._stats.denial_evictions += 1
+            self._owner.stats.denial_evictions += 1
         return item
 
 
 class ForwardCache:
-    """Upstream replies by question key, in a success and a denial LRU (CoreDNS's two caches)."""
+    """Upstream replies by question key, in a success and a denial LRU (CoreDNS's two caches).
 
-    def __init__(self, settings: CacheSettings, zones: tuple[str, ...], bufsize: int,
-                 counters: CacheCounters | None = None) -> None:
+    `stats` may be replaced (by the metrics' counters for this cache's labels); everything counts into
+    the current one.
+    """
+
+    def __init__(self, settings: CacheSettings, zones: tuple[str, ...]) -> None:
         self.settings = settings
         self.zones = settings.zones or zones  # names outside these are not cached
-        self.bufsize = bufsize  # the UDP size we announce in the OPT records we serve
-        self.stats = CacheCounters() if counters is None else counters
-        self._success = _Lru(settings.success_capacity, self.stats, Kind.SUCCESS)
-        self._denial = _Lru(settings.denial_capacity, self.stats, Kind.DENIAL)
+        self.stats = CacheCounters()
+        self._success = _Lru(settings.success_capacity, self, Kind.SUCCESS)
+        self._denial = _Lru(settings.denial_capacity, self, Kind.DENIAL)
 
     @property
     def prefetch(self) -> bool:

@@ -309,7 +309,7 @@ async def _block(settings: ServerBlock, runtime: Runtime, metrics: Metrics | Non
         forwarders = [Forwarder(forward, random.Random(), proxy) for forward in settings.forward]
         cache = None
         if settings.cache is not None:
-            cache = ForwardCache(settings.cache, settings.zones, settings.bufsize)
+            cache = ForwardCache(settings.cache, settings.zones)
             if metrics is not None:
                 cache.stats = metrics.cache(_block_server(settings), ",".join(zone_text(z) for z in cache.zones),
                                             _cache_entries(cache))

@@ -153,7 +153,7 @@ def outbound_for(settings: ServerBlock, forwarders: list[FakeForwarder] | None =
                  clock: Callable[[], float] | None = None) -> Outbound:
     """The block's outbound side as the runtime builds it, over fake forwarders."""
     fakes = forwarders if forwarders is not None else [FakeForwarder(f) for f in settings.forward]
-    cache = ForwardCache(settings.cache, settings.zones, settings.bufsize) if settings.cache is not None else None
+    cache = ForwardCache(settings.cache, settings.zones) if settings.cache is not None else None
     return Outbound(fakes, [f.settings.handles for f in fakes], cache, settings.bufsize,  # type: ignore[arg-type]
                     clock or Clock())
 

@@ -48,7 +48,7 @@ def upstream_reply(name: str = "www.example.com", qtype: str = "A", rcode: int =
 
 def cache_with(block_zones: tuple[str, ...] = ("",), **settings: Any) -> ForwardCache:
     """A cache in a block serving `block_zones` (the root by default)."""
-    return ForwardCache(CacheSettings(**settings), block_zones, BUFSIZE)
+    return ForwardCache(CacheSettings(**settings), block_zones)
 
 
 def keep(cache: ForwardCache, key: bytes, wire: bytes, now: float = NOW, name: str = "www.example.com") -> Any:
@@ -187,6 +187,9 @@ def test_least_recently_used_entries_are_evicted_first() -> None:
             assert cache.get(keys[0], NOW)  # n0 is now more recently used than n1
     assert cache.entries(Kind.SUCCESS) == 2 and cache.stats.success_evictions == 1
     assert cache.get(keys[0], NOW) and cache.get(keys[2], NOW) and cache.get(keys[1], NOW) is None
+    key, wire = upstream_reply("n3.example.com", answer=[(300, "192.0.2.1")])
+    keep(cache, key, wire, name="n3.example.com")
+    assert cache.stats.success_evictions == 2  # each eviction counted
 
 
 def test_success_and_denial_have_lrus_of_their_own() -> None:
@@ -219,6 +222,8 @@ def test_success_and_denial_have_lrus_of_their_own() -> None:
     (("",), dict(disable_success=("example.org",)), "www.example.com", "success", True),
     (("",), dict(disable_denial=("example.com",)), "www.example.com", "denial", False),
     (("",), dict(disable_denial=("example.com",)), "www.example.com", "success", True),
+    (("",), dict(disable_denial=()), "www.example.com", "denial", False),  # every zone
+    (("example.com",), dict(disable_denial=()), "www.example.com", "denial", False),  # every zone of the block
 ])
 def test_zones_and_disable(block_zones: tuple[str, ...], settings: dict, name: str, reply: str, kept: bool) -> None:
     key, wire = upstream_reply(name, **(dict(answer=[(300, "192.0.2.1")]) if reply == "success"
@@ -232,14 +237,26 @@ def test_hits_and_misses_are_counted() -> None:
     cache = cache_with()
     ok, ok_wire = upstream_reply("ok.example.com", answer=[(300, "192.0.2.1")])
     nx, nx_wire = upstream_reply("nx.example.com", rcode=dns.rcode.NXDOMAIN, soa=(300, 300))
-    assert cache.get(ok, NOW) is None
+    assert cache.get(ok, NOW) is None and cache.get(nx, NOW) is None
     keep(cache, ok, ok_wire, name="ok.example.com")
     keep(cache, nx, nx_wire, name="nx.example.com")
-    cache.get(ok, NOW)
-    cache.get(nx, NOW)
-    cache.get(nx, NOW)
+    for _ in range(2):
+        cache.get(ok, NOW)
+    for _ in range(3):
+        cache.get(nx, NOW)
     stats = cache.stats
-    assert (stats.requests, stats.success_hits, stats.denial_hits, stats.misses) == (4, 1, 2, 1)
+    assert (stats.requests, stats.success_hits, stats.denial_hits, stats.misses) == (7, 2, 3, 2)
+
+
+def test_counters_put_in_after_the_cache_was_made_get_every_count() -> None:
+    """The runtime gives each cache the metrics' counters for its labels once the cache exists."""
+    cache = cache_with(success_capacity=1)
+    cache.stats = counters = type(cache.stats)()
+    for name in ("one.example.com", "two.example.com", "three.example.com"):
+        key, wire = upstream_reply(name, answer=[(300, "192.0.2.1")])
+        keep(cache, key, wire, name=name)
+        cache.get(key, NOW)
+    assert (counters.requests, counters.success_hits, counters.success_evictions) == (3, 3, 2)
 
 
 def test_an_uncached_reply_is_served_with_its_ttls_as_upstream_gave_them() -> None:
@@ -267,6 +284,15 @@ def test_serve_stale_window() -> None:
     assert stale is not None and served(stale.render(NOW + 61, 512, stale=True)).answer[0].ttl == STALE_TTL == 0
     assert cache.stale(key, NOW + 60 + 3600) is None
     assert cache.get(key, NOW + 60 + 3600) is None and cache.entries(Kind.SUCCESS) == 0  # dropped past the window
+
+
+def test_an_expired_denial_is_served_stale_too() -> None:
+    key, wire = upstream_reply(rcode=dns.rcode.NXDOMAIN, soa=(60, 60))
+    cache = cache_with(serve_stale=3600.0)
+    keep(cache, key, wire)
+    assert cache.get(key, NOW + 61) is None
+    stale = cache.stale(key, NOW + 61)
+    assert stale is not None and served(stale.render(NOW + 61, 512, stale=True)).rcode() == dns.rcode.NXDOMAIN
 
 
 def test_without_serve_stale_expired_entries_are_dropped() -> None:
@@ -409,6 +435,20 @@ def test_a_reply_of_exactly_the_clients_size_is_served_whole() -> None:
     size = len(entry.render(NOW, 65535))
     assert not served(entry.render(NOW, size)).flags & dns.flags.TC
     assert served(entry.render(NOW, size - 1)).flags & dns.flags.TC
+
+
+@pytest.mark.parametrize("servfail_ttl, kept", [(1.0, True), (0.0, False)])
+def test_a_lifetime_of_one_second_is_kept_and_of_none_is_not(servfail_ttl: float, kept: bool) -> None:
+    key, wire = upstream_reply(rcode=dns.rcode.SERVFAIL)
+    cache = cache_with(servfail_ttl=servfail_ttl)
+    keep(cache, key, wire)
+    assert cache.entries(Kind.DENIAL) == int(kept)
+
+
+def test_a_reply_without_records_is_served_uncached_as_it_came() -> None:
+    key, wire = upstream_reply(rcode=dns.rcode.NXDOMAIN)
+    reply = served(uncached(prepare(wire, BUFSIZE, key[-1]), NOW).render(NOW, 512))
+    assert reply.rcode() == dns.rcode.NXDOMAIN and not reply.answer and not reply.authority
 
 
 def test_a_cache_of_one_keeps_one() -> None:

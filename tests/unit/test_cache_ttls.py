@@ -36,7 +36,7 @@ ages = st.builds(lambda seconds, fraction: seconds + fraction, st.integers(0, 50
 
 def cache_and_store(wire: bytes, now: float) -> tuple[ForwardCache, Entry]:
     """A cache with the default limits, holding this upstream reply to KEY's question."""
-    cache = ForwardCache(CacheSettings(success_capacity=100, denial_capacity=100), ("",), 1232)
+    cache = ForwardCache(CacheSettings(success_capacity=100, denial_capacity=100), ("",))
     return cache, cache.store(KEY, NAME, prepare(wire, 1232, KEY[-1]), now)
 
 
