@@ -8,6 +8,7 @@ malformed object with the reason a person would read in the log.
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 
 import pytest
@@ -15,7 +16,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dns_server.records import (
-    Endpoint, EndpointSlice, MalformedObject, Namespace, Pod, Port, Service, convert, describe, key_of, normalize_ip,
+    ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, Endpoint, EndpointSlice, MalformedObject, Namespace, Pod, Port, Service,
+    convert, decode_list, describe, key_of, normalize_ip,
 )
 
 
@@ -261,3 +263,40 @@ def test_what_is_no_address_is_refused(text: str) -> None:
 def test_the_fast_path_agrees_with_ipaddress(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
     assert normalize_ip(str(address)) == str(address)
     assert normalize_ip(address.exploded) == str(address)
+
+
+# -- list pages --------------------------------------------------------------------------------------
+LIST_ITEMS = {
+    NAMESPACE: {"kind": "Namespace", "metadata": {"name": "shop"}},
+    SERVICE: service({"clusterIP": "10.96.0.1", "ports": [{"name": "http", "port": 80}]}),
+    ENDPOINT_SLICE: endpoint_slice([{"addresses": ["10.0.0.1"], "conditions": {"ready": True}}],
+                                   ports=[{"name": "http", "port": 80}]),
+    POD: pod({"phase": "Running", "podIP": "10.244.1.5"}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(LIST_ITEMS))
+def test_a_list_page_gives_its_items_version_and_continue_token(kind: str) -> None:
+    item = {k: v for k, v in LIST_ITEMS[kind].items() if k not in ("kind", "apiVersion")}  # list items carry none
+    page = {"kind": f"{kind}List", "metadata": {"resourceVersion": "42", "continue": "next-page"},
+            "items": [item, item]}
+    items, version, token = decode_list(kind, json.dumps(page).encode())
+    assert (len(items), version, token) == (2, "42", "next-page")
+    assert convert({**items[0], "kind": kind}) == convert(LIST_ITEMS[kind])  # nothing DNS reads was lost
+
+
+@pytest.mark.parametrize("page", [{"items": None}, {"metadata": {}}, {}])
+def test_a_page_without_items_or_metadata_is_empty_and_the_last(page: dict[str, Any]) -> None:
+    assert decode_list(SERVICE, json.dumps(page).encode()) == ([], "", "")
+
+
+def test_a_page_of_an_unexpected_shape_is_read_whole() -> None:
+    odd = {"metadata": {"name": "web", "namespace": "shop"}, "spec": {"ports": "not a list"}}
+    page = {"metadata": {"resourceVersion": "7", "continue": "c"}, "items": [odd]}
+    assert decode_list(SERVICE, json.dumps(page).encode()) == ([odd], "7", "c")
+    assert decode_list(SERVICE, json.dumps({"items": [odd]}).encode()) == ([odd], "", "")
+
+
+def test_a_page_that_is_not_json_says_why() -> None:
+    with pytest.raises(ValueError, match="malformed|invalid|JSON"):
+        decode_list(SERVICE, b"{not json")
