@@ -29,7 +29,11 @@ round then measures:
 6. peak RSS (VmHWM), the CPU each server used in its saturated runs and the CPU other processes
    took from the two cores meanwhile; and that `prometheus` counted the queries (/metrics).
 
-The tables quote medians over rounds; ratios are taken within each round, then the median.
+The tables quote medians over rounds; ratios are taken within each round, then the median.  The
+two comparisons of our own configurations (Corefile / flags, and the cost of `prometheus`) look for
+a few percent, less than the shared machine drifts in a minute: they pair each saturated slice with
+the other server's slice of the same turn (seconds apart) and take the median of those ratios over
+every round.
 """
 
 from __future__ import annotations
@@ -287,6 +291,7 @@ class Result:
     wall_seconds: float = 0.0  # of the saturated runs
     rcvbuf: str = ""
     counted: int | None = None  # queries /metrics counted (prometheus)
+    slice_qps: list[float] = field(default_factory=list)  # each saturated slice's QPS, in turn order
 
     @property
     def cpu_share(self) -> float:
@@ -305,7 +310,9 @@ def saturated_slice(server: Server, result: Result, query_file: Path, load: list
     pids = server.pids()
     before = (cpu_seconds(pids), core_busy_seconds(CORES.server), core_busy_seconds(CORES.client),
               children_cpu_seconds(), time.monotonic())
-    result.saturated.add(dnsperf(server.port, query_file, [*load, "-l", str(seconds)]))
+    run = dnsperf(server.port, query_file, [*load, "-l", str(seconds)])
+    result.saturated.add(run)
+    result.slice_qps.append(run.qps)
     used = cpu_seconds(pids) - before[0]
     result.cpu_seconds += used
     result.foreign_server_core += max(0.0, core_busy_seconds(CORES.server) - before[1] - used)
@@ -358,6 +365,11 @@ def run_round(order: list[Server], processes: Processes, workdir: Path, scratch:
 
 
 # -- the report --------------------------------------------------------------------------------------
+def paired(rounds: list[dict[str, Result]], a: str, b: str) -> list[float]:
+    """QPS of server a over server b in each turn's pair of saturated slices, every round."""
+    return [x / y for r in rounds for x, y in zip(r[a].slice_qps, r[b].slice_qps, strict=True)]
+
+
 def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse.Namespace) -> bool:
     """Print the tables and the targets; True if every target holds."""
     def ratio(a: str, b: str, get: Callable[[Result], float]) -> float:
@@ -370,8 +382,9 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
     p99_ratio = ratio(FLAGS, NSD, lambda r: r.tail.percentile_ms(0.99))
     tcp_ratio = ratio(FLAGS, NSD, lambda r: r.tcp.qps)
     first_pass_ratio = ratio(FLAGS, NSD, lambda r: r.cold.qps)
-    corefile_ratio = ratio(COREFILE, FLAGS, lambda r: r.saturated.qps)
-    prometheus_cost = 1 - ratio(COREFILE, NO_PROMETHEUS, lambda r: r.saturated.qps)
+    corefile_pairs, prometheus_pairs = paired(rounds, COREFILE, FLAGS), paired(rounds, COREFILE, NO_PROMETHEUS)
+    corefile_ratio = median(corefile_pairs)
+    prometheus_cost = 1 - median(prometheus_pairs)
     counted = [r[COREFILE].counted for r in rounds]
     lost = max(r[FLAGS].lost for r in rounds)
     rss, startup = med(FLAGS, lambda r: r.rss_mb), med(FLAGS, lambda r: r.startup_s)
@@ -416,6 +429,9 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
                                                   for r in rounds)
           + "; p99 flags/NSD " + ", ".join(f"{r[FLAGS].tail.percentile_ms(0.99) / r[NSD].tail.percentile_ms(0.99):.2f}x"
                                            for r in rounds))
+    for what, pairs in (("Corefile/flags", corefile_pairs), ("Corefile/no prometheus", prometheus_pairs)):
+        print(f"paired slices, QPS {what}: median {median(pairs):.1%} of {len(pairs)}, from {min(pairs):.1%} to "
+              f"{max(pairs):.1%}")
     print(f"cold answer (decode + resolve + encode, {len(cold_us)} never-seen questions of the query file): median "
           f"{percentile(Counter(cold_us), 0.5):.1f} us, p90 {percentile(Counter(cold_us), 0.9):.1f} us, "
           f"p99 {percentile(Counter(cold_us), 0.99):.1f} us\n")

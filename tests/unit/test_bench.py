@@ -25,6 +25,7 @@ from churn import MAX_ENDPOINTS, Churn, expectations  # noqa: E402
 from cluster import Cluster, api_objects, build_cluster, write_fixtures, write_zone, _yaml_scalar  # noqa: E402
 from common import BenchError, dnsperf, percentile  # noqa: E402
 from queries import CHURN_MIX, MIX, build_queries  # noqa: E402
+from run import Result, paired  # noqa: E402
 
 from dns_server.sources.fixtures import load_yaml, parse_manifest  # noqa: E402
 
@@ -227,3 +228,14 @@ def test_expected_answers_follow_the_state() -> None:
             assert item.records == {f"5432 {e.label}.{service.fqdn}." for e in state[service.fqdn] if e.ready}
     assert {item.rcode for item in expected} == {0, 3}  # answers and search-path misses
     assert {item.qtype for item in expected} == {"A", "SRV"}
+
+
+def test_configurations_are_compared_slice_by_slice_within_each_turn() -> None:
+    """A slow minute of the shared machine falls on both slices of a turn, so it cancels in their ratio."""
+    def result(*slices: float) -> Result:
+        return Result(slice_qps=list(slices))
+
+    rounds = [{"a": result(90, 45), "b": result(100, 50)}, {"a": result(99), "b": result(100)}]
+    assert paired(rounds, "a", "b") == [0.9, 0.9, 0.99]
+    with pytest.raises(ValueError):  # a lost slice is an error, not a silently shifted pairing
+        paired([{"a": result(90, 45), "b": result(100)}], "a", "b")
