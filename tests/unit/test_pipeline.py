@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 import struct
+from typing import Any
 
 import dns.edns
 import dns.flags
@@ -461,3 +462,30 @@ def test_a_reloaded_hosts_table_replaces_what_the_plugins_after_it_answered() ->
     served.hosts = HostsTable.build([HostsEntry("10.1.1.1", (f"frontend.shop.svc.{Z}",))])
     pipeline.publish(served.view, Change(hosts=True), False)
     assert ask(pipeline, q).answer[0][0].to_text() == "10.1.1.1"
+
+
+MODES = [dict(rd=rd, cd=cd, edns=edns) for rd in (False, True) for cd in (False, True) for edns in (None, "plain", "do")]
+
+
+def mode_query(rd: bool, cd: bool, edns: str | None, extra: bool = False) -> dns.message.Message:
+    q = query(f"frontend.shop.svc.{Z}", use_edns=0 if edns else False, want_dnssec=edns == "do")
+    q.flags = (dns.flags.RD if rd else 0) | (dns.flags.CD if cd else 0)
+    if extra:  # a record in the additional section that is not an OPT: only the slow path reads such a query
+        q.additional.append(dns.rrset.from_text("x.example.", 60, "IN", "TXT", '"x"'))
+    return q
+
+
+@pytest.mark.parametrize("mode", MODES, ids=[f"rd={m['rd']},cd={m['cd']},edns={m['edns']}" for m in MODES])
+def test_the_slow_path_keeps_each_answer_under_the_key_the_fast_path_reads(mode: dict[str, Any]) -> None:
+    """An answer resolved on the slow path is found by the fast path for the same mode, and by no other mode."""
+    pipeline = pipeline_for()
+    slow = mode_query(**mode, extra=True)
+    ask(pipeline, slow)
+    assert len(pipeline.table) == 1 and pipeline.table.counters.hits == 0
+    for other in MODES:
+        asked = mode_query(**other)
+        r = ask(pipeline, asked)
+        assert bool(r.flags & dns.flags.CD) == other["cd"] and (r.edns >= 0) == bool(other["edns"])
+        assert bool(r.ednsflags & dns.flags.DO) == (other["edns"] == "do")
+    assert pipeline.table.counters.hits == 1  # only the same mode found it; every other mode resolved afresh
+    assert len(pipeline.table) == len(MODES)
