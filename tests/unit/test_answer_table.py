@@ -11,7 +11,7 @@ from dns_server.answer import Dependency
 from dns_server.answer_table import MAX_EXACT_PER_ENTRY, AnswerCacheCounters, AnswerTable, Entry, View
 from dns_server.encode import encode, fit, patch_serial
 from dns_server.records import Service
-from dns_server.registry import Put
+from dns_server.registry import Put, Registry
 from dns_server.resolver import resolve
 from dns_server.snapshot import HOSTS, SYNCED, Change, Snapshot
 from dns_server.wire import decode_query, question_key
@@ -181,19 +181,31 @@ def fresh_wire(view: View, name: str = f"nope.shop.svc.{Z}") -> bytes:
     return negative_entry(view, name)[1].wire
 
 
-def test_a_negative_answer_served_after_a_serial_change_carries_the_new_serial() -> None:
-    registry = registry_with(example_records())
-    view = View(registry.snapshot)
+def kept_negative(view: View, tail_end: int | None = None) -> tuple[AnswerTable, bytes, Entry, bytes]:
+    """(table, key, entry, query bytes): a table keeping a negative answer and its exact UDP reply (that reply
+    cut to `tail_end`, if given)."""
     table = AnswerTable()
     key, kept, data = negative_entry(view)
     table.put(key, kept)
-    table.remember(kept, False, data[2:], kept.wire[2:], None)
+    table.remember(kept, False, data[2:], kept.wire[2:tail_end], None)
+    return table, key, kept, data
+
+
+def change_at_42(registry: Registry, view: View) -> None:
+    """A new service at t = 1,700,000,042.7 (the serial becomes 1,700,000,042), seen by `view`."""
+    registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.7)
+    view.snapshot = registry.snapshot
+
+
+def test_a_negative_answer_served_after_a_serial_change_carries_the_new_serial() -> None:
+    registry = registry_with(example_records())
+    view = View(registry.snapshot)
+    table, key, kept, data = kept_negative(view)
     before = kept.wire
     assert kept.serial_at >= 0
     changes: list[Change] = []
     registry.subscribe(lambda snapshot, change: changes.append(change))
-    registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.7)
-    view.snapshot = registry.snapshot
+    change_at_42(registry, view)
     table.publish(view, changes[0], True)
     fresh = fresh_wire(view)
     assert fresh != before
@@ -207,12 +219,8 @@ def test_a_cut_exact_reply_is_dropped_when_the_serial_changes() -> None:
     """A reply cut for a small client has its records elsewhere: it goes, and is cut again when asked."""
     registry = registry_with(example_records())
     view = View(registry.snapshot)
-    table = AnswerTable()
-    key, kept, data = negative_entry(view)
-    table.put(key, kept)
-    table.remember(kept, False, data[2:], kept.wire[2:-1], None)  # any tail shorter than the whole reply
-    registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.7)
-    view.snapshot = registry.snapshot
+    table, key, kept, data = kept_negative(view, tail_end=-1)  # any tail shorter than the whole reply
+    change_at_42(registry, view)
     table.publish(view, Change(services=frozenset({("shop", "other")})), True)
     assert data[2:] not in table.exact_udp and table.get(key) is kept
 
@@ -220,10 +228,7 @@ def test_a_cut_exact_reply_is_dropped_when_the_serial_changes() -> None:
 def test_a_serial_change_of_another_view_leaves_the_exact_replies_alone() -> None:
     registry = registry_with(example_records())
     view, other = View(registry.snapshot), View(Snapshot.empty(synced=True))
-    table = AnswerTable()
-    key, kept, data = negative_entry(view)
-    table.put(key, kept)
-    table.remember(kept, False, data[2:], kept.wire[2:], None)
+    table, _, kept, data = kept_negative(view)
     before = kept.wire
     table.publish(other, Change(), True)
     assert table.exact_udp[data[2:]].tail == before[2:] and kept.wire == before
@@ -236,8 +241,7 @@ def test_an_entry_is_restamped_when_it_is_looked_up_after_a_serial_change() -> N
     table = AnswerTable()
     key, kept, _ = negative_entry(view)
     table.put(key, kept)
-    registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.7)
-    view.snapshot = registry.snapshot
+    change_at_42(registry, view)
     served = table.get(key)
     assert served is kept and kept.serial == 1_700_000_042 and kept.wire == fresh_wire(view)
 
@@ -267,14 +271,10 @@ def test_rotations_are_restamped_with_the_reply() -> None:
 def test_an_exact_reply_dropped_by_the_bound_does_not_stop_the_others_being_restamped() -> None:
     registry = registry_with(example_records())
     view = View(registry.snapshot)
-    table = AnswerTable()
-    key, kept, data = negative_entry(view)
-    table.put(key, kept)
-    table.remember(kept, False, data[2:], kept.wire[2:], None)
+    table, key, kept, data = kept_negative(view)
     table.remember(kept, True, data[2:], kept.wire[2:], None)
     table.exact_udp.clear()  # what the bound on exact replies does when it is reached
-    registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.7)
-    view.snapshot = registry.snapshot
+    change_at_42(registry, view)
     table.publish(view, Change(services=frozenset({("shop", "other")})), True)
     assert table.exact_tcp[data[2:]].tail == fresh_wire(view)[2:]
     table.publish(view, Change(services=frozenset({("shop", "nope")}), namespaces=frozenset({"shop"})), False)
