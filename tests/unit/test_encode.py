@@ -331,6 +331,7 @@ def test_fit_keeps_whole_records_in_order_while_they_fit(exchange: tuple[Query, 
         assert len(cut) + end - start > limit
     dropped_required = len(kept.answer) + len(kept.authority) < len(full.answer) + len(full.authority)
     assert bool(kept.flags & dns.flags.TC) == dropped_required
+    assert kept.flags & ~dns.flags.TC == full.flags  # every other header flag as it was
     assert (kept.edns, kept.payload) == (full.edns, full.payload)
     assert kept.id == full.id and kept.rcode() == full.rcode() and kept.question == full.question
 
@@ -418,3 +419,35 @@ def test_rotate_leaves_alone_what_it_cannot_move_safely() -> None:
     other_owner.answer.append(dns.rrset.from_text("b.example.net.", 60, "IN", "A", "192.0.2.1", "192.0.2.2"))
     wire = other_owner.to_wire()  # the first A's owner is written whole; the second points into it
     assert rotate(wire, 1) == wire
+
+
+def test_rotate_turns_two_records() -> None:
+    message = dns.message.make_response(dns.message.make_query("a.example.com", "A"))
+    message.answer.append(dns.rrset.from_text("a.example.com.", 60, "IN", "A", "192.0.2.1", "192.0.2.2"))
+    wire = message.to_wire()
+    assert _answer_texts(rotate(wire, 1)) == _answer_texts(wire)[::-1] and rotate(wire, 2) == wire
+
+
+def test_rotate_turns_records_whose_owners_are_written_whole() -> None:
+    """Not every upstream compresses: records that point nowhere can be moved freely."""
+    owner = dns.name.from_text("a.example.com").to_wire()
+    question = owner + struct.pack("!HH", 1, 1)
+    records = [owner + struct.pack("!HHIH", 1, 1, 60, 4) + bytes((192, 0, 2, i)) for i in (1, 2, 3)]
+    wire = struct.pack("!HHHHHH", 0x1234, 0x8180, 1, 3, 0, 0) + question + b"".join(records)
+    assert [rr.split()[-1] for rr in _answer_texts(rotate(wire, 1))] == ["192.0.2.2", "192.0.2.3", "192.0.2.1"]
+
+
+def test_rotate_leaves_alone_a_reply_with_additional_records_besides_its_opt() -> None:
+    message = dns.message.make_response(dns.message.make_query("a.example.com", "A", use_edns=0))
+    message.answer.append(dns.rrset.from_text("a.example.com.", 60, "IN", "A", "192.0.2.1", "192.0.2.2"))
+    message.additional.append(dns.rrset.from_text("ns.example.com.", 60, "IN", "A", "192.0.2.53"))
+    wire = message.to_wire()
+    assert rotate(wire, 1) == wire
+
+
+def test_a_name_of_the_longest_text_is_encoded() -> None:
+    longest = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])  # 253 characters: 255 bytes on the wire
+    query = decode_query(dns.message.make_query("www.example.com", "CNAME").to_wire())
+    answer = Answer(Outcome.ANSWER, (RR("www.example.com", 5, 5, longest),))  # written out, not a pointer
+    (rrset,) = decoded(encode(query, answer, 1232).wire).answer
+    assert rrset[0].target.to_text(omit_final_dot=True) == longest and len(rrset[0].target.to_wire()) == 255
