@@ -49,11 +49,24 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
-
 from cluster import ZONE, Cluster, Endpoint, Service, api_objects, build_cluster, endpoint_slice_object
 from common import (
-    CORES, REPO, BenchError, Processes, Run, Target, dnsperf, free_port, median, memory_directory, pinned,
-    print_table, report_targets, require, run_main, wait_for_answer,
+    CORES,
+    REPO,
+    BenchError,
+    Processes,
+    Run,
+    Target,
+    dnsperf,
+    free_port,
+    median,
+    memory_directory,
+    pinned,
+    print_table,
+    report_targets,
+    require,
+    run_main,
+    wait_for_answer,
 )
 from queries import CHURN_MIX, build_queries, write_queries
 

@@ -51,12 +51,12 @@ def encoder_calls() -> dict[str, tuple[Callable[[], object], int]]:
     """Per shape: a call encoding it with the `dns_server` on sys.path, and its reply's size."""
     import dns.message
 
-    from dns_server.wire import decode_query
+    from dns_server.protocol.wire import decode_query
 
     # either interface (see the module docstring), so typed as Any
-    encoding: Any = importlib.import_module("dns_server.encode")
+    encoding: Any = importlib.import_module("dns_server.protocol.encode")
     new_interface = hasattr(encoding, "Encoded")
-    model: Any = importlib.import_module("dns_server.answer" if new_interface else "dns_server.resolver")
+    model: Any = importlib.import_module("dns_server.protocol.answer" if new_interface else "dns_server.chain.resolver")
     calls: dict[str, tuple[Callable[[], object], int]] = {}
     for name, qname, qtype, outcome, *records in SHAPES:
         query = decode_query(dns.message.make_query(qname, qtype, use_edns=0, payload=BUFSIZE).to_wire())

@@ -47,8 +47,21 @@ from pathlib import Path
 from typing import Iterator
 
 from common import (
-    CORES, REPO, Processes, Run, children_cpu_seconds, core_busy_seconds, cpu_seconds, dnsperf, free_port,
-    memory_directory, pinned, program, require, run_main, wait_for_answer,
+    CORES,
+    REPO,
+    Processes,
+    Run,
+    children_cpu_seconds,
+    core_busy_seconds,
+    cpu_seconds,
+    dnsperf,
+    free_port,
+    memory_directory,
+    pinned,
+    program,
+    require,
+    run_main,
+    wait_for_answer,
 )
 
 ZONE = "ext.example.com"

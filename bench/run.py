@@ -55,12 +55,32 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
-
 from cluster import ZONE, build_cluster, write_fixtures, write_zone
 from common import (
-    CORES, RECEIVE_BUFFER, REPO, BenchError, Processes, Run, Target, children_cpu_seconds, core_busy_seconds,
-    cpu_seconds, dnsperf, family, free_port, median, memory_directory, memory_mb, percentile, pinned, print_table,
-    program, report_targets, require, run_main, wait_for_answer,
+    CORES,
+    RECEIVE_BUFFER,
+    REPO,
+    BenchError,
+    Processes,
+    Run,
+    Target,
+    children_cpu_seconds,
+    core_busy_seconds,
+    cpu_seconds,
+    dnsperf,
+    family,
+    free_port,
+    median,
+    memory_directory,
+    memory_mb,
+    percentile,
+    pinned,
+    print_table,
+    program,
+    report_targets,
+    require,
+    run_main,
+    wait_for_answer,
 )
 from queries import DEFAULT_COUNT, build_queries, write_queries
 
@@ -237,12 +257,12 @@ def cold_answer_us(fixtures: Path, questions: list[tuple[str, str]], count: int)
     server loads them; each question is asked once, so nothing it needs was computed before.
     """
     sys.path.insert(0, str(REPO))
+    from dns_server.chain.resolver import resolve
     from dns_server.cli import build_parser, config_from_args
-    from dns_server.encode import encode
-    from dns_server.registry import Registry
-    from dns_server.resolver import resolve
-    from dns_server.sources.fixtures import FixtureSource
-    from dns_server.wire import decode_query
+    from dns_server.cluster.registry import Registry
+    from dns_server.cluster.sources.fixtures import FixtureSource
+    from dns_server.protocol.encode import encode
+    from dns_server.protocol.wire import decode_query
 
     block = config_from_args(build_parser().parse_args([
         "--fixtures", str(fixtures), "--listen", "127.0.0.1:53", "--upstream", "192.0.2.1"])).blocks[0]

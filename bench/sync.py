@@ -53,11 +53,22 @@ from typing import Any
 
 import dns.message
 import dns.rcode
-
 from cluster import ZONE, Cluster, Service, api_objects, build_cluster, service_object
 from common import (
-    CORES, REPO, BenchError, Processes, Target, free_port, median, memory_mb, percentile, pinned, print_table,
-    report_targets, run_main, wait_for_answer,
+    CORES,
+    REPO,
+    BenchError,
+    Processes,
+    Target,
+    free_port,
+    median,
+    memory_mb,
+    percentile,
+    pinned,
+    print_table,
+    report_targets,
+    run_main,
+    wait_for_answer,
 )
 
 sys.path.insert(0, str(REPO))  # the stand-in lives in the repository's tests package

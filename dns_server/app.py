@@ -28,12 +28,13 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from dns_server.config import Config, ConfigError, format_address, zone_text
-from dns_server.http import EndpointError, HttpEndpoints
-from dns_server.logs import log_event, setup_logging
-from dns_server.metrics import Metrics
-from dns_server.querylog import QueryLogWriter
-from dns_server.runtime import Runtime, StartupError, start
+from dns_server.config.model import Config, format_address, zone_text
+from dns_server.errors import ConfigError, StartupError
+from dns_server.observability.logs import log_event, setup_logging
+from dns_server.observability.metrics import Metrics
+from dns_server.plugins.log import QueryLogWriter
+from dns_server.serving.http import EndpointError, HttpEndpoints
+from dns_server.serving.runtime import Runtime, start
 
 log = logging.getLogger("dns_server")
 
@@ -97,7 +98,7 @@ class Server:
 
     def _loop_found(self, message: str) -> None:
         """The loop plugin saw its probe come back: CoreDNS's fatal line, exit status 1."""
-        logging.getLogger("dns_server.loop").critical(message)
+        logging.getLogger("dns_server.plugins.loop").critical(message)
         self.exit_status = 1
         self.stopping.set()
 

@@ -22,14 +22,36 @@ from pathlib import Path
 from typing import Sequence
 
 from dns_server import __version__
-from dns_server.config import (
-    DEFAULT_CLUSTER_DOMAIN, DEFAULT_DNS_SERVICE, DEFAULT_MAX_TCP_CONNECTIONS, DEFAULT_TCP_IDLE_TIMEOUT,
-    DEFAULT_TTL, MAX_TTL, MAX_UPSTREAMS, REVERSE_ZONES, CacheSettings, Config, ConfigError, Fallthrough,
-    ForwardSettings, HealthSettings, KubernetesSettings, LogRule, PodMode, Policy, ServerBlock, ErrorsSettings,
-    Upstream, ZoneKey, format_address, normalize_zone, parse_duration, parse_hostport,
+from dns_server.config.model import (
+    DEFAULT_CLUSTER_DOMAIN,
+    DEFAULT_DNS_SERVICE,
+    DEFAULT_MAX_TCP_CONNECTIONS,
+    DEFAULT_TCP_IDLE_TIMEOUT,
+    DEFAULT_TTL,
+    MAX_TTL,
+    MAX_UPSTREAMS,
+    REVERSE_ZONES,
+    CacheSettings,
+    Config,
+    ErrorsSettings,
+    Fallthrough,
+    ForwardSettings,
+    HealthSettings,
+    KubernetesSettings,
+    LogRule,
+    PodMode,
+    Policy,
+    ServerBlock,
+    Upstream,
+    ZoneKey,
+    format_address,
+    normalize_zone,
+    parse_duration,
+    parse_hostport,
 )
-from dns_server.logs import setup_logging
-from dns_server.upstreams import loops_back, resolv_conf_nameservers
+from dns_server.errors import ConfigError
+from dns_server.observability.logs import setup_logging
+from dns_server.plugins.forward.upstreams import loops_back, resolv_conf_nameservers
 
 DEFAULT_LISTEN = "0.0.0.0:53"
 DEFAULT_RESOLV_CONF = Path("/etc/resolv.conf")
@@ -260,7 +282,7 @@ def load(args: argparse.Namespace, given: set[str]) -> Config:
     if mixed:
         raise ConfigError(f"{', '.join('--' + m.replace('_', '-') for m in mixed)}: the Corefile configures that; "
                           "these flags are for running without one")
-    from dns_server.directives import load_config  # the Corefile machinery is only needed with a Corefile
+    from dns_server.config.directives import load_config  # the Corefile machinery is only needed with a Corefile
 
     config = load_config(corefile, dns_port=args.dns_port)
     return Config(config.blocks, config.files, config.corefile_hash, args.tcp_idle_timeout, args.max_tcp_connections,
@@ -281,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(version_text())
         return 0
     if args.plugins:
-        from dns_server.directives import plugins_text
+        from dns_server.config.directives import plugins_text
 
         sys.stdout.write(plugins_text())
         return 0

@@ -27,7 +27,10 @@ from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-PURE_CORE = ("resolver", "qname", "records", "snapshot", "answer_table", "wire", "encode", "cache", "upstreams")
+sys.path.insert(0, str(REPO))
+from tests.layers import path_of, pure_modules  # noqa: E402  (the architecture's one rule: what is pure)
+
+PURE_CORE = tuple(pure_modules())
 TARGET = 0.85  # of the mutants of each module, killed
 KILLED = ("killed", "timeout")  # a mutant that makes the tests hang is noticed too
 NOT_COUNTED = ("skipped", "not checked", "check was interrupted by user")
@@ -42,7 +45,7 @@ def tracked_entries() -> list[str]:
 
 def mutmut_settings(modules: list[str], entries: list[str]) -> str:
     """The [tool.mutmut] table for the copy's pyproject.toml."""
-    paths = ", ".join(f'"dns_server/{module}.py"' for module in modules)
+    paths = ", ".join(f'"{path_of(module).relative_to(REPO)}"' for module in modules)
     copied = ", ".join(f'"{entry}"' for entry in entries if entry not in ("dns_server", "tests"))
     return f"""
 [tool.mutmut]
@@ -62,7 +65,7 @@ def mutmut(work: Path, *args: str, capture: bool = True) -> str:
 
 
 def module_of(mutant: str, modules: list[str]) -> str:
-    for module in modules:
+    for module in sorted(modules, key=len, reverse=True):
         if mutant.startswith(f"dns_server.{module}."):
             return module
     raise ValueError(f"{mutant}: not a mutant of {', '.join(modules)}")
@@ -111,9 +114,9 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the working copy and print where it is")
     args = parser.parse_args()
     modules = args.modules or list(PURE_CORE)
-    missing = [module for module in modules if not (REPO / "dns_server" / f"{module}.py").is_file()]
+    missing = [module for module in modules if not path_of(module).is_file()]
     if missing:
-        parser.error(f"no module dns_server/{missing[0]}.py")
+        parser.error(f"no module dns_server.{missing[0]} (name modules dotted, as `protocol.wire`)")
 
     work = Path(tempfile.mkdtemp(prefix="dns-server-mutate-"))
     try:

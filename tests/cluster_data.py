@@ -7,8 +7,9 @@ from typing import Any, Iterable
 
 import yaml
 
-from dns_server.records import KINDS, Record, convert
-from dns_server.registry import Registry, Replace
+from dns_server.cluster.records import KINDS, Record, convert
+from dns_server.cluster.registry import Registry
+from dns_server.cluster.updates import Replace
 
 ZONES = Path(__file__).resolve().parent.parent / "zones"
 

@@ -21,17 +21,17 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from dns_server.answer_table import AnswerTable, View
-from dns_server.cache import ForwardCache
 from dns_server.cli import build_parser, config_from_args
-from dns_server.config import ForwardSettings, KubernetesSettings, ServerBlock, Upstream
-from dns_server.hosts import HostsTable
-from dns_server.outbound import Outbound
-from dns_server.pipeline import Block, Forward, Pipeline
-from dns_server.records import Endpoint, EndpointSlice, Namespace, Port, Record, Service
-from dns_server.registry import Registry
-from dns_server.snapshot import Change, Snapshot
-from dns_server.wire import query_for_key
+from dns_server.cluster.records import Endpoint, EndpointSlice, Namespace, Port, Record, Service
+from dns_server.cluster.registry import Registry
+from dns_server.cluster.snapshot import Change, Snapshot
+from dns_server.config.model import ForwardSettings, KubernetesSettings, ServerBlock, Upstream
+from dns_server.plugins.cache import ForwardCache
+from dns_server.plugins.forward.outbound import Outbound
+from dns_server.plugins.hosts import HostsTable
+from dns_server.protocol.wire import query_for_key
+from dns_server.serving.answer_table import AnswerTable, View
+from dns_server.serving.router import Block, Forward, Pipeline
 from tests.cluster_data import example_records, registry_with
 
 Z = "cluster.local"

@@ -12,7 +12,6 @@ one port exercise the routing by zone at the same time.  Expected answers follow
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import pytest

@@ -24,7 +24,7 @@ import dns.message
 import dns.query
 import pytest
 
-from dns_server.corefile import parse_corefile
+from dns_server.config.corefile import parse_corefile
 from tests.integration.replies import outcome, values
 from tests.integration.server import ServerProcess, free_port, wait_for
 

@@ -25,9 +25,9 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+import yaml
 
 import dns_server
-import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"

@@ -5,7 +5,7 @@ a wrong ID, a wrong question, a truncated reply followed by a good one over TCP,
 demand.  The stub is a real UDP and TCP socket pair, so the forwarder's socket code runs as in
 production; the real-upstream behaviour is covered by tests/integration/test_forwarding.py.  The
 cache, serve-stale, prefetch and shared exchanges live in front of the forwarder
-(tests/unit/test_outbound.py).
+(tests/unit/plugins/forward/test_outbound.py).
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ import dns.rrset
 import pytest
 import uvloop
 
-from dns_server import forward
-from dns_server.config import DEFAULT_MAX_FAILS, ForwardSettings, Policy, Upstream
-from dns_server.forward import MIN_WAIT, Forwarder
-from dns_server.upstreams import NoAnswer, Overloaded
-from dns_server.wire import decode_query, question_key
+from dns_server.config.model import DEFAULT_MAX_FAILS, ForwardSettings, Policy, Upstream
+from dns_server.plugins.forward import forwarder as forward
+from dns_server.plugins.forward.forwarder import MIN_WAIT, Forwarder
+from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
+from dns_server.protocol.wire import decode_query, question_key
 
 T = TypeVar("T")
 Responder = Callable[[dns.message.Message, bool], list[bytes]]

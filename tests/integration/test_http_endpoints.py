@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from dns_server.config import Config, HealthSettings, ServerBlock, ZoneKey
-from dns_server.http import EndpointError, HttpEndpoints
-from dns_server.metrics import PROXY_NAME, Metrics
+from dns_server.config.model import Config, HealthSettings, ServerBlock, ZoneKey
+from dns_server.observability.metrics import PROXY_NAME, Metrics
+from dns_server.serving.http import EndpointError, HttpEndpoints
 from tests.integration.server import free_port, wait_for
 
 HOST = "127.0.0.1"
@@ -127,7 +127,7 @@ def test_lameduck_health_and_metrics_answer_until_stopped_ready_says_shutting_do
     endpoints = start(running, HttpEndpoints(Metrics(), health=[HealthSettings((HOST, health), lameduck=5.0)],
                                              ready=[(HOST, ready)], prometheus=[(HOST, scrape)]))
     assert endpoints.lameduck == 5.0
-    with caplog.at_level(logging.INFO, logger="dns_server.health"):
+    with caplog.at_level(logging.INFO, logger="dns_server.plugins.health"):
         endpoints.begin_shutdown()
     assert "Going into lameduck mode for 5s" in caplog.messages
     assert request(health, "/health") == (200, "text/plain; charset=utf-8", "OK")

@@ -24,7 +24,7 @@ import dns.reversename
 import pytest
 import yaml
 
-from dns_server.records import Service
+from dns_server.cluster.records import Service
 from tests.cluster_data import ZONES, example_records
 from tests.integration.server import ServerProcess, wait_for
 from tests.integration.upstream import Unbound

@@ -17,7 +17,7 @@ import dns.rcode
 import pytest
 import uvloop
 
-from dns_server.transport.udp import BATCH, UdpServer
+from dns_server.serving.udp import BATCH, UdpServer
 from tests.doubles import pipeline_for
 
 NAME = "frontend.shop.svc.cluster.local"

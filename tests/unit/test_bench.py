@@ -22,12 +22,12 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 from churn import MAX_ENDPOINTS, Churn, expectations  # noqa: E402
-from cluster import Cluster, api_objects, build_cluster, write_fixtures, write_zone, _yaml_scalar  # noqa: E402
+from cluster import Cluster, _yaml_scalar, api_objects, build_cluster, write_fixtures, write_zone  # noqa: E402
 from common import BenchError, dnsperf, percentile  # noqa: E402
 from queries import CHURN_MIX, MIX, build_queries  # noqa: E402
 from run import Result, paired  # noqa: E402
 
-from dns_server.sources.fixtures import load_yaml, parse_manifest  # noqa: E402
+from dns_server.cluster.sources.fixtures import load_yaml, parse_manifest  # noqa: E402
 
 DNSPERF_OUTPUT = """\
 DNS Performance Testing Tool

@@ -1,0 +1,248 @@
+"""The single writer of cluster state: applies source updates and publishes snapshots.
+
+Sources (fixture files, the Kubernetes watch, a recorded stream) only produce `Update` values;
+`Registry.apply` folds a batch of them into its private state and publishes one new `Snapshot`
+with one assignment, together with the `Change` that says what differs from the snapshot before
+(the answer table drops only the answers that change touches).  Readers never see half an update.  An optional scope (`dns_server.cluster.scope`)
+filters every batch first, so each source honours `--namespaces` and `--namespace-labels` alike.
+
+Theory of operation: the registry keeps every record by key, plus the derived indexes a snapshot
+exposes (service entries, reverse names, pod addresses).  A batch marks the services it touches
+dirty; only those entries are rebuilt, in copies of the index dicts, so a burst of watch events
+on a large cluster costs a few dict copies, not a rebuild of everything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Callable, Iterable, Mapping, TypeVar
+
+from dns_server.cluster.records import (
+    ENDPOINT_SLICE,
+    KINDS,
+    NAMESPACE,
+    POD,
+    SERVICE,
+    EndpointSlice,
+    Key,
+    Pod,
+    Record,
+    Service,
+)
+from dns_server.cluster.snapshot import Change, PodAddress, ReadyEndpoint, ServiceEntry, ServiceKey, Snapshot
+from dns_server.cluster.updates import Put, Remove, Update
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+MAX_POD_NAME_LABEL = 63  # a DNS label; CoreDNS only uses pod names shorter than 64 characters
+
+
+Scope = Callable[[Iterable[Update]], Iterable[Update]]  # dns_server.cluster.scope: which namespaces are served
+Subscriber = Callable[[Snapshot, Change], None]
+
+
+def _copy(index: Mapping[K, V]) -> dict[K, V]:
+    """A snapshot index to modify.  dict.copy() clones the hash table when few entries were deleted,
+    where dict() re-inserts every entry: 1.6 against 5.4 ms for 60,000 reverse names, paid per batch
+    with the GIL held, so it is what a DNS query waits for while watch events are being applied."""
+    return index.copy() if isinstance(index, dict) else dict(index)
+
+
+def endpoint_name(hostname: str, pod_name: str, address: str, use_pod_names: bool) -> str:
+    """The label an endpoint gets under its service (hostname, pod name, or dashed address)."""
+    if hostname:
+        return hostname
+    if use_pod_names and pod_name and len(pod_name) <= MAX_POD_NAME_LABEL:
+        return pod_name
+    dashed = address.replace(".", "-").replace(":", "-")
+    return dashed + "0" if dashed.endswith("-") else dashed
+
+
+class Registry:
+    """Owns the records; `apply` is the only way to change them.  Thread-safe."""
+
+    def __init__(self, *, required_kinds: Iterable[str] = KINDS, endpoint_pod_names: bool = False,
+                 clock: Callable[[], float] | None = None,
+                 scope: Scope | None = None) -> None:
+        self._required = frozenset(required_kinds)
+        self._scope = scope
+        self._synced_kinds: set[str] = set()
+        self._use_pod_names = endpoint_pod_names
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._objects: dict[Key, Record] = {}
+        self._slices_of: dict[ServiceKey, set[str]] = {}
+        self._explicit_namespaces: set[str] = set()
+        self._namespace_uses: Counter[str] = Counter()
+        self._reverse_of: dict[ServiceKey, tuple[tuple[str, str], ...]] = {}
+        self._pod_ips: Counter[PodAddress] = Counter()
+        self._counts: Counter[str] = Counter()
+        self._subscribers: list[Subscriber] = []
+        self.snapshot = Snapshot.empty(synced=not self._required)
+
+    def subscribe(self, callback: Subscriber) -> None:
+        """Call `callback(snapshot, change)` after every publication (on the applying thread)."""
+        self._subscribers.append(callback)
+
+    def counts(self) -> dict[str, int]:
+        """How many objects of each kind are held (for metrics)."""
+        with self._lock:
+            return dict(self._counts)
+
+    def objects(self, kind: str | None = None) -> list[Record]:
+        """The current records (of one kind), for sources that diff against what is loaded."""
+        with self._lock:
+            return [r for k, r in self._objects.items() if kind is None or k[0] == kind]
+
+    def apply(self, updates: Iterable[Update], now: float | None = None) -> Snapshot:
+        """Apply a batch of updates and publish one snapshot (the same one if nothing changed)."""
+        with self._lock:
+            if self._scope is not None:
+                updates = self._scope(updates)
+            changes: dict[Key, Record | None] = {}
+            newly_synced = False
+            replaced = False
+            for update in updates:
+                if isinstance(update, Put):
+                    changes[update.record.key] = update.record
+                elif isinstance(update, Remove):
+                    changes[update.key] = None
+                else:
+                    replaced = True
+                    wanted = {r.key: r for r in update.records if r.key[0] in update.kinds}
+                    for key in list(self._objects) + list(changes):
+                        if key[0] in update.kinds and key not in wanted:
+                            changes[key] = None
+                    changes.update(wanted)
+                    if not update.kinds <= self._synced_kinds:
+                        self._synced_kinds |= update.kinds
+                        newly_synced = True
+            real = {k: v for k, v in changes.items() if self._objects.get(k) != v}
+            if not real and not newly_synced:
+                return self.snapshot
+            snapshot, change = self._publish(real, now, replaced)
+        for callback in self._subscribers:
+            callback(snapshot, change)
+        return snapshot
+
+    def _publish(self, changes: dict[Key, Record | None], now: float | None,
+                 replaced: bool) -> tuple[Snapshot, Change]:
+        old = self.snapshot
+        dirty_services: set[ServiceKey] = set()
+        pods: set[PodAddress] = set()
+        namespaces_changed = False
+        for key, new in changes.items():
+            previous = self._objects.pop(key, None)
+            if new is not None:
+                self._objects[key] = new
+            kind, namespace, name = key
+            self._counts[kind] += (new is not None) - (previous is not None)
+            if kind == NAMESPACE:
+                namespaces_changed = True
+                if new is None:
+                    self._explicit_namespaces.discard(name)
+                else:
+                    self._explicit_namespaces.add(name)
+                continue
+            if (previous is None) != (new is None):
+                namespaces_changed = True
+                self._namespace_uses[namespace] += 1 if new is not None else -1
+                if self._namespace_uses[namespace] <= 0:
+                    del self._namespace_uses[namespace]
+            if kind == SERVICE:
+                dirty_services.add((namespace, name))
+            elif kind == ENDPOINT_SLICE:
+                for record in (previous, new):
+                    if isinstance(record, EndpointSlice) and record.service:
+                        dirty_services.add((namespace, record.service))
+                self._index_slice(previous, new)
+            elif kind == POD:
+                self._count_pod(previous, -1, pods)
+                self._count_pod(new, +1, pods)
+
+        services = _copy(old.services) if dirty_services else old.services
+        reverse = _copy(old.reverse) if dirty_services else old.reverse
+        addresses: set[str] = set()
+        for service_key in dirty_services:
+            self._rebuild_service(service_key, services, reverse, addresses)  # type: ignore[arg-type]
+        namespaces = (frozenset(self._explicit_namespaces) | frozenset(self._namespace_uses)
+                      if namespaces_changed else old.namespaces)
+        pods = {key for key in pods if (key in self._pod_ips) != (key in old.pod_ips)}
+        pod_ips = frozenset(self._pod_ips) if pods else old.pod_ips
+        clock_now = now if now is not None else (self._clock() if self._clock else old.serial)
+        self.snapshot = Snapshot(
+            serial=max(old.serial, int(clock_now)),
+            synced=self._required <= self._synced_kinds,
+            namespaces=namespaces,
+            services=services,
+            reverse=reverse,
+            pod_ips=pod_ips,
+        )
+        change = Change(
+            services=frozenset(k for k in dirty_services if old.services.get(k) != services.get(k)),
+            namespaces=old.namespaces ^ namespaces,
+            pods=frozenset(pods),
+            addresses=frozenset(a for a in addresses if old.reverse.get(a) != reverse.get(a)),
+            synced=self.snapshot.synced and not old.synced,
+            replaced=replaced,
+        )
+        return self.snapshot, change
+
+    def _index_slice(self, previous: Record | None, new: Record | None) -> None:
+        if isinstance(previous, EndpointSlice) and previous.service:
+            owned = self._slices_of.get((previous.namespace, previous.service))
+            if owned is not None:
+                owned.discard(previous.name)
+                if not owned:
+                    del self._slices_of[(previous.namespace, previous.service)]
+        if isinstance(new, EndpointSlice) and new.service:
+            self._slices_of.setdefault((new.namespace, new.service), set()).add(new.name)
+
+    def _rebuild_service(self, key: ServiceKey, services: dict[ServiceKey, ServiceEntry],
+                         reverse: dict[str, tuple[str, ...]], addresses: set[str]) -> None:
+        """Rebuild one service's entry and its reverse names; `addresses` collects the reverse names touched."""
+        namespace, name = key
+        for address, target in self._reverse_of.pop(key, ()):
+            addresses.add(address)
+            names = tuple(n for n in reverse.get(address, ()) if n != target)
+            if names:
+                reverse[address] = names
+            else:
+                reverse.pop(address, None)
+        service = self._objects.get((SERVICE, namespace, name))
+        if not isinstance(service, Service):
+            services.pop(key, None)
+            return
+        seen: set[tuple[str, str]] = set()
+        ready: list[ReadyEndpoint] = []
+        slices = sorted(self._slices_of.get(key, ()))
+        for slice_name in slices:
+            endpoint_slice = self._objects.get((ENDPOINT_SLICE, namespace, slice_name))
+            assert isinstance(endpoint_slice, EndpointSlice)
+            for endpoint in endpoint_slice.endpoints:
+                if not endpoint.ready:
+                    continue
+                for address in endpoint.addresses:
+                    label = endpoint_name(endpoint.hostname, endpoint.pod_name, address, self._use_pod_names)
+                    if (label, address) not in seen:
+                        seen.add((label, address))
+                        ready.append(ReadyEndpoint(label, address, endpoint_slice.ports))
+        services[key] = ServiceEntry(service, tuple(ready))
+        owned = [(ip, f"{name}.{namespace}") for ip in service.cluster_ips]
+        owned += [(ep.address, f"{ep.name}.{name}.{namespace}") for ep in ready]
+        for address, target in owned:
+            addresses.add(address)
+            if target not in reverse.get(address, ()):
+                reverse[address] = reverse.get(address, ()) + (target,)
+        self._reverse_of[key] = tuple(owned)
+
+    def _count_pod(self, record: Record | None, delta: int, touched: set[PodAddress]) -> None:
+        if isinstance(record, Pod) and record.running:
+            for ip in record.ips:
+                key = (record.namespace, ip)
+                touched.add(key)
+                self._pod_ips[key] += delta
+                if self._pod_ips[key] <= 0:
+                    del self._pod_ips[key]

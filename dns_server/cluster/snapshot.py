@@ -1,0 +1,99 @@
+"""The immutable, indexed view of the cluster that the resolver reads, and what changed between two.
+
+A snapshot is built by the registry and never changed afterwards: readers hold a reference and
+never lock.  It keeps exactly the indexes the resolver needs, so every lookup is one dict access.
+
+With each snapshot the registry publishes a `Change`: which services, namespaces, pod addresses
+and reverse names differ from the snapshot before.  Answers record what they read as dependencies
+(the resolver's `Reads`); `invalidated(change)` is the one rule that says which dependencies a
+change touches, so the answer table drops exactly the cached replies that may differ and keeps
+every other one.  The SOA serial is not a dependency: cached negative answers get the new serial
+patched in (answer_table.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+from dns_server.cluster.records import Port, Service
+from dns_server.protocol.answer import Dependency
+
+ServiceKey = tuple[str, str]  # (namespace, service name), lower case
+PodAddress = tuple[str, str]  # (namespace, address) of a running pod
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyEndpoint:
+    """One ready address of a service, under the name DNS gives it."""
+
+    name: str  # hostname, pod name or dashed address: the label under the service
+    address: str
+    ports: tuple[Port, ...]  # the ports of the EndpointSlice it came from
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceEntry:
+    service: Service
+    endpoints: tuple[ReadyEndpoint, ...]  # ready only, merged over slices, duplicates removed
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    serial: int  # SOA serial: the second of the last change (as CoreDNS), never decreasing
+    synced: bool  # every required source has delivered its first full listing
+    namespaces: frozenset[str]
+    services: Mapping[ServiceKey, ServiceEntry]
+    reverse: Mapping[str, tuple[str, ...]]  # address -> names relative to `svc.<zone>` ("svc.ns", "ep.svc.ns")
+    pod_ips: frozenset[PodAddress] = frozenset()  # running pods' addresses (the registry counts the pods per address)
+
+    @staticmethod
+    def empty(synced: bool) -> Snapshot:
+        return Snapshot(serial=0, synced=synced, namespaces=frozenset(), services={}, reverse={})
+
+
+# Dependencies: what an answer was read from.
+def service_dependency(key: ServiceKey) -> Dependency:
+    return ("service", *key)
+
+
+def namespace_dependency(namespace: str) -> Dependency:
+    return ("namespace", namespace)
+
+
+def pod_dependency(key: PodAddress) -> Dependency:
+    return ("pod", *key)
+
+
+def address_dependency(address: str) -> Dependency:
+    return ("address", address)
+
+
+SYNCED: Dependency = ("synced",)  # a "not synced yet" answer
+HOSTS: Dependency = ("hosts",)  # an answer from the hosts plugin's table
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What differs between a snapshot and the one before it (a new hosts table sets `hosts`)."""
+
+    services: frozenset[ServiceKey] = frozenset()  # entries added, removed or different
+    namespaces: frozenset[str] = frozenset()  # namespaces that appeared or disappeared
+    pods: frozenset[PodAddress] = frozenset()  # running pod addresses that appeared or disappeared
+    addresses: frozenset[str] = frozenset()  # reverse names that appeared, disappeared or changed
+    synced: bool = False  # the snapshot became synced
+    hosts: bool = False
+    replaced: bool = False  # whole kinds were replaced (a listing, a relist, a reload of the files)
+
+
+def invalidated(change: Change) -> set[Dependency]:
+    """The dependencies whose answers a change may alter: exactly those the change touched."""
+    touched = {service_dependency(key) for key in change.services}
+    touched.update(namespace_dependency(ns) for ns in change.namespaces)
+    touched.update(pod_dependency(key) for key in change.pods)
+    touched.update(address_dependency(address) for address in change.addresses)
+    if change.synced:
+        touched.add(SYNCED)
+    if change.hosts:
+        touched.add(HOSTS)
+    return touched

@@ -1,0 +1,241 @@
+"""The encoded answers of one listener, kept across snapshots: only what a change touches is dropped.
+
+Theory of operation.  An answer is a pure function of (question, snapshot, block settings), so the
+reply encoded for a question can be served again until the cluster data it was read from changes.
+Each `Entry` keeps the encoded reply with the dependencies the resolver recorded (a service entry,
+a namespace, a pod address, a reverse name, the sync flag, the hosts table).  When the registry
+publishes a snapshot, `publish` takes its `Change`, asks `snapshot.invalidated` which dependencies
+it touches, and drops exactly the entries that depend on one of them; every other entry stays, so
+a cluster that changes all the time keeps nearly all of its answers warm.
+
+The SOA serial (the time of the last change) is in every negative answer.  It is not a dependency:
+an entry that carries it is re-stamped with the current serial in place (`encode.patch_serial`) the
+next time it is served, which costs a few hundred nanoseconds instead of a resolve.
+
+Keys are question keys (the question with its name lower-cased, plus the mode byte: RD, CD, EDNS,
+DO); an entry holds the reply for that key with the question in lower case and serves every UDP
+limit from it (`encode.fit`, kept per limit) and, with `loadbalance`, a few rotations of its address
+records.  In front of the keys, `exact` maps the exact bytes of a query (after its ID) to the final
+reply (after its ID): stub resolvers send the same bytes again and again, so most queries cost one
+dict lookup.  An exact entry belongs to the entry it was made from and goes with it.
+
+Blocks of one listener may read different registries (kubernetes blocks with different sources),
+so each entry knows the `View` it was resolved against: the snapshot of its registry as the event
+loop sees it.  Entries are dropped oldest first when the table is full, a slice at a time.  The
+table is used by one thread only (the event loop's): the registries' publications reach it
+through the loop, in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from dns_server.cluster.snapshot import Change, Snapshot, invalidated
+from dns_server.protocol.answer import Dependency
+from dns_server.protocol.encode import fit, patch_serial
+
+MAX_ENTRIES = 100_000  # answers kept per listener; past it the oldest eighth is dropped
+MAX_EXACT = 200_000  # exact-bytes replies kept; past it they are all dropped (the entries stay)
+MAX_EXACT_PER_ENTRY = 8  # query byte patterns remembered per answer (case and EDNS variants)
+
+
+@dataclass(slots=True)
+class AnswerCacheCounters:
+    """What the table counts for metrics: plain ints added to on the event loop, read when scraped.
+
+    Hits are the queries answered by an entry or an exact reply (exact replies are counted only on a
+    listener with `prometheus`, where counting is already paid for).
+    """
+
+    hits: int = 0
+    misses: int = 0
+    invalidations: int = 0  # entries dropped because a change touched what they were read from
+    evictions: int = 0  # entries dropped because the table was full
+
+
+class View:
+    """A registry's snapshot as the event loop sees it: blocks resolve against it, entries compare serials with it."""
+
+    __slots__ = ("snapshot",)
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+
+
+@dataclass(slots=True, eq=False)
+class ExactHit:
+    """A final reply for one query's exact bytes: what the hot path sends after the query's ID."""
+
+    tail: bytes  # the reply without its ID
+    tally: Any  # metrics.Tally counting the queries answered by it (None when not counted)
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """The reply to one question key, and what it was read from.
+
+    `wire` holds some query's ID (every user patches its own in) and the question in lower case.
+    `rotations` (loadbalance) are the same reply with the address records rotated; a user takes
+    them in turn.  `forward` marks a question whose answer comes from upstream: it holds the
+    block's outbound side and the index of the forward directive, and `wire` is empty.
+    """
+
+    wire: bytes
+    serial_at: int  # offset of the SOA serial in `wire` (and in every rotation), -1 if none
+    view: View  # the registry view it was resolved against: its serial is the one to carry
+    deps: frozenset[Dependency]
+    bufsize: int  # the block's largest UDP reply
+    labels: Any = None  # what metrics need to know of the answer (pipeline.Labels)
+    rotations: tuple[bytes, ...] = ()
+    forward: Any = None  # pipeline.ForwardTarget
+    serial: int = 0  # the serial written at `serial_at`
+    turn: int = 0
+    fitted: dict[int, bytes] | None = None  # the reply cut to each UDP limit asked for (made when first needed)
+    exact: list[tuple[dict[bytes, ExactHit], bytes]] | None = None  # its exact replies (where they are kept)
+
+    def reply(self, limit: int) -> bytes:
+        """The reply for a client that accepts `limit` bytes (a TCP client: 65535)."""
+        wire = self.wire
+        if self.rotations:
+            self.turn = turn = (self.turn + 1) % len(self.rotations)
+            wire = self.rotations[turn]
+            return wire if len(wire) <= limit else fit(wire, limit)
+        if len(wire) <= limit:
+            return wire
+        if self.fitted is None:
+            self.fitted = {}
+        cut = self.fitted.get(limit)
+        if cut is None:
+            cut = self.fitted[limit] = fit(wire, limit)
+        return cut
+
+    def restamp(self, serial: int) -> None:
+        """Write a newer SOA serial into the reply (and its rotations), dropping the cut copies."""
+        self.wire = patch_serial(self.wire, self.serial_at, serial)
+        self.rotations = tuple(patch_serial(r, self.serial_at, serial) for r in self.rotations)
+        self.fitted = None
+        self.serial = serial
+
+
+class AnswerTable:
+    """Entries by question key and final replies by exact query bytes, invalidated by change."""
+
+    def __init__(self, *, max_entries: int = MAX_ENTRIES, max_exact: int = MAX_EXACT,
+                 counters: AnswerCacheCounters | None = None) -> None:
+        self.entries: dict[bytes, Entry] = {}
+        self.exact_udp: dict[bytes, ExactHit] = {}
+        self.exact_tcp: dict[bytes, ExactHit] = {}
+        self._by_dependency: dict[Dependency, set[bytes]] = {}
+        self._stamped: list[Entry] = []  # entries with a serial and exact replies
+        self._max_entries = max_entries
+        self._max_exact = max_exact
+        self.counters = AnswerCacheCounters() if counters is None else counters
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def get(self, key: bytes) -> Entry | None:
+        """The entry for a question key, its serial brought up to date."""
+        entry = self.entries.get(key)
+        if entry is None:
+            self.counters.misses += 1
+            return None
+        self.counters.hits += 1
+        if entry.serial_at >= 0 and entry.serial != entry.view.snapshot.serial:
+            entry.restamp(entry.view.snapshot.serial)
+        return entry
+
+    def put(self, key: bytes, entry: Entry) -> None:
+        """Keep an entry resolved against its view's current snapshot."""
+        if key in self.entries:
+            self._drop(key)
+        elif len(self.entries) >= self._max_entries:
+            self._evict()
+        self.entries[key] = entry
+        for dependency in entry.deps:
+            keys = self._by_dependency.get(dependency)
+            if keys is None:
+                keys = self._by_dependency[dependency] = set()
+            keys.add(key)
+
+    def remember(self, entry: Entry, via_tcp: bool, query: bytes, reply: bytes, tally: Any) -> None:
+        """Keep a final reply under its query's exact bytes (both without the ID)."""
+        if entry.rotations or entry.forward is not None:
+            return  # rotating answers turn per query; forwarded ones age: neither is fixed bytes
+        if entry.exact is None:
+            entry.exact = []
+        elif len(entry.exact) >= MAX_EXACT_PER_ENTRY:
+            return
+        exact = self.exact_tcp if via_tcp else self.exact_udp
+        if len(exact) >= self._max_exact:
+            exact.clear()  # the entries keep their (now stale) references: dropping them is harmless
+        exact[query] = ExactHit(reply, tally)
+        if entry.serial_at >= 0 and not entry.exact:
+            self._stamped.append(entry)
+        entry.exact.append((exact, query))
+
+    def publish(self, view: View, change: Change, serial_changed: bool) -> None:
+        """`view` has moved on by `change` (its snapshot already replaced): drop the entries it touches."""
+        for dependency in invalidated(change):
+            for key in self._by_dependency.pop(dependency, ()):
+                if key in self.entries:
+                    self._drop(key)
+                    self.counters.invalidations += 1
+        if serial_changed and self._stamped:
+            serial = view.snapshot.serial
+            kept = []
+            for entry in self._stamped:
+                if entry.exact and entry.view is view:
+                    _restamp_exact(entry, serial)
+                if entry.exact:
+                    kept.append(entry)
+            self._stamped = kept
+
+    def _drop(self, key: bytes) -> None:
+        entry = self.entries.pop(key)
+        _forget_exact(entry)
+        for dependency in entry.deps:
+            keys = self._by_dependency.get(dependency)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_dependency[dependency]
+
+    def _evict(self) -> None:
+        """Drop the oldest eighth of the entries (dicts keep insertion order)."""
+        count = max(len(self.entries) // 8, 1)
+        oldest = [key for key, _ in zip(self.entries, range(count))]
+        for key in oldest:
+            self._drop(key)
+        self.counters.evictions += count
+
+
+def _restamp_exact(entry: Entry, serial: int) -> None:
+    """A newer serial in an entry and its exact replies, in place (a cut copy is dropped instead).
+
+    Exact replies of negative answers are most of what a client asks again and again; the serial
+    moves at most once a second, and a 4-byte patch each then costs far less than sending every one
+    of them back through the key path.
+    """
+    entry.restamp(serial)
+    whole = len(entry.wire) - 2  # an exact reply without its ID, not cut to a smaller client
+    kept = []
+    for exact, query in entry.exact or ():
+        hit = exact.get(query)
+        if hit is None:
+            continue
+        if len(hit.tail) == whole:
+            hit.tail = patch_serial(hit.tail, entry.serial_at - 2, serial)
+            kept.append((exact, query))
+        else:
+            del exact[query]
+    entry.exact = kept or None
+
+
+def _forget_exact(entry: Entry) -> None:
+    if entry.exact:
+        for exact, query in entry.exact:
+            exact.pop(query, None)
+        entry.exact = None
+

@@ -1,0 +1,507 @@
+"""One listener's query path: `handle(data, via_tcp) -> bytes | Forward | None`, for UDP and TCP alike.
+
+Theory of operation.  A query goes one way:
+1. `exact`: the reply already sent for these exact query bytes (after the ID): one dict lookup, the
+   query's ID in front, done.  Stub resolvers repeat themselves, so this answers most queries.
+2. the question key (the question with its name lower-cased, plus a mode byte for RD, CD, EDNS
+   and DO), read from the raw bytes without decoding the message: the answer table's entry for it,
+   cut to the client's UDP limit, with the query's ID and the question's case patched in.  An entry
+   whose answer comes from upstream sends the question to its block's outbound side, whose cache
+   may answer at once.
+3. the slow path: the query decoded properly (FORMERR, NOTIMP, BADVERS and a class other than IN
+   are decided here, where messages enter), routed to the server block with the longest zone that
+   covers the name (none: REFUSED), resolved by the pure resolver against the block's view of its
+   registry, encoded, and kept in the answer table.
+Whatever the slow path cannot finish at once (an upstream exchange) comes back as `Forward`, which
+the transport completes with `complete()` as a bounded task.
+
+The table keeps answers across snapshots: a registry publication reaches `publish()` through the
+event loop and drops only the answers that change touches (answer_table.py).  Everything that
+escapes as an exception is a bug: the query gets SERVFAIL and a rate-limited log line.
+
+Counting for the `prometheus` plugin is per answer: each exact reply carries the `Tally` of its
+label set, so a counted query costs a clock read and a few increments (metered listeners only).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Callable, NamedTuple, Optional, Protocol
+
+from dnslib import DNSRecord
+
+from dns_server.chain.resolver import resolve
+from dns_server.cluster.snapshot import Change
+from dns_server.config.model import ServerBlock, longest_zone, zone_text
+from dns_server.plugins.forward.outbound import CACHE, FORWARD, Outbound
+from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
+from dns_server.plugins.hosts import HostsTable
+from dns_server.plugins.log import QueryLog, QueryLogWriter, QueryRecord
+from dns_server.plugins.loop import HINFO, LoopProbe
+from dns_server.protocol.answer import Answer, Outcome
+from dns_server.protocol.encode import Unencodable, encode, error_reply, fit, rotate
+from dns_server.protocol.wire import (
+    BADVERS,
+    CLASS_IN,
+    FORMERR,
+    HEADER_LEN,
+    MAX_TCP_MESSAGE,
+    MODE_DO,
+    NO_EDNS_PAYLOAD,
+    NOTIMP,
+    OPCODE_QUERY,
+    REFUSED,
+    SERVFAIL,
+    Drop,
+    FormErr,
+    Query,
+    decode_name,
+    decode_query,
+    header_only_reply,
+    name_to_wire,
+    question_end,
+    question_key,
+)
+from dns_server.serving.answer_table import AnswerTable, Entry, View
+
+log = logging.getLogger(__name__)
+
+_OPT_PREFIX = b"\x00\x00\x29"  # root owner name, type OPT
+_DO_BIT = 0x80  # in the high byte of the OPT flags
+DROPPED = "dropped"  # the metrics zone of queries no block takes (CoreDNS's vars.Dropped)
+FIRST_BUCKET = 0.00025  # the first bucket of CoreDNS's TimeBuckets
+
+
+class Tally(Protocol):
+    """metrics.Tally: the queries of one label set."""
+
+    count: int
+    seconds: float
+
+    def add_slow(self, seconds: float) -> None: ...
+
+
+class QueryMetrics(Protocol):
+    """metrics.QueryMetrics: finds the Tally of a label set."""
+
+    def tally(self, server: str, zone: str, view: str, proto: str, family: str, qtype: int, rcode: int,
+              plugin: str, do: bool, request_size: int, response_size: int) -> Tally: ...
+
+
+ErrorReporter = Callable[[int, str, int, str], None]  # rcode, name, qtype, reason (the errors plugin)
+Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them
+
+
+class Labels(NamedTuple):
+    """What metrics know of an answer: fixed per question."""
+
+    zone: str  # the block's zone the name fell in, as CoreDNS prints it, or "dropped"
+    plugin: str  # the plugin that wrote the reply ("" for the server)
+
+
+class Block:
+    """One server block as the pipeline runs it: settings, registry view, hosts table, outbound side."""
+
+    def __init__(self, settings: ServerBlock, view: View, outbound: Outbound | None = None,
+                 hosts: HostsTable | None = None, errors: ErrorReporter | None = None,
+                 query_log: QueryLog | None = None, loop: LoopProbe | None = None) -> None:
+        self.settings = settings
+        self.view = view
+        self.outbound = outbound
+        self.hosts = hosts
+        self.errors = errors
+        self.query_log = query_log  # the block's `log` directives, if any
+        self.loop = loop  # the `loop` plugin's probe, while it runs
+        self.bufsize = settings.bufsize
+        self._turn = 0
+
+    def balanced(self, reply: bytes) -> bytes:
+        """A forwarded reply with its address records turned (`loadbalance`); as it is otherwise."""
+        if not self.settings.loadbalance:
+            return reply
+        self._turn += 1
+        return rotate(reply, self._turn)
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardTarget:
+    """Where a forwarded question goes: a block's outbound side and its forward directive."""
+
+    block: Block
+    outbound: Outbound
+    index: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    """A query to finish upstream: the whole question, or (chase) a CNAME target's records."""
+
+    data: bytes
+    query: Query
+    answer: Answer  # FORWARD, or CHASE: an answer ending in a CNAME whose target lies outside the cluster
+    via_tcp: bool
+    block: Block
+    zone: str
+    peer: Peer = None
+    share: bool = True  # may join an identical exchange in flight (not the loop plugin's probe)
+    started: float = 0.0  # perf_counter() when the query arrived
+
+
+class Pipeline:
+    """The query path of one listener (an address and port, UDP and TCP)."""
+
+    def __init__(self, routes: list[tuple[str, Block]], server: str = "dns://:53", family: str = "1",
+                 metrics: QueryMetrics | None = None, table: AnswerTable | None = None,
+                 query_log: QueryLogWriter | None = None, local: str = "",
+                 panicked: Callable[[], None] | None = None) -> None:
+        self.routes = sorted(routes, key=lambda route: -len(route[0]))
+        self._zones = tuple(zone for zone, _ in self.routes)
+        self._blocks = {zone: block for zone, block in self.routes}
+        self.table = table if table is not None else AnswerTable()  # an empty table is falsy
+        self.server = server
+        self.family = family
+        self.metrics = metrics
+        self._exact_udp = self.table.exact_udp
+        self._exact_tcp = self.table.exact_tcp
+        self._tally: Tally | None = None  # the tally of the reply `_answer` returned last (metered only)
+        self._labels: dict[tuple[str, str], Labels] = {}
+        self._last_error_log = 0.0
+        self._writer = query_log if any(block.query_log for _, block in self.routes) else None
+        self._local = local  # our address, for the query log
+        self._panicked = panicked  # counts internal errors (coredns_panics_total)
+        if metrics is not None:
+            self.handle = self._handle_metered  # type: ignore[method-assign]
+        if self._writer is not None:
+            self._inner = self.handle
+            self.handle = self._handle_logged  # type: ignore[method-assign]
+
+    # -- snapshots -------------------------------------------------------------------------------
+    def publish(self, view: View, change: Change, serial_changed: bool) -> None:
+        """`view` has moved on by `change`: the answers it touches are dropped (event loop thread)."""
+        self.table.publish(view, change, serial_changed)
+
+    # -- the hot path ------------------------------------------------------------------------------
+    def handle(self, data: bytes, via_tcp: bool, peer: Peer = None) -> bytes | Forward | None:
+        """The reply to one message from `peer`, a Forward to finish upstream, or None to send nothing."""
+        hit = (self._exact_tcp if via_tcp else self._exact_udp).get(data[2:])
+        if hit is not None:
+            return data[:2] + hit.tail
+        return self._answer(data, via_tcp, peer)
+
+    def _handle_logged(self, data: bytes, via_tcp: bool, peer: Peer = None
+                       ) -> bytes | Forward | None:
+        """`handle`, with a line in the query log for every reply sent now (a Forward's when it is finished)."""
+        start = perf_counter()
+        reply = self._inner(data, via_tcp, peer)
+        if reply.__class__ is bytes:
+            assert isinstance(reply, bytes)
+            self._log(data, reply, via_tcp, peer, perf_counter() - start)
+        elif reply is not None:
+            assert isinstance(reply, Forward)
+            return dataclasses.replace(reply, peer=peer, started=start)
+        return reply
+
+    def _handle_metered(self, data: bytes, via_tcp: bool, peer: Peer = None
+                        ) -> bytes | Forward | None:
+        """`handle`, counting every reply into its tally with the time it took."""
+        start = perf_counter()
+        hit = (self._exact_tcp if via_tcp else self._exact_udp).get(data[2:])
+        if hit is not None:
+            reply: bytes | Forward | None = data[:2] + hit.tail
+            tally = hit.tally
+        else:
+            self._tally = None
+            reply = self._answer(data, via_tcp, peer)
+            tally = self._tally
+        if tally is not None:
+            seconds = perf_counter() - start
+            tally.count += 1
+            tally.seconds += seconds
+            if seconds > FIRST_BUCKET:
+                tally.add_slow(seconds)
+        return reply
+
+    def _answer(self, data: bytes, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
+        try:
+            # A plain query (QR=0, opcode 0, one question, nothing but maybe an OPT): read the key raw.
+            if (len(data) > HEADER_LEN and not data[2] & 0xF8
+                    and data[4:10] == b"\x00\x01\x00\x00\x00\x00"):
+                end = question_end(data)
+                qend = end + 4
+                arcount = data[11] | data[10] << 8
+                mode = (data[2] & 0x01) << 2 | (data[3] & 0x10) >> 1  # RD and CD
+                payload = NO_EDNS_PAYLOAD
+                if arcount == 1 and data[qend:qend + 3] == _OPT_PREFIX and data[qend + 6:qend + 7] == b"\x00":
+                    if len(data) != qend + 11 + (data[qend + 10] | data[qend + 9] << 8):
+                        return self._slow(data, via_tcp, peer)
+                    mode |= 2 if data[qend + 7] & _DO_BIT else 1
+                    payload = data[qend + 4] | data[qend + 3] << 8
+                elif arcount or len(data) != qend:
+                    return self._slow(data, via_tcp, peer)
+                key = data[HEADER_LEN:end].lower() + data[end:qend] + bytes((mode,))
+                entry = self.table.get(key)
+                if entry is not None:
+                    return self._serve(entry, data, key, end, payload, via_tcp, peer)
+                # a miss: everything decode_query would read is known already
+                query = Query(data[0] << 8 | data[1], 0, decode_name(key), data[end + 1] | data[end] << 8,
+                              data[end + 3] | data[end + 2] << 8, data[HEADER_LEN:qend], key[:-1], arcount == 1,
+                              max(payload, NO_EDNS_PAYLOAD), bool(mode & MODE_DO), 0, data[2] << 8 | data[3])
+                return self._resolve(data, query, via_tcp, peer)
+            return self._slow(data, via_tcp, peer)
+        except (FormErr, Drop):
+            return self._slow(data, via_tcp, peer)
+        except Exception:  # a bug: answer SERVFAIL, keep serving
+            self._log_bug()
+            return header_only_reply(data, SERVFAIL)
+
+    def _serve(self, entry: Entry, data: bytes, key: bytes, end: int, payload: int,
+               via_tcp: bool, peer: Peer) -> bytes | Forward | None:
+        """An entry's reply for this query: cut to its limit, with the query's ID and question case."""
+        limit = reply_limit(via_tcp, payload, entry.bufsize)
+        target: ForwardTarget | None = entry.forward
+        if target is not None:
+            cached = target.outbound.cached(key, limit)
+            if cached is None:
+                return self._slow(data, via_tcp, peer)  # becomes a Forward
+            reply = target.block.balanced(_as_asked(data, cached, end))
+            if self.metrics is not None:
+                self._tally = self._tally_for(entry.labels.zone, CACHE, data, reply, key, via_tcp)
+            return reply
+        reply = _as_asked(data, entry.reply(limit), end)
+        tally = None
+        if self.metrics is not None:
+            tally = self._tally = self._tally_for(entry.labels.zone, entry.labels.plugin, data, reply, key, via_tcp)
+        self.table.remember(entry, via_tcp, data[2:], reply[2:], tally)
+        return reply
+
+    # -- the slow path -----------------------------------------------------------------------------
+    def _slow(self, data: bytes, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
+        try:
+            query = decode_query(data)
+        except Drop:
+            return None
+        except FormErr:
+            opcode = (data[2] >> 3) & 0xF
+            return self._dropped(data, header_only_reply(data, FORMERR if opcode == OPCODE_QUERY else NOTIMP), via_tcp)
+        try:
+            return self._resolve(data, query, via_tcp, peer)
+        except Exception:
+            self._log_bug()
+            return self._dropped(data, error_reply(query, SERVFAIL, NO_EDNS_PAYLOAD), via_tcp)
+
+    def _resolve(self, data: bytes, query: Query, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
+        if query.opcode != OPCODE_QUERY:
+            return self._dropped(data, error_reply(query, NOTIMP, NO_EDNS_PAYLOAD), via_tcp)
+        if query.edns and query.edns_version != 0:
+            return self._dropped(data, error_reply(query, BADVERS, NO_EDNS_PAYLOAD), via_tcp)
+        zone = longest_zone(query.name, self._zones) if query.qclass == CLASS_IN else None
+        if zone is None:
+            return self._dropped(data, error_reply(query, REFUSED, NO_EDNS_PAYLOAD), via_tcp)
+        block = self._blocks[zone]
+        probe = block.loop is not None and query.qtype == HINFO and query.name == block.loop.name
+        if probe:
+            assert block.loop is not None
+            block.loop.arrived(peer)
+        snapshot = block.view.snapshot
+        answer = resolve(query.name, query.qtype, snapshot, block.settings, block.hosts)
+        key = question_key(query)
+        labels = self._labels.get((zone, answer.plugin))
+        if labels is None:
+            labels = self._labels[(zone, answer.plugin)] = Labels(zone_text(zone), answer.plugin)
+        end = HEADER_LEN + len(query.question) - 4
+        payload = query.payload if query.edns else NO_EDNS_PAYLOAD
+        if answer.outcome is Outcome.FORWARD or answer.outcome is Outcome.CHASE:
+            assert block.outbound is not None  # the resolver forwards only to a block's forward directives
+            if answer.outcome is Outcome.FORWARD:
+                target = ForwardTarget(block, block.outbound, answer.forward, query.name)
+                self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels, forward=target))
+                cached = block.outbound.cached(key, reply_limit(via_tcp, payload, block.bufsize))
+                if cached is not None:
+                    reply = block.balanced(_as_asked(data, cached, end))
+                    return self._count_reply(data, reply, labels.zone, CACHE, via_tcp)
+            else:
+                chased = block.outbound.cached(_chase_key(key, answer.chase), MAX_TCP_MESSAGE)
+                if chased is not None:
+                    return self._chased(query, answer, chased, via_tcp, block, zone)
+            if block.outbound.refuses(answer.forward):
+                return self._count_reply(data, error_reply(query, REFUSED, block.bufsize), zone_text(zone), FORWARD,
+                                         via_tcp)
+            return Forward(data, query, answer, via_tcp, block, zone, peer, share=not probe)
+        try:
+            encoded = encode(query, answer, block.bufsize)
+        except Unencodable as error:  # cluster data no reply can carry (a name with an escaped dot, ...)
+            if block.errors is not None:
+                block.errors(SERVFAIL, query.name, query.qtype, f"cannot encode the answer: {error}")
+            return self._count_reply(data, error_reply(query, SERVFAIL, block.bufsize), labels.zone, answer.plugin,
+                                     via_tcp)
+        entry = Entry(encoded.wire, encoded.serial_at, block.view, answer.depends, block.bufsize, labels,
+                      rotations=_rotations(query, answer, block), serial=snapshot.serial)
+        if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
+            block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
+        else:
+            self.table.put(key, entry)
+        return self._serve(entry, data, key, end, payload, via_tcp, peer)
+
+    # -- forwarded questions -----------------------------------------------------------------------
+    async def complete(self, forward: Forward) -> bytes | None:
+        """Finish a Forward: relay the question upstream, or append upstream records to a CNAME."""
+        start = perf_counter()
+        query, block, answer = forward.query, forward.block, forward.answer
+        assert block.outbound is not None
+        limit = reply_limit(forward.via_tcp, query.payload, block.bufsize)
+        key = question_key(query)
+        name = query.name
+        if answer.outcome is Outcome.CHASE:
+            key, name, limit = _chase_key(key, answer.chase), answer.chase, MAX_TCP_MESSAGE
+        try:
+            reply = await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp, limit,
+                                                 share=forward.share)
+        except Overloaded:
+            reply = error_reply(query, REFUSED, block.bufsize)
+        except NoAnswer as failure:
+            if block.errors is not None:
+                block.errors(SERVFAIL, query.name, query.qtype, str(failure))
+            reply = error_reply(query, SERVFAIL, block.bufsize)
+        except Exception:
+            self._log_bug()
+            reply = error_reply(query, SERVFAIL, block.bufsize)
+        else:
+            if answer.outcome is Outcome.CHASE:
+                return self._chased(query, answer, reply, forward.via_tcp, block, forward.zone)
+            reply = block.balanced(_relayed(reply, query))
+        self._observe(forward.data, reply, zone_text(forward.zone), FORWARD, forward.via_tcp, perf_counter() - start)
+        if self._writer is not None:
+            self._log(forward.data, reply, forward.via_tcp, forward.peer, perf_counter() - forward.started)
+        return reply
+
+    def refuse(self, forward: Forward) -> bytes:
+        """The reply to a Forward the transport cannot take on (too many in flight on a connection)."""
+        return error_reply(forward.query, REFUSED, forward.block.bufsize)
+
+    def _log(self, data: bytes, reply: bytes, via_tcp: bool, peer: Peer, seconds: float) -> None:
+        """Queue a query-log line, for the block the query went to, if it logs."""
+        assert self._writer is not None
+        try:
+            name = decode_query(data).name
+        except (FormErr, Drop):
+            return
+        zone = longest_zone(name, self._zones)
+        block = self._blocks[zone] if zone is not None else None
+        if block is not None and block.query_log is not None:
+            host, port = peer if peer is not None else ("", 0)
+            self._writer.submit(block.query_log, QueryRecord(host, port, self._local, "tcp" if via_tcp else "udp",
+                                                             data, reply, seconds))
+
+    def _chased(self, query: Query, answer: Answer, target: bytes, via_tcp: bool, block: Block, zone: str) -> bytes:
+        """The CNAME of an ExternalName followed by its target's records from upstream, in one answer."""
+        ours = DNSRecord.parse(encode(query, Answer(Outcome.ANSWER, answer.answer), block.bufsize).wire)
+        upstream = DNSRecord.parse(target)
+        ours.header.aa = 0  # part of the answer is not ours (RFC 1035 4.1.1)
+        ours.header.rcode = upstream.header.rcode
+        ours.rr.extend(upstream.rr)
+        if not upstream.rr:
+            ours.auth.extend(upstream.auth)  # the target's SOA, for negative caching (RFC 2308 3)
+        wire = bytes(ours.pack())
+        wire = fit(wire, reply_limit(via_tcp, query.payload, block.bufsize))
+        end = HEADER_LEN + len(query.question)
+        return wire[:HEADER_LEN] + query.question + wire[end:]
+
+    # -- metrics -------------------------------------------------------------------------------------
+    def _tally_for(self, zone: str, plugin: str, data: bytes, reply: bytes, key: bytes, via_tcp: bool) -> Tally:
+        assert self.metrics is not None
+        qtype = key[-4] | key[-5] << 8  # the key ends with type, class and the mode byte
+        return self.metrics.tally(self.server, zone, "", "tcp" if via_tcp else "udp", self.family, qtype,
+                                  reply[3] & 0x0F, plugin, bool(key[-1] & MODE_DO), len(data), len(reply))
+
+    def _dropped(self, data: bytes, reply: bytes | None, via_tcp: bool) -> bytes | None:
+        """A reply the server writes itself, before any block: counted under the zone `dropped`."""
+        if reply is not None:
+            self._count_reply(data, reply, DROPPED, "", via_tcp)
+        return reply
+
+    def _count_reply(self, data: bytes, reply: bytes, zone: str, plugin: str, via_tcp: bool) -> bytes:
+        if self.metrics is not None:
+            self._tally = self._tally_for_raw(zone, plugin, data, reply, via_tcp)
+        return reply
+
+    def _observe(self, data: bytes, reply: bytes, zone: str, plugin: str, via_tcp: bool, seconds: float) -> None:
+        """Count a reply finished outside `handle` (a forwarded one)."""
+        if self.metrics is None:
+            return
+        tally = self._tally_for_raw(zone, plugin, data, reply, via_tcp)
+        tally.count += 1
+        tally.seconds += seconds
+        if seconds > FIRST_BUCKET:
+            tally.add_slow(seconds)
+
+    def _tally_for_raw(self, zone: str, plugin: str, data: bytes, reply: bytes, via_tcp: bool) -> Tally:
+        assert self.metrics is not None
+        qtype, do = _question_type_and_do(data)
+        return self.metrics.tally(self.server, zone, "", "tcp" if via_tcp else "udp", self.family, qtype,
+                                  reply[3] & 0x0F, plugin, do, len(data), len(reply))
+
+    def _log_bug(self) -> None:
+        if self._panicked is not None:
+            self._panicked()
+        now = time.monotonic()
+        if now - self._last_error_log >= 1.0:  # at most one traceback a second
+            self._last_error_log = now
+            log.exception("internal error while answering a query (answered SERVFAIL)")
+
+
+def reply_limit(via_tcp: bool, payload: int, bufsize: int) -> int:
+    """The most a reply may take: a TCP message; over UDP the client's EDNS size up to the block's, at least 512."""
+    return MAX_TCP_MESSAGE if via_tcp else max(min(payload, bufsize), NO_EDNS_PAYLOAD)
+
+
+def _as_asked(data: bytes, wire: bytes, end: int) -> bytes:
+    """A kept reply with the query's ID and its question as written (the case of its name); `end`: the name's end."""
+    return data[:2] + wire[2:HEADER_LEN] + data[HEADER_LEN:end] + wire[end:]
+
+
+def _chase_key(key: bytes, target: str) -> bytes:
+    """The key of the question for an ExternalName target: the query's type, class and mode."""
+    return name_to_wire(target) + key[-5:]
+
+
+def _relayed(reply: bytes, query: Query) -> bytes:
+    """A forwarded reply (ID 0, lower-case question) with the query's ID and question case."""
+    end = HEADER_LEN + len(query.question)
+    return query.id.to_bytes(2, "big") + reply[2:HEADER_LEN] + query.question + reply[end:]
+
+
+def _rotations(query: Query, answer: Answer, block: Block) -> tuple[bytes, ...]:
+    """With `loadbalance`: the reply with its address records rotated, once per position (at most 8)."""
+    if not block.settings.loadbalance:
+        return ()
+    positions = [i for i, rr in enumerate(answer.answer) if rr.rtype in _ROTATED]
+    if len(positions) < 2:
+        return ()
+    rotations = []
+    for turn in range(min(len(positions), MAX_ROTATIONS)):
+        records = list(answer.answer)
+        moved = positions[turn:] + positions[:turn]
+        for at, source in zip(positions, moved):
+            records[at] = answer.answer[source]
+        rotated = Answer(answer.outcome, tuple(records), answer.authority, answer.additional, plugin=answer.plugin)
+        rotations.append(encode(query, rotated, block.bufsize).wire)
+    return tuple(rotations)
+
+
+_ROTATED = (1, 28, 15)  # A, AAAA, MX: what CoreDNS's loadbalance shuffles
+MAX_ROTATIONS = 8
+
+
+def _question_type_and_do(data: bytes) -> tuple[int, bool]:
+    """The question's type and the DO bit of a query, from raw bytes (0, False when unreadable)."""
+    try:
+        query = decode_query(data)
+    except (FormErr, Drop):
+        return 0, False
+    return query.qtype, query.do
+

@@ -1,0 +1,115 @@
+"""DNS over UDP: receive, hand to the pipeline, send.  Nothing else happens here.
+
+The socket is read directly when the event loop reports it readable (`loop.add_reader`), up to
+`BATCH` datagrams at a time, and replies are sent with `socket.sendto` on the spot: each datagram
+skips the callback machinery of the loop's datagram transport.  On one core, with dnsperf on the
+other, a bare responder does 330,000 queries a second this way against 275,000 through uvloop's
+transport, and this server 259,600 against 240,500 (bench/).  Level-triggered readiness brings the
+loop back while datagrams remain; a batch ends after `BATCH` so TCP connections and timers get
+their turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+
+from dns_server.serving.router import Forward, Pipeline
+
+log = logging.getLogger(__name__)
+
+RECEIVE_BUFFER = 8 * 1024 * 1024  # bursts from many pods must not overflow the kernel queue
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux: exceeds rmem_max when privileged
+MAX_DATAGRAM = 65535  # read whole datagrams: a cut one could parse as a different, shorter query
+BATCH = 64  # datagrams read per readiness callback before the loop runs anything else
+
+
+class UdpServer:
+    """One UDP listening socket."""
+
+    def __init__(self, pipeline: Pipeline, max_pending: int) -> None:
+        self.pipeline = pipeline
+        self._max_pending = max_pending
+        self._pending: set[asyncio.Task[None]] = set()
+        self._sock: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def open(self, host: str, port: int, family: socket.AddressFamily) -> None:
+        """Bind to (host, port) and start answering; raises OSError (a busy port, an address not ours)."""
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            # several blocks may listen on one port at different addresses, beside a wildcard one
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # IPv4 has a socket of its own
+            enlarge_receive_buffer(sock)
+            sock.bind((host, port))
+            self._loop = asyncio.get_running_loop()
+            self._loop.add_reader(sock.fileno(), self._readable)
+        except BaseException:
+            sock.close()
+            raise
+        self._sock = sock
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The address the socket is bound to (the port the system chose, when asked for 0)."""
+        assert self._sock is not None
+        host, port = self._sock.getsockname()[:2]
+        return str(host), int(port)
+
+    def _readable(self) -> None:
+        assert self._sock is not None
+        recvfrom, sendto, handle = self._sock.recvfrom, self._sock.sendto, self.pipeline.handle
+        for _ in range(BATCH):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as error:
+                log.debug("UDP receive error: %s", error)
+                return
+            reply = handle(data, False, addr)
+            if reply is None:
+                continue
+            if reply.__class__ is bytes:
+                try:
+                    sendto(reply, addr)
+                except OSError as error:  # a full send queue or an unreachable client: UDP drops it
+                    log.debug("UDP send to %s failed: %s", addr, error)
+                continue
+            assert isinstance(reply, Forward)
+            if len(self._pending) >= self._max_pending:
+                continue  # the forwarder's own limit answers REFUSED long before this; this only bounds memory
+            task = asyncio.ensure_future(self._finish(reply, addr))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def _finish(self, forward: Forward, addr: tuple[str, int]) -> None:
+        reply = await self.pipeline.complete(forward)
+        if reply is not None and self._sock is not None:
+            try:
+                self._sock.sendto(reply, addr)
+            except OSError as error:
+                log.debug("UDP send to %s failed: %s", addr, error)
+
+    def close(self) -> None:
+        for task in self._pending:
+            task.cancel()
+        if self._sock is not None:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()
+            self._sock = None
+
+
+def enlarge_receive_buffer(sock: socket.socket) -> None:
+    """Ask for a large receive queue: forced when we may, else as large as the system allows."""
+    for option in (SO_RCVBUFFORCE, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, RECEIVE_BUFFER)
+            return
+        except OSError:
+            continue

@@ -1,0 +1,206 @@
+"""The API source's pure parts: backoff, batching, what is watched with which selectors, the client's configuration."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, Namespace, decode_list
+from dns_server.cluster.registry import Registry
+from dns_server.cluster.scope import FixedNamespaces, SelectedNamespaces
+from dns_server.cluster.sources.kube import (
+    RUNNING_PODS_FIELD_SELECTOR,
+    Backoff,
+    Batcher,
+    KubeSource,
+    Resource,
+    WatchFailed,
+    api_client,
+    resources_for,
+)
+from dns_server.cluster.sources.settings import SourceSettings
+from dns_server.cluster.updates import Put, Replace
+from dns_server.config.model import KubernetesSettings, PodMode
+from dns_server.errors import ConfigError
+from dns_server.serving.runtime import _required_kinds, _scope_for
+
+THREAD_WAIT = 30.0  # generous: a thread that has not ended by then never will
+
+
+def source(**options: object) -> SourceSettings:
+    """The source part of a `kubernetes cluster.local { ... }` block with these options."""
+    return KubernetesSettings(zones=("cluster.local",), **options).source  # type: ignore[arg-type]
+
+
+def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
+    backoff = Backoff(initial=0.8, cap=30.0)
+    rng = random.Random(7)
+    for failures, base in [(1, 0.8), (2, 1.6), (3, 3.2), (5, 12.8), (6, 25.6), (7, 30.0), (100, 30.0)]:
+        delays = [backoff.delay(failures, rng) for _ in range(200)]
+        assert all(base / 2 <= d <= base for d in delays), failures
+        assert max(delays) - min(delays) > base / 4  # jittered: restarts are not in lockstep
+
+
+@pytest.mark.parametrize("options, expected", [
+    ({}, [Resource(NAMESPACE), Resource(SERVICE), Resource(ENDPOINT_SLICE)]),
+    ({"pods": PodMode.INSECURE}, [Resource(NAMESPACE), Resource(SERVICE), Resource(ENDPOINT_SLICE)]),
+    ({"pods": PodMode.VERIFIED}, [Resource(NAMESPACE), Resource(SERVICE), Resource(ENDPOINT_SLICE),
+                                  Resource(POD, field_selector=RUNNING_PODS_FIELD_SELECTOR)]),
+    ({"noendpoints": True}, [Resource(NAMESPACE), Resource(SERVICE)]),
+    ({"labels": "app=web", "namespace_labels": "team", "pods": PodMode.VERIFIED},
+     [Resource(NAMESPACE, "team"), Resource(SERVICE, "app=web"), Resource(ENDPOINT_SLICE, "app=web"),
+      Resource(POD, "app=web", RUNNING_PODS_FIELD_SELECTOR)]),
+])
+def test_resources_and_their_server_side_selectors(options: dict[str, object], expected: list[Resource]) -> None:
+    assert list(resources_for(source(**options))) == expected
+
+
+def test_required_kinds_and_scope_follow_the_settings() -> None:
+    assert _required_kinds(source()) == {NAMESPACE, SERVICE, ENDPOINT_SLICE}
+    assert _required_kinds(source(pods=PodMode.VERIFIED)) == {NAMESPACE, SERVICE, ENDPOINT_SLICE, POD}
+    assert _required_kinds(source(noendpoints=True)) == {NAMESPACE, SERVICE}
+    assert _scope_for(source()) is None
+    assert isinstance(_scope_for(source(namespaces=("a", "b"))), FixedNamespaces)
+    assert isinstance(_scope_for(source(namespace_labels="team=a")), SelectedNamespaces)
+
+
+def test_the_batcher_applies_a_burst_as_one_snapshot_and_runs_callbacks_after() -> None:
+    registry = Registry(required_kinds={NAMESPACE})
+    published: list[int] = []
+    registry.subscribe(lambda snapshot, change: published.append(len(snapshot.namespaces)))
+    batcher = Batcher(registry, quiet=0.05, max_delay=0.5)
+    applied = threading.Event()
+    batcher.put([Replace(frozenset({NAMESPACE}), ())], lambda: applied.set())
+    for i in range(100):
+        batcher.put([Put(Namespace(f"ns-{i}"))])
+    batcher.close()
+    thread = threading.Thread(target=batcher.run)
+    thread.start()
+    thread.join(THREAD_WAIT)
+    assert not thread.is_alive()
+    assert applied.is_set()
+    assert published == [100]  # the Replace and 100 events, all queued before it ran: one snapshot
+    assert registry.snapshot.synced
+
+
+def test_the_batcher_bounds_the_delay_under_a_steady_stream() -> None:
+    """Events every 5 ms, never a quiet second: a batch is still published while the stream goes on."""
+    registry = Registry(required_kinds=set())
+    sent = 0
+    published: list[int] = []  # how many events had been sent when each snapshot was published
+    registry.subscribe(lambda snapshot, change: published.append(sent))
+    batcher = Batcher(registry, quiet=1.0, max_delay=0.05)
+    thread = threading.Thread(target=batcher.run)
+    thread.start()
+    for i in range(60):
+        batcher.put([Put(Namespace(f"ns-{i}"))])
+        sent += 1
+        time.sleep(0.005)
+    batcher.close()
+    thread.join(THREAD_WAIT)
+    assert not thread.is_alive()
+    assert published[0] < 60  # the first batch did not wait for the stream to end
+    assert len(registry.snapshot.namespaces) == 60
+
+
+def test_in_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No --kubeconfig: the API address from the environment, the token and CA from the pod's files."""
+    from kubernetes.config import incluster_config
+
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("pod-token")
+    ca.write_text("-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n")
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    client = api_client(source())
+    configuration = client.configuration
+    assert configuration.host == "https://10.96.0.1:443"
+    assert configuration.ssl_ca_cert == str(ca)
+    assert configuration.get_api_key_with_prefix("BearerToken") == "bearer pod-token"
+    assert configuration.keep_alive and configuration.retries is False
+    client.close()
+
+
+def test_outside_a_pod_without_a_kubeconfig_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(ConfigError, match="in-cluster service account"):
+        api_client(source())
+
+
+def test_an_endpoint_with_tls_files_is_used_as_given(tmp_path: Path) -> None:
+    """`endpoint URL` and `tls CERT KEY CACERT`, as CoreDNS reads them (no kubeconfig, no service account)."""
+    cert, key, ca = (str(tmp_path / name) for name in ("client.crt", "client.key", "ca.crt"))
+    client = api_client(source(endpoint="https://203.0.113.1:6443", tls=(cert, key, ca)))
+    configuration = client.configuration
+    assert configuration.host == "https://203.0.113.1:6443"
+    assert (configuration.cert_file, configuration.key_file, configuration.ssl_ca_cert) == (cert, key, ca)
+    client.close()
+
+
+def test_a_missing_kubeconfig_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        api_client(source(kubeconfig=tmp_path / "nope"))
+
+
+class ScriptedStream:
+    """A watch response that hands out the given byte chunks, then ends."""
+
+    def __init__(self, *chunks: bytes) -> None:
+        self.chunks = list(chunks)
+
+    def read1(self, size: int) -> bytes:
+        return self.chunks.pop(0) if self.chunks else b""
+
+    def close(self) -> None:
+        pass
+
+    def release_conn(self) -> None:
+        pass
+
+
+def test_events_before_a_bad_line_are_applied_and_the_stream_is_resumed_after_them(tmp_path: Path) -> None:
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text('{"apiVersion": "v1", "kind": "Config", "current-context": "c", '
+                          '"clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}], '
+                          '"users": [{"name": "u", "user": {"token": "t"}}], '
+                          '"contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}')
+    registry = Registry(required_kinds=set())
+    kube = KubeSource(api_client(source(kubeconfig=kubeconfig)), registry, [Resource(SERVICE)])
+    added = (b'{"type": "ADDED", "object": {"kind": "Service", "metadata": {"name": "web", "namespace": "shop", '
+             b'"resourceVersion": "42"}, "spec": {"clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7"]}}}\n')
+    kube._list_functions[SERVICE] = lambda **params: ScriptedStream(added[:30], added[30:] + b"{garbage\n")
+    status = kube.status.resources[SERVICE]
+    status.resource_version = "41"
+    with pytest.raises(WatchFailed, match="unreadable watch event"):
+        kube._watch(Resource(SERVICE), status)
+    assert status.resource_version == "42"  # the resume starts after the event that was read ...
+    kube._batcher.close()
+    kube._batcher.run()
+    assert ("shop", "web") in registry.snapshot.services  # ... so that event must have been applied
+    kube._api.close()
+
+
+def test_a_list_page_keeps_only_what_dns_reads_and_falls_back_for_odd_shapes() -> None:
+    """decode_list projects each item onto the fields the converters read; a page with an object of
+    another shape is read whole, so that object alone is rejected by its converter."""
+    page = json.dumps({"metadata": {"resourceVersion": "42", "continue": "abc"}, "items": [
+        {"metadata": {"name": "p", "namespace": "ns", "managedFields": [{"manager": "kubelet"}]},
+         "spec": {"containers": [{"name": "app"}]},
+         "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}], "conditions": []}}]}).encode()
+    items, version, token = decode_list(POD, page)
+    assert items == [{"metadata": {"name": "p", "namespace": "ns"},
+                      "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}]}}]
+    assert (version, token) == ("42", "abc")
+    odd = json.dumps({"metadata": {"resourceVersion": "7"},
+                      "items": [{"metadata": 5}, {"metadata": {"name": "q", "namespace": "ns"}}]}).encode()
+    items, version, token = decode_list(POD, odd)
+    assert items[0] == {"metadata": 5} and items[1]["metadata"]["name"] == "q" and (version, token) == ("7", "")
+    with pytest.raises(ValueError):
+        decode_list(POD, b"{not json")
