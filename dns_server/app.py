@@ -28,11 +28,12 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from dns_server.config.model import Config, format_address, zone_text
+from dns_server.config.model import Config, format_address
 from dns_server.errors import ConfigError, StartupError
 from dns_server.observability.logs import log_event, setup_logging
 from dns_server.observability.metrics import Metrics
 from dns_server.plugins.log import QueryLogWriter
+from dns_server.protocol.names import zone_text
 from dns_server.serving.http import EndpointError, HttpEndpoints
 from dns_server.serving.runtime import Runtime, start
 

@@ -30,7 +30,6 @@ from dns_server.config.model import (
     DEFAULT_TTL,
     MAX_TTL,
     MAX_UPSTREAMS,
-    REVERSE_ZONES,
     CacheSettings,
     Config,
     ErrorsSettings,
@@ -45,13 +44,13 @@ from dns_server.config.model import (
     Upstream,
     ZoneKey,
     format_address,
-    normalize_zone,
     parse_duration,
     parse_hostport,
 )
 from dns_server.errors import ConfigError
 from dns_server.observability.logs import setup_logging
 from dns_server.plugins.forward.upstreams import loops_back, resolv_conf_nameservers
+from dns_server.protocol.names import REVERSE_ZONES, normalize_zone
 
 DEFAULT_LISTEN = "0.0.0.0:53"
 DEFAULT_RESOLV_CONF = Path("/etc/resolv.conf")

@@ -37,10 +37,11 @@ from dns_server.cluster.snapshot import (
     pod_dependency,
     service_dependency,
 )
-from dns_server.config.model import KubernetesSettings, PodMode, ServerBlock, in_zone, longest_zone
+from dns_server.config.model import KubernetesSettings, PodMode, ServerBlock
 from dns_server.plugins.hosts import HostsTable
 from dns_server.plugins.kubernetes.qname import Kind, Name, parse_qname
 from dns_server.protocol.answer import REFUSE, RR, Answer, Dependency, Outcome, SoaData
+from dns_server.protocol.names import in_zone, longest_zone
 
 SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery specification
 DNS_VERSION_TTL = 28800  # CoreDNS's TTL for dns-version

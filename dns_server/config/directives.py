@@ -67,14 +67,12 @@ from dns_server.config.model import (
     ServerBlock,
     Upstream,
     ZoneKey,
-    is_reverse_zone,
     parse_duration,
-    valid_domain,
-    zone_text,
 )
 from dns_server.errors import ConfigError
 from dns_server.plugins.bind import interface_addresses as machine_interface_addresses
 from dns_server.plugins.hosts import canonical_address, parse_entry
+from dns_server.protocol.names import is_reverse_zone, valid_domain, zone_text
 
 log = logging.getLogger(__name__)
 

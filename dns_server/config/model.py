@@ -19,10 +19,10 @@ from pathlib import Path
 
 from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.errors import ConfigError
+from dns_server.protocol.names import in_zone, is_reverse_zone, zone_text
 
 DEFAULT_PORT = 53
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"  # kubelet --cluster-domain default
-REVERSE_ZONES = ("in-addr.arpa", "ip6.arpa")
 DEFAULT_TTL = 5  # kubernetes plugin `ttl`
 MAX_TTL = 3600  # kubernetes plugin upper bound for `ttl`
 DEFAULT_STARTUP_TIMEOUT = 5.0  # kubernetes plugin `startup_timeout`
@@ -73,29 +73,6 @@ class Policy(enum.Enum):
     RANDOM = "random"
     ROUND_ROBIN = "round_robin"
     SEQUENTIAL = "sequential"
-
-
-def in_zone(name: str, zone: str) -> bool:
-    """Whether `name` is `zone` or below it (both lower case, no trailing dot; root is "")."""
-    return not zone or name == zone or name.endswith("." + zone)
-
-
-def zone_text(zone: str) -> str:
-    """The zone as CoreDNS prints it: fully qualified, `.` for the root."""
-    return zone + "." if zone else "."
-
-
-def longest_zone(name: str, zones: tuple[str, ...]) -> str | None:
-    """The longest of `zones` that `name` lies in, or None."""
-    best: str | None = None
-    for zone in zones:
-        if in_zone(name, zone) and (best is None or len(zone) > len(best)):
-            best = zone
-    return best
-
-
-def is_reverse_zone(zone: str) -> bool:
-    return any(in_zone(zone, reverse) for reverse in REVERSE_ZONES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,24 +315,6 @@ class Config:
             raise ConfigError(f"{self.source}: no server blocks")
         if self.tcp_idle_timeout <= 0 or self.max_tcp_connections < 1:
             raise ConfigError("the TCP idle timeout and connection limit must be positive")
-
-
-def valid_domain(name: str) -> bool:
-    """Whether a lower-case name without trailing dot is a domain name (the root "" is one)."""
-    if not name:
-        return True
-    labels = name.split(".")
-    return len(name) <= 253 and all(0 < len(label) <= 63 for label in labels)
-
-
-def normalize_zone(text: str) -> str:
-    """`Example.ORG.` -> `example.org`; `.` -> "".  Raises ConfigError for a name that is none."""
-    zone = text.strip().lower().rstrip(".")
-    if text.strip() in (".", "") or text.strip().strip(".") == "":
-        return ""
-    if not valid_domain(zone):
-        raise ConfigError(f"zone is not a valid domain name: {text}")
-    return zone
 
 
 def parse_hostport(text: str, default_port: int) -> tuple[str, int]:

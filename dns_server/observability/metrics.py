@@ -43,8 +43,9 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 import dns_server
-from dns_server.config.model import ServerBlock, format_address, zone_text
+from dns_server.config.model import ServerBlock, format_address
 from dns_server.plugins.cache import CacheCounters
+from dns_server.protocol.names import zone_text
 from dns_server.serving.answer_table import AnswerCacheCounters
 
 

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 
 from cachetools import LRUCache
 
-from dns_server.config.model import CacheSettings, in_zone
+from dns_server.config.model import CacheSettings
+from dns_server.protocol.names import in_zone
 from dns_server.protocol.wire import (
     AA,
     DO,

@@ -23,9 +23,10 @@ import logging
 import re
 from dataclasses import dataclass
 
-from dns_server.config.model import ConsolidateRule, ErrorsSettings, format_duration, zone_text
+from dns_server.config.model import ConsolidateRule, ErrorsSettings, format_duration
 from dns_server.observability.logs import LEVELS
 from dns_server.plugins.log import type_text
+from dns_server.protocol.names import zone_text
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Iterable, Literal, Sequence
 
-from dns_server.config.model import in_zone, valid_domain
+from dns_server.protocol.names import in_zone, valid_domain
 
 Family = Literal[4, 6]
 

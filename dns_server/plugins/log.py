@@ -31,8 +31,9 @@ import dns.rdataclass
 import dns.rdatatype
 from dnslib import OPCODE, QTYPE, RCODE
 
-from dns_server.config.model import DEFAULT_LOG_FORMAT, LogRule, in_zone
+from dns_server.config.model import DEFAULT_LOG_FORMAT, LogRule
 from dns_server.observability.logs import STDOUT, Output, json_line
+from dns_server.protocol.names import in_zone
 from dns_server.protocol.wire import HEADER_LEN, Drop, FormErr, Query, decode_query, skip_name
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,8 @@ import struct
 import time
 from typing import Callable
 
-from dns_server.config.model import format_address, zone_text
+from dns_server.config.model import format_address
+from dns_server.protocol.names import zone_text
 
 log = logging.getLogger("dns_server.plugins.loop")
 

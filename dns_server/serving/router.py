@@ -36,7 +36,7 @@ from dnslib import DNSRecord
 
 from dns_server.chain.resolver import resolve
 from dns_server.cluster.snapshot import Change
-from dns_server.config.model import ServerBlock, longest_zone, zone_text
+from dns_server.config.model import ServerBlock
 from dns_server.plugins.forward.outbound import CACHE, FORWARD, Outbound
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.plugins.hosts import HostsTable
@@ -44,6 +44,7 @@ from dns_server.plugins.log import QueryLog, QueryLogWriter, QueryRecord
 from dns_server.plugins.loop import HINFO, LoopProbe
 from dns_server.protocol.answer import Answer, Outcome
 from dns_server.protocol.encode import Unencodable, encode, error_reply, fit, rotate
+from dns_server.protocol.names import longest_zone, zone_text
 from dns_server.protocol.wire import (
     BADVERS,
     CLASS_IN,

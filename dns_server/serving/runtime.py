@@ -31,7 +31,7 @@ from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.cluster.sources.fixtures import FixtureSource
 from dns_server.cluster.sources.replay import read_watch_file
 from dns_server.cluster.sources.settings import SourceSettings
-from dns_server.config.model import Config, HostsSettings, ServerBlock, format_address, zone_text
+from dns_server.config.model import Config, HostsSettings, ServerBlock, format_address
 from dns_server.errors import ConfigError, StartupError
 from dns_server.observability.metrics import Metrics, server_label
 from dns_server.plugins.cache import ForwardCache, Kind
@@ -41,6 +41,7 @@ from dns_server.plugins.forward.outbound import Outbound
 from dns_server.plugins.hosts import HostsEntry, HostsTable, parse_hosts
 from dns_server.plugins.log import QueryLog, QueryLogWriter
 from dns_server.plugins.loop import LoopProbe
+from dns_server.protocol.names import zone_text
 from dns_server.serving.answer_table import AnswerTable, View
 from dns_server.serving.router import Block, ErrorReporter, Pipeline
 from dns_server.serving.tcp import TcpServer

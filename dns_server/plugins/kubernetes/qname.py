@@ -26,6 +26,8 @@ import enum
 import ipaddress
 from typing import NamedTuple
 
+from dns_server.protocol.names import in_zone
+
 IPV4_REVERSE = "in-addr.arpa"
 IPV6_REVERSE = "ip6.arpa"
 
@@ -60,16 +62,12 @@ def parse_qname(name: str, zone: str) -> Name:
     """Classify a lower-case dotted name (no trailing dot) that lies in `zone` (root: "")."""
     if name == zone:
         return Name(Kind.APEX, zone)
-    if _below(zone, IPV4_REVERSE):
+    if in_zone(zone, IPV4_REVERSE):
         return Name(Kind.REVERSE, zone, address=_reverse_v4(name))
-    if _below(zone, IPV6_REVERSE):
+    if in_zone(zone, IPV6_REVERSE):
         return Name(Kind.REVERSE, zone, address=_reverse_v6(name))
     relative = name[: -len(zone) - 1] if zone else name
     return _parse_cluster(relative.split("."), zone)
-
-
-def _below(name: str, zone: str) -> bool:
-    return name == zone or name.endswith("." + zone)
 
 
 def _parse_cluster(labels: list[str], zone: str) -> Name:

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dns_server.config.model import (
-    Fallthrough,
-    in_zone,
-    longest_zone,
-    normalize_zone,
-    parse_duration,
-    parse_hostport,
-    zone_text,
-)
+from dns_server.config.model import Fallthrough, parse_duration, parse_hostport
 from dns_server.errors import ConfigError
+from dns_server.protocol.names import in_zone, longest_zone, normalize_zone, zone_text
 
 DURATIONS = [("1h", 3600.0), ("30s", 30.0), ("5m", 300.0), ("250ms", 0.25), ("1h30m", 5400.0), ("1.5s", 1.5),
              ("2m30s", 150.0), ("500us", 0.0005), ("10", 10.0), ("0", 0.0), ("0.5", 0.5)]

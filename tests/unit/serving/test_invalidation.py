@@ -34,7 +34,6 @@ from dns_server.cluster.registry import Registry
 from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.cluster.updates import Put, Remove, Replace, Update
 from dns_server.config.model import (
-    REVERSE_ZONES,
     Fallthrough,
     ForwardSettings,
     KubernetesSettings,
@@ -45,6 +44,7 @@ from dns_server.config.model import (
 )
 from dns_server.plugins.forward.forwarder import Forwarder
 from dns_server.plugins.forward.outbound import Outbound
+from dns_server.protocol.names import REVERSE_ZONES
 from dns_server.protocol.wire import query_for_key
 from dns_server.serving.answer_table import View
 from dns_server.serving.router import Block, Forward, Pipeline

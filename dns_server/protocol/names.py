@@ -1,0 +1,53 @@
+"""Domain names as the server reads them: lower case, dotted, without the trailing dot; the root is "".
+
+Every zone test of the server is one of these functions.
+"""
+
+from __future__ import annotations
+
+from dns_server.errors import ConfigError
+
+REVERSE_ZONES = ("in-addr.arpa", "ip6.arpa")  # RFC 1035 3.5, RFC 3596 2.5
+MAX_NAME_TEXT = 253  # a name's text without the trailing dot (RFC 1035 2.3.4: 255 octets in wire form)
+MAX_LABEL = 63  # RFC 1035 2.3.4
+
+
+def in_zone(name: str, zone: str) -> bool:
+    """Whether `name` is `zone` or below it (both lower case, no trailing dot; root is "")."""
+    return not zone or name == zone or name.endswith("." + zone)
+
+
+def zone_text(zone: str) -> str:
+    """The zone as CoreDNS prints it: fully qualified, `.` for the root."""
+    return zone + "." if zone else "."
+
+
+def longest_zone(name: str, zones: tuple[str, ...]) -> str | None:
+    """The longest of `zones` that `name` lies in, or None."""
+    best: str | None = None
+    for zone in zones:
+        if in_zone(name, zone) and (best is None or len(zone) > len(best)):
+            best = zone
+    return best
+
+
+def is_reverse_zone(zone: str) -> bool:
+    return any(in_zone(zone, reverse) for reverse in REVERSE_ZONES)
+
+
+def valid_domain(name: str) -> bool:
+    """Whether a lower-case name without trailing dot is a domain name (the root "" is one)."""
+    if not name:
+        return True
+    labels = name.split(".")
+    return len(name) <= MAX_NAME_TEXT and all(0 < len(label) <= MAX_LABEL for label in labels)
+
+
+def normalize_zone(text: str) -> str:
+    """`Example.ORG.` -> `example.org`; `.` -> "".  Raises ConfigError for a name that is none."""
+    zone = text.strip().lower().rstrip(".")
+    if text.strip() in (".", "") or text.strip().strip(".") == "":
+        return ""
+    if not valid_domain(zone):
+        raise ConfigError(f"zone is not a valid domain name: {text}")
+    return zone
