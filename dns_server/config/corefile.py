@@ -17,7 +17,9 @@ Lexing (`lexer.go`)
 
 Parsing (`parse.go`, `dispenser.go`)
   * A server block is its keys (all on its first line; a key ending in `,` continues on the next)
-    and a `{` on that line or the next; without the `{`, the rest of the file is one block.
+    and a `{` on that line or the next; without the `{`, the rest of the file is one block.  Ours: a
+    file that ends with the `}` of the last directive's block, the server block's own `}` missing,
+    is refused (`Unexpected EOF`); caddy takes that `}` for the server block's and runs it.
   * A block `(name) { ... }` whose only key is in parentheses defines a snippet; `import name`
     splices its tokens.  Redefining one, or a snippet importing itself, is an error.
   * A directive's arguments end at its line end.  A `{` on its line opens its block, which lasts to
@@ -375,9 +377,11 @@ class _Parser:
         opened = self._val() == "{"
         if not opened:  # the single-server form: everything that follows is this block
             self.cursor -= 1
-        self._directives()
-        if opened and self._val() != "}":
-            raise self._syntax_error("}")
+        if self._directives() or not opened:
+            return
+        if self._val() == "}":  # ours: caddy takes the `}` that closed the last directive's block for this one's
+            raise self._error("Unexpected EOF")
+        raise self._syntax_error("}")
 
     def _addresses(self) -> None:
         expecting_another = False
@@ -421,15 +425,17 @@ class _Parser:
                 raise self._error(f"maximum snippet import depth ({MAX_IMPORT_EXPANSIONS}) exceeded")
         return body
 
-    def _directives(self) -> None:
+    def _directives(self) -> bool:
+        """The directives up to the `}` that closes the block (True) or to the end of the tokens (False)."""
         while self._next():
             if self._val() == "}":
-                return
+                return True
             if self._val() == "import":
                 self._import()
                 self.cursor -= 1
                 continue
             self._directive()
+        return False
 
     def _directive(self) -> None:
         head = self.tokens[self.cursor]

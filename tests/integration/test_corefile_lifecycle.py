@@ -149,6 +149,20 @@ def test_a_broken_corefile_keeps_the_old_configuration(tmp_path: Path) -> None:
         wait_for(lambda: values(server.ask(NAME)) == ["10.11.0.5"], DEADLINE, "the fixed Corefile")
 
 
+def test_a_server_block_left_open_is_refused_at_start(tmp_path: Path) -> None:
+    """The Corefile's last `}` missing after a directive's block: one line naming the file and the line, and
+    the process exits without serving."""
+    server = ServerProcess.from_corefile(tmp_path, hosts_corefile("10.11.0.1").removesuffix("}\n"))
+    server.launch()
+    try:
+        status = server.wait(DEADLINE)
+    finally:
+        server.stop()
+    assert status != 0
+    assert server.log().splitlines() == [
+        f"dns-server: error: {tmp_path}/Corefile:5 - Error during parsing: Unexpected EOF"]
+
+
 def test_sigterm_with_lameduck_answers_until_the_deadline_then_exits_0(tmp_path: Path) -> None:
     """`health { lameduck 2s }`: after SIGTERM the server says it goes into lameduck mode, queries are still
     answered, and then it exits with status 0 by itself."""

@@ -200,6 +200,14 @@ ERRORS = [
      "Corefile:3 - Error during parsing: Unexpected EOF"),
     ("a server block left open", ". {\n whoami\n",
      "Corefile:2 - Syntax error: Unexpected token 'whoami', expecting '}'"),
+    ("a server block left open after a directive's block", ".:53 {\n forward . 1.1.1.1 {\n  force_tcp\n }\n",
+     "Corefile:4 - Error during parsing: Unexpected EOF"),
+    ("a server block left open after an empty directive block", ". {\n errors\n cache {\n }",
+     "Corefile:4 - Error during parsing: Unexpected EOF"),
+    ("a second server block left open after a directive's block", ". {\n whoami\n}\nb.org {\n log {\n }\n",
+     "Corefile:6 - Error during parsing: Unexpected EOF"),
+    ("a server block left open by a snippet's block", "(s) {\n log {\n }\n}\n. {\n import s\n",
+     "Corefile:3 - Error during parsing: Unexpected EOF"),
     ("a brace and nothing else", ". {", "Corefile:1 - Syntax error: Unexpected token '{', expecting '}'"),
     ("a comma before the end", "a.org,", "Corefile:1 - Error during parsing: Unexpected EOF"),
     ("a comma before the brace", "a.org, {\n}",
@@ -242,6 +250,22 @@ def test_an_error_names_the_file_it_is_in(tmp_path: Path) -> None:
         parse_corefile(tmp_path / "Corefile")
     assert str(raised.value) == (f"{tmp_path}/extra.conf:2 - Error during parsing: "
                                  "Unexpected '}' because no matching opening brace")
+
+
+def test_a_block_left_open_in_an_imported_file_is_named_there(tmp_path: Path) -> None:
+    (tmp_path / "Corefile").write_text("import blocks/*.conf\n")
+    (tmp_path / "blocks").mkdir()
+    (tmp_path / "blocks" / "a.conf").write_text("a.org {\n  cache {\n    success 100\n  }\n")
+    with pytest.raises(CorefileError) as raised:
+        parse_corefile(tmp_path / "Corefile")
+    assert str(raised.value) == f"{tmp_path}/blocks/a.conf:4 - Error during parsing: Unexpected EOF"
+
+
+def test_a_block_closed_in_the_importing_file_is_not_left_open(tmp_path: Path) -> None:
+    (tmp_path / "Corefile").write_text(". {\n import extra.conf\n }\n}\n")
+    (tmp_path / "extra.conf").write_text("log {\n")
+    [block] = parse_corefile(tmp_path / "Corefile").blocks
+    assert [shape(directive) for directive in block.directives] == [("log", (), ())]
 
 
 def test_a_missing_corefile_is_one_line() -> None:
