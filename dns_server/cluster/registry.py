@@ -32,11 +32,10 @@ from dns_server.cluster.records import (
 )
 from dns_server.cluster.snapshot import Change, PodAddress, ReadyEndpoint, ServiceEntry, ServiceKey, Snapshot
 from dns_server.cluster.updates import Put, Remove, Update
+from dns_server.protocol.codes import MAX_LABEL
 
 K = TypeVar("K")
 V = TypeVar("V")
-
-MAX_POD_NAME_LABEL = 63  # a DNS label; CoreDNS only uses pod names shorter than 64 characters
 
 
 Scope = Callable[[Iterable[Update]], Iterable[Update]]  # dns_server.cluster.scope: which namespaces are served
@@ -54,7 +53,7 @@ def endpoint_name(hostname: str, pod_name: str, address: str, use_pod_names: boo
     """The label an endpoint gets under its service (hostname, pod name, or dashed address)."""
     if hostname:
         return hostname
-    if use_pod_names and pod_name and len(pod_name) <= MAX_POD_NAME_LABEL:
+    if use_pod_names and pod_name and len(pod_name) <= MAX_LABEL:  # CoreDNS uses a pod name that is a label
         return pod_name
     dashed = address.replace(".", "-").replace(":", "-")
     return dashed + "0" if dashed.endswith("-") else dashed

@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Union
 
 from dns_server.errors import ConfigError
+from dns_server.protocol.codes import MAX_LABEL
 
 MAX_IMPORT_EXPANSIONS = 10_000  # coredns/caddy 1.1.3+: snippet imports, and file imports (a glob counts once)
 MAX_ENV_EXPANSIONS = 1_000  # ours: CoreDNS never returns from a variable whose value names itself
@@ -70,7 +71,6 @@ SCHEMES = ("tls", "dns", "quic", "grpc", "https3", "https", "unix")  # plugin/pk
 SERVER_SCHEMES = frozenset(SCHEMES) - {"unix"}  # unix:// is a forward target, never a listener
 MAX_ZONE_LENGTH = 255  # plugin.SplitHostPort
 MAX_WIRE_NAME = 256  # miekg/dns IsDomainName: the name with its length octets
-MAX_LABEL = 63  # RFC 1035 2.3.4
 GO_SPACE = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009"
                      "\u200a\u2028\u2029\u202f\u205f\u3000")  # Go's unicode.IsSpace
 GLOB_META = "*?[\\"  # path/filepath hasMeta on Unix

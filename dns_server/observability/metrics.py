@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import accumulate, chain
 
-from dnslib import QTYPE, RCODE
+from dnslib import QTYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -45,6 +45,7 @@ from prometheus_client.process_collector import ProcessCollector
 import dns_server
 from dns_server.config.model import ServerBlock, format_address
 from dns_server.plugins.cache import CacheCounters
+from dns_server.protocol.codes import RCODE_NAMES
 from dns_server.protocol.names import zone_text
 from dns_server.serving.answer_table import AnswerCacheCounters
 
@@ -73,9 +74,6 @@ SUCCESS, DENIAL = "success", "denial"  # the cache plugin's `type` label
 MONITORED_TYPES: dict[int, str] = {getattr(QTYPE, name): name for name in (
     "A", "AAAA", "CNAME", "DNSKEY", "DS", "MX", "NSEC3", "NSEC", "NS", "PTR", "RRSIG", "SOA", "SRV", "TXT",
     "HTTPS", "SVCB", "IXFR", "AXFR", "ANY")}
-# miekg/dns RcodeToString (16 is BADSIG there, not BADVERS: the two share the value)
-RCODE_NAMES: dict[int, str] = {**RCODE.forward, 11: "DSOTYPENI", 16: "BADSIG", 17: "BADKEY", 18: "BADTIME", 19: "BADMODE",
-               20: "BADNAME", 21: "BADALG", 22: "BADTRUNC", 23: "BADCOOKIE"}
 
 
 def type_label(qtype: int) -> str:

@@ -37,23 +37,10 @@ from dataclasses import dataclass, field
 from cachetools import LRUCache
 
 from dns_server.config.model import CacheSettings
+from dns_server.protocol.codes import AA, DO, NOERROR, NXDOMAIN, OPT, OPT_RECORD, SERVFAIL, SOA, TC
 from dns_server.protocol.names import in_zone
-from dns_server.protocol.wire import (
-    AA,
-    DO,
-    HEADER_LEN,
-    MODE_DO,
-    MODE_EDNS,
-    NOERROR,
-    NXDOMAIN,
-    OPT,
-    SERVFAIL,
-    TC,
-    FormErr,
-    skip_name,
-)
+from dns_server.protocol.wire import HEADER_LEN, MODE_DO, MODE_EDNS, FormErr, skip_name
 
-SOA = 6
 PREFETCH_LAST = 1.0  # CoreDNS cache: prefetch 1 s before expiry at the latest
 STALE_TTL = 0  # CoreDNS serves stale answers with TTL 0
 _U16 = struct.Struct("!H")
@@ -61,7 +48,6 @@ _U32 = struct.Struct("!I")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdlength
 _COUNTS = struct.Struct("!HHHH")
 _SECTION_COUNTS = struct.Struct("!HHH")  # answer, authority, additional
-_OPT_FIXED = struct.Struct("!BHHBBHH")  # root name, type, UDP size, extended RCODE, version, flags, rdlength
 
 
 class BadReply(ValueError):
@@ -313,7 +299,7 @@ def _prepare(reply: bytes, bufsize: int, mode: int) -> Reply:
         opt_at = opt_end = i  # ours goes at the end
 
     edns = bool(mode & (MODE_EDNS | MODE_DO))
-    our_opt = _OPT_FIXED.pack(0, OPT, bufsize, ext_rcode, 0, DO if mode & MODE_DO else 0, 0) if edns else b""
+    our_opt = OPT_RECORD.pack(0, OPT, bufsize, ext_rcode, 0, DO if mode & MODE_DO else 0, 0) if edns else b""
     header = bytearray(reply[:HEADER_LEN])
     header[0:2] = b"\x00\x00"
     header[2] &= ~AA & 0xFF

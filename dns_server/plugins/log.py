@@ -29,10 +29,29 @@ from typing import Callable, Iterable, Union
 
 import dns.rdataclass
 import dns.rdatatype
-from dnslib import OPCODE, QTYPE, RCODE
 
 from dns_server.config.model import DEFAULT_LOG_FORMAT, LogRule
 from dns_server.observability.logs import STDOUT, Output, json_line
+from dns_server.protocol.codes import (
+    AA,
+    AD,
+    AXFR,
+    CD,
+    IXFR,
+    MAX_TCP_MESSAGE,
+    NOERROR,
+    NXDOMAIN,
+    OPCODE_NOTIFY,
+    OPCODE_UPDATE,
+    OPT,
+    QR,
+    RA,
+    RCODE_NAMES,
+    RD,
+    SOA,
+    TC,
+    Z,
+)
 from dns_server.protocol.names import in_zone
 from dns_server.protocol.wire import HEADER_LEN, Drop, FormErr, Query, decode_query, skip_name
 
@@ -41,17 +60,13 @@ log = logging.getLogger(__name__)
 COMBINED_LOG_FORMAT = DEFAULT_LOG_FORMAT + ' "{>opcode}"'  # log plugin: {combined}
 NAMED_FORMATS = {"{common}": DEFAULT_LOG_FORMAT, "{combined}": COMBINED_LOG_FORMAT}  # a whole FORMAT argument
 EMPTY = "-"  # replacer.EmptyValue
-TCP_BUFSIZE = 65535  # request.Size(): dns.MaxMsgSize for any TCP query
 DEFAULT_CAPACITY = 10_000  # queued records; a burst longer than this while stdout is slow is dropped
 DROP_REPORT_INTERVAL = 5.0  # seconds between two warnings about dropped lines
 BATCH = 256  # records formatted, then written with one write and one flush
 
-# miekg/dns RcodeToString, which CoreDNS prints; 16 is BADSIG there (RFC 6891 shares it with BADVERS).
-RCODE_NAMES = {**RCODE.forward, 16: "BADSIG", 17: "BADKEY", 18: "BADTIME", 19: "BADMODE", 20: "BADNAME",
-               21: "BADALG", 22: "BADTRUNC", 23: "BADCOOKIE"}
 # {>rflags}: the header bits CoreDNS lists, in its order (miekg/dns MsgHdr).
-FLAG_BITS = (("qr", 0x8000), ("aa", 0x0400), ("tc", 0x0200), ("rd", 0x0100), ("ra", 0x0080), ("z", 0x0040),
-             ("ad", 0x0020), ("cd", 0x0010))
+FLAG_BITS = (("qr", QR << 8), ("aa", AA << 8), ("tc", TC << 8), ("rd", RD << 8), ("ra", RA), ("z", Z), ("ad", AD),
+             ("cd", CD))
 _SPECIAL = frozenset(b".'@;()\" \\")  # miekg/dns escapes these in names with a backslash
 _COUNTS = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")  # type, class, TTL, RDLENGTH
@@ -103,20 +118,20 @@ def read_reply(reply: bytes) -> Reply | None:
             i, _ = _skip_record(reply, i)
         for _ in range(authority):
             i, (rtype, _, _, _) = _skip_record(reply, i)
-            soa = soa or rtype == QTYPE.SOA
+            soa = soa or rtype == SOA
         for _ in range(additional):
             i, (rtype, _, ttl, _) = _skip_record(reply, i)
-            if rtype == QTYPE.OPT:
+            if rtype == OPT:
                 upper_rcode = ttl >> 24
     except (FormErr, struct.error):
         pass
     rcode = upper_rcode << 4 | flags & 0xF
     opcode = flags >> 11 & 0xF
-    if opcode in (OPCODE.UPDATE, OPCODE.NOTIFY) or qtype in (QTYPE.AXFR, QTYPE.IXFR):
+    if opcode in (OPCODE_UPDATE, OPCODE_NOTIFY) or qtype in (AXFR, IXFR):
         kind = "error"
-    elif rcode == RCODE.NOERROR:
+    elif rcode == NOERROR:
         kind = "denial" if soa and not answers else "success"
-    elif rcode == RCODE.NXDOMAIN and soa:
+    elif rcode == NXDOMAIN and soa:
         kind = "denial"
     else:
         kind = "error"
@@ -196,7 +211,7 @@ LABELS: dict[str, Field] = {
     "{>id}": lambda e: str(e.query.id),
     "{>opcode}": lambda e: str(e.query.opcode),
     "{>do}": lambda e: "true" if e.query.do else "false",
-    "{>bufsize}": lambda e: str(TCP_BUFSIZE if e.record.proto == "tcp" else e.query.payload),
+    "{>bufsize}": lambda e: str(MAX_TCP_MESSAGE if e.record.proto == "tcp" else e.query.payload),  # request.Size()
     "{rcode}": lambda e: RCODE_NAMES.get(e.reply.rcode, str(e.reply.rcode)) if e.reply else EMPTY,
     "{rsize}": lambda e: str(len(e.record.reply)),
     "{duration}": lambda e: go_seconds(e.record.duration),

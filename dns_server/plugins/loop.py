@@ -22,11 +22,11 @@ import time
 from typing import Callable
 
 from dns_server.config.model import format_address
+from dns_server.protocol.codes import CLASS_IN, HINFO, MAX_TCP_MESSAGE, RD
 from dns_server.protocol.names import zone_text
 
 log = logging.getLogger("dns_server.plugins.loop")
 
-HINFO = 13
 PROBE_DEADLINE = 30.0  # CoreDNS: probing ends after 30 s
 PROBE_RETRY = 1.0  # CoreDNS: a probe without a reply is sent again after 1 s
 COUNTING_AFTER_REPLY = 2.0  # CoreDNS: counting stops 2 s after a probe got a reply
@@ -81,8 +81,8 @@ class LoopProbe:
 
 def _query(name: str) -> bytes:
     labels = b"".join(bytes((len(label),)) + label.encode("ascii") for label in name.split("."))
-    return struct.pack("!HHHHHH", random.randrange(65536), 0x0100, 1, 0, 0, 0) + labels + b"\x00" + struct.pack(
-        "!HH", HINFO, 1)
+    return struct.pack("!HHHHHH", random.randrange(65536), RD << 8, 1, 0, 0, 0) + labels + b"\x00" + struct.pack(
+        "!HH", HINFO, CLASS_IN)
 
 
 async def _exchange(query: bytes, host: str, port: int) -> bytes:
@@ -94,6 +94,6 @@ async def _exchange(query: bytes, host: str, port: int) -> bytes:
         await loop.sock_sendall(sock, query)
         async with asyncio.timeout(PROBE_TIMEOUT):
             while True:
-                reply = await loop.sock_recv(sock, 65535)
+                reply = await loop.sock_recv(sock, MAX_TCP_MESSAGE)
                 if reply[:2] == query[:2]:
                     return reply

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple, Union
 
-from dns_server.protocol.wire import NOERROR, NXDOMAIN, REFUSED, SERVFAIL
+from dns_server.protocol.codes import NOERROR, NXDOMAIN, REFUSED, SERVFAIL
 
 SrvData = tuple[int, int, int, str]  # priority, weight, port, target
 SoaData = tuple[str, str, int, int, int, int, int]  # mname, rname, serial, refresh, retry, expire, minimum

@@ -23,34 +23,34 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from dnslib import QTYPE
-
 from dns_server.protocol.answer import Answer, Outcome
-from dns_server.protocol.wire import (
+from dns_server.protocol.codes import (
     AA,
+    AAAA,
     CD,
     CLASS_IN,
+    CNAME,
     DO,
-    HEADER_LEN,
-    MAX_LABEL_LEN,
-    MAX_NAME_LEN,
+    MAX_LABEL,
+    NS,
     OPT,
+    OPT_RECORD,
+    PTR,
     QR,
     RA,
     RD,
+    SOA,
+    SRV,
     TC,
-    FormErr,
-    Query,
-    skip_name,
+    TXT,
+    A,
 )
+from dns_server.protocol.names import MAX_NAME_TEXT
+from dns_server.protocol.wire import HEADER_LEN, FormErr, Query, skip_name
 
-MAX_NAME_TEXT = MAX_NAME_LEN - 2  # a name's text: its wire form less the first length byte and the root
 MAX_CHARACTER_STRING = 255  # RFC 1035 3.3: one length byte
 MAX_POINTER_OFFSET = 0x3FFF  # RFC 1035 4.1.4: 14 bits of offset
 
-A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.NS, QTYPE.PTR, QTYPE.SOA,
-                                          QTYPE.SRV, QTYPE.TXT)
-IN = CLASS_IN
 _HEADER = struct.Struct("!HHHHHH")
 _COUNTS = struct.Struct("!HHH")  # ANCOUNT, NSCOUNT, ARCOUNT
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdlength
@@ -58,7 +58,6 @@ _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _SRV_FIXED = struct.Struct("!HHH")
 _SOA_TIMES = struct.Struct("!IIIII")
-_OPT = struct.Struct("!BHHBBHH")  # root name, type, UDP size, extended RCODE, version, flags, rdlength
 _QUESTION_POINTER = (0xC000 | HEADER_LEN).to_bytes(2, "big")
 _pack_rr = _RR_FIXED.pack
 _NOT_ENCODED = (Outcome.FORWARD, Outcome.CHASE)
@@ -102,13 +101,13 @@ def encode(query: Query, answer: Answer, bufsize: int) -> Encoded:
                 rtype = rr.rtype
                 data: Any = rr.data
                 if rtype == A:
-                    out += _pack_rr(A, IN, rr.ttl, 4)
+                    out += _pack_rr(A, CLASS_IN, rr.ttl, 4)
                     out += _ipv4(data)
                     continue
                 if names is None:
                     names = _question_names(qname)
                 start = len(out)
-                out += _pack_rr(rtype, IN, rr.ttl, 0)
+                out += _pack_rr(rtype, CLASS_IN, rr.ttl, 0)
                 if rtype == AAAA:
                     out += _ipv6(data)
                 elif rtype == CNAME or rtype == PTR or rtype == NS:
@@ -157,7 +156,7 @@ def _flags(query: Query, rcode: int, authoritative: bool) -> int:
 
 def _opt(query: Query, rcode: int, bufsize: int) -> bytes:
     """Our OPT record: our buffer size, the rcode's upper bits, DO echoed (RFC 6891 6.1.3, RFC 3225 3)."""
-    return _OPT.pack(0, OPT, bufsize, rcode >> 4, 0, DO if query.do else 0, 0)
+    return OPT_RECORD.pack(0, OPT, bufsize, rcode >> 4, 0, DO if query.do else 0, 0)
 
 
 def fit(wire: bytes, limit: int) -> bytes:
@@ -311,7 +310,7 @@ def _name(out: bytearray, name: str, names: dict[str, int], compress: bool) -> N
                     return
                 known = True
         length = len(label)
-        if not 0 < length <= MAX_LABEL_LEN:
+        if not 0 < length <= MAX_LABEL:
             raise Unencodable(f"cannot write the name {name!r}: an empty label or one over 63 characters")
         if not known and len(out) <= MAX_POINTER_OFFSET:
             names[name[suffix:]] = len(out)

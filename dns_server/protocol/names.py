@@ -6,10 +6,10 @@ Every zone test of the server is one of these functions.
 from __future__ import annotations
 
 from dns_server.errors import ConfigError
+from dns_server.protocol.codes import MAX_LABEL, MAX_NAME_LEN
 
 REVERSE_ZONES = ("in-addr.arpa", "ip6.arpa")  # RFC 1035 3.5, RFC 3596 2.5
-MAX_NAME_TEXT = 253  # a name's text without the trailing dot (RFC 1035 2.3.4: 255 octets in wire form)
-MAX_LABEL = 63  # RFC 1035 2.3.4
+MAX_NAME_TEXT = MAX_NAME_LEN - 2  # a name's text, no trailing dot: the wire form less the first length byte and the root
 
 
 def in_zone(name: str, zone: str) -> bool:

@@ -15,30 +15,32 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from dnslib import QTYPE
+from dns_server.protocol.codes import (  # noqa: F401 (serving.router imports the names this module does not use)
+    BADVERS,
+    CD,
+    CLASS_IN,
+    DO,
+    FORMERR,
+    MAX_LABEL,
+    MAX_NAME_LEN,
+    MAX_TCP_MESSAGE,
+    NO_EDNS_PAYLOAD,
+    NOTIMP,
+    OPCODE_QUERY,
+    OPT,
+    OPT_RECORD,
+    QR,
+    RD,
+    REFUSED,
+    SERVFAIL,
+)
 
 HEADER_LEN = 12
-MAX_NAME_LEN = 255  # RFC 1035 2.3.4, in wire form
-MAX_LABEL_LEN = 63
-NO_EDNS_PAYLOAD = 512  # RFC 1035 4.2.1
-MAX_TCP_MESSAGE = 65535  # RFC 1035 4.2.2: two-byte length prefix
-OPT = QTYPE.OPT
-
-# RCODEs (RFC 1035 4.1.1; BADVERS is an extended RCODE, RFC 6891 9)
-NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED, BADVERS = 0, 1, 2, 3, 4, 5, 16
-OPCODE_QUERY = 0
-CLASS_IN = 1
-
-# Header flag bits, in the first and second flag bytes (RFC 1035 4.1.1, RFC 4035 3.2)
-QR, AA, TC, RD = 0x80, 0x04, 0x02, 0x01
-RA, AD, CD = 0x80, 0x20, 0x10
-DO = 0x8000  # in the OPT record's flags (RFC 3225 3)
-# The mode byte that ends a question key (see Pipeline.cache_key): what else, besides the question,
+# The mode byte that ends a question key (see `question_key`): what else, besides the question,
 # makes two replies differ.
 MODE_EDNS, MODE_DO, MODE_RD, MODE_CD = 0x01, 0x02, 0x04, 0x08
 _HEADER = struct.Struct("!HBBHHHH")
 _U16 = struct.Struct("!H")
-_OPT_FIXED = struct.Struct("!HHBBHH")  # type, class=payload, ext-rcode, version, flags, rdlength
 
 
 class Drop(Exception):
@@ -76,7 +78,7 @@ def question_end(data: bytes) -> int:
         length = data[i]
         if length == 0:
             break
-        if length > MAX_LABEL_LEN:
+        if length > MAX_LABEL:
             raise FormErr("compression or extended label in the question name")
         i += length + 1
     i += 1
@@ -116,7 +118,7 @@ def skip_name(data: bytes, i: int) -> int:
             if i + 2 > n:
                 raise FormErr("truncated compression pointer")
             return i + 2
-        if length > MAX_LABEL_LEN:
+        if length > MAX_LABEL:
             raise FormErr("bad label type")
         i += length + 1
 
@@ -152,7 +154,8 @@ def decode_query(data: bytes) -> Query:
             i = skip_name(data, i)
             if i + 10 > len(data):
                 raise FormErr("additional record runs past the end of the packet")
-            rtype, rclass, ext_rcode, version_here, opt_flags, rdlength = _OPT_FIXED.unpack_from(data, i)
+            # read as an OPT record from the owner name's last byte (the root's, when it is the root)
+            _, rtype, rclass, _, version_here, opt_flags, rdlength = OPT_RECORD.unpack_from(data, i - 1)
             if rtype == OPT:
                 if edns:
                     raise FormErr("more than one OPT record")  # RFC 6891 6.1.1
@@ -183,7 +186,7 @@ def _skip_rr(data: bytes, i: int) -> int:
 def question_key(query: Query) -> bytes:
     """The answer caches' key: the question with its name lower-cased, and the mode byte.
 
-    The hot path computes the same bytes from the raw query (pipeline.Pipeline._answer).
+    The hot path computes the same bytes from the raw query (serving.router.Pipeline._answer).
     """
     mode = (MODE_RD if query.flags & (RD << 8) else 0) | (MODE_CD if query.flags & CD else 0)
     if query.edns:
@@ -202,7 +205,7 @@ def header_only_reply(data: bytes, rcode: int) -> bytes | None:
 def name_to_wire(name: str) -> bytes:
     """Uncompressed wire form of a dotted name (no trailing dot); raises FormErr for a bad one."""
     labels = [label.encode("ascii") for label in name.split(".")] if name else []
-    if any(not 0 < len(label) <= MAX_LABEL_LEN for label in labels):
+    if any(not 0 < len(label) <= MAX_LABEL for label in labels):
         raise FormErr(f"{name!r} has an empty or over-long label")
     wire = b"".join(bytes((len(label),)) + label for label in labels) + b"\x00"
     if len(wire) > MAX_NAME_LEN:
@@ -216,11 +219,11 @@ def query_for_key(key: bytes, qid: int, payload: int) -> bytes:
     `payload` is the UDP size announced in the OPT record (RFC 6891 6.2.5), when the key asks for EDNS.
     """
     mode = key[-1]
-    flags = (0x0100 if mode & MODE_RD else 0) | (0x0010 if mode & MODE_CD else 0)
     edns = bool(mode & (MODE_EDNS | MODE_DO))
-    message = _HEADER.pack(qid, flags >> 8, flags & 0xFF, 1, 0, 0, 1 if edns else 0) + key[:-1]
+    message = _HEADER.pack(qid, RD if mode & MODE_RD else 0, CD if mode & MODE_CD else 0, 1, 0, 0,
+                           1 if edns else 0) + key[:-1]
     if edns:
-        message += b"\x00" + _OPT_FIXED.pack(OPT, payload, 0, 0, DO if mode & MODE_DO else 0, 0)
+        message += OPT_RECORD.pack(0, OPT, payload, 0, 0, DO if mode & MODE_DO else 0, 0)
     return message
 
 

@@ -86,9 +86,9 @@ class Entry:
     view: View  # the registry view it was resolved against: its serial is the one to carry
     deps: frozenset[Dependency]
     bufsize: int  # the block's largest UDP reply
-    labels: Any = None  # what metrics need to know of the answer (pipeline.Labels)
+    labels: Any = None  # what metrics need to know of the answer (serving.router.Labels)
     rotations: tuple[bytes, ...] = ()
-    forward: Any = None  # pipeline.ForwardTarget
+    forward: Any = None  # serving.router.ForwardTarget
     serial: int = 0  # the serial written at `serial_at`
     turn: int = 0
     fitted: dict[int, bytes] | None = None  # the reply cut to each UDP limit asked for (made when first needed)

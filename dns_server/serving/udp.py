@@ -15,13 +15,13 @@ import asyncio
 import logging
 import socket
 
+from dns_server.protocol.codes import MAX_TCP_MESSAGE
 from dns_server.serving.router import Forward, Pipeline
 
 log = logging.getLogger(__name__)
 
 RECEIVE_BUFFER = 8 * 1024 * 1024  # bursts from many pods must not overflow the kernel queue
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux: exceeds rmem_max when privileged
-MAX_DATAGRAM = 65535  # read whole datagrams: a cut one could parse as a different, shorter query
 BATCH = 64  # datagrams read per readiness callback before the loop runs anything else
 
 
@@ -65,7 +65,7 @@ class UdpServer:
         recvfrom, sendto, handle = self._sock.recvfrom, self._sock.sendto, self.pipeline.handle
         for _ in range(BATCH):
             try:
-                data, addr = recvfrom(MAX_DATAGRAM)
+                data, addr = recvfrom(MAX_TCP_MESSAGE)  # whole: a cut one could parse as a different, shorter query
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as error:

@@ -34,17 +34,17 @@ from typing import Callable, Coroutine, Protocol
 
 from dns_server.config.model import ForwardSettings
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded, Server, Upstreams
-from dns_server.protocol.wire import MODE_RD, TC, name_to_wire, query_for_key, reply_matches
+from dns_server.protocol.codes import CLASS_IN, MAX_TCP_MESSAGE, NS, TC
+from dns_server.protocol.wire import MODE_RD, name_to_wire, query_for_key, reply_matches
 
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 2.0  # CoreDNS forward: read timeout per upstream
 DEADLINE = 5.0  # CoreDNS forward: the overall timeout of one forwarded query
 MIN_WAIT = 0.01  # no new attempt with less time left (uvloop's timers have 1 ms resolution)
-MAX_MESSAGE = 65535
 MAX_READS = 64  # datagrams read per readiness callback before the loop gets a turn
 ID_BATCH = 2048  # random bytes fetched at once: IDs for 1024 queries per system call
-NS_IN = b"\x00\x02\x00\x01"
+NS_IN = NS.to_bytes(2, "big") + CLASS_IN.to_bytes(2, "big")  # the health probe's question type and class
 
 
 class ProxyMetrics(Protocol):
@@ -276,7 +276,7 @@ class UdpChannel:
     def _readable(self) -> None:
         for _ in range(MAX_READS):
             try:
-                reply = self._sock.recv(MAX_MESSAGE)
+                reply = self._sock.recv(MAX_TCP_MESSAGE)
             except BlockingIOError:
                 return
             except OSError as error:

@@ -107,7 +107,8 @@ def test_combined_adds_the_opcode() -> None:
 @pytest.mark.parametrize(("rcode", "text"), [
     (dns.rcode.NOERROR, "NOERROR"), (dns.rcode.FORMERR, "FORMERR"), (dns.rcode.SERVFAIL, "SERVFAIL"),
     (dns.rcode.NXDOMAIN, "NXDOMAIN"), (dns.rcode.NOTIMP, "NOTIMP"), (dns.rcode.REFUSED, "REFUSED"),
-    (dns.rcode.NOTAUTH, "NOTAUTH"), (dns.rcode.BADVERS, "BADSIG"), (dns.rcode.BADCOOKIE, "BADCOOKIE"), (11, "11"),
+    (dns.rcode.NOTAUTH, "NOTAUTH"), (dns.rcode.BADVERS, "BADSIG"), (dns.rcode.BADCOOKIE, "BADCOOKIE"),
+    (11, "DSOTYPENI"), (12, "12"),
 ])
 def test_rcode_mnemonics_are_miekg_dns_ones(rcode: int, text: str) -> None:
     """Extended rcodes come from the OPT record; 16 is BADSIG in miekg/dns; one without a name is its number."""
