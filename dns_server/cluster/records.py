@@ -125,13 +125,17 @@ def convert(obj: Mapping[str, Any]) -> Record | None:
 
 
 def key_of(obj: Mapping[str, Any]) -> Key | None:
-    """The registry key of an API object (even a malformed one), None if it has none."""
+    """The registry key of an API object (even a malformed one), None if it has none.
+
+    Spelled as the converted record spells its `key` (namespace and name in lower case: DNS names
+    are case-insensitive), so a Remove, or the last good version of a malformed object, finds it.
+    """
     kind = obj.get("kind")
     meta = obj.get("metadata")
     if kind not in KINDS or not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
         return None
-    namespace = "" if kind == NAMESPACE else str(meta.get("namespace") or "default")
-    return (str(kind), namespace, meta["name"])
+    namespace = "" if kind == NAMESPACE else str(meta.get("namespace") or "default").lower()
+    return (str(kind), namespace, meta["name"].lower())
 
 
 def describe(obj: Mapping[str, Any]) -> str:

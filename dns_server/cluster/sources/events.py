@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from dns_server.cluster.records import KINDS, NAMESPACE, Key, MalformedObject, convert, key_of
+from dns_server.cluster.records import KINDS, MalformedObject, convert, key_of
 from dns_server.cluster.updates import Put, Remove
 
 ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"
@@ -60,7 +60,7 @@ def update_for(event_type: str, obj: dict[str, Any]) -> Put | Remove | None:
     if obj.get("kind") not in KINDS:
         return None
     if event_type == DELETED:
-        key = record_key(obj)
+        key = key_of(obj)
         if key is None:
             raise BadEvent("the deleted object has no metadata.name")
         return Remove(key)
@@ -70,11 +70,3 @@ def update_for(event_type: str, obj: dict[str, Any]) -> Put | Remove | None:
         raise BadEvent(str(error)) from None
     return Put(record) if record is not None else None
 
-
-def record_key(obj: Mapping[str, Any]) -> Key | None:
-    """The registry key of an object, spelled as its record spells it (lower case)."""
-    key = key_of(obj)
-    if key is None:
-        return None
-    kind, namespace, name = key
-    return (kind, "" if kind == NAMESPACE else namespace.lower(), name.lower())

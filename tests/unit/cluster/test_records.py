@@ -211,7 +211,8 @@ def test_malformed_objects_say_which_field_and_why(what: str, obj: dict[str, Any
 
 
 @pytest.mark.parametrize("obj, key", [
-    ({"kind": "Namespace", "metadata": {"name": "Shop", "namespace": "x"}}, ("Namespace", "", "Shop")),
+    ({"kind": "Namespace", "metadata": {"name": "Shop", "namespace": "x"}}, ("Namespace", "", "shop")),
+    ({"kind": "Service", "metadata": {"name": "Web", "namespace": "Shop"}}, ("Service", "shop", "web")),
     ({"kind": "Service", "metadata": {"name": "web", "namespace": "shop"}}, ("Service", "shop", "web")),
     ({"kind": "Service", "metadata": {"name": "web"}}, ("Service", "default", "web")),
     ({"kind": "Pod", "metadata": {"name": "web-0", "namespace": ""}}, ("Pod", "default", "web-0")),
@@ -224,6 +225,8 @@ def test_malformed_objects_say_which_field_and_why(what: str, obj: dict[str, Any
 ])
 def test_key_of(obj: dict[str, Any], key: tuple[str, str, str] | None) -> None:
     assert key_of(obj) == key
+    record = convert(obj) if key is not None and obj.get("kind") != "EndpointSlice" else None
+    assert record is None or record.key == key  # the key a record of the object is stored under
 
 
 @pytest.mark.parametrize("obj, text", [

@@ -164,6 +164,21 @@ def test_a_malformed_object_keeps_its_last_good_version(tmp_path: Path, caplog: 
     assert "Service shop/c" in caplog.text and "skipped" in caplog.text
 
 
+def test_a_mixed_case_object_that_turns_malformed_keeps_its_last_good_version(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The record spells the name in lower case; the malformed object must still find it under that key."""
+    path = tmp_path / "svc.yaml"
+    path.write_text(service("Web", "10.0.0.1", namespace="Shop"))
+    source, registry, clock = source_for(tmp_path)
+    assert cluster_ip(registry, "web") == "10.0.0.1"
+    path.write_text(service("Web", "not-an-ip", namespace="Shop"))
+    with caplog.at_level(logging.ERROR):
+        assert settle(source, clock)
+    assert cluster_ip(registry, "web") == "10.0.0.1"
+    assert f"{path}: Service Shop/Web: spec.clusterIPs[0] 'not-an-ip' is not an IP address; " \
+           "keeping its last good version" in caplog.text
+
+
 def test_odd_documents_are_reported_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "scalar.yaml").write_text("just some text\n")
     (tmp_path / "list.yaml").write_text("kind: List\nitems: [42, {kind: Service}]\n---\n" + service("a", "10.0.0.1"))
