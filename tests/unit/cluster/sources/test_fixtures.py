@@ -18,6 +18,7 @@ from dns_server.cluster.records import KINDS, Service
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.sources.fixtures import FixtureSource
 from dns_server.errors import ConfigError
+from tests.clock import Clock
 
 SETTLE = 0.5
 
@@ -29,14 +30,6 @@ kind: Service
 metadata: {{name: {name}, namespace: {namespace}}}
 spec: {{clusterIP: {ip}, ports: [{{name: http, port: 80, protocol: TCP}}]}}
 """
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def source_for(directory: Path) -> tuple[FixtureSource, Registry, Clock]:
