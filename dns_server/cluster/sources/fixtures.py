@@ -41,11 +41,11 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml_rs
 
-from dns_server.cluster.records import KINDS, Key, Record, convert, describe, key_of
+from dns_server.cluster.records import KINDS, Key, MalformedObject, Record, convert, describe, key_of
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.sources.applier import Window
 from dns_server.cluster.updates import Put, Remove, Replace
-from dns_server.errors import ConfigError
+from dns_server.errors import ConfigError, MalformedInput
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ _LAST_DOCUMENT = "--- ~\n"
 Signature = tuple[int, int, int, int]  # device, inode, size, mtime (ns) of the file's target
 
 
-class FixtureError(Exception):
+class FixtureError(MalformedInput):
     """A whole file that cannot be used; the message says why."""
 
 
@@ -186,7 +186,7 @@ class FixtureSource:
                 continue
             try:
                 record = convert(obj)
-            except (ValueError, TypeError, AttributeError) as error:  # MalformedObject, or a shape it missed
+            except MalformedObject as error:
                 key = key_of(obj)
                 kept_record = last_good.get(key) if key is not None else None
                 if key is not None and kept_record is not None:

@@ -55,6 +55,7 @@ from dns_server.cluster.records import (
     POD,
     SERVICE,
     SERVICE_NAME_LABEL,
+    MalformedObject,
     Record,
     decode_list,
     describe,
@@ -72,7 +73,7 @@ from dns_server.cluster.sources.events import (
 )
 from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.cluster.updates import Put, Replace, Update
-from dns_server.errors import ConfigError
+from dns_server.errors import ConfigError, DnsServerError, MalformedInput
 from dns_server.observability.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,11 @@ TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"  # 
 CLUSTER_IP, HEADLESS_WITH_SELECTOR = "cluster_ip", "headless_with_selector"  # CoreDNS's service_kind values
 
 
-class Gone(Exception):
+class Gone(DnsServerError):
     """The requested resourceVersion (or continue token) is too old: list again."""
 
 
-class WatchFailed(Exception):
+class WatchFailed(DnsServerError):
     """The API reported an error on a watch stream, or sent something unreadable."""
 
 
@@ -369,8 +370,8 @@ class KubeSource:
                 raise
             try:
                 items, version, token = decode_list(resource.kind, response.data)
-            except ValueError as error:
-                raise WatchFailed(f"the list response is not JSON: {error}") from None
+            except MalformedInput as error:
+                raise WatchFailed(str(error)) from None
             finally:
                 response.release_conn()
             pages += 1
@@ -378,7 +379,7 @@ class KubeSource:
                 item["kind"] = resource.kind  # list items carry no kind of their own
                 try:
                     update = update_for("ADDED", item)
-                except BadEvent as bad:
+                except MalformedObject as bad:
                     log.error("%s: %s", describe(item), bad)
                     continue
                 if isinstance(update, Put):
@@ -458,7 +459,7 @@ class KubeSource:
             obj["kind"] = resource.kind
             try:
                 update = update_for(event.type, obj)
-            except BadEvent as bad:
+            except MalformedObject as bad:
                 log.error("%s: %s; keeping its previous version", describe(obj), bad)
                 update = None
             if update is not None:

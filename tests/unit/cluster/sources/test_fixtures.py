@@ -172,6 +172,23 @@ def test_a_mixed_case_object_that_turns_malformed_keeps_its_last_good_version(
            "keeping its last good version" in caplog.text
 
 
+def test_a_bug_in_a_converter_is_not_taken_for_a_malformed_object(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only MalformedObject means "bad input": any other error escapes the poll (whose caller logs it)."""
+    path = tmp_path / "svc.yaml"
+    path.write_text(service("a", "10.0.0.1"))
+    source, registry, clock = source_for(tmp_path)
+
+    def broken(obj: object) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr("dns_server.cluster.sources.fixtures.convert", broken)
+    path.write_text(service("a", "10.0.0.2"))
+    with pytest.raises(ValueError, match="a bug"):
+        settle(source, clock)
+    assert cluster_ip(registry, "a") == "10.0.0.1"
+
+
 def test_odd_documents_are_reported_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "scalar.yaml").write_text("just some text\n")
     (tmp_path / "list.yaml").write_text("kind: List\nitems: [42, {kind: Service}]\n---\n" + service("a", "10.0.0.1"))

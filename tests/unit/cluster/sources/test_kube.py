@@ -22,7 +22,7 @@ from dns_server.cluster.sources.kube import (
 )
 from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.config.model import KubernetesSettings, PodMode
-from dns_server.errors import ConfigError
+from dns_server.errors import ConfigError, MalformedInput
 from dns_server.serving.runtime import _required_kinds, _scope_for
 
 
@@ -157,5 +157,5 @@ def test_a_list_page_keeps_only_what_dns_reads_and_falls_back_for_odd_shapes() -
                       "items": [{"metadata": 5}, {"metadata": {"name": "q", "namespace": "ns"}}]}).encode()
     items, version, token = decode_list(POD, odd)
     assert items[0] == {"metadata": 5} and items[1]["metadata"]["name"] == "q" and (version, token) == ("7", "")
-    with pytest.raises(ValueError):
+    with pytest.raises(MalformedInput, match="not JSON"):
         decode_list(POD, b"{not json")
