@@ -175,14 +175,12 @@ class Backoff:
 
 @dataclass
 class ResourceStatus:
-    """What one list + watch loop has done; read by the readiness endpoint and in logs."""
+    """What one list + watch loop has done: read by the loop itself and in its log lines."""
 
     kind: str
     synced: bool = False  # its first listing has been applied to the registry
     objects: int = 0  # objects in its latest listing
     lists: int = 0  # listings applied (the first, then one per relist)
-    listed_at: float | None = None  # wall-clock time the latest listing was applied
-    last_event_at: float | None = None  # wall-clock time of the latest watch event (bookmarks too)
     resource_version: str = ""
     error: str = ""  # the latest failure, "" once it works again
 
@@ -197,11 +195,6 @@ class SyncStatus:
     @property
     def ready(self) -> bool:
         return bool(self.resources) and all(r.synced for r in self.resources.values())
-
-    @property
-    def last_event_at(self) -> float | None:
-        times = [r.last_event_at for r in self.resources.values() if r.last_event_at is not None]
-        return max(times) if times else None
 
 
 class SourceMetrics(Protocol):
@@ -337,7 +330,6 @@ class KubeSource:
             status.synced = True
             status.objects = count
             status.lists += 1
-            status.listed_at = time.time()
             seconds = time.monotonic() - started
             log_event(log, "sync", f"{'relisted' if relist else 'synced'} {resource.plural}: {count} objects in "
                       f"{seconds:.2f} s ({pages} page{'' if pages == 1 else 's'})", kind=resource.plural,
@@ -415,7 +407,6 @@ class KubeSource:
                         progress = True
                 finally:
                     # what was read before a failing line is applied: the resourceVersion moved past it
-                    status.last_event_at = time.time()
                     if updates:
                         self._applier.put(updates, self._programmed(triggers) if triggers else None)
         finally:
