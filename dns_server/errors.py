@@ -17,3 +17,10 @@ class ConfigError(DnsServerError):
 
 class StartupError(DnsServerError):
     """The server cannot start (a busy port, unreadable data): one line for the user."""
+
+
+class MalformedInput(DnsServerError):
+    """Data from outside that cannot be read (a manifest, a watch event, an API reply); the message says why.
+
+    The source that read it logs it and keeps what it had.
+    """

@@ -32,6 +32,7 @@ from dns_server.plugins.hosts import HostsTable
 from dns_server.protocol.wire import query_for_key
 from dns_server.serving.answer_table import AnswerTable, View
 from dns_server.serving.router import Block, Forward, Pipeline
+from tests.clock import Clock
 from tests.cluster_data import example_records, registry_with
 
 Z = "cluster.local"
@@ -137,16 +138,6 @@ class FakeForwarder:
 
     async def close(self) -> None:
         pass
-
-
-class Clock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def outbound_for(settings: ServerBlock, forwarders: list[FakeForwarder] | None = None,

@@ -25,6 +25,8 @@ from typing import Any, Callable, Mapping
 import msgspec
 from msgspec import UNSET, UnsetType
 
+from dns_server.errors import MalformedInput
+
 NAMESPACE = "Namespace"
 SERVICE = "Service"
 ENDPOINT_SLICE = "EndpointSlice"
@@ -35,7 +37,7 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set by the EndpointSlice co
 TERMINAL_POD_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
 
 
-class MalformedObject(ValueError):
+class MalformedObject(MalformedInput):
     """An API object that cannot be read: the message says which field and why."""
 
 
@@ -125,13 +127,17 @@ def convert(obj: Mapping[str, Any]) -> Record | None:
 
 
 def key_of(obj: Mapping[str, Any]) -> Key | None:
-    """The registry key of an API object (even a malformed one), None if it has none."""
+    """The registry key of an API object (even a malformed one), None if it has none.
+
+    Spelled as the converted record spells its `key` (namespace and name in lower case: DNS names
+    are case-insensitive), so a Remove, or the last good version of a malformed object, finds it.
+    """
     kind = obj.get("kind")
     meta = obj.get("metadata")
     if kind not in KINDS or not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
         return None
-    namespace = "" if kind == NAMESPACE else str(meta.get("namespace") or "default")
-    return (str(kind), namespace, meta["name"])
+    namespace = "" if kind == NAMESPACE else str(meta.get("namespace") or "default").lower()
+    return (str(kind), namespace, meta["name"].lower())
 
 
 def describe(obj: Mapping[str, Any]) -> str:
@@ -257,7 +263,10 @@ def pod_from_api(obj: Mapping[str, Any]) -> Pod:
     if not raw and status.get("podIP"):
         raw = [status["podIP"]]
     ips = tuple(_ip(ip, f"status.podIPs[{i}]") for i, ip in enumerate(raw))
-    return Pod(namespace, name, ips, status.get("phase") not in TERMINAL_POD_PHASES)
+    phase = status.get("phase")
+    if phase is not None and not isinstance(phase, str):
+        raise MalformedObject("status.phase is not a string")
+    return Pod(namespace, name, ips, phase not in TERMINAL_POD_PHASES)
 
 
 # What the converters read of each kind, for `decode_list`.  Leaves are Any: the converters check them.
@@ -319,16 +328,18 @@ _PAGES = {kind: msgspec.json.Decoder(_page_of(item)) for kind, item in
 def decode_list(kind: str, data: bytes) -> tuple[list[dict[str, Any]], str, str]:
     """A list page of `kind`: its items (only the fields DNS reads), resourceVersion, continue token.
 
-    Raises ValueError for a page that is not JSON.
+    Raises MalformedInput for a page that is not a JSON object.
     """
     try:
         page = _PAGES[kind].decode(data)
     except msgspec.ValidationError:  # an object of an unexpected shape: read the page whole
         body = json.loads(data)
-        meta = body.get("metadata") or {}
-        return list(body.get("items") or ()), str(meta.get("resourceVersion") or ""), str(meta.get("continue") or "")
+        meta, listed = (body.get("metadata") or {}, body.get("items") or []) if isinstance(body, dict) else (0, 0)
+        if not isinstance(meta, dict) or not isinstance(listed, list):
+            raise MalformedInput("the list page is not an object with metadata and a list of items") from None
+        return listed, str(meta.get("resourceVersion") or ""), str(meta.get("continue") or "")
     except msgspec.DecodeError as error:
-        raise ValueError(str(error)) from None
+        raise MalformedInput(f"the list page is not JSON: {error}") from None
     items: list[dict[str, Any]] = msgspec.to_builtins(page.items or [])
     return items, str(page.metadata.resourceVersion or ""), str(page.metadata.continue_ or "")
 

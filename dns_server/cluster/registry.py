@@ -90,11 +90,6 @@ class Registry:
         with self._lock:
             return dict(self._counts)
 
-    def objects(self, kind: str | None = None) -> list[Record]:
-        """The current records (of one kind), for sources that diff against what is loaded."""
-        with self._lock:
-            return [r for k, r in self._objects.items() if kind is None or k[0] == kind]
-
     def apply(self, updates: Iterable[Update], now: float | None = None) -> Snapshot:
         """Apply a batch of updates and publish one snapshot (the same one if nothing changed)."""
         with self._lock:

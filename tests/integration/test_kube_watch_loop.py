@@ -184,7 +184,6 @@ def test_events_carry_resource_versions_and_bookmarks_move_them(tmp_path: Path) 
         wait_for(lambda: running.has("shop", "b"), CHANGE_WAIT, "the change")
         wait_for(lambda: int(status.resource_version or 0) == api.resource_version, CHANGE_WAIT,
                  "a bookmark to move the namespaces' resourceVersion on")
-        assert status.last_event_at is not None
     finally:
         running.source.stop()
         api.stop()

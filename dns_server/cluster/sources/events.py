@@ -12,15 +12,16 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from dns_server.cluster.records import KINDS, NAMESPACE, Key, MalformedObject, convert, key_of
+from dns_server.cluster.records import KINDS, MalformedObject, convert, key_of
 from dns_server.cluster.updates import Put, Remove
+from dns_server.errors import MalformedInput
 
 ADDED, MODIFIED, DELETED, BOOKMARK, ERROR = "ADDED", "MODIFIED", "DELETED", "BOOKMARK", "ERROR"
 EVENT_TYPES = frozenset({ADDED, MODIFIED, DELETED, BOOKMARK, ERROR})
 
 
-class BadEvent(ValueError):
-    """An event that cannot be used: the message says why."""
+class BadEvent(MalformedInput):
+    """A watch-stream line that is not an event: the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,26 +56,15 @@ def resource_version(obj: Mapping[str, Any]) -> str:
 def update_for(event_type: str, obj: dict[str, Any]) -> Put | Remove | None:
     """The registry update an ADDED/MODIFIED/DELETED event makes; None for kinds DNS does not read.
 
-    Raises BadEvent for an object that cannot be converted (the registry keeps what it had).
+    Raises MalformedObject for an object that cannot be converted (the registry keeps what it had).
     """
     if obj.get("kind") not in KINDS:
         return None
     if event_type == DELETED:
-        key = record_key(obj)
+        key = key_of(obj)
         if key is None:
-            raise BadEvent("the deleted object has no metadata.name")
+            raise MalformedObject("metadata.name is missing")
         return Remove(key)
-    try:
-        record = convert(obj)
-    except (MalformedObject, TypeError, AttributeError) as error:  # a shape the converter missed
-        raise BadEvent(str(error)) from None
+    record = convert(obj)
     return Put(record) if record is not None else None
 
-
-def record_key(obj: Mapping[str, Any]) -> Key | None:
-    """The registry key of an object, spelled as its record spells it (lower case)."""
-    key = key_of(obj)
-    if key is None:
-        return None
-    kind, namespace, name = key
-    return (kind, "" if kind == NAMESPACE else namespace.lower(), name.lower())

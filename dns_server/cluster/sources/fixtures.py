@@ -11,7 +11,8 @@ is read while the directory is still changing: a change is read only once the wh
 signatures has stayed the same for `settle` seconds, so a file being truncated and written in
 pieces, or several files swapped one after another, is read once, complete, and applied as one
 snapshot (a Replace of every kind).  A change that never settles is read anyway after
-`max_wait` seconds.
+`max_wait` seconds.  (That is the `Window` of `sources/applier.py`, the rule the API source
+batches its watch events by.)
 
 A file that cannot be read or parsed keeps its last good records; a malformed object keeps its
 last good version from that file.  Either is logged once per change, naming the file, the object
@@ -40,10 +41,11 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml_rs
 
-from dns_server.cluster.records import KINDS, Key, Record, convert, describe, key_of
+from dns_server.cluster.records import KINDS, Key, MalformedObject, Record, convert, describe, key_of
 from dns_server.cluster.registry import Registry
+from dns_server.cluster.sources.applier import Window
 from dns_server.cluster.updates import Put, Remove, Replace
-from dns_server.errors import ConfigError
+from dns_server.errors import ConfigError, MalformedInput
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ _LAST_DOCUMENT = "--- ~\n"
 Signature = tuple[int, int, int, int]  # device, inode, size, mtime (ns) of the file's target
 
 
-class FixtureError(Exception):
+class FixtureError(MalformedInput):
     """A whole file that cannot be used; the message says why."""
 
 
@@ -86,13 +88,9 @@ class FixtureSource:
         self.kinds = kinds
         self.overlay = tuple(u for u in overlay if (u.record.key if isinstance(u, Put) else u.key)[0] in kinds)
         self.poll_interval = poll_interval
-        self.settle = settle
-        self.max_wait = max_wait
-        self._clock = clock
+        self._window = Window(settle, max_wait, clock)  # the directory's latest burst of changes
         self._files: dict[Path, _File] = {}
         self._seen: dict[Path, Signature] = {}  # the signatures of the latest scan
-        self._seen_since = 0.0  # when the latest scan's signatures first appeared
-        self._changed_since: float | None = None  # when the scan first differed from what is loaded
 
     def load(self) -> None:
         """The first full load; raises ConfigError if the directory cannot be read at all."""
@@ -102,28 +100,25 @@ class FixtureSource:
             scan = self._scan()
         except OSError as error:
             raise ConfigError(f"--fixtures {self.directory}: {error.strerror or error}") from None
-        self._seen, self._seen_since = scan, self._clock()
+        self._seen = scan
         self._reload(scan)
 
     def poll(self) -> bool:
         """One scan; reads and applies what changed once it has settled.  True if it applied."""
-        now = self._clock()
         try:
             scan = self._scan()
         except OSError as error:
             log.error("cannot list %s: %s; serving the data loaded before", self.directory, error)
             return False
         if scan != self._seen:
-            self._seen, self._seen_since = scan, now
-        loaded = {path: f.signature for path, f in self._files.items()}
-        if scan == loaded:
-            self._changed_since = None
+            self._seen = scan
+            self._window.changed()
+        if scan == {path: f.signature for path, f in self._files.items()}:
+            self._window.reset()  # changed back to what is loaded
             return False
-        if self._changed_since is None:
-            self._changed_since = now
-        if now - self._seen_since < self.settle and now - self._changed_since < self.max_wait:
+        if not self._window.due():
             return False
-        self._changed_since = None
+        self._window.reset()
         self._reload(scan)
         return True
 
@@ -191,7 +186,7 @@ class FixtureSource:
                 continue
             try:
                 record = convert(obj)
-            except (ValueError, TypeError, AttributeError) as error:  # MalformedObject, or a shape it missed
+            except MalformedObject as error:
                 key = key_of(obj)
                 kept_record = last_good.get(key) if key is not None else None
                 if key is not None and kept_record is not None:

@@ -25,10 +25,10 @@ Objects are read as raw JSON (`_preload_content=False`, then `records.decode_lis
 and `json.loads` for watch events), not as the client's model objects, and converted at once into
 the slim records of `records.py`.
 
-The watch threads never touch the registry themselves: they hand updates to one applier thread,
-which gathers everything that arrives within a short window (until `BATCH_QUIET` passes without
-a new update, at most `BATCH_MAX_DELAY` after the first) and applies it as one batch, so a burst
-of events publishes one snapshot, not one per event.  Parsing and applying happen off the event
+The watch threads never touch the registry themselves: they hand updates to one applier thread
+(`sources/applier.py`), which gathers everything that arrives within a short window (until
+`BATCH_QUIET` passes without a new update, at most `BATCH_MAX_DELAY` after the first) and applies
+it as one batch, so a burst of events publishes one snapshot, not one per event.  Parsing and applying happen off the event
 loop: answering DNS never waits for a list to be converted or a snapshot to be built.
 """
 
@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
 import random
 import threading
 import time
@@ -56,11 +55,13 @@ from dns_server.cluster.records import (
     POD,
     SERVICE,
     SERVICE_NAME_LABEL,
+    MalformedObject,
     Record,
     decode_list,
     describe,
 )
 from dns_server.cluster.registry import Registry
+from dns_server.cluster.sources.applier import Applier
 from dns_server.cluster.sources.events import (
     BOOKMARK,
     DELETED,
@@ -72,7 +73,7 @@ from dns_server.cluster.sources.events import (
 )
 from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.cluster.updates import Put, Replace, Update
-from dns_server.errors import ConfigError
+from dns_server.errors import ConfigError, DnsServerError, MalformedInput
 from dns_server.observability.logs import log_event
 
 log = logging.getLogger(__name__)
@@ -94,11 +95,11 @@ TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"  # 
 CLUSTER_IP, HEADLESS_WITH_SELECTOR = "cluster_ip", "headless_with_selector"  # CoreDNS's service_kind values
 
 
-class Gone(Exception):
+class Gone(DnsServerError):
     """The requested resourceVersion (or continue token) is too old: list again."""
 
 
-class WatchFailed(Exception):
+class WatchFailed(DnsServerError):
     """The API reported an error on a watch stream, or sent something unreadable."""
 
 
@@ -174,14 +175,12 @@ class Backoff:
 
 @dataclass
 class ResourceStatus:
-    """What one list + watch loop has done; read by the readiness endpoint and in logs."""
+    """What one list + watch loop has done: read by the loop itself and in its log lines."""
 
     kind: str
     synced: bool = False  # its first listing has been applied to the registry
     objects: int = 0  # objects in its latest listing
     lists: int = 0  # listings applied (the first, then one per relist)
-    listed_at: float | None = None  # wall-clock time the latest listing was applied
-    last_event_at: float | None = None  # wall-clock time of the latest watch event (bookmarks too)
     resource_version: str = ""
     error: str = ""  # the latest failure, "" once it works again
 
@@ -196,63 +195,6 @@ class SyncStatus:
     @property
     def ready(self) -> bool:
         return bool(self.resources) and all(r.synced for r in self.resources.values())
-
-    @property
-    def last_event_at(self) -> float | None:
-        times = [r.last_event_at for r in self.resources.values() if r.last_event_at is not None]
-        return max(times) if times else None
-
-
-_STOP = object()
-
-
-class Batcher:
-    """Collects updates from many threads; `run()` applies them to the registry in batches."""
-
-    def __init__(self, registry: Registry, *, quiet: float = BATCH_QUIET,
-                 max_delay: float = BATCH_MAX_DELAY) -> None:
-        self._registry = registry
-        self._quiet = quiet
-        self._max_delay = max_delay
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-
-    def put(self, updates: list[Update], applied: Callable[[], None] | None = None) -> None:
-        """Queue updates; `applied()` runs on the applier thread once they are published."""
-        self._queue.put((updates, applied))
-
-    def close(self) -> None:
-        self._queue.put(_STOP)
-
-    def run(self) -> None:
-        """Apply batches until close(); returns after applying what was queued before it."""
-        get = self._queue.get
-        while True:
-            item = get()
-            if item is _STOP:
-                return
-            batch: list[Update] = list(item[0])
-            callbacks = [item[1]] if item[1] else []
-            stopping = False
-            deadline = time.monotonic() + self._max_delay
-            while (remaining := deadline - time.monotonic()) > 0:
-                try:
-                    item = get(timeout=min(self._quiet, remaining))
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stopping = True
-                    break
-                batch.extend(item[0])
-                if item[1]:
-                    callbacks.append(item[1])
-            try:
-                self._registry.apply(batch)
-                for callback in callbacks:
-                    callback()
-            except Exception:  # a bug: keep the last good snapshot and carry on
-                log.exception("applying %d updates from the Kubernetes API failed", len(batch))
-            if stopping:
-                return
 
 
 class SourceMetrics(Protocol):
@@ -283,7 +225,7 @@ class KubeSource:
         self._read_timeout_margin = read_timeout_margin
         self._backoff = backoff
         self._rng = rng or random.Random()
-        self._batcher = Batcher(registry, quiet=batch_quiet, max_delay=batch_max_delay)
+        self._applier = Applier(registry, quiet=batch_quiet, max_delay=batch_max_delay)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._streams: dict[str, Any] = {}  # kind -> the open watch response, to cut it on stop
@@ -305,7 +247,7 @@ class KubeSource:
         """Start the applier and one list + watch thread per resource."""
         log.info("listing and watching %s", self.summary())
         self.status.started_at = time.time()
-        self._threads = [threading.Thread(target=self._batcher.run, name="kube-apply", daemon=True)]
+        self._threads = [threading.Thread(target=self._applier.run, name="kube-apply", daemon=True)]
         self._threads += [threading.Thread(target=self._loop, args=(resource,), name=f"kube-{resource.plural}",
                                            daemon=True) for resource in self._resources]
         for thread in self._threads:
@@ -319,7 +261,7 @@ class KubeSource:
                 response.shutdown()  # wakes the thread blocked reading the stream
             except Exception:  # already closed or released: nothing is blocked on it
                 pass
-        self._batcher.close()
+        self._applier.close()
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -388,7 +330,6 @@ class KubeSource:
             status.synced = True
             status.objects = count
             status.lists += 1
-            status.listed_at = time.time()
             seconds = time.monotonic() - started
             log_event(log, "sync", f"{'relisted' if relist else 'synced'} {resource.plural}: {count} objects in "
                       f"{seconds:.2f} s ({pages} page{'' if pages == 1 else 's'})", kind=resource.plural,
@@ -401,7 +342,7 @@ class KubeSource:
                           objects=objects)
 
         status.resource_version = version
-        self._batcher.put([Replace(frozenset({resource.kind}), tuple(records))], applied)
+        self._applier.put([Replace(frozenset({resource.kind}), tuple(records))], applied)
 
     def _fetch(self, resource: Resource) -> tuple[list[Record], str, int]:
         """Every page of a listing: the records, the list's resourceVersion, the number of pages."""
@@ -421,8 +362,8 @@ class KubeSource:
                 raise
             try:
                 items, version, token = decode_list(resource.kind, response.data)
-            except ValueError as error:
-                raise WatchFailed(f"the list response is not JSON: {error}") from None
+            except MalformedInput as error:
+                raise WatchFailed(str(error)) from None
             finally:
                 response.release_conn()
             pages += 1
@@ -430,7 +371,7 @@ class KubeSource:
                 item["kind"] = resource.kind  # list items carry no kind of their own
                 try:
                     update = update_for("ADDED", item)
-                except BadEvent as bad:
+                except MalformedObject as bad:
                     log.error("%s: %s", describe(item), bad)
                     continue
                 if isinstance(update, Put):
@@ -466,9 +407,8 @@ class KubeSource:
                         progress = True
                 finally:
                     # what was read before a failing line is applied: the resourceVersion moved past it
-                    status.last_event_at = time.time()
                     if updates:
-                        self._batcher.put(updates, self._programmed(triggers) if triggers else None)
+                        self._applier.put(updates, self._programmed(triggers) if triggers else None)
         finally:
             self._streams.pop(resource.kind, None)
             response.close()
@@ -510,7 +450,7 @@ class KubeSource:
             obj["kind"] = resource.kind
             try:
                 update = update_for(event.type, obj)
-            except BadEvent as bad:
+            except MalformedObject as bad:
                 log.error("%s: %s; keeping its previous version", describe(obj), bad)
                 update = None
             if update is not None:

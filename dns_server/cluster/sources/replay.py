@@ -19,7 +19,7 @@ from pathlib import Path
 from dns_server.cluster.records import KINDS
 from dns_server.cluster.sources.events import BOOKMARK, ERROR, BadEvent, parse_event, update_for
 from dns_server.cluster.updates import Put, Remove
-from dns_server.errors import ConfigError
+from dns_server.errors import ConfigError, MalformedInput
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def read_watch_file(path: Path) -> list[Put | Remove]:
             if kind not in KINDS:
                 raise BadEvent(f"kind {kind!r} is not one DNS reads" if kind else "the object has no kind")
             update = update_for(event.type, event.object)
-        except BadEvent as error:
+        except MalformedInput as error:
             log.error("%s:%d: %s; line skipped", path, number, error)
             skipped += 1
             continue

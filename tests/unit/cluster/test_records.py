@@ -33,6 +33,7 @@ from dns_server.cluster.records import (
     key_of,
     normalize_ip,
 )
+from dns_server.errors import MalformedInput
 
 
 def service(spec: dict[str, Any], name: str = "Web", namespace: str | None = "Shop") -> dict[str, Any]:
@@ -200,6 +201,7 @@ MALFORMED = [
      "status.podIPs[1] '10.0.0' is not an IP address"),
     ("a bad podIP", pod({"podIP": "nope"}), "status.podIPs[0] 'nope' is not an IP address"),
     ("a pod IP entry without an ip", pod({"podIPs": [{}]}), "status.podIPs[0] is not a string"),
+    ("a phase that is not a string", pod({"phase": ["Running"]}), "status.phase is not a string"),
 ]
 
 
@@ -211,7 +213,8 @@ def test_malformed_objects_say_which_field_and_why(what: str, obj: dict[str, Any
 
 
 @pytest.mark.parametrize("obj, key", [
-    ({"kind": "Namespace", "metadata": {"name": "Shop", "namespace": "x"}}, ("Namespace", "", "Shop")),
+    ({"kind": "Namespace", "metadata": {"name": "Shop", "namespace": "x"}}, ("Namespace", "", "shop")),
+    ({"kind": "Service", "metadata": {"name": "Web", "namespace": "Shop"}}, ("Service", "shop", "web")),
     ({"kind": "Service", "metadata": {"name": "web", "namespace": "shop"}}, ("Service", "shop", "web")),
     ({"kind": "Service", "metadata": {"name": "web"}}, ("Service", "default", "web")),
     ({"kind": "Pod", "metadata": {"name": "web-0", "namespace": ""}}, ("Pod", "default", "web-0")),
@@ -224,6 +227,8 @@ def test_malformed_objects_say_which_field_and_why(what: str, obj: dict[str, Any
 ])
 def test_key_of(obj: dict[str, Any], key: tuple[str, str, str] | None) -> None:
     assert key_of(obj) == key
+    record = convert(obj) if key is not None and obj.get("kind") != "EndpointSlice" else None
+    assert record is None or record.key == key  # the key a record of the object is stored under
 
 
 @pytest.mark.parametrize("obj, text", [
@@ -311,6 +316,45 @@ def test_a_page_of_an_unexpected_shape_is_read_whole() -> None:
     assert decode_list(SERVICE, json.dumps({"items": [odd]}).encode()) == ([odd], "", "")
 
 
-def test_a_page_that_is_not_json_says_why() -> None:
-    with pytest.raises(ValueError, match="malformed|invalid|JSON"):
-        decode_list(SERVICE, b"{not json")
+@pytest.mark.parametrize("data, reason", [
+    (b"{not json", "the list page is not JSON"),
+    (b"[1, 2]", "not an object with metadata and a list of items"),
+    (b'{"items": {"a": 1}}', "not an object with metadata and a list of items"),
+    (b'{"metadata": ["x"], "items": [{"metadata": 5}]}', "not an object with metadata and a list of items"),
+])
+def test_a_page_that_is_not_a_list_page_says_why(data: bytes, reason: str) -> None:
+    with pytest.raises(MalformedInput, match=reason):
+        decode_list(SERVICE, data)
+
+
+# -- any shape -----------------------------------------------------------------------------------------
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+                    max_leaves=6)
+
+
+def shapes(value: Any) -> st.SearchStrategy[Any]:
+    """`value` with any part of it (itself, a field, an item) replaced by arbitrary JSON."""
+    if isinstance(value, dict):
+        return st.one_of(JSON, st.fixed_dictionaries({k: shapes(v) for k, v in value.items()}))
+    if isinstance(value, list):
+        return st.one_of(JSON, st.tuples(*map(shapes, value)).map(list))
+    return st.one_of(st.just(value), JSON)
+
+
+@pytest.mark.parametrize("obj", [*LIST_ITEMS.values(), service({"type": "ExternalName", "externalName": "a.b"}),
+                                 pod({"podIPs": [{"ip": "10.0.0.1"}]}),
+                                 endpoint_slice([{"addresses": ["10.0.0.1"], "hostname": "a",
+                                                  "targetRef": {"kind": "Pod", "name": "p"}}])],
+                         ids=["namespace", "service", "slice", "pod", "externalname", "pod-ips", "slice-target"])
+def test_an_object_of_any_shape_converts_or_is_malformed_nothing_else(obj: dict[str, Any]) -> None:
+    """The sources catch MalformedObject alone: any other exception from a converter is a bug."""
+
+    @given(shapes({k: v for k, v in obj.items() if k != "kind"}))
+    def check(fields: Any) -> None:
+        try:
+            convert({**fields, "kind": obj["kind"]} if isinstance(fields, dict) else {"kind": obj["kind"]})
+        except MalformedObject:
+            pass
+
+    check()

@@ -1,6 +1,6 @@
 """Before the first sync: cluster names are SERVFAIL, never NXDOMAIN; other names are not held up.
 
-Pipeline level, with the socket-free forwarder of tests/unit/helpers.py.  The same over the wire,
+Pipeline level, with the socket-free forwarder of tests/doubles.py.  The same over the wire,
 with the real server process, a real unbound upstream and the API stand-in down:
 tests/integration/test_kube_api.py::test_api_down_at_start_then_up.
 """

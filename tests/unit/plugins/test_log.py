@@ -28,6 +28,7 @@ from dns_server.plugins.log import (
     name_text,
     read_reply,
 )
+from tests.clock import Clock
 
 SOA = ("example.org.", 30, "IN", "SOA", "ns.example.org. admin.example.org. 1 7200 1800 86400 30")
 A = ("example.org.", 300, "IN", "A", "192.0.2.1")
@@ -318,14 +319,6 @@ def test_close_writes_everything_queued_in_order() -> None:
     writer.close()
     assert stream.getvalue().splitlines() == [f"[INFO] {qid} NOERROR" for qid in range(1000)]
     assert writer.dropped == 0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def stuck_burst(writer: QueryLogWriter, stream: GatedStream, records: list[QueryRecord]) -> None:

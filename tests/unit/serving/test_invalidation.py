@@ -48,6 +48,7 @@ from dns_server.protocol.names import REVERSE_ZONES
 from dns_server.protocol.wire import query_for_key
 from dns_server.serving.answer_table import View
 from dns_server.serving.router import Block, Forward, Pipeline
+from tests.clock import Clock
 
 Z = "cluster.local"
 NAMESPACES = ("a", "b")
@@ -121,14 +122,6 @@ def pipeline_on(view: View, settings: ServerBlock) -> Pipeline:
     return Pipeline([("", Block(settings, view, outbound))])
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_700_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def reply(pipeline: Pipeline, query: bytes, via_tcp: bool) -> bytes | str:
     answer = pipeline.handle(query, via_tcp)
     if isinstance(answer, Forward):
@@ -140,7 +133,7 @@ def reply(pipeline: Pipeline, query: bytes, via_tcp: bool) -> bytes | str:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches=batches, cases=st.lists(st.booleans(), min_size=8, max_size=8))
 def test_every_kept_answer_equals_a_fresh_one(batches: list[tuple[list[Update], int]], cases: list[bool]) -> None:
-    clock = Clock()
+    clock = Clock(1_700_000_000.0)
     registry = Registry(required_kinds=KINDS, clock=clock)
     settings_ = block()
     view = View(registry.snapshot)

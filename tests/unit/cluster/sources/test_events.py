@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dns_server.cluster.records import SERVICE, Service
+from dns_server.cluster.records import SERVICE, MalformedObject, Service
 from dns_server.cluster.sources.events import BadEvent, parse_event, update_for
 from dns_server.cluster.sources.replay import read_watch_file
 from dns_server.cluster.updates import Put, Remove
@@ -37,8 +37,10 @@ def test_events_become_updates() -> None:
     assert update_for("DELETED", dict(SVC)) == Remove((SERVICE, "shop", "web"))
     broken = {**SVC, "spec": {"clusterIP": "10.96.0.300"}}
     assert update_for("DELETED", broken) == Remove((SERVICE, "shop", "web"))  # a deletion needs only the name
-    with pytest.raises(BadEvent, match="10.96.0.300"):
+    with pytest.raises(MalformedObject, match="10.96.0.300"):
         update_for("ADDED", broken)
+    with pytest.raises(MalformedObject, match="metadata.name is missing"):
+        update_for("DELETED", {"kind": "Service", "metadata": {"namespace": "shop"}})
     assert update_for("ADDED", {"kind": "ConfigMap", "metadata": {"name": "x"}}) is None
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from dns_server.cluster.records import KINDS, Service
+from dns_server.cluster.records import KINDS
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.sources.fixtures import FixtureSource
 from dns_server.errors import ConfigError
+from tests.clock import Clock
 
 SETTLE = 0.5
 
@@ -29,14 +30,6 @@ kind: Service
 metadata: {{name: {name}, namespace: {namespace}}}
 spec: {{clusterIP: {ip}, ports: [{{name: http, port: 80, protocol: TCP}}]}}
 """
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def source_for(directory: Path) -> tuple[FixtureSource, Registry, Clock]:
@@ -164,6 +157,38 @@ def test_a_malformed_object_keeps_its_last_good_version(tmp_path: Path, caplog: 
     assert "Service shop/c" in caplog.text and "skipped" in caplog.text
 
 
+def test_a_mixed_case_object_that_turns_malformed_keeps_its_last_good_version(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The record spells the name in lower case; the malformed object must still find it under that key."""
+    path = tmp_path / "svc.yaml"
+    path.write_text(service("Web", "10.0.0.1", namespace="Shop"))
+    source, registry, clock = source_for(tmp_path)
+    assert cluster_ip(registry, "web") == "10.0.0.1"
+    path.write_text(service("Web", "not-an-ip", namespace="Shop"))
+    with caplog.at_level(logging.ERROR):
+        assert settle(source, clock)
+    assert cluster_ip(registry, "web") == "10.0.0.1"
+    assert f"{path}: Service Shop/Web: spec.clusterIPs[0] 'not-an-ip' is not an IP address; " \
+           "keeping its last good version" in caplog.text
+
+
+def test_a_bug_in_a_converter_is_not_taken_for_a_malformed_object(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only MalformedObject means "bad input": any other error escapes the poll (whose caller logs it)."""
+    path = tmp_path / "svc.yaml"
+    path.write_text(service("a", "10.0.0.1"))
+    source, registry, clock = source_for(tmp_path)
+
+    def broken(obj: object) -> None:
+        raise ValueError("a bug")
+
+    monkeypatch.setattr("dns_server.cluster.sources.fixtures.convert", broken)
+    path.write_text(service("a", "10.0.0.2"))
+    with pytest.raises(ValueError, match="a bug"):
+        settle(source, clock)
+    assert cluster_ip(registry, "a") == "10.0.0.1"
+
+
 def test_odd_documents_are_reported_not_fatal(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / "scalar.yaml").write_text("just some text\n")
     (tmp_path / "list.yaml").write_text("kind: List\nitems: [42, {kind: Service}]\n---\n" + service("a", "10.0.0.1"))
@@ -219,7 +244,7 @@ def test_a_configmap_style_symlink_swap_applies_whole(tmp_path: Path) -> None:
     os.replace(tmp_path / "..data_tmp", tmp_path / "..data")
     assert settle(source, clock)
     assert (cluster_ip(registry, "a"), cluster_ip(registry, "b")) == ("10.0.1.1", "10.0.1.2")
-    assert len([r for r in registry.objects() if isinstance(r, Service)]) == 2  # hidden dirs are not read twice
+    assert registry.counts()["Service"] == 2  # hidden dirs are not read twice
 
 
 def test_a_symlink_loop_is_walked_once(tmp_path: Path) -> None:

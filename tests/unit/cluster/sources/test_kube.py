@@ -1,22 +1,19 @@
-"""The API source's pure parts: backoff, batching, what is watched with which selectors, the client's configuration."""
+"""The API source's pure parts: backoff, what is watched with which selectors, the client's configuration."""
 
 from __future__ import annotations
 
 import json
 import random
-import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, Namespace, decode_list
+from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, decode_list
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.scope import FixedNamespaces, SelectedNamespaces
 from dns_server.cluster.sources.kube import (
     RUNNING_PODS_FIELD_SELECTOR,
     Backoff,
-    Batcher,
     KubeSource,
     Resource,
     WatchFailed,
@@ -24,12 +21,9 @@ from dns_server.cluster.sources.kube import (
     resources_for,
 )
 from dns_server.cluster.sources.settings import SourceSettings
-from dns_server.cluster.updates import Put, Replace
 from dns_server.config.model import KubernetesSettings, PodMode
-from dns_server.errors import ConfigError
+from dns_server.errors import ConfigError, MalformedInput
 from dns_server.serving.runtime import _required_kinds, _scope_for
-
-THREAD_WAIT = 30.0  # generous: a thread that has not ended by then never will
 
 
 def source(**options: object) -> SourceSettings:
@@ -67,45 +61,6 @@ def test_required_kinds_and_scope_follow_the_settings() -> None:
     assert _scope_for(source()) is None
     assert isinstance(_scope_for(source(namespaces=("a", "b"))), FixedNamespaces)
     assert isinstance(_scope_for(source(namespace_labels="team=a")), SelectedNamespaces)
-
-
-def test_the_batcher_applies_a_burst_as_one_snapshot_and_runs_callbacks_after() -> None:
-    registry = Registry(required_kinds={NAMESPACE})
-    published: list[int] = []
-    registry.subscribe(lambda snapshot, change: published.append(len(snapshot.namespaces)))
-    batcher = Batcher(registry, quiet=0.05, max_delay=0.5)
-    applied = threading.Event()
-    batcher.put([Replace(frozenset({NAMESPACE}), ())], lambda: applied.set())
-    for i in range(100):
-        batcher.put([Put(Namespace(f"ns-{i}"))])
-    batcher.close()
-    thread = threading.Thread(target=batcher.run)
-    thread.start()
-    thread.join(THREAD_WAIT)
-    assert not thread.is_alive()
-    assert applied.is_set()
-    assert published == [100]  # the Replace and 100 events, all queued before it ran: one snapshot
-    assert registry.snapshot.synced
-
-
-def test_the_batcher_bounds_the_delay_under_a_steady_stream() -> None:
-    """Events every 5 ms, never a quiet second: a batch is still published while the stream goes on."""
-    registry = Registry(required_kinds=set())
-    sent = 0
-    published: list[int] = []  # how many events had been sent when each snapshot was published
-    registry.subscribe(lambda snapshot, change: published.append(sent))
-    batcher = Batcher(registry, quiet=1.0, max_delay=0.05)
-    thread = threading.Thread(target=batcher.run)
-    thread.start()
-    for i in range(60):
-        batcher.put([Put(Namespace(f"ns-{i}"))])
-        sent += 1
-        time.sleep(0.005)
-    batcher.close()
-    thread.join(THREAD_WAIT)
-    assert not thread.is_alive()
-    assert published[0] < 60  # the first batch did not wait for the stream to end
-    assert len(registry.snapshot.namespaces) == 60
 
 
 def test_in_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,8 +136,8 @@ def test_events_before_a_bad_line_are_applied_and_the_stream_is_resumed_after_th
     with pytest.raises(WatchFailed, match="unreadable watch event"):
         kube._watch(Resource(SERVICE), status)
     assert status.resource_version == "42"  # the resume starts after the event that was read ...
-    kube._batcher.close()
-    kube._batcher.run()
+    kube._applier.close()
+    kube._applier.run()
     assert ("shop", "web") in registry.snapshot.services  # ... so that event must have been applied
     kube._api.close()
 
@@ -202,5 +157,5 @@ def test_a_list_page_keeps_only_what_dns_reads_and_falls_back_for_odd_shapes() -
                       "items": [{"metadata": 5}, {"metadata": {"name": "q", "namespace": "ns"}}]}).encode()
     items, version, token = decode_list(POD, odd)
     assert items[0] == {"metadata": 5} and items[1]["metadata"]["name"] == "q" and (version, token) == ("7", "")
-    with pytest.raises(ValueError):
+    with pytest.raises(MalformedInput, match="not JSON"):
         decode_list(POD, b"{not json")

@@ -21,7 +21,8 @@ from dns_server.plugins.forward.outbound import Outbound
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.protocol.codes import NXDOMAIN, SERVFAIL
 from dns_server.protocol.wire import decode_query, question_key
-from tests.doubles import Clock, FakeForwarder, block, canned_reply, forward_to, outbound_for
+from tests.clock import Clock
+from tests.doubles import FakeForwarder, block, canned_reply, forward_to, outbound_for
 
 T = TypeVar("T")
 NAME = "www.example.com"

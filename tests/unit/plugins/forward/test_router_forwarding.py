@@ -19,8 +19,9 @@ from dns_server.cluster.updates import Put
 from dns_server.config.model import CacheSettings
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.serving.router import Forward
+from tests.clock import Clock
 from tests.cluster_data import example_records, registry_with
-from tests.doubles import Clock, Z, ask, block, fakes, pipeline_for, reply_of
+from tests.doubles import Z, ask, block, fakes, pipeline_for, reply_of
 
 CACHED = block(cache=CacheSettings())
 UNCACHED = block(cache=None)
