@@ -33,6 +33,13 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 # Pure in full: the DNS vocabulary and codec, the cluster model the answers read, the chain that makes them.
 # (The registry takes a lock: it is the one writer, publishing from the sources' threads.)
 MUST_BE_PURE = ("protocol", "cluster.records", "cluster.snapshot", "cluster.scope", "chain")
+# Imports that still point up, until the plugin chain is built from the Corefile (each plugin's setup
+# and handler in its own module): the resolver and the directives' options reach into plugins.  The
+# architecture test fails when this list and the code disagree, so it shrinks with the code.
+KNOWN_UPWARD = frozenset({
+    ("chain.resolver", "plugins.hosts"), ("chain.resolver", "plugins.kubernetes.qname"),
+    ("config.directives", "plugins.bind"), ("config.directives", "plugins.hosts"),
+})
 IO_MODULES = frozenset({"asyncio", "socket", "selectors", "threading", "kubernetes", "yaml", "yaml_rs", "urllib",
                         "http", "time", "subprocess", "os", "glob", "shutil", "uvloop", "concurrent", "signal"})
 
