@@ -20,7 +20,7 @@ import pytest
 from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, SERVICE
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.snapshot import Snapshot
-from dns_server.cluster.sources.kube import Backoff, KubeSource, Resource, api_client
+from dns_server.cluster.sources.kube import Backoff, KubeSource, Phase, Resource, api_client
 from dns_server.config.model import KubernetesSettings
 from tests.integration.server import wait_for
 from tests.kube_api_standin import KubeApiStandIn, Request, endpoint_slice, namespace, service
@@ -142,6 +142,8 @@ def test_a_silent_connection_is_noticed_and_resumed(api: KubeApiStandIn, running
 @pytest.mark.parametrize("running", [{"backoff": FAST_BACKOFF}], indirect=True)
 def test_errors_back_off_and_keep_the_last_data(api: KubeApiStandIn, running: Running) -> None:
     synced(running)
+    status = running.source.status.resources[SERVICE]
+    wait_for(lambda: status.phase is Phase.WATCHING, CHANGE_WAIT, "the services' loop to watch")
     api.fail_requests(500)
     failing_since, first = time.monotonic(), len(api.requests)
     api.drop_connections()
@@ -151,10 +153,12 @@ def test_errors_back_off_and_keep_the_last_data(api: KubeApiStandIn, running: Ru
     assert time.monotonic() - failing_since >= 0.3
     assert len(running.registry.snapshot.services) == 9  # nothing was emptied
     assert running.registry.snapshot.synced
-    assert "HTTP 500" in running.source.status.resources[SERVICE].error
+    assert "HTTP 500" in status.error
+    wait_for(lambda: status.phase is Phase.BACKING_OFF, CHANGE_WAIT, "the services' loop to back off", interval=0.005)
     api.fail_requests(None)
     api.apply(service("shop", "recovered", "10.96.4.1"))
     wait_for(lambda: running.has("shop", "recovered"), CHANGE_WAIT, "recovery once the API answers again")
+    wait_for(lambda: status.phase is Phase.WATCHING, CHANGE_WAIT, "the services' loop to watch again")
 
 
 # a wider quiet window than production's 10 ms, so that a busy test machine pausing the stand-in's
@@ -196,3 +200,4 @@ def test_stop_cuts_the_open_watches_and_ends_every_thread(api: KubeApiStandIn, t
     wait_for(lambda: all(api.watches(kind) for kind in KINDS), CHANGE_WAIT, "every watch to be open")
     running.source.stop(timeout=CHANGE_WAIT)
     assert not [t.name for t in threading.enumerate() if t.name.startswith("kube-") and t.is_alive()]
+    assert {kind: s.phase for kind, s in running.source.status.resources.items()} == dict.fromkeys(KINDS, Phase.STOPPED)

@@ -21,6 +21,9 @@ Reflector), following the API concepts page
    to 30 s) and tries again.  Nothing is removed meanwhile: the registry keeps the last synced
    data and the server keeps answering from it.
 
+Where each loop is — `Phase.LISTING`, `WATCHING`, `BACKING_OFF`, `STOPPED` — is kept in its
+`ResourceStatus` and logged (debug) as it changes.
+
 Objects are read as raw JSON (`_preload_content=False`, then `records.decode_list` for list pages
 and `json.loads` for watch events), not as the client's model objects, and converted at once into
 the slim records of `records.py`.
@@ -42,6 +45,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import urllib3
@@ -173,11 +177,21 @@ class Backoff:
         return base * (0.5 + rng.random() / 2)
 
 
+class Phase(Enum):
+    """What one resource's loop (its reflector) is doing; each change is logged at debug level."""
+
+    LISTING = "listing"
+    WATCHING = "watching"
+    BACKING_OFF = "backing off"
+    STOPPED = "stopped"
+
+
 @dataclass
 class ResourceStatus:
-    """What one list + watch loop has done: read by the loop itself and in its log lines."""
+    """What one list + watch loop is doing and has done: read by the loop itself and in its log lines."""
 
     kind: str
+    phase: Phase = Phase.STOPPED
     synced: bool = False  # its first listing has been applied to the registry
     objects: int = 0  # objects in its latest listing
     lists: int = 0  # listings applied (the first, then one per relist)
@@ -278,6 +292,12 @@ class KubeSource:
     # -- one resource -------------------------------------------------------------------------------
     def _loop(self, resource: Resource) -> None:
         status = self.status.resources[resource.kind]
+        try:
+            self._reflect(resource, status)
+        finally:
+            _enter(resource, status, Phase.STOPPED)
+
+    def _reflect(self, resource: Resource, status: ResourceStatus) -> None:
         failures = 0
         listed = False
         watches = 0
@@ -286,6 +306,7 @@ class KubeSource:
                 if not listed:
                     if status.lists and self._metrics is not None:
                         self._metrics.relisted(resource.plural)
+                    _enter(resource, status, Phase.LISTING)
                     self._list(resource, status)
                     listed = True
                     failures = 0
@@ -293,6 +314,7 @@ class KubeSource:
                 watches += 1
                 if watches > 1 and self._metrics is not None:
                     self._metrics.watch_restarted(resource.plural)
+                _enter(resource, status, Phase.WATCHING)
                 if self._watch(resource, status):
                     failures = 0
                     continue
@@ -318,6 +340,7 @@ class KubeSource:
             log.warning("%s: %s; retrying in %.1f s, %s", resource.plural, status.error, delay,
                         "serving the data synced before" if status.synced
                         else "cluster names answer SERVFAIL until it is listed")
+            _enter(resource, status, Phase.BACKING_OFF)
             self._stop.wait(delay)
 
     def _list(self, resource: Resource, status: ResourceStatus) -> None:
@@ -462,6 +485,12 @@ class KubeSource:
         version = resource_version(obj)
         if version:
             status.resource_version = version
+
+
+def _enter(resource: Resource, status: ResourceStatus, phase: Phase) -> None:
+    if status.phase is not phase:
+        log.debug("%s: %s -> %s", resource.plural, status.phase.value, phase.value)
+        status.phase = phase
 
 
 def trigger_time(obj: Mapping[str, Any]) -> tuple[str, str, float] | None:
