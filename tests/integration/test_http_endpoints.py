@@ -102,7 +102,7 @@ def test_ready_names_the_plugins_not_ready_then_stays_ready(running: list[HttpEn
     state = {"kubernetes": False, "hosts": False}
     checks = [("kubernetes", lambda: state["kubernetes"]), ("hosts", lambda: state["hosts"])]
     start(running, HttpEndpoints(Metrics(), ready=[(HOST, port)], readiness=checks))
-    with caplog.at_level(logging.INFO, logger="dns_server.ready"):
+    with caplog.at_level(logging.INFO, logger="dns_server.plugins.ready"):
         assert request(port, "/ready") == (503, "text/plain; charset=utf-8", "hosts,kubernetes")
     assert 'Plugins not ready: "hosts,kubernetes"' in caplog.messages
     state["hosts"] = True
