@@ -257,10 +257,11 @@ def cold_answer_us(fixtures: Path, questions: list[tuple[str, str]], count: int)
     server loads them; each question is asked once, so nothing it needs was computed before.
     """
     sys.path.insert(0, str(REPO))
-    from dns_server.chain.resolver import resolve
     from dns_server.cli import build_parser, config_from_args
     from dns_server.cluster.registry import Registry
     from dns_server.cluster.sources.fixtures import FixtureSource
+    from dns_server.plugins import chain_for
+    from dns_server.plugins.bufsize import bufsize_of
     from dns_server.protocol.encode import encode
     from dns_server.protocol.wire import decode_query
 
@@ -269,12 +270,14 @@ def cold_answer_us(fixtures: Path, questions: list[tuple[str, str]], count: int)
     registry = Registry(clock=time.time)
     FixtureSource(fixtures, registry).load()
     snapshot = registry.snapshot
+    chain = chain_for(block)
+    bufsize = bufsize_of(block)
     wires = [dns.message.make_query(name, qtype).to_wire() for name, qtype in list(dict.fromkeys(questions))[:count]]
     times = []
     for wire in wires:
         started = time.perf_counter_ns()
         query = decode_query(wire)
-        encode(query, resolve(query.name, query.qtype, snapshot, block), block.bufsize)
+        encode(query, chain.resolve(query.name, query.qtype, snapshot), bufsize)
         times.append((time.perf_counter_ns() - started) / 1000)
     return times
 

@@ -23,25 +23,11 @@ from typing import Sequence
 
 from dns_server import __version__
 from dns_server.config.model import (
-    DEFAULT_CLUSTER_DOMAIN,
-    DEFAULT_DNS_SERVICE,
     DEFAULT_MAX_TCP_CONNECTIONS,
     DEFAULT_TCP_IDLE_TIMEOUT,
-    DEFAULT_TTL,
-    MAX_TTL,
-    MAX_UPSTREAMS,
-    CacheSettings,
     Config,
-    ErrorsSettings,
     Fallthrough,
-    ForwardSettings,
-    HealthSettings,
-    KubernetesSettings,
-    LogRule,
-    PodMode,
-    Policy,
     ServerBlock,
-    Upstream,
     ZoneKey,
     format_address,
     parse_duration,
@@ -49,12 +35,25 @@ from dns_server.config.model import (
 )
 from dns_server.errors import ConfigError
 from dns_server.observability.logs import setup_logging
+from dns_server.plugins import load_config
+from dns_server.plugins.cache import DEFAULT_CACHE_CAPACITY, CacheSettings
+from dns_server.plugins.errors import ErrorsSettings
+from dns_server.plugins.forward.setup import MAX_UPSTREAMS, ForwardSettings, Policy, Upstream
 from dns_server.plugins.forward.upstreams import loops_back, resolv_conf_nameservers
+from dns_server.plugins.health import HealthSettings
+from dns_server.plugins.kubernetes.setup import (
+    DEFAULT_CLUSTER_DOMAIN,
+    DEFAULT_DNS_SERVICE,
+    DEFAULT_TTL,
+    MAX_TTL,
+    KubernetesSettings,
+    PodMode,
+)
+from dns_server.plugins.log import LogRule
 from dns_server.protocol.names import REVERSE_ZONES, normalize_zone
 
 DEFAULT_LISTEN = "0.0.0.0:53"
 DEFAULT_RESOLV_CONF = Path("/etc/resolv.conf")
-DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_MAX_CONCURRENT = 1000  # the kubeadm Corefile's forward max_concurrent
 FLAG_PREFETCH_AMOUNT = 2  # --prefetch: popular after 2 hits (the cache plugin's prefetch default is 1 of `prefetch 1`)
 DATA_FLAGS = ("fixtures", "kubeconfig", "context", "namespaces", "labels", "namespace_labels", "watch_file")
@@ -123,9 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how an upstream is chosen (default random)")
     fwd.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT, metavar="N",
                      help=f"forwarded queries in flight at most; more get REFUSED (default {DEFAULT_MAX_CONCURRENT})")
-    fwd.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_SIZE, metavar="N",
+    fwd.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_CAPACITY, metavar="N",
                      help=f"forwarded answers kept at most, of each kind (success, denial), least recently used "
-                          f"evicted first; 0 disables the cache (default {DEFAULT_CACHE_SIZE})")
+                          f"evicted first; 0 disables the cache (default {DEFAULT_CACHE_CAPACITY})")
     fwd.add_argument("--prefetch", action="store_true",
                      help="refresh popular cached answers in the background shortly before they expire")
     fwd.add_argument("--serve-stale", default="0", metavar="DURATION",
@@ -202,16 +201,18 @@ def config_from_args(args: argparse.Namespace) -> Config:
                           prefetch_amount=FLAG_PREFETCH_AMOUNT if args.prefetch else 0,
                           serve_stale=serve_stale, serve_stale_verify=True) if args.cache_size and forward else None
     lameduck = parse_duration(args.lameduck)
-    block = ServerBlock(
-        keys=tuple(ZoneKey("", port) for port in dict.fromkeys(port for _, port in listen)),
-        bind=tuple(dict.fromkeys(host for host, _ in listen)),
-        kubernetes=kubernetes, forward=forward, cache=cache, errors=ErrorsSettings(),
-        log=(LogRule(),) if args.log_queries else (),
-        health=HealthSettings(http_address(args.health, "--health"), lameduck) if args.health else None,
-        ready=http_address(args.ready, "--ready") if args.ready else None,
-        prometheus=http_address(args.metrics, "--metrics") if args.metrics else None,
-        location="flags",
-    )
+    settings = {
+        "bind": tuple(dict.fromkeys(host for host, _ in listen)),
+        "kubernetes": kubernetes, "forward": forward or None, "cache": cache, "errors": ErrorsSettings(),
+        "log": (LogRule(),) if args.log_queries else None,
+        "health": HealthSettings(http_address(args.health, "--health"), lameduck) if args.health else None,
+        "ready": http_address(args.ready, "--ready") if args.ready else None,
+        "prometheus": http_address(args.metrics, "--metrics") if args.metrics else None,
+    }
+    block = ServerBlock(keys=tuple(ZoneKey("", port) for port in dict.fromkeys(port for _, port in listen)),
+                        location="flags")
+    for directive, value in settings.items():
+        block = block.with_setting(directive, value)
     return Config((block,), tcp_idle_timeout=args.tcp_idle_timeout, max_tcp_connections=args.max_tcp_connections,
                   log_level=args.log_level, log_format=args.log_format)
 
@@ -272,7 +273,7 @@ def load(args: argparse.Namespace, given: set[str]) -> Config:
         corefile = Path("Corefile")
     if corefile is None:
         config = config_from_args(args)
-        if (config.blocks[0].kubernetes is not None and args.fixtures is None and args.kubeconfig is None
+        if (config.blocks[0].setting("kubernetes") is not None and args.fixtures is None and args.kubeconfig is None
                 and "KUBERNETES_SERVICE_HOST" not in os.environ):
             raise ConfigError("no cluster data: give -conf COREFILE, --fixtures DIR or --kubeconfig FILE "
                               "(or run inside a pod)")
@@ -281,8 +282,6 @@ def load(args: argparse.Namespace, given: set[str]) -> Config:
     if mixed:
         raise ConfigError(f"{', '.join('--' + m.replace('_', '-') for m in mixed)}: the Corefile configures that; "
                           "these flags are for running without one")
-    from dns_server.config.directives import load_config  # the Corefile machinery is only needed with a Corefile
-
     config = load_config(corefile, dns_port=args.dns_port)
     return Config(config.blocks, config.files, config.corefile_hash, args.tcp_idle_timeout, args.max_tcp_connections,
                   args.log_level, args.log_format, config.source)
@@ -302,7 +301,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(version_text())
         return 0
     if args.plugins:
-        from dns_server.config.directives import plugins_text
+        from dns_server.plugins import plugins_text
 
         sys.stdout.write(plugins_text())
         return 0

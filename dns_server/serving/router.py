@@ -34,16 +34,17 @@ from typing import Callable, NamedTuple, Optional, Protocol
 
 from dnslib import DNSRecord
 
-from dns_server.chain.resolver import resolve
+from dns_server.chain.chain import Chain
+from dns_server.chain.plugin import CLIENT
 from dns_server.cluster.snapshot import Change
 from dns_server.config.model import ServerBlock
+from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.forward.outbound import CACHE, FORWARD, Outbound
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
-from dns_server.plugins.hosts import HostsTable
 from dns_server.plugins.log import QueryLog, QueryLogWriter, QueryRecord
 from dns_server.plugins.loop import HINFO, LoopProbe
 from dns_server.protocol.answer import Answer, Outcome
-from dns_server.protocol.encode import Unencodable, encode, error_reply, fit, rotate
+from dns_server.protocol.encode import Unencodable, encode, error_reply, fit
 from dns_server.protocol.names import longest_zone, zone_text
 from dns_server.protocol.wire import (
     BADVERS,
@@ -105,27 +106,19 @@ class Labels(NamedTuple):
 
 
 class Block:
-    """One server block as the pipeline runs it: settings, registry view, hosts table, outbound side."""
+    """One server block as the router runs it: its query chain, registry view and outbound side."""
 
-    def __init__(self, settings: ServerBlock, view: View, outbound: Outbound | None = None,
-                 hosts: HostsTable | None = None, errors: ErrorReporter | None = None,
-                 query_log: QueryLog | None = None, loop: LoopProbe | None = None) -> None:
+    def __init__(self, settings: ServerBlock, view: View, chain: Chain, outbound: Outbound | None = None,
+                 errors: ErrorReporter | None = None, query_log: QueryLog | None = None,
+                 loop: LoopProbe | None = None) -> None:
         self.settings = settings
         self.view = view
+        self.chain = chain
         self.outbound = outbound
-        self.hosts = hosts
         self.errors = errors
         self.query_log = query_log  # the block's `log` directives, if any
         self.loop = loop  # the `loop` plugin's probe, while it runs
-        self.bufsize = settings.bufsize
-        self._turn = 0
-
-    def balanced(self, reply: bytes) -> bytes:
-        """A forwarded reply with its address records turned (`loadbalance`); as it is otherwise."""
-        if not self.settings.loadbalance:
-            return reply
-        self._turn += 1
-        return rotate(reply, self._turn)
+        self.bufsize = bufsize_of(settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +262,7 @@ class Pipeline:
             cached = target.outbound.cached(key, limit)
             if cached is None:
                 return self._slow(data, via_tcp, peer)  # becomes a Forward
-            reply = target.block.balanced(_as_asked(data, cached, end))
+            reply = target.block.chain.forwarded(_as_asked(data, cached, end))
             if self.metrics is not None:
                 self._tally = self._tally_for(entry.labels.zone, CACHE, data, reply, key, via_tcp)
             return reply
@@ -309,7 +302,7 @@ class Pipeline:
             assert block.loop is not None
             block.loop.arrived(peer)
         snapshot = block.view.snapshot
-        answer = resolve(query.name, query.qtype, snapshot, block.settings, block.hosts)
+        answer = block.chain.resolve(query.name, query.qtype, snapshot, peer)
         key = question_key(query)
         labels = self._labels.get((zone, answer.plugin))
         if labels is None:
@@ -323,7 +316,7 @@ class Pipeline:
                 self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels, forward=target))
                 cached = block.outbound.cached(key, reply_limit(via_tcp, payload, block.bufsize))
                 if cached is not None:
-                    reply = block.balanced(_as_asked(data, cached, end))
+                    reply = block.chain.forwarded(_as_asked(data, cached, end))
                     return self._count_reply(data, reply, labels.zone, CACHE, via_tcp)
             else:
                 chased = block.outbound.cached(_chase_key(key, answer.chase), MAX_TCP_MESSAGE)
@@ -340,10 +333,14 @@ class Pipeline:
                 block.errors(SERVFAIL, query.name, query.qtype, f"cannot encode the answer: {error}")
             return self._count_reply(data, error_reply(query, SERVFAIL, block.bufsize), labels.zone, answer.plugin,
                                      via_tcp)
+        rotations = tuple(encode(query, answer._replace(answer=records), block.bufsize).wire
+                          for records in answer.rotations)
         entry = Entry(encoded.wire, encoded.serial_at, block.view, answer.depends, block.bufsize, labels,
-                      rotations=_rotations(query, answer, block), serial=snapshot.serial)
+                      rotations=rotations, serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
+        elif CLIENT in answer.depends:
+            return _as_asked(data, entry.reply(reply_limit(via_tcp, payload, block.bufsize)), end)  # only for this client
         else:
             self.table.put(key, entry)
         return self._serve(entry, data, key, end, payload, via_tcp, peer)
@@ -374,7 +371,7 @@ class Pipeline:
         else:
             if answer.outcome is Outcome.CHASE:
                 return self._chased(query, answer, reply, forward.via_tcp, block, forward.zone)
-            reply = block.balanced(_relayed(reply, query))
+            reply = block.chain.forwarded(_relayed(reply, query))
         self._observe(forward.data, reply, zone_text(forward.zone), FORWARD, forward.via_tcp, perf_counter() - start)
         if self._writer is not None:
             self._log(forward.data, reply, forward.via_tcp, forward.peer, perf_counter() - forward.started)
@@ -474,28 +471,6 @@ def _relayed(reply: bytes, query: Query) -> bytes:
     """A forwarded reply (ID 0, lower-case question) with the query's ID and question case."""
     end = HEADER_LEN + len(query.question)
     return query.id.to_bytes(2, "big") + reply[2:HEADER_LEN] + query.question + reply[end:]
-
-
-def _rotations(query: Query, answer: Answer, block: Block) -> tuple[bytes, ...]:
-    """With `loadbalance`: the reply with its address records rotated, once per position (at most 8)."""
-    if not block.settings.loadbalance:
-        return ()
-    positions = [i for i, rr in enumerate(answer.answer) if rr.rtype in _ROTATED]
-    if len(positions) < 2:
-        return ()
-    rotations = []
-    for turn in range(min(len(positions), MAX_ROTATIONS)):
-        records = list(answer.answer)
-        moved = positions[turn:] + positions[:turn]
-        for at, source in zip(positions, moved):
-            records[at] = answer.answer[source]
-        rotated = Answer(answer.outcome, tuple(records), answer.authority, answer.additional, plugin=answer.plugin)
-        rotations.append(encode(query, rotated, block.bufsize).wire)
-    return tuple(rotations)
-
-
-_ROTATED = (1, 28, 15)  # A, AAAA, MX: what CoreDNS's loadbalance shuffles
-MAX_ROTATIONS = 8
 
 
 def _question_type_and_do(data: bytes) -> tuple[int, bool]:

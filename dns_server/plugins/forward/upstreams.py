@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from dns_server.config.model import DEFAULT_MAX_FAILS, Policy
+from dns_server.plugins.forward.setup import DEFAULT_MAX_FAILS, Policy
 
 
 class UpstreamError(Exception):

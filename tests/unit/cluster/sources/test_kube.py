@@ -21,8 +21,8 @@ from dns_server.cluster.sources.kube import (
     resources_for,
 )
 from dns_server.cluster.sources.settings import SourceSettings
-from dns_server.config.model import KubernetesSettings, PodMode
 from dns_server.errors import ConfigError, MalformedInput
+from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
 from dns_server.serving.runtime import _required_kinds, _scope_for
 
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from dns_server.config.model import DEFAULT_MAX_FAILS, Policy
+from dns_server.plugins.forward.setup import DEFAULT_MAX_FAILS, Policy
 from dns_server.plugins.forward.upstreams import Upstreams, loops_back, resolv_conf_nameservers
 
 A, B, C = ("192.0.2.1", 53), ("192.0.2.2", 53), ("192.0.2.3", 5353)

@@ -1,0 +1,57 @@
+"""One server block's query chain: its plugins' handlers in plugin.cfg order, as one pure function.
+
+`Chain.resolve(name, qtype, snapshot, peer) -> Answer`: the first handler gets the request and a
+`next` that runs the rest of the chain; the end of the chain answers SERVFAIL with CoreDNS's "no
+next plugin found", naming the last plugin of the block that has a handler in CoreDNS.  The `next`
+functions are made once per chain, not per question.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from dns_server.chain.plugin import Handler, Next, Peer, Reads, Request
+from dns_server.cluster.snapshot import Snapshot
+from dns_server.protocol.answer import Answer, Outcome
+
+NO_PLUGIN = "no next plugin found"  # CoreDNS's error when the chain ends without an answer
+
+
+class Chain:
+    """The handlers of one block, each given the rest of the chain as `next`."""
+
+    def __init__(self, handlers: Sequence[tuple[str, Handler]], last: str = "") -> None:
+        self.handlers = dict(handlers)
+        reason = f"plugin/{last}: {NO_PLUGIN}" if last else NO_PLUGIN
+
+        def end(request: Request) -> Answer:
+            return request.reads.answer(Outcome.SERVFAIL, reason=reason)
+
+        first: Next = end
+        for _, handler in reversed(handlers):
+            first = _link(handler, first)
+        self._first = first
+        self._rewrites = tuple(handler for _, handler in handlers
+                               if type(handler).forwarded is not Handler.forwarded)
+
+    def resolve(self, name: str, qtype: int, snapshot: Snapshot, peer: Peer = None) -> Answer:
+        """Answer one IN-class question (name: lower case, no trailing dot) as the block's plugins would."""
+        return self._first(Request(name, qtype, Reads(snapshot), peer))
+
+    def forwarded(self, reply: bytes) -> bytes:
+        """A reply from upstream, as the block's plugins change every reply (loadbalance)."""
+        for handler in self._rewrites:
+            reply = handler.forwarded(reply)
+        return reply
+
+    def handler(self, name: str) -> Handler | None:
+        return self.handlers.get(name)
+
+
+def _link(handler: Handler, rest: Next) -> Next:
+    serve = handler.serve
+
+    def step(request: Request) -> Answer:
+        return serve(request, rest)
+
+    return step
