@@ -15,13 +15,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from dns_server.config.syntax import parse_address
-from dns_server.config.syntax import ServerBlockSyntax
-from dns_server.config.syntax import CorefileSyntax
-from dns_server.config.syntax import CorefileError
-from dns_server.config.syntax import Directive
-from dns_server.config.model import DEFAULT_PORT, PLUGIN_ORDER, Config, ServerBlock, ZoneKey
+from dns_server.config.model import (
+    DEFAULT_PORT,
+    PLUGIN_ORDER,
+    Config,
+    ServerBlock,
+    ZoneKey,
+)
 from dns_server.config.setup import DNS_SCHEME, Setup, SetupContext, read_text
+from dns_server.config.syntax import (
+    CorefileError,
+    CorefileSyntax,
+    Directive,
+    ServerBlockSyntax,
+    parse_address,
+)
 
 
 def _check_names(blocks: Sequence[ServerBlockSyntax], setups: Mapping[str, Setup]) -> None:

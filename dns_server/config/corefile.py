@@ -56,7 +56,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from dns_server.config.syntax import CorefileError, CorefileSyntax, Directive, ServerBlockSyntax, Token
+from dns_server.config.syntax import (
+    CorefileError,
+    CorefileSyntax,
+    Directive,
+    ServerBlockSyntax,
+    Token,
+)
 
 MAX_IMPORT_EXPANSIONS = 10_000  # coredns/caddy 1.1.3+: snippet imports, and file imports (a glob counts once)
 MAX_ENV_EXPANSIONS = 1_000  # ours: CoreDNS never returns from a variable whose value names itself

@@ -20,11 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
-from dns_server.config.syntax import normalize_zones
-from dns_server.config.syntax import CorefileError
-from dns_server.config.syntax import Directive
-from dns_server.config.syntax import Token
 from dns_server.config.model import FALLTHROUGH_ALL, Fallthrough, parse_duration
+from dns_server.config.syntax import CorefileError, Directive, Token, normalize_zones
 from dns_server.errors import ConfigError
 from dns_server.protocol.names import valid_domain
 

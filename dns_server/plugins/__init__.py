@@ -15,8 +15,8 @@ from dns_server.chain.chain import Chain
 from dns_server.chain.plugin import PluginSpec
 from dns_server.config import build
 from dns_server.config.corefile import parse_corefile
-from dns_server.config.syntax import CorefileSyntax
 from dns_server.config.model import DEFAULT_PORT, PLUGIN_ORDER, Config, ServerBlock
+from dns_server.config.syntax import CorefileSyntax
 from dns_server.plugins import (
     bind,
     bufsize,

@@ -15,9 +15,8 @@ import struct
 from typing import Sequence
 
 from dns_server.chain.plugin import PluginSpec
-from dns_server.config.syntax import Directive
-from dns_server.config.syntax import Token
 from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive, Token
 from dns_server.protocol.names import canonical_address
 
 _NLMSG_HEADER = struct.Struct("=LHHLL")  # length, type, flags, sequence, port id

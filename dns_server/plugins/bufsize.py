@@ -7,9 +7,9 @@ import re
 from typing import Sequence
 
 from dns_server.chain.plugin import PluginSpec
-from dns_server.config.syntax import Directive
 from dns_server.config.model import ServerBlock
 from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive
 
 NAME = "bufsize"
 MIN_BUFSIZE, MAX_BUFSIZE = 512, 4096  # bufsize plugin bounds

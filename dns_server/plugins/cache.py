@@ -39,10 +39,19 @@ from typing import Sequence
 from cachetools import LRUCache
 
 from dns_server.chain.plugin import PluginSpec
-from dns_server.config.syntax import Directive
-from dns_server.config.syntax import Token
 from dns_server.config.setup import Reader, SetupContext, last
-from dns_server.protocol.codes import AA, DO, NOERROR, NXDOMAIN, OPT, OPT_RECORD, SERVFAIL, SOA, TC
+from dns_server.config.syntax import Directive, Token
+from dns_server.protocol.codes import (
+    AA,
+    DO,
+    NOERROR,
+    NXDOMAIN,
+    OPT,
+    OPT_RECORD,
+    SERVFAIL,
+    SOA,
+    TC,
+)
 from dns_server.protocol.names import in_zone
 from dns_server.protocol.wire import HEADER_LEN, MODE_DO, MODE_EDNS, FormErr, skip_name
 

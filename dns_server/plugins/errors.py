@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from dns_server.chain.plugin import PluginSpec
-from dns_server.config.syntax import CorefileError
-from dns_server.config.syntax import Directive
 from dns_server.config.model import format_duration
 from dns_server.config.setup import Reader, SetupContext, last
+from dns_server.config.syntax import CorefileError, Directive
 from dns_server.observability.logs import LEVELS
 from dns_server.plugins.log import type_text
 from dns_server.protocol.names import zone_text

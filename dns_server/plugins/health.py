@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from dns_server.chain.plugin import PluginSpec
-from dns_server.config.syntax import Directive
 from dns_server.config.setup import Reader, SetupContext, last
+from dns_server.config.syntax import Directive
 
 DEFAULT_HEALTH_ADDRESS = ("", 8080)  # health: ":8080", every interface
 

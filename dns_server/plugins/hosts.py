@@ -24,13 +24,23 @@ from dnslib import QTYPE
 
 from dns_server.chain.plugin import Handler, Next, PluginSpec, Request
 from dns_server.cluster.snapshot import HOSTS
-from dns_server.config.syntax import Directive
-from dns_server.config.model import NO_FALLTHROUGH, Fallthrough, ServerBlock, parse_duration
+from dns_server.config.model import (
+    NO_FALLTHROUGH,
+    Fallthrough,
+    ServerBlock,
+    parse_duration,
+)
 from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive
 from dns_server.errors import ConfigError
 from dns_server.plugins.kubernetes.qname import parse_qname
 from dns_server.protocol.answer import RR, Answer, Outcome
-from dns_server.protocol.names import REVERSE_ZONES, canonical_address, in_zone, valid_domain
+from dns_server.protocol.names import (
+    REVERSE_ZONES,
+    canonical_address,
+    in_zone,
+    valid_domain,
+)
 
 NAME = "hosts"
 A, AAAA, PTR = QTYPE.A, QTYPE.AAAA, QTYPE.PTR

@@ -12,9 +12,9 @@ from typing import Sequence
 from dnslib import QTYPE
 
 from dns_server.chain.plugin import Handler, Next, PluginSpec, Request
-from dns_server.config.syntax import Directive
 from dns_server.config.model import ServerBlock
 from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive
 from dns_server.protocol.answer import Answer
 from dns_server.protocol.encode import rotate
 

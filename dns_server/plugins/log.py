@@ -31,8 +31,8 @@ import dns.rdataclass
 import dns.rdatatype
 
 from dns_server.chain.plugin import PluginSpec
-from dns_server.config.syntax import Directive
 from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive
 from dns_server.observability.logs import STDOUT, Output, json_line
 from dns_server.protocol.codes import (
     AA,
@@ -55,7 +55,14 @@ from dns_server.protocol.codes import (
     Z,
 )
 from dns_server.protocol.names import in_zone
-from dns_server.protocol.wire import HEADER_LEN, Drop, FormErr, Query, decode_query, skip_name
+from dns_server.protocol.wire import (
+    HEADER_LEN,
+    Drop,
+    FormErr,
+    Query,
+    decode_query,
+    skip_name,
+)
 
 DEFAULT_LOG_FORMAT = ('{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" '
                       '{rcode} {>rflags} {rsize} {duration}')  # log plugin: {common}

@@ -22,9 +22,9 @@ import time
 from typing import Callable, Sequence
 
 from dns_server.chain.plugin import PluginSpec
-from dns_server.config.syntax import Directive
 from dns_server.config.model import format_address
 from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive
 from dns_server.protocol.codes import CLASS_IN, HINFO, MAX_TCP_MESSAGE, RD
 from dns_server.protocol.names import zone_text
 

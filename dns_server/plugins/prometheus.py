@@ -7,8 +7,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from dns_server.chain.plugin import PluginSpec
-from dns_server.config.syntax import Directive
 from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive
 
 UNSUPPORTED = ("tls", "runtime_metrics")  # CoreDNS options this server refuses by name
 DEFAULT_METRICS_ADDRESS = ("localhost", 9153)  # prometheus: loopback only unless an address is given

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from dns_server.chain.plugin import PluginSpec
-from dns_server.config.syntax import Directive
 from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive
 
 DEFAULT_READY_ADDRESS = ("", 8181)  # ready: ":8181"
 

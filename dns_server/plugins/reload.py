@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from dns_server.chain.plugin import PluginSpec
-from dns_server.config.syntax import Directive
 from dns_server.config.setup import Reader, SetupContext, last
+from dns_server.config.syntax import Directive
 
 MIN_RELOAD_INTERVAL, MIN_RELOAD_JITTER = 2.0, 1.0  # plugin/reload minInterval, minJitter
 DEFAULT_RELOAD_INTERVAL = 30.0  # reload plugin

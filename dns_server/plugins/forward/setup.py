@@ -9,12 +9,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from dns_server.config.syntax import normalize_zones
-from dns_server.config.syntax import Directive
-from dns_server.config.syntax import Token
 from dns_server.config.model import DEFAULT_PORT, format_address
-from dns_server.config.setup import DNS_SCHEME, Reader, SetupContext, last, split_host_port
-from dns_server.protocol.names import canonical_address, in_zone, valid_domain, zone_text
+from dns_server.config.setup import (
+    DNS_SCHEME,
+    Reader,
+    SetupContext,
+    last,
+    split_host_port,
+)
+from dns_server.config.syntax import Directive, Token, normalize_zones
+from dns_server.protocol.names import (
+    canonical_address,
+    in_zone,
+    valid_domain,
+    zone_text,
+)
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Sequence
 
 from dns_server.cluster.sources.settings import SourceSettings
-from dns_server.config.syntax import Directive
 from dns_server.config.model import NO_FALLTHROUGH, Fallthrough
 from dns_server.config.setup import Reader, SetupContext, last
+from dns_server.config.syntax import Directive
 from dns_server.protocol.names import is_reverse_zone
 
 log = logging.getLogger(__name__)

@@ -14,14 +14,21 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from dns_server.config.corefile import MAX_IMPORT_EXPANSIONS, parse_corefile, parse_text, tokenize
-from dns_server.config.syntax import reverse_zones
-from dns_server.config.syntax import Address
-from dns_server.config.syntax import parse_address
-from dns_server.config.syntax import normalize_zones
-from dns_server.config.syntax import CorefileError
-from dns_server.config.syntax import Directive
-from dns_server.config.syntax import Token
+from dns_server.config.corefile import (
+    MAX_IMPORT_EXPANSIONS,
+    parse_corefile,
+    parse_text,
+    tokenize,
+)
+from dns_server.config.syntax import (
+    Address,
+    CorefileError,
+    Directive,
+    Token,
+    normalize_zones,
+    parse_address,
+    reverse_zones,
+)
 
 CORE_FILES = Path(__file__).resolve().parents[2] / "data" / "corefiles"
 

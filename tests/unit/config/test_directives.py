@@ -12,12 +12,16 @@ from pathlib import Path
 import pytest
 
 from dns_server.config.corefile import parse_corefile, parse_text
-from dns_server.config.syntax import ServerBlockSyntax
-from dns_server.config.syntax import CorefileSyntax
-from dns_server.config.syntax import Directive
-from dns_server.config.syntax import Token
-from dns_server.config.model import FALLTHROUGH_ALL, PLUGIN_ORDER, Fallthrough, ServerBlock, ZoneKey, parse_duration
+from dns_server.config.model import (
+    FALLTHROUGH_ALL,
+    PLUGIN_ORDER,
+    Fallthrough,
+    ServerBlock,
+    ZoneKey,
+    parse_duration,
+)
 from dns_server.config.setup import split_host_port
+from dns_server.config.syntax import CorefileSyntax, Directive, ServerBlockSyntax, Token
 from dns_server.errors import ConfigError
 from dns_server.plugins import PLUGINS, build_config, load_config, plugins_text
 from dns_server.plugins.bufsize import bufsize_of
