@@ -22,7 +22,14 @@ import dns.rdatatype
 import dns.rrset
 
 from dns_server.cli import build_parser, config_from_args
-from dns_server.cluster.records import Endpoint, EndpointSlice, Namespace, Port, Record, Service
+from dns_server.cluster.records import (
+    Endpoint,
+    EndpointSlice,
+    Namespace,
+    Port,
+    Record,
+    Service,
+)
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.config.model import PLUGIN_ORDER, ServerBlock, ZoneKey

@@ -12,7 +12,6 @@ Defaults carry the precedent they come from; CoreDNS 1.14 is the precedent unles
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -156,31 +155,6 @@ class Config:
             raise ConfigError("the TCP idle timeout and connection limit must be positive")
 
 
-def parse_hostport(text: str, default_port: int) -> tuple[str, int]:
-    """`HOST`, `HOST:PORT`, `[V6]` or `[V6]:PORT` -> (host, port); raises ConfigError."""
-    text = text.strip()
-    host, port_text = text, ""
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise ConfigError(f"{text!r}: missing ']' in an IPv6 address")
-        host, rest = text[1:end], text[end + 1:]
-        if rest and not rest.startswith(":"):
-            raise ConfigError(f"{text!r}: expected ':PORT' after ']'")
-        port_text = rest[1:]
-    elif text.count(":") == 1:
-        host, port_text = text.split(":")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise ConfigError(f"{text!r}: {host!r} is not an IP address") from None
-    if not port_text:
-        return host, default_port
-    if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ConfigError(f"{text!r}: {port_text!r} is not a port number")
-    return host, int(port_text)
-
-
 _DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")
 _DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
@@ -241,6 +215,6 @@ def _decimal(value: int, digits: int) -> str:
 
 
 def format_address(host: str, port: int) -> str:
-    """The inverse of `parse_hostport`: `1.2.3.4:53` or `[::1]:53` (`:53` for every interface)."""
+    """An address as messages write it: `1.2.3.4:53` or `[::1]:53` (`:53` for every interface)."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 

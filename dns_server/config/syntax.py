@@ -41,13 +41,14 @@ class Token:
     """One word of the Corefile and where it was written."""
 
     text: str  # after environment substitution; quotes removed
-    file: str  # the path as given (or "Corefile" for text); an imported file's absolute path
-    line: int
+    file: str  # the path as given (or "Corefile" for text); an imported file's absolute path; or a flag
+    line: int  # 0 for a flag
     quoted: bool
 
     @property
     def location(self) -> str:
-        return f"{self.file}:{self.line}"
+        """`FILE:LINE`; a token made from a command-line flag (line 0) is located at the flag."""
+        return f"{self.file}:{self.line}" if self.line else self.file
 
 
 @dataclass(frozen=True, slots=True)

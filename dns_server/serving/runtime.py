@@ -40,7 +40,13 @@ from dns_server.plugins.cache import ForwardCache, Kind
 from dns_server.plugins.errors import ErrorLog
 from dns_server.plugins.forward.forwarder import Forwarder
 from dns_server.plugins.forward.outbound import Outbound
-from dns_server.plugins.hosts import Hosts, HostsEntry, HostsSettings, HostsTable, parse_hosts
+from dns_server.plugins.hosts import (
+    Hosts,
+    HostsEntry,
+    HostsSettings,
+    HostsTable,
+    parse_hosts,
+)
 from dns_server.plugins.log import QueryLog, QueryLogWriter
 from dns_server.plugins.loop import LoopProbe
 from dns_server.protocol.names import zone_text
@@ -266,7 +272,11 @@ async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoo
             await asyncio.to_thread(fixtures.load)
             source = fixtures
         else:
-            from dns_server.cluster.sources.kube import KubeSource, api_client, resources_for  # the client is heavy
+            from dns_server.cluster.sources.kube import (  # the client is heavy
+                KubeSource,
+                api_client,
+                resources_for,
+            )
 
             api = await asyncio.to_thread(api_client, settings)
             source = KubeSource(api, registry, resources_for(settings),

@@ -23,7 +23,12 @@ import uvloop
 
 from dns_server.plugins.forward import forwarder as forward
 from dns_server.plugins.forward.forwarder import MIN_WAIT, Forwarder
-from dns_server.plugins.forward.setup import DEFAULT_MAX_FAILS, ForwardSettings, Policy, Upstream
+from dns_server.plugins.forward.setup import (
+    DEFAULT_MAX_FAILS,
+    ForwardSettings,
+    Policy,
+    Upstream,
+)
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.protocol.wire import decode_query, question_key
 

@@ -5,7 +5,15 @@ The rule is data in tests/layers.py, shared with scripts/mutate.py (which mutate
 
 from __future__ import annotations
 
-from tests.layers import LAYERS, MUST_BE_PURE, io_reached, layer_of, modules, ours, pure_modules
+from tests.layers import (
+    LAYERS,
+    MUST_BE_PURE,
+    io_reached,
+    layer_of,
+    modules,
+    ours,
+    pure_modules,
+)
 
 
 def test_every_module_lies_in_a_layer() -> None:

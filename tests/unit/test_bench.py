@@ -22,7 +22,14 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 from churn import MAX_ENDPOINTS, Churn, expectations  # noqa: E402
-from cluster import Cluster, _yaml_scalar, api_objects, build_cluster, write_fixtures, write_zone  # noqa: E402
+from cluster import (  # noqa: E402
+    Cluster,
+    _yaml_scalar,
+    api_objects,
+    build_cluster,
+    write_fixtures,
+    write_zone,
+)
 from common import BenchError, dnsperf, percentile  # noqa: E402
 from queries import CHURN_MIX, MIX, build_queries  # noqa: E402
 from run import Result, paired  # noqa: E402

@@ -192,17 +192,30 @@ def _upstreams(plugin: Reader, token: Token, context: SetupContext) -> list[Upst
     return [Upstream(address, int(port))]
 
 def _resolv_conf(plugin: Reader, token: Token, text: str, context: SetupContext) -> list[Upstream]:
-    """The `nameserver` lines of a resolv.conf (miekg/dns ClientConfigFromFile)."""
+    """The `nameserver` lines of a resolv.conf (miekg/dns ClientConfigFromFile): one not an address is an error."""
     try:
         content = context.resolv_conf(Path(text))
     except OSError:
         raise plugin.error(token, f'not an IP address or file: "{text}"') from None
-    upstreams: list[Upstream] = []
-    for line in content.splitlines():
+    found, bad = resolv_conf_nameservers(content)
+    if bad:
+        raise plugin.error(token, f'{text}: nameserver "{bad[0].split()[1]}" is not an IP address')
+    return [Upstream(host, DEFAULT_RESOLV_CONF_PORT) for host in found]
+
+
+def resolv_conf_nameservers(text: str) -> tuple[list[str], list[str]]:
+    """The nameserver addresses of a resolv.conf, and the lines that name no usable address.
+
+    The one reader of resolv.conf: the `forward` setup refuses a bad line, the flags warn about it.
+    """
+    found: list[str] = []
+    bad: list[str] = []
+    for line in text.splitlines():
         fields = line.split()
-        if len(fields) > 1 and fields[0] == "nameserver":
-            try:
-                upstreams.append(Upstream(canonical_address(fields[1]), DEFAULT_RESOLV_CONF_PORT))
-            except ValueError:
-                raise plugin.error(token, f'{text}: nameserver "{fields[1]}" is not an IP address') from None
-    return upstreams
+        if len(fields) < 2 or fields[0] != "nameserver":
+            continue
+        try:
+            found.append(canonical_address(fields[1]))
+        except ValueError:
+            bad.append(line.strip())
+    return found, bad

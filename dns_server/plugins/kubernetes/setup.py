@@ -139,12 +139,21 @@ def setup(found: Sequence[Directive], context: SetupContext) -> KubernetesSettin
             values["startup_timeout"] = plugin.duration(token, f"failed to parse startup_timeout: {token.text}, ")
         elif name == "fixtures":  # our extension: manifests on disk instead of the API
             values["fixtures"] = context.directory / plugin.one_arg(option).text
+        elif name == "watch_file":  # our extension: a recorded watch stream replayed on top of `fixtures`
+            values["watch_file"] = context.directory / plugin.one_arg(option).text
+        elif name == "dns_service":  # our extension: the Service whose cluster IPs answer ns.dns.<zone>
+            namespace, _, service = plugin.one_arg(option).text.lower().partition("/")
+            if not namespace or not service:
+                raise plugin.error(args[0], f"dns_service must be NAMESPACE/NAME: {args[0].text}")
+            values["dns_service"] = (namespace, service)
         else:
             raise plugin.unknown(option)
     if "namespaces" in values and "namespace_labels" in values:
         raise plugin.error(directive.name, "namespaces and namespace_labels cannot both be set")
     if "fixtures" in values and {"endpoint", "kubeconfig", "tls"} & values.keys():
         raise plugin.error(directive.name, "fixtures and endpoint/kubeconfig/tls cannot both be set")
+    if "watch_file" in values and "fixtures" not in values:
+        raise plugin.error(directive.name, "watch_file replays events on top of fixtures: set fixtures too")
     return KubernetesSettings(**values)  # type: ignore[arg-type]
 
 

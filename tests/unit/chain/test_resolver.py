@@ -18,14 +18,24 @@ from dnslib import QTYPE
 from dns_server.chain.chain import NO_PLUGIN
 from dns_server.cluster.records import Endpoint, EndpointSlice, Namespace, Port, Service
 from dns_server.cluster.snapshot import HOSTS, SYNCED, Snapshot
-from dns_server.config.model import FALLTHROUGH_ALL, NO_FALLTHROUGH, Fallthrough, ServerBlock
+from dns_server.config.model import (
+    FALLTHROUGH_ALL,
+    NO_FALLTHROUGH,
+    Fallthrough,
+    ServerBlock,
+)
 from dns_server.plugins.hosts import HostsEntry, HostsSettings, HostsTable
 from dns_server.plugins.kubernetes.setup import PodMode
 from dns_server.plugins.kubernetes.zone import MAX_CNAME_CHAIN
 from dns_server.protocol.answer import RR, Answer, Dependency, Outcome
 from dns_server.serving.runtime import _open_cluster
 from tests.cluster_data import ZONES as ZONES_DIRECTORY
-from tests.cluster_data import example_records, headless_manifest, records_from, registry_with
+from tests.cluster_data import (
+    example_records,
+    headless_manifest,
+    records_from,
+    registry_with,
+)
 from tests.doubles import Z, block, forward_to, resolve
 
 SNAPSHOT = registry_with(example_records()).snapshot

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from dns_server.plugins.hosts import BadLine, HostsEntry, HostsTable, parse_entry, parse_hosts
+from dns_server.plugins.hosts import (
+    BadLine,
+    HostsEntry,
+    HostsTable,
+    parse_entry,
+    parse_hosts,
+)
 from dns_server.protocol.names import canonical_address
 
 HOSTS = """\

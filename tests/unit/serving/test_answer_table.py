@@ -15,8 +15,19 @@ from dns_server.plugins.bufsize import bufsize_of
 from dns_server.protocol.answer import Dependency
 from dns_server.protocol.encode import encode, fit, patch_serial
 from dns_server.protocol.wire import decode_query, question_key
-from dns_server.serving.answer_table import MAX_EXACT_PER_ENTRY, AnswerCacheCounters, AnswerTable, Entry, View
-from tests.cluster_data import example_records, headless_manifest, records_from, registry_with
+from dns_server.serving.answer_table import (
+    MAX_EXACT_PER_ENTRY,
+    AnswerCacheCounters,
+    AnswerTable,
+    Entry,
+    View,
+)
+from tests.cluster_data import (
+    example_records,
+    headless_manifest,
+    records_from,
+    registry_with,
+)
 from tests.doubles import Z, block, resolve
 
 VIEW = View(Snapshot.empty(synced=True))

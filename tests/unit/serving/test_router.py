@@ -32,7 +32,17 @@ from dns_server.protocol.wire import decode_query, question_key
 from dns_server.serving.answer_table import AnswerTable, View
 from dns_server.serving.router import Block, Forward, Pipeline
 from tests.cluster_data import example_records, registry_with
-from tests.doubles import Z, ask, big_headless, block, fakes, pipeline_for, reply_of, server_block, the_block
+from tests.doubles import (
+    Z,
+    ask,
+    big_headless,
+    block,
+    fakes,
+    pipeline_for,
+    reply_of,
+    server_block,
+    the_block,
+)
 
 NO_FORWARD = block(forward=(), cache=None)
 

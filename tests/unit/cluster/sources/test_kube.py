@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, decode_list
+from dns_server.cluster.records import (
+    ENDPOINT_SLICE,
+    NAMESPACE,
+    POD,
+    SERVICE,
+    decode_list,
+)
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.scope import FixedNamespaces, SelectedNamespaces
 from dns_server.cluster.sources.kube import (
