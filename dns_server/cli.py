@@ -360,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load(args, given_flags(parser, args))
     except ConfigError as error:
         print(f"dns-server: error: {error}", file=sys.stderr)
-        return 2
+        return 1  # as CoreDNS exits on a bad Corefile (argparse's usage errors stay 2)
     from dns_server.app import run  # imported late: --help and usage errors stay fast
 
     given = given_flags(parser, args)
