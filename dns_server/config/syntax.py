@@ -244,7 +244,7 @@ def _reverse_zone(network: _Network) -> str:
 
 
 def _zone(host: str) -> str:
-    """A host as config.py spells zones: lower case, no trailing dot, the root as ""."""
+    """A host as the configuration spells zones: lower case, no trailing dot, the root as ""."""
     name = _fqdn(host).lower()
     return "" if name == "." else name[:-1]
 

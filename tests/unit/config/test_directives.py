@@ -1,4 +1,5 @@
-"""directives.py: Corefile directives into the Config, with CoreDNS 1.14's defaults and error texts.
+"""Corefile directives into the Config (config.build and the plugins' setups), with CoreDNS 1.14's defaults and
+error texts.
 
 Most tests build the syntax by hand (`d()` and `server()` lay the directives out one a line, as a
 Corefile would, so locations are predictable); the last ones go from Corefile text and files:
