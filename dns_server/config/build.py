@@ -1,7 +1,8 @@
 """A parsed Corefile -> one validated `Config`: server keys, each directive read by its plugin's setup.
 
 `corefile.py` gives the syntax (server blocks of directives with their locations); each plugin
-module registers the setup that reads its directive (dns_server.plugins.PLUGINS).  This module
+module's PluginSpec holds the setup that reads its directive (dns_server.plugins.PLUGINS, passed
+here as `setups`).  This module
 knows no plugin: it checks the names against CoreDNS's list, reads the keys, runs the setups in
 plugin order, and checks the blocks against each other.  Rules kept here:
 - A directive CoreDNS has that this server does not implement is "not supported", a name CoreDNS

@@ -6,7 +6,7 @@ Rules kept here (pure: text in, values out; the caller reads the file and logs w
   and reported as a `BadLine`, never silently (CoreDNS skips both without a word).
 - An IPv6 zone (`fe80::1%eth0`) is dropped; an IPv4-mapped IPv6 address (`::ffff:10.0.0.1`) is the
   IPv4 address, as Go's `net.IP.To4` makes it in CoreDNS.  Addresses are kept in their canonical text.
-- Names are lower case without the trailing dot (the configuration's convention).  Only names inside the
+- Names are lower case without the trailing dot (config.model's convention).  Only names inside the
   plugin's zones enter the table; others are dropped, as CoreDNS drops names outside its origins.
 - A name's addresses come from the file first, then from the Corefile's inline lines; the same for
   an address's names (PTR).  Repeats are kept once.  With `reverse=False` (`no_reverse`) no
