@@ -2,9 +2,8 @@
 
 `corefile.py` gives the syntax (server blocks of directives with their locations); each plugin
 module's PluginSpec holds the setup that reads its directive (dns_server.plugins.PLUGINS, passed
-here as `setups`).  This module
-knows no plugin: it checks the names against CoreDNS's list, reads the keys, runs the setups in
-plugin order, and checks the blocks against each other.  Rules kept here:
+here as `setups`).  This module knows no plugin: it checks the names against CoreDNS's list, reads
+the keys, runs the setups in plugin order, and checks the blocks against each other.  Rules kept here:
 - A directive CoreDNS has that this server does not implement is "not supported", a name CoreDNS
   does not have is its `Unknown directive`, both at start with the file and line.
 - Server keys: `dns://` only, the port from the key else `dns_port` (`-dns.port`); two blocks may
