@@ -36,7 +36,7 @@ except ImportError:
     sys.exit("bench: dnspython is missing: run this with the project's virtualenv (.venv/bin/python bench/...)")
 
 REPO = Path(__file__).resolve().parents[1]
-RECEIVE_BUFFER = 8 * 1024 * 1024  # what our server asks for (transport/udp.py); NSD and dnsperf get the same
+RECEIVE_BUFFER = 8 * 1024 * 1024  # what our server asks for (serving/udp.py); NSD and dnsperf get the same
 STOP_GRACE = 5.0  # seconds between SIGTERM and SIGKILL
 POLL = 0.01  # seconds between probes while waiting for a server
 MEMORY_DIR = "/dev/shm"  # dnsperf -v writes ~50 MB a run: written back to disk, that stalls it

@@ -47,16 +47,24 @@ SHAPES: list[tuple[str, str, str, str, list[Any], list[Any], list[Any]]] = [
 BUFSIZE = 1232
 
 
+def _module(name: str, flat: str) -> Any:
+    """A module of the checkout on sys.path, by its packaged name or, in an older checkout, its flat one."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError:
+        return importlib.import_module(flat)
+
+
 def encoder_calls() -> dict[str, tuple[Callable[[], object], int]]:
     """Per shape: a call encoding it with the `dns_server` on sys.path, and its reply's size."""
     import dns.message
 
-    from dns_server.protocol.wire import decode_query
-
-    # either interface (see the module docstring), so typed as Any
-    encoding: Any = importlib.import_module("dns_server.protocol.encode")
+    # either interface (see the module docstring), and either layout (flat modules before the packages)
+    decode_query = _module("dns_server.protocol.wire", "dns_server.wire").decode_query
+    encoding: Any = _module("dns_server.protocol.encode", "dns_server.encode")
     new_interface = hasattr(encoding, "Encoded")
-    model: Any = importlib.import_module("dns_server.protocol.answer" if new_interface else "dns_server.chain.resolver")
+    model: Any = (_module("dns_server.protocol.answer", "dns_server.answer") if new_interface
+                  else importlib.import_module("dns_server.resolver"))
     calls: dict[str, tuple[Callable[[], object], int]] = {}
     for name, qname, qtype, outcome, *records in SHAPES:
         query = decode_query(dns.message.make_query(qname, qtype, use_edns=0, payload=BUFSIZE).to_wire())

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py             # 3 rounds, about 10 minutes
     .venv/bin/python bench/run.py --quick     # 1 round of short runs: does it work?
+    .venv/bin/python bench/run.py --baseline ../before   # and against another checkout's server
 
 The servers, all started afresh every round (their order turns from round to round), each pinned
 to core 0 while dnsperf runs pinned to core 1:
@@ -10,7 +11,9 @@ to core 0 while dnsperf runs pinned to core 1:
   kubernetes, prometheus, forward, cache, loop, reload, loadbalance) with `fixtures DIR` in its
   kubernetes block, `bind 127.0.0.1`, and its HTTP endpoints on free loopback ports;
 - `no prometheus`: the same Corefile without `prometheus`;
-- `NSD`: serving the same cluster as a zone file.
+- `NSD`: serving the same cluster as a zone file;
+- `baseline`, with `--baseline DIR`: ours started as `flags` is, but from the checkout DIR (the
+  process runs in DIR, so `python -m dns_server` imports DIR's package), measured as `flags` is.
 
 Before the rounds every server is asked a sample of questions and must give NSD's rcodes and
 answer records, and the cold-answer cost is measured in this process: decoding, resolving and
@@ -21,10 +24,10 @@ round then measures:
 3. saturated UDP runs: `--clients` sockets keeping `--outstanding` queries in flight, which keeps a
    single-threaded server busy.  The servers take turns every `--slice` seconds until each has
    had `--duration` seconds, so load from other processes on the shared machine falls on all
-   alike.  Each turn is one run for QPS and, for `flags` and NSD, one with dnsperf's `-v` line
-   per query for the latency percentiles (writing those lines slows dnsperf, which would cap
-   NSD's QPS);
-4. saturated TCP runs (`dnsperf -m tcp`, 16 connections), `flags` and NSD in turns;
+   alike.  Each turn is one run for QPS and, for `flags`, `baseline` and NSD, one with dnsperf's
+   `-v` line per query for the latency percentiles (writing those lines slows dnsperf, which would
+   cap NSD's QPS);
+4. saturated TCP runs (`dnsperf -m tcp`, 16 connections), `flags`, `baseline` and NSD in turns;
 5. runs at a fixed rate both sustain (`--rate`), in turns: latency without queueing;
 6. peak RSS (VmHWM), the CPU each server used in its saturated runs and the CPU other processes
    took from the two cores meanwhile; and that `prometheus` counted the queries (/metrics).
@@ -33,7 +36,8 @@ The tables quote medians over rounds; ratios are taken within each round, then t
 two comparisons of our own configurations (Corefile / flags, and the cost of `prometheus`) look for
 a few percent, less than the shared machine drifts in a minute: they pair each saturated slice with
 the other server's slice of the same turn (seconds apart) and take the median of those ratios over
-every round.
+every round.  So does `--baseline`: this checkout / baseline pairs each saturated UDP and TCP slice of
+`flags` with the baseline's of the same turn; first pass, start-up and peak RSS are ratios per round.
 """
 
 from __future__ import annotations
@@ -97,7 +101,7 @@ TARGET_FIRST_PASS_RATIO = 0.5
 TARGET_COLD_US = 15.0
 TARGET_COREFILE_RATIO = 0.9  # issue 8: the Corefile-started server / the flag-started one
 TARGET_PROMETHEUS_COST = 0.05  # issue 9: the QPS `prometheus` may cost
-FLAGS, COREFILE, NO_PROMETHEUS, NSD = "flags", "Corefile", "no prometheus", "NSD"
+FLAGS, COREFILE, NO_PROMETHEUS, NSD, BASELINE = "flags", "Corefile", "no prometheus", "NSD", "baseline"
 
 # Corefile.example (kubeadm's), serving the fixtures: `bind` and the addresses keep it on loopback
 # ports of its own; `lameduck` is left out (stopping would wait 5 s), which costs no query anything.
@@ -165,7 +169,7 @@ class Server:
                          if line.startswith("coredns_dns_requests_total")))
 
 
-def servers(fixtures: Path, zone_file: Path, workdir: Path) -> list[Server]:
+def servers(fixtures: Path, zone_file: Path, workdir: Path, baseline: Path | None = None) -> list[Server]:
     def flags(server: Server) -> list[str]:
         return [sys.executable, "-m", "dns_server", "--fixtures", str(fixtures), "--listen", f"127.0.0.1:{server.port}"]
 
@@ -181,7 +185,9 @@ def servers(fixtures: Path, zone_file: Path, workdir: Path) -> list[Server]:
         config.write_text(nsd_config(workdir, zone_file, server.port))
         return [program("nsd"), "-d", "-c", str(config)]
 
-    return [Server(FLAGS, flags, REPO, True), Server(COREFILE, corefile, REPO, False, prometheus=True),
+    # the baseline next to `flags`, so that the two slices of a turn are mostly seconds apart
+    other = [Server(BASELINE, flags, baseline, True)] if baseline is not None else []
+    return [Server(FLAGS, flags, REPO, True), *other, Server(COREFILE, corefile, REPO, False, prometheus=True),
             Server(NO_PROMETHEUS, corefile, REPO, False), Server(NSD, nsd, workdir, True)]
 
 
@@ -257,10 +263,11 @@ def cold_answer_us(fixtures: Path, questions: list[tuple[str, str]], count: int)
     server loads them; each question is asked once, so nothing it needs was computed before.
     """
     sys.path.insert(0, str(REPO))
-    from dns_server.chain.resolver import resolve
     from dns_server.cli import build_parser, config_from_args
     from dns_server.cluster.registry import Registry
     from dns_server.cluster.sources.fixtures import FixtureSource
+    from dns_server.plugins import chain_for
+    from dns_server.plugins.bufsize import bufsize_of
     from dns_server.protocol.encode import encode
     from dns_server.protocol.wire import decode_query
 
@@ -269,12 +276,14 @@ def cold_answer_us(fixtures: Path, questions: list[tuple[str, str]], count: int)
     registry = Registry(clock=time.time)
     FixtureSource(fixtures, registry).load()
     snapshot = registry.snapshot
+    chain = chain_for(block)
+    bufsize = bufsize_of(block)
     wires = [dns.message.make_query(name, qtype).to_wire() for name, qtype in list(dict.fromkeys(questions))[:count]]
     times = []
     for wire in wires:
         started = time.perf_counter_ns()
         query = decode_query(wire)
-        encode(query, resolve(query.name, query.qtype, snapshot, block), block.bufsize)
+        encode(query, chain.resolve(query.name, query.qtype, snapshot), bufsize)
         times.append((time.perf_counter_ns() - started) / 1000)
     return times
 
@@ -312,6 +321,7 @@ class Result:
     rcvbuf: str = ""
     counted: int | None = None  # queries /metrics counted (prometheus)
     slice_qps: list[float] = field(default_factory=list)  # each saturated slice's QPS, in turn order
+    tcp_slice_qps: list[float] = field(default_factory=list)  # ... and each TCP run's
 
     @property
     def cpu_share(self) -> float:
@@ -369,7 +379,9 @@ def run_round(order: list[Server], processes: Processes, workdir: Path, scratch:
                                                       verbose_file=verbose))
         tcp = ["-m", "tcp", "-c", str(TCP_CLIENTS), "-q", str(args.outstanding), "-l", str(args.slice)]
         for server in turns(full, args.tcp_duration, args.slice):
-            results[server.name].tcp.add(dnsperf(server.port, query_file, tcp))
+            run = dnsperf(server.port, query_file, tcp)
+            results[server.name].tcp.add(run)
+            results[server.name].tcp_slice_qps.append(run.qps)
         for server in turns(full, args.fixed_duration, args.slice):
             results[server.name].fixed.add(dnsperf(
                 server.port, query_file, [*load, "-l", str(args.slice), "-Q", str(args.rate)], verbose_file=verbose))
@@ -385,9 +397,43 @@ def run_round(order: list[Server], processes: Processes, workdir: Path, scratch:
 
 
 # -- the report --------------------------------------------------------------------------------------
-def paired(rounds: list[dict[str, Result]], a: str, b: str) -> list[float]:
-    """QPS of server a over server b in each turn's pair of saturated slices, every round."""
-    return [x / y for r in rounds for x, y in zip(r[a].slice_qps, r[b].slice_qps, strict=True)]
+def paired(rounds: list[dict[str, Result]], a: str, b: str,
+           slices: Callable[[Result], list[float]] = lambda r: r.slice_qps) -> list[float]:
+    """QPS of server a over server b in each turn's pair of saturated slices (UDP, or `slices`), every round."""
+    return [x / y for r in rounds for x, y in zip(slices(r[a]), slices(r[b]), strict=True)]
+
+
+def against_baseline(rounds: list[dict[str, Result]]) -> list[tuple[str, list[float]]]:
+    """The ratios `flags` / baseline: the saturated slices paired within each turn, the rest within each round."""
+    def per_round(get: Callable[[Result], float]) -> list[float]:
+        return [get(r[FLAGS]) / get(r[BASELINE]) for r in rounds]
+
+    return [("QPS (saturated UDP, paired slices)", paired(rounds, FLAGS, BASELINE)),
+            ("first pass QPS", per_round(lambda r: r.cold.qps)),
+            ("QPS over TCP (paired slices)", paired(rounds, FLAGS, BASELINE, lambda r: r.tcp_slice_qps)),
+            ("start-up to first answer (lower is better)", per_round(lambda r: r.startup_s)),
+            ("peak RSS (lower is better)", per_round(lambda r: r.rss_mb))]
+
+
+def report_baseline(rounds: list[dict[str, Result]], baseline: Path) -> None:
+    """The table this checkout / baseline: the median of each ratio, and its spread."""
+    print(f"this checkout ({commit(REPO)}) / baseline ({baseline}, {commit(baseline)}): medians of the ratios")
+    print_table(("", "this checkout / baseline", "ratios", "lowest", "highest"),
+                [(label, f"{median(ratios):.1%}", str(len(ratios)), f"{min(ratios):.1%}", f"{max(ratios):.1%}")
+                 for label, ratios in against_baseline(rounds)])
+    print()
+
+
+def commit(checkout: Path) -> str:
+    """The checkout's commit, abbreviated, with `+changes` when its tracked files differ from it."""
+    try:
+        head = subprocess.run(["git", "-C", str(checkout), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(checkout), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "commit unknown"
+    return head + ("+changes" if dirty else "")
 
 
 def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse.Namespace) -> bool:
@@ -409,7 +455,7 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
     lost = max(r[FLAGS].lost for r in rounds)
     rss, startup = med(FLAGS, lambda r: r.rss_mb), med(FLAGS, lambda r: r.startup_s)
 
-    every, both = (FLAGS, COREFILE, NO_PROMETHEUS, NSD), (FLAGS, NSD)  # whom a row is measured for
+    every, both = (FLAGS, BASELINE, COREFILE, NO_PROMETHEUS, NSD), (FLAGS, BASELINE, NSD)  # whom a row is for
     rows: list[tuple[str, Callable[[Result], float], str, tuple[str, ...]]] = [
         ("QPS (saturated)", lambda r: r.saturated.qps, ",.0f", every),
         ("avg latency ms (saturated)", lambda r: r.saturated.avg_ms, ".3f", every),
@@ -455,6 +501,8 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
     print(f"cold answer (decode + resolve + encode, {len(cold_us)} never-seen questions of the query file): median "
           f"{percentile(Counter(cold_us), 0.5):.1f} us, p90 {percentile(Counter(cold_us), 0.9):.1f} us, "
           f"p99 {percentile(Counter(cold_us), 0.99):.1f} us\n")
+    if args.baseline is not None:
+        report_baseline(rounds, args.baseline)
     cold = percentile(Counter(cold_us), 0.5)
     served = all(c is not None and c > 0 for c in counted)
     return report_targets([
@@ -503,9 +551,15 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="write the generated data here and keep it (default: a temp dir)")
     parser.add_argument("--generate-only", action="store_true", help="write the data to --data and stop")
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s runs: does it work?")
+    parser.add_argument("--baseline", type=Path, metavar="DIR",
+                        help="also run the server of the checkout DIR (e.g. ../before) as `flags` runs, and compare")
     args = parser.parse_args()
     if args.generate_only and args.data is None:
         parser.error("--generate-only needs --data DIR")
+    if args.baseline is not None:
+        args.baseline = args.baseline.resolve()
+        if not (args.baseline / "dns_server" / "__main__.py").is_file():
+            parser.error(f"--baseline {args.baseline}: not a checkout of this repository (no dns_server/__main__.py)")
     if args.quick:
         args.rounds, args.duration, args.tcp_duration, args.fixed_duration, args.slice = 1, 3, 3, 3, 3
     return run_main(lambda processes: measure(args, processes))
@@ -529,7 +583,7 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
         if (os.cpu_count() or 1) < 2:
             raise BenchError("needs two cores: one for the server, one for dnsperf")
         probe = cluster.services[-1].fqdn  # the last service in the manifests
-        every = servers(fixtures, zone_file, workdir)
+        every = servers(fixtures, zone_file, workdir, args.baseline)
         check(every, processes, workdir, probe, questions)
         cold_us = cold_answer_us(fixtures, questions, args.cold)
         rounds: list[dict[str, Result]] = []

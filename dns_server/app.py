@@ -60,7 +60,7 @@ class Server:
 
     def _readiness(self, config: Config) -> list[tuple[str, Callable[[], bool]]]:
         """The `ready` plugin's checks: `kubernetes` until every cluster has had its first sync."""
-        if not any(block.kubernetes for block in config.blocks):
+        if not any(block.setting("kubernetes") for block in config.blocks):
             return []
         return [("kubernetes", lambda: self.runtime is not None and not self.runtime.not_ready())]
 
@@ -104,7 +104,7 @@ class Server:
         self.stopping.set()
 
     def _terminate(self) -> None:
-        lameduck = max((b.health.lameduck for b in self.config.blocks if b.health is not None), default=0.0)
+        lameduck = max((b.setting("health").lameduck for b in self.config.blocks if b.setting("health") is not None), default=0.0)
         log_event(log, "shutdown", "SIGTERM: Shutting down servers then terminating", lameduck=lameduck)
         if lameduck <= 0 or self._lameduck:
             self.endpoints.begin_shutdown()
@@ -132,7 +132,7 @@ class Server:
         return endpoints
 
     def _reload_settings(self) -> tuple[float, float] | None:
-        settings = [b.reload for b in self.config.blocks if b.reload is not None]
+        settings = [b.setting("reload") for b in self.config.blocks if b.setting("reload") is not None]
         if not settings or self.loader is None or not self.config.files:
             return None
         return min(s.interval for s in settings), min(s.jitter for s in settings)
@@ -189,7 +189,7 @@ class Server:
 
 def _endpoint_addresses(config: Config) -> tuple[object, ...]:
     """What the HTTP endpoints of a configuration listen on (a reload restarts them when it differs)."""
-    return tuple((b.health, b.ready, b.prometheus) for b in config.blocks)
+    return tuple((b.setting("health"), b.setting("ready"), b.setting("prometheus")) for b in config.blocks)
 
 
 def _fingerprint(files: tuple[Path, ...]) -> tuple[tuple[str, bytes], ...]:
@@ -211,22 +211,22 @@ def announce(config: Config, runtime: Runtime) -> None:
             log_event(log, "startup", f"{zone_text(key.zone)}:{key.port}{where}", zone=zone_text(key.zone),
                       port=key.port, bind=list(block.bind))
     for block in config.blocks:
-        kubernetes = block.kubernetes
+        kubernetes = block.setting("kubernetes")
         if kubernetes is not None:
             cluster = runtime.clusters[kubernetes.source]
             state = "" if cluster.synced else "; its names answer SERVFAIL until the first sync"
             log_event(log, "startup", f"plugin/kubernetes: serving zone {', '.join(kubernetes.zones)} from "
                       f"{cluster.source.summary()}{state}", plugin="kubernetes", zones=list(kubernetes.zones),
                       source=cluster.source.summary(), synced=cluster.synced, objects=cluster.registry.counts())
-        for forward in block.forward:
+        for forward in block.setting("forward") or ():
             upstreams = [str(u) for u in forward.to]
             log_event(log, "startup", f"plugin/forward: forwarding names in {zone_text(forward.from_zone)} to "
                       f"{', '.join(upstreams)} (policy {forward.policy.value}"
                       + (f", max_concurrent {forward.max_concurrent})" if forward.max_concurrent else ")"),
                       plugin="forward", zone=zone_text(forward.from_zone), upstreams=upstreams,
                       policy=forward.policy.value)
-        if block.cache is not None and block.forward:
-            cache = block.cache
+        if block.setting("cache") is not None and block.setting("forward"):
+            cache = block.setting("cache")
             log.info("plugin/cache: caching forwarded answers (success %d, denial %d%s%s)", cache.success_capacity,
                      cache.denial_capacity, ", prefetch" if cache.prefetch_amount else "",
                      f", serve_stale {cache.serve_stale:g} s" if cache.serve_stale else "")
@@ -239,7 +239,7 @@ def announce(config: Config, runtime: Runtime) -> None:
 
 def raise_open_file_limit(config: Config) -> None:
     """Allow a descriptor for every forwarded query and TCP client (the soft limit is often 1024)."""
-    concurrent = sum(f.max_concurrent or 1000 for b in config.blocks for f in b.forward)
+    concurrent = sum(f.max_concurrent or 1000 for b in config.blocks for f in b.setting("forward") or ())
     listeners = sum(len(b.bind or (1, 2)) * len(b.ports) for b in config.blocks)
     wanted = concurrent + config.max_tcp_connections * listeners + SPARE_FILES
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

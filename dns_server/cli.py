@@ -14,47 +14,48 @@ Two ways to configure the server, as CoreDNS's own command line and as ours:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import ipaddress
 import os
 import platform
+import re
 import socket
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from dns_server import __version__
 from dns_server.config.model import (
-    DEFAULT_CLUSTER_DOMAIN,
-    DEFAULT_DNS_SERVICE,
     DEFAULT_MAX_TCP_CONNECTIONS,
     DEFAULT_TCP_IDLE_TIMEOUT,
-    DEFAULT_TTL,
-    MAX_TTL,
-    MAX_UPSTREAMS,
-    CacheSettings,
     Config,
-    ErrorsSettings,
-    Fallthrough,
-    ForwardSettings,
-    HealthSettings,
-    KubernetesSettings,
-    LogRule,
-    PodMode,
-    Policy,
     ServerBlock,
-    Upstream,
-    ZoneKey,
     format_address,
-    parse_duration,
-    parse_hostport,
 )
+from dns_server.config.setup import split_host_port
+from dns_server.config.syntax import CorefileSyntax, Directive, ServerBlockSyntax, Token
 from dns_server.errors import ConfigError
 from dns_server.observability.logs import setup_logging
-from dns_server.plugins.forward.upstreams import loops_back, resolv_conf_nameservers
-from dns_server.protocol.names import REVERSE_ZONES, normalize_zone
+from dns_server.plugins import build_config, load_config
+from dns_server.plugins.cache import DEFAULT_CACHE_CAPACITY
+from dns_server.plugins.forward.setup import (
+    MAX_UPSTREAMS,
+    ForwardSettings,
+    Policy,
+    resolv_conf_nameservers,
+)
+from dns_server.plugins.forward.upstreams import loops_back
+from dns_server.plugins.kubernetes.setup import (
+    DEFAULT_CLUSTER_DOMAIN,
+    DEFAULT_DNS_SERVICE,
+    DEFAULT_TTL,
+    MAX_TTL,
+    PodMode,
+)
+from dns_server.protocol.names import REVERSE_ZONES
 
 DEFAULT_LISTEN = "0.0.0.0:53"
 DEFAULT_RESOLV_CONF = Path("/etc/resolv.conf")
-DEFAULT_CACHE_SIZE = 10_000
 DEFAULT_MAX_CONCURRENT = 1000  # the kubeadm Corefile's forward max_concurrent
 FLAG_PREFETCH_AMOUNT = 2  # --prefetch: popular after 2 hits (the cache plugin's prefetch default is 1 of `prefetch 1`)
 DATA_FLAGS = ("fixtures", "kubeconfig", "context", "namespaces", "labels", "namespace_labels", "watch_file")
@@ -123,18 +124,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="how an upstream is chosen (default random)")
     fwd.add_argument("--max-concurrent", type=int, default=DEFAULT_MAX_CONCURRENT, metavar="N",
                      help=f"forwarded queries in flight at most; more get REFUSED (default {DEFAULT_MAX_CONCURRENT})")
-    fwd.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_SIZE, metavar="N",
+    fwd.add_argument("--cache-size", type=int, default=DEFAULT_CACHE_CAPACITY, metavar="N",
                      help=f"forwarded answers kept at most, of each kind (success, denial), least recently used "
-                          f"evicted first; 0 disables the cache (default {DEFAULT_CACHE_SIZE})")
+                          f"evicted first; 0 disables the cache (default {DEFAULT_CACHE_CAPACITY})")
     fwd.add_argument("--prefetch", action="store_true",
                      help="refresh popular cached answers in the background shortly before they expire")
-    fwd.add_argument("--serve-stale", default="0", metavar="DURATION",
+    fwd.add_argument("--serve-stale", metavar="DURATION",
                      help="serve expired answers, for up to DURATION past their expiry, when the upstreams "
                           "do not answer (e.g. 1h; default off)")
 
     ops = parser.add_argument_group("operations, without a Corefile")
     ops.add_argument("--health", metavar="HOST:PORT", help="serve /health there (as `health`; e.g. :8080)")
-    ops.add_argument("--lameduck", metavar="DURATION", default="0",
+    ops.add_argument("--lameduck", metavar="DURATION",
                      help="on SIGTERM, keep answering for DURATION before exiting (with --health)")
     ops.add_argument("--ready", metavar="HOST:PORT", help="serve /ready there (as `ready`; e.g. :8181)")
     ops.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus /metrics there (as `prometheus`)")
@@ -146,26 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def http_address(text: str, flag: str) -> tuple[str, int]:
-    """`:8080`, `HOST:PORT` or `[V6]:PORT` -> (host, port) with host "" for every interface."""
-    host, _, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not port.isdigit() or not 0 < int(port) <= 65535:
-        raise ConfigError(f"{flag} {text!r}: expected HOST:PORT, e.g. :8080")
-    return host, int(port)
-
-
 def config_from_args(args: argparse.Namespace) -> Config:
-    """Turn parsed flags into a one-block Config; raises ConfigError with a message for the user."""
-    namespace, _, name = args.dns_service.partition("/")
-    if not namespace or not name:
-        raise ConfigError(f"--dns-service {args.dns_service!r} must be NAMESPACE/NAME")
-    if not 0 <= args.ttl <= MAX_TTL:
-        raise ConfigError(f"--ttl must be between 0 and {MAX_TTL}, not {args.ttl}")
-    if args.max_concurrent < 1 or args.cache_size < 0:
-        raise ConfigError("--max-concurrent must be positive and --cache-size not negative")
-    if args.namespaces and args.namespace_labels:
-        raise ConfigError("--namespaces and --namespace-labels cannot be used together")
+    """The flags as a one-block Corefile, read by the plugins' setups as a Corefile's blocks are.
+
+    Every value is checked by the code that checks it in a Corefile, and an error names the flag
+    (its tokens are located at the flag).  Raises ConfigError with a message for the user.
+    """
+    _check_combinations(args)
+    listen = [_listen_address(text) for text in (args.listen or [DEFAULT_LISTEN])]
+    ports = dict.fromkeys(port for _, port in listen)
+    syntax = ServerBlockSyntax(tuple(_word("--listen", f".:{port}") for port in ports),
+                               tuple(_directives(args, listen)), "flags")
+    config = build_config(CorefileSyntax((syntax,), (), ""), source="flags")
+    block = _without_own_addresses(config.blocks[0], listen)
+    return dataclasses.replace(config, blocks=(block,), tcp_idle_timeout=args.tcp_idle_timeout,
+                               max_tcp_connections=args.max_tcp_connections, log_level=args.log_level,
+                               log_format=args.log_format)
+
+
+def _check_combinations(args: argparse.Namespace) -> None:
+    """What no one plugin's setup can see: flags that exclude or need each other."""
     if args.fixtures is not None and args.kubeconfig is not None:
         raise ConfigError("--fixtures and --kubeconfig are alternatives: choose one source")
     if args.context and args.kubeconfig is None:
@@ -175,77 +176,127 @@ def config_from_args(args: argparse.Namespace) -> Config:
                           "they need the API source, not --fixtures")
     if args.watch_file is not None and args.fixtures is None:
         raise ConfigError("--watch-file replays events on top of --fixtures DIR (an empty directory will do)")
-    listen = [parse_hostport(text, 53) for text in (args.listen or [DEFAULT_LISTEN])]
-    try:
-        domain = normalize_zone(args.cluster_domain)
-    except ConfigError:
-        raise ConfigError(f"--cluster-domain {args.cluster_domain!r} is not a domain name") from None
-    if not domain:
+    if not args.cluster_domain.strip("."):
         raise ConfigError("--cluster-domain cannot be the root zone")
-    kubernetes = KubernetesSettings(
-        zones=(domain, *REVERSE_ZONES),
-        kubeconfig=args.kubeconfig, context=args.context, fixtures=args.fixtures, watch_file=args.watch_file,
-        namespaces=tuple(ns.strip().lower() for ns in (args.namespaces or "").split(",") if ns.strip()),
-        labels=args.labels, namespace_labels=args.namespace_labels,
-        pods=PodMode(args.pods), endpoint_pod_names=args.endpoint_pod_names, ttl=args.ttl,
-        fallthrough=Fallthrough() if args.no_reverse_fallthrough else Fallthrough(REVERSE_ZONES),
-        startup_timeout=0.0,  # answer at once; cluster names are SERVFAIL until the first sync
-        dns_service=(namespace.lower(), name.lower()),
-    )
-    upstreams = flag_upstreams(args, listen)
-    serve_stale = parse_duration(args.serve_stale)
-    if serve_stale < 0:
-        raise ConfigError("--serve-stale cannot be negative")
-    forward = (ForwardSettings("", upstreams, policy=Policy(args.upstream_policy), max_concurrent=args.max_concurrent,
-                               location="--upstream"),) if upstreams else ()
-    cache = CacheSettings(success_capacity=args.cache_size, denial_capacity=args.cache_size,
-                          prefetch_amount=FLAG_PREFETCH_AMOUNT if args.prefetch else 0,
-                          serve_stale=serve_stale, serve_stale_verify=True) if args.cache_size and forward else None
-    lameduck = parse_duration(args.lameduck)
-    block = ServerBlock(
-        keys=tuple(ZoneKey("", port) for port in dict.fromkeys(port for _, port in listen)),
-        bind=tuple(dict.fromkeys(host for host, _ in listen)),
-        kubernetes=kubernetes, forward=forward, cache=cache, errors=ErrorsSettings(),
-        log=(LogRule(),) if args.log_queries else (),
-        health=HealthSettings(http_address(args.health, "--health"), lameduck) if args.health else None,
-        ready=http_address(args.ready, "--ready") if args.ready else None,
-        prometheus=http_address(args.metrics, "--metrics") if args.metrics else None,
-        location="flags",
-    )
-    return Config((block,), tcp_idle_timeout=args.tcp_idle_timeout, max_tcp_connections=args.max_tcp_connections,
-                  log_level=args.log_level, log_format=args.log_format)
+    if args.cache_size < 0:
+        raise ConfigError("--cache-size cannot be negative")
 
 
-def flag_upstreams(args: argparse.Namespace, listen: list[tuple[str, int]]) -> tuple[Upstream, ...]:
-    """--upstream, else resolv.conf's nameservers; never our own listen addresses (queries would loop)."""
-    warnings: list[str] = []
+def _directives(args: argparse.Namespace, listen: list[tuple[str, int]]) -> Iterator[Directive]:
+    """The block the flags describe:
+    `bind; kubernetes DOMAIN in-addr.arpa ip6.arpa {...}; forward . UPSTREAMS {...}; cache {...}; errors`,
+    and `log`, `health`, `ready`, `prometheus` when asked for."""
+    yield _line("--listen", "bind", *dict.fromkeys(host for host, _ in listen))
+    kubernetes = [
+        _line("--fixtures", "fixtures", str(args.fixtures)) if args.fixtures is not None else None,
+        _line("--watch-file", "watch_file", str(args.watch_file)) if args.watch_file is not None else None,
+        _line("--kubeconfig", "kubeconfig", str(args.kubeconfig), *([args.context] if args.context else []))
+        if args.kubeconfig is not None else None,
+        _line("--namespaces", "namespaces", *[ns.strip() for ns in args.namespaces.split(",") if ns.strip()])
+        if args.namespaces else None,
+        _line("--labels", "labels", args.labels) if args.labels else None,
+        _line("--namespace-labels", "namespace_labels", args.namespace_labels) if args.namespace_labels else None,
+        _line("--pods", "pods", args.pods),
+        _line("--endpoint-pod-names", "endpoint_pod_names") if args.endpoint_pod_names else None,
+        _line("--ttl", "ttl", str(args.ttl)),
+        None if args.no_reverse_fallthrough else _line("--no-reverse-fallthrough", "fallthrough", *REVERSE_ZONES),
+        _line("flags", "startup_timeout", "0s"),  # answer at once: cluster names are SERVFAIL until the first sync
+        _line("--dns-service", "dns_service", args.dns_service),
+    ]
+    yield _line("--cluster-domain", "kubernetes", args.cluster_domain, *REVERSE_ZONES,
+                block=[option for option in kubernetes if option is not None])
+    upstreams = flag_upstreams(args)
+    if upstreams:
+        flag = "--upstream" if args.upstream else "--resolv-conf"
+        yield _line(flag, "forward", ".", *upstreams, block=[_line("--upstream-policy", "policy", args.upstream_policy),
+                                                            _line("--max-concurrent", "max_concurrent",
+                                                                  str(args.max_concurrent))])
+        if args.cache_size:
+            cache = [_line("--cache-size", kind, str(args.cache_size)) for kind in ("success", "denial")]
+            if args.prefetch:
+                cache.append(_line("--prefetch", "prefetch", str(FLAG_PREFETCH_AMOUNT)))
+            if args.serve_stale is not None:
+                cache.append(_line("--serve-stale", "serve_stale", _duration(args.serve_stale), "verify"))
+            yield _line("--cache-size", "cache", block=cache)
+    yield _line("flags", "errors")
+    if args.log_queries:
+        yield _line("--log-queries", "log")
+    if args.health:
+        yield _line("--health", "health", args.health,
+                    block=[_line("--lameduck", "lameduck", _duration(args.lameduck))] if args.lameduck else None)
+    if args.ready:
+        yield _line("--ready", "ready", args.ready)
+    if args.metrics:
+        yield _line("--metrics", "prometheus", args.metrics)
+
+
+def _word(flag: str, text: str) -> Token:
+    return Token(text, flag, 0, False)
+
+
+def _line(flag: str, name: str, *args: str, block: list[Directive] | None = None) -> Directive:
+    """A Corefile line made from a flag: its tokens are located at the flag, for error messages."""
+    return Directive(_word(flag, name), tuple(_word(flag, arg) for arg in args),
+                     tuple(block) if block is not None else None)
+
+
+def _duration(text: str) -> str:
+    """A flag's duration as the Corefile writes it: a bare number is seconds."""
+    return f"{text}s" if re.fullmatch(r"\d+(?:\.\d+)?", text.strip()) else text
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    """--listen `HOST:PORT`, `[V6]:PORT`, or `HOST` (port 53): an address to bind, never an interface name."""
+    host, port = split_host_port(text)
+    if host is None:
+        host, port = text.strip("[]"), "53"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ConfigError(f"--listen {text!r}: {host!r} is not an IP address") from None
+    if not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"--listen {text!r}: {port!r} is not a port number")
+    return host, int(port)
+
+
+def flag_upstreams(args: argparse.Namespace) -> tuple[str, ...]:
+    """--upstream, else the nameservers of --resolv-conf, which a missing file or a bad line only warns about."""
     if args.upstream:
-        if len(args.upstream) > MAX_UPSTREAMS:
-            raise ConfigError(f"at most {MAX_UPSTREAMS} --upstream servers, not {len(args.upstream)}")
-        candidates = [parse_hostport(text, 53) for text in args.upstream]
-    else:
-        try:
-            text = args.resolv_conf.read_text(errors="replace")
-        except OSError as error:
-            warnings.append(f"cannot read {args.resolv_conf}: {error.strerror or error}")
-            text = ""
-        found, bad = resolv_conf_nameservers(text)
-        warnings += [f"{args.resolv_conf}: ignoring {line!r}: not an IP address" for line in bad]
-        if len(found) > MAX_UPSTREAMS:
-            warnings.append(f"{args.resolv_conf} lists {len(found)} nameservers: using the first {MAX_UPSTREAMS}")
-        candidates = [(host, 53) for host in found[:MAX_UPSTREAMS]]
-    chosen = []
-    for upstream in candidates:
-        if loops_back(upstream, listen, is_local_address):
-            warnings.append(f"not forwarding to {format_address(*upstream)}: it is one of our own listen addresses "
-                            "(queries would loop)")
-        else:
-            chosen.append(Upstream(*upstream))
-    if not chosen:
+        return tuple(args.upstream)
+    warnings: list[str] = []
+    try:
+        text = args.resolv_conf.read_text(errors="replace")
+    except OSError as error:
+        warnings.append(f"cannot read {args.resolv_conf}: {error.strerror or error}")
+        text = ""
+    found, bad = resolv_conf_nameservers(text)
+    warnings += [f"{args.resolv_conf}: ignoring {line!r}: not an IP address" for line in bad]
+    if len(found) > MAX_UPSTREAMS:
+        warnings.append(f"{args.resolv_conf} lists {len(found)} nameservers: using the first {MAX_UPSTREAMS}")
+    if not found:
         warnings.append("no upstream resolvers: names outside the cluster zones will fail (SERVFAIL)")
+    _warn(warnings)
+    return tuple(found[:MAX_UPSTREAMS])
+
+
+def _without_own_addresses(block: ServerBlock, listen: list[tuple[str, int]]) -> ServerBlock:
+    """Never forward to one of our own listen addresses (queries would loop): such an upstream is dropped."""
+    forwards: tuple[ForwardSettings, ...] | None = block.setting("forward")
+    if not forwards:
+        return block
+    kept = tuple(upstream for upstream in forwards[0].to
+                 if not loops_back((upstream.host, upstream.port), listen, is_local_address))
+    _warn([f"not forwarding to {format_address(upstream.host, upstream.port)}: it is one of our own listen "
+           "addresses (queries would loop)" for upstream in forwards[0].to if upstream not in kept])
+    if kept:
+        return block.with_setting("forward", (dataclasses.replace(forwards[0], to=kept),))
+    _warn(["no upstream resolvers: names outside the cluster zones will fail (SERVFAIL)"])
+    return block.with_setting("forward", None).with_setting("cache", None)
+
+
+def _warn(warnings: list[str]) -> None:
     for warning in warnings:
         print(f"[WARNING] plugin/forward: {warning}", file=sys.stderr)
-    return tuple(chosen)
 
 
 def is_local_address(host: str) -> bool:
@@ -272,7 +323,7 @@ def load(args: argparse.Namespace, given: set[str]) -> Config:
         corefile = Path("Corefile")
     if corefile is None:
         config = config_from_args(args)
-        if (config.blocks[0].kubernetes is not None and args.fixtures is None and args.kubeconfig is None
+        if (config.blocks[0].setting("kubernetes") is not None and args.fixtures is None and args.kubeconfig is None
                 and "KUBERNETES_SERVICE_HOST" not in os.environ):
             raise ConfigError("no cluster data: give -conf COREFILE, --fixtures DIR or --kubeconfig FILE "
                               "(or run inside a pod)")
@@ -281,8 +332,6 @@ def load(args: argparse.Namespace, given: set[str]) -> Config:
     if mixed:
         raise ConfigError(f"{', '.join('--' + m.replace('_', '-') for m in mixed)}: the Corefile configures that; "
                           "these flags are for running without one")
-    from dns_server.config.directives import load_config  # the Corefile machinery is only needed with a Corefile
-
     config = load_config(corefile, dns_port=args.dns_port)
     return Config(config.blocks, config.files, config.corefile_hash, args.tcp_idle_timeout, args.max_tcp_connections,
                   args.log_level, args.log_format, config.source)
@@ -302,7 +351,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(version_text())
         return 0
     if args.plugins:
-        from dns_server.config.directives import plugins_text
+        from dns_server.plugins import plugins_text
 
         sys.stdout.write(plugins_text())
         return 0
@@ -311,7 +360,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load(args, given_flags(parser, args))
     except ConfigError as error:
         print(f"dns-server: error: {error}", file=sys.stderr)
-        return 2
+        return 1  # as CoreDNS exits on a bad Corefile (argparse's usage errors stay 2)
     from dns_server.app import run  # imported late: --help and usage errors stay fast
 
     given = given_flags(parser, args)

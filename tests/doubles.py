@@ -22,13 +22,25 @@ import dns.rdatatype
 import dns.rrset
 
 from dns_server.cli import build_parser, config_from_args
-from dns_server.cluster.records import Endpoint, EndpointSlice, Namespace, Port, Record, Service
+from dns_server.cluster.records import (
+    Endpoint,
+    EndpointSlice,
+    Namespace,
+    Port,
+    Record,
+    Service,
+)
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.snapshot import Change, Snapshot
-from dns_server.config.model import ForwardSettings, KubernetesSettings, ServerBlock, Upstream
+from dns_server.config.model import PLUGIN_ORDER, ServerBlock, ZoneKey
+from dns_server.plugins import chain_for
+from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.cache import ForwardCache
 from dns_server.plugins.forward.outbound import Outbound
-from dns_server.plugins.hosts import HostsTable
+from dns_server.plugins.forward.setup import ForwardSettings, Upstream
+from dns_server.plugins.hosts import Hosts, HostsTable
+from dns_server.plugins.kubernetes.setup import KubernetesSettings
+from dns_server.protocol.answer import Answer
 from dns_server.protocol.wire import query_for_key
 from dns_server.serving.answer_table import AnswerTable, View
 from dns_server.serving.router import Block, Forward, Pipeline
@@ -41,19 +53,42 @@ FLAGS = ["--upstream", UPSTREAM, "--listen", "127.0.0.1:5353"]
 FLAGS_BLOCK = config_from_args(build_parser().parse_args(FLAGS)).blocks[0]
 
 _KUBERNETES_FIELDS = {field.name for field in dataclasses.fields(KubernetesSettings)}
-_BLOCK_FIELDS = {field.name for field in dataclasses.fields(ServerBlock)}
 
 
 def block(**options: Any) -> ServerBlock:
-    """The flags' server block; each option replaces a kubernetes setting or a block field of that name."""
-    unknown = set(options) - _KUBERNETES_FIELDS - _BLOCK_FIELDS
+    """The flags' server block; each option replaces a kubernetes setting or a directive's settings of that name.
+
+    A directive set to None (or, for `forward`, to ()) is left out of the block.
+    """
+    if "keys" in options:
+        return dataclasses.replace(block(**{k: v for k, v in options.items() if k != "keys"}), keys=options["keys"])
+    unknown = set(options) - _KUBERNETES_FIELDS - set(PLUGIN_ORDER)
     if unknown:
-        raise TypeError(f"neither a kubernetes setting nor a block field: {sorted(unknown)}")
-    assert FLAGS_BLOCK.kubernetes is not None
-    kubernetes = dataclasses.replace(FLAGS_BLOCK.kubernetes,
+        raise TypeError(f"neither a kubernetes setting nor a directive: {sorted(unknown)}")
+    kubernetes = dataclasses.replace(FLAGS_BLOCK.setting("kubernetes"),
                                      **{k: v for k, v in options.items() if k in _KUBERNETES_FIELDS})
-    fields = {k: v for k, v in options.items() if k in _BLOCK_FIELDS}
-    return dataclasses.replace(FLAGS_BLOCK, **{"kubernetes": kubernetes, **fields})
+    result = FLAGS_BLOCK.with_setting("kubernetes", kubernetes)
+    for directive, settings in options.items():
+        if directive in PLUGIN_ORDER and directive not in _KUBERNETES_FIELDS:
+            result = result.with_setting(directive, settings if settings or settings == 0 else None)
+    return result
+
+
+def server_block(keys: tuple[ZoneKey, ...], *, location: str = "", **directives: Any) -> ServerBlock:
+    """A server block with these directives' settings (a directive given None, False or () is left out)."""
+    result = ServerBlock(keys, location=location)
+    for directive, settings in directives.items():
+        result = result.with_setting(directive, settings if settings or settings == 0 else None)
+    return result
+
+
+def resolve(name: str, qtype: int, snapshot: Snapshot, settings: ServerBlock, hosts: HostsTable | None = None) -> Answer:
+    """The answer of `settings`'s chain (built for this question), with `hosts` as its hosts table."""
+    chain = chain_for(settings)
+    handler = chain.handler("hosts")
+    if isinstance(handler, Hosts) and hosts is not None:
+        handler.table = hosts
+    return chain.resolve(name, qtype, snapshot)
 
 
 def forward_to(from_zone: str = "", *, upstream: str = UPSTREAM, **settings: Any) -> ForwardSettings:
@@ -143,9 +178,9 @@ class FakeForwarder:
 def outbound_for(settings: ServerBlock, forwarders: list[FakeForwarder] | None = None,
                  clock: Callable[[], float] | None = None) -> Outbound:
     """The block's outbound side as the runtime builds it, over fake forwarders."""
-    fakes = forwarders if forwarders is not None else [FakeForwarder(f) for f in settings.forward]
-    cache = ForwardCache(settings.cache, settings.zones) if settings.cache is not None else None
-    return Outbound(fakes, [f.settings.handles for f in fakes], cache, settings.bufsize,  # type: ignore[arg-type]
+    fakes = forwarders if forwarders is not None else [FakeForwarder(f) for f in settings.setting("forward")]
+    cache = ForwardCache(settings.setting("cache"), settings.zones) if settings.setting("cache") is not None else None
+    return Outbound(fakes, [f.settings.handles for f in fakes], cache, bufsize_of(settings),  # type: ignore[arg-type]
                     clock or Clock())
 
 
@@ -169,8 +204,12 @@ def pipeline_for(records: Iterable[Record] | None = None, *, settings: ServerBlo
     if registry is None:
         registry = registry_with(records if records is not None else example_records())
     view = View(registry.snapshot)
-    outbound = outbound_for(settings, forwarders, clock) if settings.forward else None
-    served = Block(settings, view, outbound, hosts)
+    outbound = outbound_for(settings, forwarders, clock) if settings.setting("forward") else None
+    chain = chain_for(settings)
+    handler = chain.handler("hosts")
+    if isinstance(handler, Hosts) and hosts is not None:
+        handler.table = hosts
+    served = Block(settings, view, chain, outbound)
     pipeline = Pipeline([(zone, served) for zone in settings.zones], table=table)
     connect(registry, view, pipeline)
     return pipeline

@@ -30,7 +30,14 @@ from dns_server.cluster.records import (
     Record,
     Service,
 )
-from dns_server.cluster.snapshot import Change, PodAddress, ReadyEndpoint, ServiceEntry, ServiceKey, Snapshot
+from dns_server.cluster.snapshot import (
+    Change,
+    PodAddress,
+    ReadyEndpoint,
+    ServiceEntry,
+    ServiceKey,
+    Snapshot,
+)
 from dns_server.cluster.updates import Put, Remove, Update
 from dns_server.protocol.codes import MAX_LABEL
 

@@ -38,12 +38,18 @@ from itertools import accumulate, chain
 from dnslib import QTYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.gc_collector import GCCollector
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 import dns_server
 from dns_server.config.model import ServerBlock, format_address
+from dns_server.plugins import enabled
 from dns_server.plugins.cache import CacheCounters
 from dns_server.protocol.codes import RCODE_NAMES
 from dns_server.protocol.names import zone_text
@@ -410,11 +416,11 @@ class Metrics:
         """
         self.plugin_enabled.clear()
         for block in blocks:
-            if block.prometheus is None:
+            if block.setting("prometheus") is None:
                 continue
             for key in block.keys:
                 for host in block.bind or ("",):
-                    for name in block.handlers:
+                    for name in enabled(block):
                         self.plugin_enabled.labels(server_label(host, key.port), zone_text(key.zone), "", name).set(1)
 
     def source(self) -> SourceCounters:

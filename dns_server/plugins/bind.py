@@ -12,6 +12,12 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+from typing import Sequence
+
+from dns_server.chain.plugin import PluginSpec
+from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive, Token
+from dns_server.protocol.names import canonical_address
 
 _NLMSG_HEADER = struct.Struct("=LHHLL")  # length, type, flags, sequence, port id
 _IFADDRMSG = struct.Struct("=BBBBI")  # family, prefix length, flags, scope, interface index
@@ -78,3 +84,41 @@ def _attributes(data: bytes, start: int, end: int) -> dict[int, bytes]:
         attributes.setdefault(kind, data[start + _RTATTR.size:start + length])
         start += _align(length)
     return attributes
+
+
+# --- the directive ---
+
+def setup(found: Sequence[Directive], context: SetupContext) -> tuple[str, ...]:
+    plugin = Reader("bind")
+    addresses: list[str] = []
+    for directive in found:
+        if not directive.args:
+            raise plugin.error(directive.name, "at least one address or interface name is expected")
+        excepted: list[str] = []
+        for option in plugin.options(directive):
+            if option.name.text != "except":
+                raise plugin.error(option.name, f'invalid option "{option.name.text}"')
+            if not option.args:
+                raise plugin.error(option.name, "at least one address or interface must be given to except subdirective")
+            excepted.extend(_bind_addresses(plugin, option.args, context))
+        addresses.extend(a for a in _bind_addresses(plugin, directive.args, context) if a not in excepted)
+    if not addresses:  # CoreDNS would start the block with no listener at all
+        raise plugin.error(found[0].name, "no address left to listen on")
+    return tuple(dict.fromkeys(addresses))
+
+def _bind_addresses(plugin: Reader, tokens: Sequence[Token], context: SetupContext) -> list[str]:
+    """Interface names first (as CoreDNS looks them up), then IP addresses."""
+    addresses: list[str] = []
+    for token in tokens:
+        of_interface = context.interface_addresses(token.text)
+        if of_interface:
+            addresses.extend(of_interface)
+            continue
+        try:
+            addresses.append(canonical_address(token.text))
+        except ValueError:
+            raise plugin.error(token, f'not a valid IP address or interface name: "{token.text}"') from None
+    return addresses
+
+
+PLUGIN = PluginSpec("bind", setup)

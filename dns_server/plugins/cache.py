@@ -31,13 +31,27 @@ Rules this module keeps (CoreDNS's cache plugin; RFC 2308):
 from __future__ import annotations
 
 import enum
+import re
 import struct
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from cachetools import LRUCache
 
-from dns_server.config.model import CacheSettings
-from dns_server.protocol.codes import AA, DO, NOERROR, NXDOMAIN, OPT, OPT_RECORD, SERVFAIL, SOA, TC
+from dns_server.chain.plugin import PluginSpec
+from dns_server.config.setup import Reader, SetupContext, last
+from dns_server.config.syntax import Directive, Token
+from dns_server.protocol.codes import (
+    AA,
+    DO,
+    NOERROR,
+    NXDOMAIN,
+    OPT,
+    OPT_RECORD,
+    SERVFAIL,
+    SOA,
+    TC,
+)
 from dns_server.protocol.names import in_zone
 from dns_server.protocol.wire import HEADER_LEN, MODE_DO, MODE_EDNS, FormErr, skip_name
 
@@ -48,6 +62,18 @@ _U32 = struct.Struct("!I")
 _RR_FIXED = struct.Struct("!HHIH")  # type, class, TTL, rdlength
 _COUNTS = struct.Struct("!HHHH")
 _SECTION_COUNTS = struct.Struct("!HHH")  # answer, authority, additional
+MIN_PREFETCH_PERCENTAGE, MAX_PREFETCH_PERCENTAGE = 10, 90  # plugin/cache prefetch
+DEFAULT_CACHE_CAPACITY = 9984  # cache: 256 shards of 39 entries
+MIN_CACHE_CAPACITY = 1024  # cache: the smallest capacity it accepts
+MAX_SUCCESS_TTL = 3600  # cache: success TTL cap
+MAX_DENIAL_TTL = 1800  # cache: denial TTL cap
+DEFAULT_MIN_TTL = 5  # cache: MINTTL of success and denial
+DEFAULT_SERVFAIL_TTL = 5.0  # cache `servfail`
+MAX_SERVFAIL_TTL = 300.0  # cache: `servfail` at most 5 minutes
+DEFAULT_PREFETCH_DURATION = 60.0  # cache `prefetch AMOUNT [DURATION]`
+DEFAULT_PREFETCH_PERCENTAGE = 10  # cache `prefetch ... [PERCENTAGE%]`
+DEFAULT_SERVE_STALE = 3600.0  # cache `serve_stale [DURATION]`
+CACHE_SHARDS = 256  # plugin/pkg/cache: a capacity is rounded down to whole shards
 
 
 class BadReply(ValueError):
@@ -330,3 +356,126 @@ def _classify(rcode: int, truncated: bool, ancount: int, soa: tuple[int, int] | 
     if rcode in (NOERROR, NXDOMAIN) and soa is not None:
         return Kind.DENIAL, min(soa)  # RFC 2308 5: min(SOA TTL, SOA MINIMUM)
     return Kind.OTHER, 0
+
+
+# --- the directive ---
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """The `cache` plugin.  Cluster answers are always the current snapshot's; this caches forwarded ones."""
+
+    zones: tuple[str, ...] = ()  # (): the block's zones
+    success_capacity: int = DEFAULT_CACHE_CAPACITY
+    success_ttl: int = MAX_SUCCESS_TTL
+    success_min_ttl: int = DEFAULT_MIN_TTL
+    denial_capacity: int = DEFAULT_CACHE_CAPACITY
+    denial_ttl: int = MAX_DENIAL_TTL
+    denial_min_ttl: int = DEFAULT_MIN_TTL
+    prefetch_amount: int = 0  # 0: no prefetch
+    prefetch_duration: float = DEFAULT_PREFETCH_DURATION
+    prefetch_percentage: int = DEFAULT_PREFETCH_PERCENTAGE
+    serve_stale: float = 0.0  # seconds past expiry; 0: off
+    serve_stale_verify: bool = False  # REFRESH_MODE `verify` (else `immediate`)
+    servfail_ttl: float = DEFAULT_SERVFAIL_TTL
+    disable_success: tuple[str, ...] | None = None  # `disable success [ZONES]`; (): every zone
+    disable_denial: tuple[str, ...] | None = None
+    keepttl: bool = False
+
+
+def setup(found: Sequence[Directive], context: SetupContext) -> CacheSettings:
+    plugin = Reader("cache")
+    directive = plugin.once(found)
+    args = list(directive.args)
+    values: dict[str, object] = {}
+    if args and re.fullmatch(r"[+-]?[0-9]+", args[0].text):  # a number first is the TTL, else a zone
+        ttl = plugin.atoi(args.pop(0))
+        if ttl <= 0:
+            raise plugin.error(directive.args[0], f"cache TTL can not be zero or negative: {ttl}")
+        values.update(success_ttl=ttl, denial_ttl=ttl)
+    values["zones"] = plugin.zones(args)
+    for option in plugin.options(directive):
+        name = option.name.text
+        if name in ("success", "denial"):
+            values.update(_cache_kind(plugin, option))
+        elif name == "prefetch":
+            values.update(_prefetch(plugin, option))
+        elif name == "serve_stale":
+            values.update(_serve_stale(plugin, option))
+        elif name == "servfail":
+            duration = plugin.duration(plugin.one_arg(option))
+            if duration < 0:
+                raise plugin.error(option.args[0], "invalid negative ttl for servfail")
+            if duration > MAX_SERVFAIL_TTL:
+                raise plugin.error(option.args[0], "caching SERVFAIL responses over 5 minutes is not permitted")
+            values["servfail_ttl"] = duration
+        elif name == "disable":
+            if not option.args:
+                raise plugin.arg_error(option.name)
+            kind = option.args[0].text
+            if kind not in ("success", "denial"):
+                raise plugin.error(option.args[0], 'cache type for disable must be "success" or "denial"')
+            values[f"disable_{kind}"] = tuple(plugin.domain_name(token) for token in option.args[1:])
+        elif name == "keepttl":
+            plugin.no_args(option)
+            values["keepttl"] = True
+        else:
+            raise plugin.arg_error(option.name)  # CoreDNS's text for an unknown cache option
+    return CacheSettings(**values)  # type: ignore[arg-type]
+
+def _cache_kind(plugin: Reader, option: Directive) -> dict[str, object]:
+    """`success|denial CAPACITY [TTL [MINTTL]]`."""
+    kind = option.name.text
+    if not 1 <= len(option.args) <= 3:
+        raise plugin.arg_error(last(option))
+    capacity = plugin.atoi(option.args[0])
+    # plugin/pkg/cache: whole shards only, and never fewer than 4 entries a shard
+    changes: dict[str, object] = {f"{kind}_capacity": max(MIN_CACHE_CAPACITY, capacity - capacity % CACHE_SHARDS)}
+    if len(option.args) > 1:
+        ttl = plugin.atoi(option.args[1])
+        if ttl <= 0:
+            raise plugin.error(option.args[1], f"cache TTL can not be zero or negative: {ttl}")
+        changes[f"{kind}_ttl"] = ttl
+    if len(option.args) > 2:
+        min_ttl = plugin.atoi(option.args[2])
+        if min_ttl < 0:
+            raise plugin.error(option.args[2], f"cache min TTL can not be negative: {min_ttl}")
+        changes[f"{kind}_min_ttl"] = min_ttl
+    return changes
+
+def _prefetch(plugin: Reader, option: Directive) -> dict[str, object]:
+    """`prefetch AMOUNT [[DURATION] [PERCENTAGE%]]`."""
+    if not 1 <= len(option.args) <= 3:
+        raise plugin.arg_error(last(option))
+    amount = plugin.atoi(option.args[0])
+    if amount < 0:
+        raise plugin.error(option.args[0], f"prefetch amount should be positive: {amount}")
+    changes: dict[str, object] = {"prefetch_amount": amount}
+    if len(option.args) > 1:
+        changes["prefetch_duration"] = plugin.duration(option.args[1])
+    if len(option.args) > 2:
+        token = option.args[2]
+        if not token.text.endswith("%"):
+            raise plugin.error(token, f"last character of percentage should be `%`, but is: '{token.text[-1:]}'")
+        percentage = plugin.atoi(Token(token.text[:-1], token.file, token.line, token.quoted))
+        if not MIN_PREFETCH_PERCENTAGE <= percentage <= MAX_PREFETCH_PERCENTAGE:
+            raise plugin.error(token, f"percentage should fall in range [10, 90]: {percentage}")
+        changes["prefetch_percentage"] = percentage
+    return changes
+
+def _serve_stale(plugin: Reader, option: Directive) -> dict[str, object]:
+    """`serve_stale [DURATION [immediate|verify]]`."""
+    if len(option.args) > 2:
+        raise plugin.error(option.args[2], "a serve_stale verify timeout is not supported by this server")
+    duration = plugin.duration(option.args[0]) if option.args else 3600.0
+    if duration < 0:
+        raise plugin.error(option.args[0], "invalid negative duration for serve_stale")
+    verify = False
+    if len(option.args) > 1:
+        mode = option.args[1].text.lower()
+        if mode not in ("immediate", "verify"):
+            raise plugin.error(option.args[1], f"invalid value for serve_stale refresh mode: {mode}")
+        verify = mode == "verify"
+    return {"serve_stale": duration, "serve_stale_verify": verify}
+
+
+PLUGIN = PluginSpec("cache", setup, in_chain=True)

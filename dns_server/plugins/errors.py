@@ -22,11 +22,17 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import Sequence
 
-from dns_server.config.model import ConsolidateRule, ErrorsSettings, format_duration
+from dns_server.chain.plugin import PluginSpec
+from dns_server.config.model import format_duration
+from dns_server.config.setup import Reader, SetupContext, last
+from dns_server.config.syntax import CorefileError, Directive
 from dns_server.observability.logs import LEVELS
 from dns_server.plugins.log import type_text
 from dns_server.protocol.names import zone_text
+
+LOG_LEVELS = ("warning", "error", "info", "debug")  # errors `consolidate ... [LEVEL]`
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +102,69 @@ class ErrorLog:
     def _write(self, level: int, line: str, fields: dict[str, object], error: BaseException | None) -> None:
         exc_info = error if self._stacktrace and error is not None else None
         self._log.log(level, line, extra=fields, exc_info=exc_info)
+
+
+# --- the directive ---
+
+@dataclass(frozen=True, slots=True)
+class ConsolidateRule:
+    """errors `consolidate DURATION REGEXP [LEVEL] [show_first]`."""
+
+    duration: float
+    pattern: str
+    level: str = "error"  # warning | error | info | debug
+    show_first: bool = False
+
+@dataclass(frozen=True, slots=True)
+class ErrorsSettings:
+    consolidate: tuple[ConsolidateRule, ...] = ()
+    stacktrace: bool = False
+
+
+def setup(found: Sequence[Directive], context: SetupContext) -> ErrorsSettings:
+    plugin = Reader("errors")
+    directive = plugin.once(found)
+    if len(directive.args) > 1:
+        raise plugin.arg_error(directive.args[1])
+    if directive.args and directive.args[0].text != "stdout":
+        raise plugin.error(directive.args[0], f"invalid log file: {directive.args[0].text}")
+    rules: list[ConsolidateRule] = []
+    stacktrace = False
+    for option in plugin.options(directive):
+        if option.name.text == "stacktrace":
+            plugin.no_args(option)
+            stacktrace = True
+        elif option.name.text == "consolidate":
+            rules.append(_consolidate(plugin, option))
+        else:
+            raise CorefileError(f"plugin/errors: {option.name.location} - Syntax error: Unexpected token "
+                                f"'{option.name.text}', expecting 'Unknown field {option.name.text}'")
+    return ErrorsSettings(tuple(rules), stacktrace)
+
+def _consolidate(plugin: Reader, option: Directive) -> ConsolidateRule:
+    """`consolidate DURATION REGEXP [LEVEL] [show_first]`."""
+    if not 2 <= len(option.args) <= 4:
+        raise plugin.arg_error(last(option))
+    duration = plugin.duration(option.args[0])
+    pattern = option.args[1].text
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise plugin.error(option.args[1], f"error parsing regexp: {error}: `{pattern}`") from None
+    level: str | None = None
+    show_first = False
+    for token in option.args[2:]:
+        if token.text in LOG_LEVELS:
+            if level is not None:
+                raise plugin.error(token, "multiple log levels specified in consolidate")
+            if show_first:
+                raise plugin.error(token, "log level must come before show_first in consolidate")
+            level = token.text
+        elif token.text == "show_first":
+            show_first = True
+        else:
+            raise plugin.error(token, f"unknown option in consolidate: {token.text}")
+    return ConsolidateRule(duration, pattern, level or "error", show_first)
+
+
+PLUGIN = PluginSpec("errors", setup, in_chain=True)

@@ -25,12 +25,14 @@ import threading
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Iterable, Union
+from typing import Callable, Iterable, Sequence, Union
 
 import dns.rdataclass
 import dns.rdatatype
 
-from dns_server.config.model import DEFAULT_LOG_FORMAT, LogRule
+from dns_server.chain.plugin import PluginSpec
+from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive
 from dns_server.observability.logs import STDOUT, Output, json_line
 from dns_server.protocol.codes import (
     AA,
@@ -53,10 +55,17 @@ from dns_server.protocol.codes import (
     Z,
 )
 from dns_server.protocol.names import in_zone
-from dns_server.protocol.wire import HEADER_LEN, Drop, FormErr, Query, decode_query, skip_name
+from dns_server.protocol.wire import (
+    HEADER_LEN,
+    Drop,
+    FormErr,
+    Query,
+    decode_query,
+    skip_name,
+)
 
-log = logging.getLogger(__name__)
-
+DEFAULT_LOG_FORMAT = ('{remote}:{port} - {>id} "{type} {class} {name} {proto} {size} {>do} {>bufsize}" '
+                      '{rcode} {>rflags} {rsize} {duration}')  # log plugin: {common}
 COMBINED_LOG_FORMAT = DEFAULT_LOG_FORMAT + ' "{>opcode}"'  # log plugin: {combined}
 NAMED_FORMATS = {"{common}": DEFAULT_LOG_FORMAT, "{combined}": COMBINED_LOG_FORMAT}  # a whole FORMAT argument
 EMPTY = "-"  # replacer.EmptyValue
@@ -70,6 +79,9 @@ FLAG_BITS = (("qr", QR << 8), ("aa", AA << 8), ("tc", TC << 8), ("rd", RD << 8),
 _SPECIAL = frozenset(b".'@;()\" \\")  # miekg/dns escapes these in names with a backslash
 _COUNTS = struct.Struct("!HHHHHH")
 _RR = struct.Struct("!HHIH")  # type, class, TTL, RDLENGTH
+LOG_CLASSES = ("all", "success", "denial", "error")  # plugin/pkg/response classes
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,3 +377,38 @@ class QueryLogWriter:
             log.warning("%d queries not logged: standard output is not keeping up", dropped - self._reported)
             self._reported = dropped
             self._last_report = now
+
+
+# --- the directive ---
+
+@dataclass(frozen=True, slots=True)
+class LogRule:
+    """One `log [NAMES...] [FORMAT] { class ... }` directive."""
+
+    names: tuple[str, ...] = ("",)  # zones whose queries are logged; the root by default
+    format: str = DEFAULT_LOG_FORMAT
+    classes: frozenset[str] = frozenset({"all"})  # success | denial | error | all
+
+
+def setup(found: Sequence[Directive], context: SetupContext) -> tuple[LogRule, ...]:
+    plugin = Reader("log")
+    rules: list[LogRule] = []
+    for directive in found:
+        texts = [token.text for token in directive.args]
+        log_format = DEFAULT_LOG_FORMAT
+        if len(texts) > 1 and "{" in texts[-1]:  # with one argument it is always a name (plugin/log setup.go)
+            log_format = texts.pop().replace("{common}", DEFAULT_LOG_FORMAT).replace("{combined}", COMBINED_LOG_FORMAT)
+        names = tuple(plugin.domain_name(token) for token in directive.args[:len(texts)]) or ("",)
+        classes: set[str] = set()
+        for option in plugin.options(directive):
+            if option.name.text != "class" or not option.args:
+                raise plugin.arg_error(option.name)  # CoreDNS's text for an unknown option too
+            for token in option.args:
+                if token.text not in LOG_CLASSES:
+                    raise plugin.error(token, f"invalid Class: {token.text}")
+                classes.add(token.text)
+        rules.append(LogRule(names, log_format, frozenset(classes or {"all"})))
+    return tuple(rules)
+
+
+PLUGIN = PluginSpec("log", setup, in_chain=True)

@@ -19,13 +19,14 @@ import random
 import socket
 import struct
 import time
-from typing import Callable
+from typing import Callable, Sequence
 
+from dns_server.chain.plugin import PluginSpec
 from dns_server.config.model import format_address
+from dns_server.config.setup import Reader, SetupContext
+from dns_server.config.syntax import Directive
 from dns_server.protocol.codes import CLASS_IN, HINFO, MAX_TCP_MESSAGE, RD
 from dns_server.protocol.names import zone_text
-
-log = logging.getLogger("dns_server.plugins.loop")
 
 PROBE_DEADLINE = 30.0  # CoreDNS: probing ends after 30 s
 PROBE_RETRY = 1.0  # CoreDNS: a probe without a reply is sent again after 1 s
@@ -33,6 +34,8 @@ COUNTING_AFTER_REPLY = 2.0  # CoreDNS: counting stops 2 s after a probe got a re
 PROBE_TIMEOUT = 2.0
 MAX_RANDOM = 2**63  # Go's rand.Int(): a non-negative int64
 TROUBLESHOOTING = "https://coredns.io/plugins/loop#troubleshooting"
+
+log = logging.getLogger("dns_server.plugins.loop")
 
 
 class LoopProbe:
@@ -97,3 +100,16 @@ async def _exchange(query: bytes, host: str, port: int) -> bytes:
                 reply = await loop.sock_recv(sock, MAX_TCP_MESSAGE)
                 if reply[:2] == query[:2]:
                     return reply
+
+
+# --- the directive ---
+
+def setup(found: Sequence[Directive], context: SetupContext) -> bool:
+    plugin = Reader("loop")
+    directive = plugin.once(found)
+    plugin.no_args(directive)
+    plugin.no_options(directive)
+    return True
+
+
+PLUGIN = PluginSpec("loop", setup, in_chain=True)

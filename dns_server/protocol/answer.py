@@ -57,6 +57,7 @@ class Answer(NamedTuple):
     plugin: str = ""  # the plugin that answered ("kubernetes", "hosts"); "" when the server did
     reason: str = ""  # SERVFAIL: why, for the errors plugin
     depends: frozenset[Dependency] = frozenset()
+    rotations: tuple[tuple[RR, ...], ...] = ()  # loadbalance: the answer section in other orders, one per reply
 
     @property
     def rcode(self) -> int:

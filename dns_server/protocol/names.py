@@ -1,9 +1,11 @@
-"""Domain names as the server reads them: lower case, dotted, without the trailing dot; the root is "".
+"""Domain names (and addresses) as the server reads them: lower case, dotted, without the trailing dot; the root is "".
 
 Every zone test of the server is one of these functions.
 """
 
 from __future__ import annotations
+
+import ipaddress
 
 from dns_server.errors import ConfigError
 from dns_server.protocol.codes import MAX_LABEL, MAX_NAME_LEN
@@ -51,3 +53,11 @@ def normalize_zone(text: str) -> str:
     if not valid_domain(zone):
         raise ConfigError(f"zone is not a valid domain name: {text}")
     return zone
+
+
+def canonical_address(text: str) -> str:
+    """`fe80::1%eth0` -> `fe80::1`, `::ffff:10.0.0.1` -> `10.0.0.1`; raises ValueError if not an address."""
+    address = ipaddress.ip_address(text.partition("%")[0])
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)

@@ -15,24 +15,17 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from dns_server.protocol.codes import (  # noqa: F401 (serving.router imports the names this module does not use)
-    BADVERS,
+from dns_server.protocol.codes import (
     CD,
-    CLASS_IN,
     DO,
-    FORMERR,
     MAX_LABEL,
     MAX_NAME_LEN,
-    MAX_TCP_MESSAGE,
     NO_EDNS_PAYLOAD,
-    NOTIMP,
-    OPCODE_QUERY,
     OPT,
+    OPT_PREFIX,
     OPT_RECORD,
     QR,
     RD,
-    REFUSED,
-    SERVFAIL,
 )
 
 HEADER_LEN = 12
@@ -172,6 +165,38 @@ def decode_query(data: bytes) -> Query:
                  (flags1 << 8) | flags2)
 
 
+def read_plain(data: bytes) -> tuple[bytes, int, int] | None:
+    """The hot path's read of a plain query, without decoding it: (question key, offset past the
+    question's name, the client's UDP payload), the key the same bytes as `question_key` makes.
+
+    A plain query has QR, opcode and the header's other high bits clear, one question, no answer
+    or authority records, and nothing but an EDNS version 0 OPT record after the question.  Anything
+    else is None (`decode_query` reads it); a bad question name raises FormErr.
+    """
+    if len(data) <= HEADER_LEN or data[2] & 0xF8 or data[4:10] != b"\x00\x01\x00\x00\x00\x00":
+        return None
+    end = question_end(data)
+    qend = end + 4
+    mode = (data[2] & RD) << 2 | (data[3] & CD) >> 1
+    payload = NO_EDNS_PAYLOAD
+    if data[11] == 1 and not data[10] and data[qend:qend + 3] == OPT_PREFIX and data[qend + 6] == 0:
+        if len(data) != qend + 11 + (data[qend + 10] | data[qend + 9] << 8):
+            return None
+        mode |= MODE_DO if data[qend + 7] & (DO >> 8) else MODE_EDNS
+        payload = data[qend + 4] | data[qend + 3] << 8
+    elif data[10] or data[11] or len(data) != qend:
+        return None
+    return data[HEADER_LEN:end].lower() + data[end:qend] + bytes((mode,)), end, payload
+
+
+def plain_query(data: bytes, key: bytes, end: int, payload: int) -> Query:
+    """The Query of a plain query, from what `read_plain` read (for a question the answer table lacks)."""
+    edns = bool(key[-1] & (MODE_EDNS | MODE_DO))
+    return Query(data[0] << 8 | data[1], 0, decode_name(key), data[end + 1] | data[end] << 8,
+                 data[end + 3] | data[end + 2] << 8, data[HEADER_LEN:end + 4], key[:-1], edns,
+                 max(payload, NO_EDNS_PAYLOAD), bool(key[-1] & MODE_DO), 0, data[2] << 8 | data[3])
+
+
 def _skip_rr(data: bytes, i: int) -> int:
     i = skip_name(data, i)
     if i + 10 > len(data):
@@ -186,7 +211,7 @@ def _skip_rr(data: bytes, i: int) -> int:
 def question_key(query: Query) -> bytes:
     """The answer caches' key: the question with its name lower-cased, and the mode byte.
 
-    The hot path computes the same bytes from the raw query (serving.router.Pipeline._answer).
+    The hot path reads the same bytes from the raw query (`read_plain`).
     """
     mode = (MODE_RD if query.flags & (RD << 8) else 0) | (MODE_CD if query.flags & CD else 0)
     if query.edns:

@@ -36,8 +36,9 @@ from urllib.parse import urlsplit
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 import dns_server
-from dns_server.config.model import Config, HealthSettings, format_address, format_duration
+from dns_server.config.model import Config, format_address, format_duration
 from dns_server.observability.metrics import Metrics
+from dns_server.plugins.health import HealthSettings
 
 HEALTH_PATH, READY_PATH, METRICS_PATH = "/health", "/ready", "/metrics"  # fixed in CoreDNS
 TIMEOUT = 5.0  # ReadTimeout, WriteTimeout and IdleTimeout of CoreDNS's HTTP servers
@@ -90,9 +91,9 @@ class HttpEndpoints:
     @classmethod
     def for_config(cls, config: Config, metrics: Metrics, readiness: Sequence[Readiness] = ()) -> HttpEndpoints:
         """The endpoints every block of `config` asks for."""
-        return cls(metrics, health=[b.health for b in config.blocks if b.health is not None],
-                   ready=[b.ready for b in config.blocks if b.ready is not None],
-                   prometheus=[b.prometheus for b in config.blocks if b.prometheus is not None],
+        return cls(metrics, health=[b.setting("health") for b in config.blocks if b.setting("health") is not None],
+                   ready=[b.setting("ready") for b in config.blocks if b.setting("ready") is not None],
+                   prometheus=[b.setting("prometheus") for b in config.blocks if b.setting("prometheus") is not None],
                    readiness=readiness)
 
     def start(self) -> None:

@@ -4,14 +4,15 @@ Theory of operation.  A query goes one way:
 1. `exact`: the reply already sent for these exact query bytes (after the ID): one dict lookup, the
    query's ID in front, done.  Stub resolvers repeat themselves, so this answers most queries.
 2. the question key (the question with its name lower-cased, plus a mode byte for RD, CD, EDNS
-   and DO), read from the raw bytes without decoding the message: the answer table's entry for it,
-   cut to the client's UDP limit, with the query's ID and the question's case patched in.  An entry
-   whose answer comes from upstream sends the question to its block's outbound side, whose cache
-   may answer at once.
-3. the slow path: the query decoded properly (FORMERR, NOTIMP, BADVERS and a class other than IN
-   are decided here, where messages enter), routed to the server block with the longest zone that
-   covers the name (none: REFUSED), resolved by the pure resolver against the block's view of its
-   registry, encoded, and kept in the answer table.
+   and DO), read from the raw bytes without decoding the message (`protocol.wire.read_plain`): the
+   answer table's entry for it, cut to the client's UDP limit, with the query's ID and the
+   question's case patched in.  An entry whose answer comes from upstream sends the question to
+   its block's outbound side, whose cache may answer at once.
+3. the slow path: the query decoded properly; what the server answers before any plugin (FORMERR,
+   NOTIMP, BADVERS, REFUSED: `chain.chain.admission`) is decided here, where messages enter; the
+   query is routed to the server block with the longest zone that covers the name, answered by the
+   block's chain of plugins (chain/chain.py) against its registry view, encoded, and kept in the
+   answer table, unless the answer depends on the client.
 Whatever the slow path cannot finish at once (an upstream exchange) comes back as `Forward`, which
 the transport completes with `complete()` as a bounded task.
 
@@ -20,59 +21,48 @@ event loop and drops only the answers that change touches (answer_table.py).  Ev
 escapes as an exception is a bug: the query gets SERVFAIL and a rate-limited log line.
 
 Counting for the `prometheus` plugin is per answer: each exact reply carries the `Tally` of its
-label set, so a counted query costs a clock read and a few increments (metered listeners only).
+label set, so a counted query costs a clock read and a few increments.  `_observe` is the one
+place a reply is counted and logged; a listener with neither metrics nor a query log skips it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Callable, NamedTuple, Optional, Protocol
 
-from dnslib import DNSRecord
-
-from dns_server.chain.resolver import resolve
+from dns_server.chain.chain import Chain, admission, undecodable
+from dns_server.chain.plugin import CLIENT
 from dns_server.cluster.snapshot import Change
 from dns_server.config.model import ServerBlock
+from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.forward.outbound import CACHE, FORWARD, Outbound
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
-from dns_server.plugins.hosts import HostsTable
+from dns_server.plugins.kubernetes.chase import joined, target_key
 from dns_server.plugins.log import QueryLog, QueryLogWriter, QueryRecord
 from dns_server.plugins.loop import HINFO, LoopProbe
 from dns_server.protocol.answer import Answer, Outcome
-from dns_server.protocol.encode import Unencodable, encode, error_reply, fit, rotate
+from dns_server.protocol.codes import MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
+from dns_server.protocol.encode import Unencodable, encode, error_reply
 from dns_server.protocol.names import longest_zone, zone_text
 from dns_server.protocol.wire import (
-    BADVERS,
-    CLASS_IN,
-    FORMERR,
     HEADER_LEN,
-    MAX_TCP_MESSAGE,
     MODE_DO,
-    NO_EDNS_PAYLOAD,
-    NOTIMP,
-    OPCODE_QUERY,
-    REFUSED,
-    SERVFAIL,
     Drop,
     FormErr,
     Query,
-    decode_name,
     decode_query,
     header_only_reply,
-    name_to_wire,
-    question_end,
+    plain_query,
     question_key,
+    read_plain,
 )
 from dns_server.serving.answer_table import AnswerTable, Entry, View
 
 log = logging.getLogger(__name__)
 
-_OPT_PREFIX = b"\x00\x00\x29"  # root owner name, type OPT
-_DO_BIT = 0x80  # in the high byte of the OPT flags
 DROPPED = "dropped"  # the metrics zone of queries no block takes (CoreDNS's vars.Dropped)
 FIRST_BUCKET = 0.00025  # the first bucket of CoreDNS's TimeBuckets
 
@@ -105,27 +95,19 @@ class Labels(NamedTuple):
 
 
 class Block:
-    """One server block as the pipeline runs it: settings, registry view, hosts table, outbound side."""
+    """One server block as the router runs it: its query chain, registry view and outbound side."""
 
-    def __init__(self, settings: ServerBlock, view: View, outbound: Outbound | None = None,
-                 hosts: HostsTable | None = None, errors: ErrorReporter | None = None,
-                 query_log: QueryLog | None = None, loop: LoopProbe | None = None) -> None:
+    def __init__(self, settings: ServerBlock, view: View, chain: Chain, outbound: Outbound | None = None,
+                 errors: ErrorReporter | None = None, query_log: QueryLog | None = None,
+                 loop: LoopProbe | None = None) -> None:
         self.settings = settings
         self.view = view
+        self.chain = chain
         self.outbound = outbound
-        self.hosts = hosts
         self.errors = errors
         self.query_log = query_log  # the block's `log` directives, if any
         self.loop = loop  # the `loop` plugin's probe, while it runs
-        self.bufsize = settings.bufsize
-        self._turn = 0
-
-    def balanced(self, reply: bytes) -> bytes:
-        """A forwarded reply with its address records turned (`loadbalance`); as it is otherwise."""
-        if not self.settings.loadbalance:
-            return reply
-        self._turn += 1
-        return rotate(reply, self._turn)
+        self.bufsize = bufsize_of(settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,9 +130,9 @@ class Forward:
     via_tcp: bool
     block: Block
     zone: str
-    peer: Peer = None
-    share: bool = True  # may join an identical exchange in flight (not the loop plugin's probe)
-    started: float = 0.0  # perf_counter() when the query arrived
+    peer: Peer
+    share: bool  # may join an identical exchange in flight (not the loop plugin's probe)
+    started: float  # perf_counter() when it was handed over
 
 
 class Pipeline:
@@ -175,11 +157,7 @@ class Pipeline:
         self._writer = query_log if any(block.query_log for _, block in self.routes) else None
         self._local = local  # our address, for the query log
         self._panicked = panicked  # counts internal errors (coredns_panics_total)
-        if metrics is not None:
-            self.handle = self._handle_metered  # type: ignore[method-assign]
-        if self._writer is not None:
-            self._inner = self.handle
-            self.handle = self._handle_logged  # type: ignore[method-assign]
+        self._observed = metrics is not None or self._writer is not None
 
     # -- snapshots -------------------------------------------------------------------------------
     def publish(self, view: View, change: Change, serial_changed: bool) -> None:
@@ -189,27 +167,15 @@ class Pipeline:
     # -- the hot path ------------------------------------------------------------------------------
     def handle(self, data: bytes, via_tcp: bool, peer: Peer = None) -> bytes | Forward | None:
         """The reply to one message from `peer`, a Forward to finish upstream, or None to send nothing."""
+        if self._observed:
+            return self._handle_observed(data, via_tcp, peer)
         hit = (self._exact_tcp if via_tcp else self._exact_udp).get(data[2:])
         if hit is not None:
             return data[:2] + hit.tail
         return self._answer(data, via_tcp, peer)
 
-    def _handle_logged(self, data: bytes, via_tcp: bool, peer: Peer = None
-                       ) -> bytes | Forward | None:
-        """`handle`, with a line in the query log for every reply sent now (a Forward's when it is finished)."""
-        start = perf_counter()
-        reply = self._inner(data, via_tcp, peer)
-        if reply.__class__ is bytes:
-            assert isinstance(reply, bytes)
-            self._log(data, reply, via_tcp, peer, perf_counter() - start)
-        elif reply is not None:
-            assert isinstance(reply, Forward)
-            return dataclasses.replace(reply, peer=peer, started=start)
-        return reply
-
-    def _handle_metered(self, data: bytes, via_tcp: bool, peer: Peer = None
-                        ) -> bytes | Forward | None:
-        """`handle`, counting every reply into its tally with the time it took."""
+    def _handle_observed(self, data: bytes, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
+        """`handle`, with every reply sent now counted into its tally and logged (a Forward's when it is finished)."""
         start = perf_counter()
         hit = (self._exact_tcp if via_tcp else self._exact_udp).get(data[2:])
         if hit is not None:
@@ -219,41 +185,32 @@ class Pipeline:
             self._tally = None
             reply = self._answer(data, via_tcp, peer)
             tally = self._tally
+        if reply.__class__ is bytes:
+            assert isinstance(reply, bytes)
+            self._observe(data, reply, via_tcp, peer, tally, perf_counter() - start)
+        return reply
+
+    def _observe(self, data: bytes, reply: bytes, via_tcp: bool, peer: Peer, tally: Tally | None,
+                 seconds: float) -> None:
+        """The one place a reply is counted (prometheus) and logged (log)."""
         if tally is not None:
-            seconds = perf_counter() - start
             tally.count += 1
             tally.seconds += seconds
             if seconds > FIRST_BUCKET:
                 tally.add_slow(seconds)
-        return reply
+        if self._writer is not None:
+            self._log(data, reply, via_tcp, peer, seconds)
 
     def _answer(self, data: bytes, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
         try:
-            # A plain query (QR=0, opcode 0, one question, nothing but maybe an OPT): read the key raw.
-            if (len(data) > HEADER_LEN and not data[2] & 0xF8
-                    and data[4:10] == b"\x00\x01\x00\x00\x00\x00"):
-                end = question_end(data)
-                qend = end + 4
-                arcount = data[11] | data[10] << 8
-                mode = (data[2] & 0x01) << 2 | (data[3] & 0x10) >> 1  # RD and CD
-                payload = NO_EDNS_PAYLOAD
-                if arcount == 1 and data[qend:qend + 3] == _OPT_PREFIX and data[qend + 6:qend + 7] == b"\x00":
-                    if len(data) != qend + 11 + (data[qend + 10] | data[qend + 9] << 8):
-                        return self._slow(data, via_tcp, peer)
-                    mode |= 2 if data[qend + 7] & _DO_BIT else 1
-                    payload = data[qend + 4] | data[qend + 3] << 8
-                elif arcount or len(data) != qend:
-                    return self._slow(data, via_tcp, peer)
-                key = data[HEADER_LEN:end].lower() + data[end:qend] + bytes((mode,))
-                entry = self.table.get(key)
-                if entry is not None:
-                    return self._serve(entry, data, key, end, payload, via_tcp, peer)
-                # a miss: everything decode_query would read is known already
-                query = Query(data[0] << 8 | data[1], 0, decode_name(key), data[end + 1] | data[end] << 8,
-                              data[end + 3] | data[end + 2] << 8, data[HEADER_LEN:qend], key[:-1], arcount == 1,
-                              max(payload, NO_EDNS_PAYLOAD), bool(mode & MODE_DO), 0, data[2] << 8 | data[3])
-                return self._resolve(data, query, via_tcp, peer)
-            return self._slow(data, via_tcp, peer)
+            plain = read_plain(data)
+            if plain is None:
+                return self._slow(data, via_tcp, peer)
+            key, end, payload = plain
+            entry = self.table.get(key)
+            if entry is not None:
+                return self._serve(entry, data, key, end, payload, via_tcp, peer)
+            return self._resolve(data, plain_query(data, key, end, payload), via_tcp, peer)
         except (FormErr, Drop):
             return self._slow(data, via_tcp, peer)
         except Exception:  # a bug: answer SERVFAIL, keep serving
@@ -269,7 +226,7 @@ class Pipeline:
             cached = target.outbound.cached(key, limit)
             if cached is None:
                 return self._slow(data, via_tcp, peer)  # becomes a Forward
-            reply = target.block.balanced(_as_asked(data, cached, end))
+            reply = target.block.chain.forwarded(_as_asked(data, cached, end))
             if self.metrics is not None:
                 self._tally = self._tally_for(entry.labels.zone, CACHE, data, reply, key, via_tcp)
             return reply
@@ -287,8 +244,7 @@ class Pipeline:
         except Drop:
             return None
         except FormErr:
-            opcode = (data[2] >> 3) & 0xF
-            return self._dropped(data, header_only_reply(data, FORMERR if opcode == OPCODE_QUERY else NOTIMP), via_tcp)
+            return self._dropped(data, header_only_reply(data, undecodable(data)), via_tcp)
         try:
             return self._resolve(data, query, via_tcp, peer)
         except Exception:
@@ -296,20 +252,18 @@ class Pipeline:
             return self._dropped(data, error_reply(query, SERVFAIL, NO_EDNS_PAYLOAD), via_tcp)
 
     def _resolve(self, data: bytes, query: Query, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
-        if query.opcode != OPCODE_QUERY:
-            return self._dropped(data, error_reply(query, NOTIMP, NO_EDNS_PAYLOAD), via_tcp)
-        if query.edns and query.edns_version != 0:
-            return self._dropped(data, error_reply(query, BADVERS, NO_EDNS_PAYLOAD), via_tcp)
-        zone = longest_zone(query.name, self._zones) if query.qclass == CLASS_IN else None
-        if zone is None:
-            return self._dropped(data, error_reply(query, REFUSED, NO_EDNS_PAYLOAD), via_tcp)
+        zone = longest_zone(query.name, self._zones)
+        rcode = admission(query, zone)
+        if rcode:
+            return self._dropped(data, error_reply(query, rcode, NO_EDNS_PAYLOAD), via_tcp)
+        assert zone is not None
         block = self._blocks[zone]
         probe = block.loop is not None and query.qtype == HINFO and query.name == block.loop.name
         if probe:
             assert block.loop is not None
             block.loop.arrived(peer)
         snapshot = block.view.snapshot
-        answer = resolve(query.name, query.qtype, snapshot, block.settings, block.hosts)
+        answer = block.chain.resolve(query.name, query.qtype, snapshot, peer)
         key = question_key(query)
         labels = self._labels.get((zone, answer.plugin))
         if labels is None:
@@ -323,16 +277,17 @@ class Pipeline:
                 self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels, forward=target))
                 cached = block.outbound.cached(key, reply_limit(via_tcp, payload, block.bufsize))
                 if cached is not None:
-                    reply = block.balanced(_as_asked(data, cached, end))
+                    reply = block.chain.forwarded(_as_asked(data, cached, end))
                     return self._count_reply(data, reply, labels.zone, CACHE, via_tcp)
             else:
-                chased = block.outbound.cached(_chase_key(key, answer.chase), MAX_TCP_MESSAGE)
+                chased = block.outbound.cached(target_key(key, answer.chase), MAX_TCP_MESSAGE)
                 if chased is not None:
-                    return self._chased(query, answer, chased, via_tcp, block, zone)
+                    reply = joined(query, answer, chased, block.bufsize, reply_limit(via_tcp, payload, block.bufsize))
+                    return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp)  # the CNAME's plugin
             if block.outbound.refuses(answer.forward):
                 return self._count_reply(data, error_reply(query, REFUSED, block.bufsize), zone_text(zone), FORWARD,
                                          via_tcp)
-            return Forward(data, query, answer, via_tcp, block, zone, peer, share=not probe)
+            return Forward(data, query, answer, via_tcp, block, zone, peer, not probe, perf_counter())
         try:
             encoded = encode(query, answer, block.bufsize)
         except Unencodable as error:  # cluster data no reply can carry (a name with an escaped dot, ...)
@@ -340,10 +295,14 @@ class Pipeline:
                 block.errors(SERVFAIL, query.name, query.qtype, f"cannot encode the answer: {error}")
             return self._count_reply(data, error_reply(query, SERVFAIL, block.bufsize), labels.zone, answer.plugin,
                                      via_tcp)
+        rotations = tuple(encode(query, answer._replace(answer=records), block.bufsize).wire
+                          for records in answer.rotations)
         entry = Entry(encoded.wire, encoded.serial_at, block.view, answer.depends, block.bufsize, labels,
-                      rotations=_rotations(query, answer, block), serial=snapshot.serial)
+                      rotations=rotations, serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
+        elif CLIENT in answer.depends:
+            return _as_asked(data, entry.reply(reply_limit(via_tcp, payload, block.bufsize)), end)  # only for this client
         else:
             self.table.put(key, entry)
         return self._serve(entry, data, key, end, payload, via_tcp, peer)
@@ -351,16 +310,14 @@ class Pipeline:
     # -- forwarded questions -----------------------------------------------------------------------
     async def complete(self, forward: Forward) -> bytes | None:
         """Finish a Forward: relay the question upstream, or append upstream records to a CNAME."""
-        start = perf_counter()
         query, block, answer = forward.query, forward.block, forward.answer
         assert block.outbound is not None
         limit = reply_limit(forward.via_tcp, query.payload, block.bufsize)
-        key = question_key(query)
-        name = query.name
+        key, name, asked = question_key(query), query.name, limit
         if answer.outcome is Outcome.CHASE:
-            key, name, limit = _chase_key(key, answer.chase), answer.chase, MAX_TCP_MESSAGE
+            key, name, asked = target_key(key, answer.chase), answer.chase, MAX_TCP_MESSAGE
         try:
-            reply = await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp, limit,
+            reply = await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp, asked,
                                                  share=forward.share)
         except Overloaded:
             reply = error_reply(query, REFUSED, block.bufsize)
@@ -373,11 +330,14 @@ class Pipeline:
             reply = error_reply(query, SERVFAIL, block.bufsize)
         else:
             if answer.outcome is Outcome.CHASE:
-                return self._chased(query, answer, reply, forward.via_tcp, block, forward.zone)
-            reply = block.balanced(_relayed(reply, query))
-        self._observe(forward.data, reply, zone_text(forward.zone), FORWARD, forward.via_tcp, perf_counter() - start)
-        if self._writer is not None:
-            self._log(forward.data, reply, forward.via_tcp, forward.peer, perf_counter() - forward.started)
+                reply = joined(query, answer, reply, block.bufsize, limit)
+            else:
+                reply = block.chain.forwarded(_relayed(reply, query))
+        if self._observed:
+            plugin = answer.plugin if answer.outcome is Outcome.CHASE else FORWARD
+            tally = self._tally_for_raw(zone_text(forward.zone), plugin, forward.data, reply, forward.via_tcp) \
+                if self.metrics is not None else None
+            self._observe(forward.data, reply, forward.via_tcp, forward.peer, tally, perf_counter() - forward.started)
         return reply
 
     def refuse(self, forward: Forward) -> bytes:
@@ -398,20 +358,6 @@ class Pipeline:
             self._writer.submit(block.query_log, QueryRecord(host, port, self._local, "tcp" if via_tcp else "udp",
                                                              data, reply, seconds))
 
-    def _chased(self, query: Query, answer: Answer, target: bytes, via_tcp: bool, block: Block, zone: str) -> bytes:
-        """The CNAME of an ExternalName followed by its target's records from upstream, in one answer."""
-        ours = DNSRecord.parse(encode(query, Answer(Outcome.ANSWER, answer.answer), block.bufsize).wire)
-        upstream = DNSRecord.parse(target)
-        ours.header.aa = 0  # part of the answer is not ours (RFC 1035 4.1.1)
-        ours.header.rcode = upstream.header.rcode
-        ours.rr.extend(upstream.rr)
-        if not upstream.rr:
-            ours.auth.extend(upstream.auth)  # the target's SOA, for negative caching (RFC 2308 3)
-        wire = bytes(ours.pack())
-        wire = fit(wire, reply_limit(via_tcp, query.payload, block.bufsize))
-        end = HEADER_LEN + len(query.question)
-        return wire[:HEADER_LEN] + query.question + wire[end:]
-
     # -- metrics -------------------------------------------------------------------------------------
     def _tally_for(self, zone: str, plugin: str, data: bytes, reply: bytes, key: bytes, via_tcp: bool) -> Tally:
         assert self.metrics is not None
@@ -429,16 +375,6 @@ class Pipeline:
         if self.metrics is not None:
             self._tally = self._tally_for_raw(zone, plugin, data, reply, via_tcp)
         return reply
-
-    def _observe(self, data: bytes, reply: bytes, zone: str, plugin: str, via_tcp: bool, seconds: float) -> None:
-        """Count a reply finished outside `handle` (a forwarded one)."""
-        if self.metrics is None:
-            return
-        tally = self._tally_for_raw(zone, plugin, data, reply, via_tcp)
-        tally.count += 1
-        tally.seconds += seconds
-        if seconds > FIRST_BUCKET:
-            tally.add_slow(seconds)
 
     def _tally_for_raw(self, zone: str, plugin: str, data: bytes, reply: bytes, via_tcp: bool) -> Tally:
         assert self.metrics is not None
@@ -465,37 +401,10 @@ def _as_asked(data: bytes, wire: bytes, end: int) -> bytes:
     return data[:2] + wire[2:HEADER_LEN] + data[HEADER_LEN:end] + wire[end:]
 
 
-def _chase_key(key: bytes, target: str) -> bytes:
-    """The key of the question for an ExternalName target: the query's type, class and mode."""
-    return name_to_wire(target) + key[-5:]
-
-
 def _relayed(reply: bytes, query: Query) -> bytes:
     """A forwarded reply (ID 0, lower-case question) with the query's ID and question case."""
     end = HEADER_LEN + len(query.question)
     return query.id.to_bytes(2, "big") + reply[2:HEADER_LEN] + query.question + reply[end:]
-
-
-def _rotations(query: Query, answer: Answer, block: Block) -> tuple[bytes, ...]:
-    """With `loadbalance`: the reply with its address records rotated, once per position (at most 8)."""
-    if not block.settings.loadbalance:
-        return ()
-    positions = [i for i, rr in enumerate(answer.answer) if rr.rtype in _ROTATED]
-    if len(positions) < 2:
-        return ()
-    rotations = []
-    for turn in range(min(len(positions), MAX_ROTATIONS)):
-        records = list(answer.answer)
-        moved = positions[turn:] + positions[:turn]
-        for at, source in zip(positions, moved):
-            records[at] = answer.answer[source]
-        rotated = Answer(answer.outcome, tuple(records), answer.authority, answer.additional, plugin=answer.plugin)
-        rotations.append(encode(query, rotated, block.bufsize).wire)
-    return tuple(rotations)
-
-
-_ROTATED = (1, 28, 15)  # A, AAAA, MX: what CoreDNS's loadbalance shuffles
-MAX_ROTATIONS = 8
 
 
 def _question_type_and_do(data: bytes) -> tuple[int, bool]:

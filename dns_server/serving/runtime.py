@@ -31,14 +31,22 @@ from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.cluster.sources.fixtures import FixtureSource
 from dns_server.cluster.sources.replay import read_watch_file
 from dns_server.cluster.sources.settings import SourceSettings
-from dns_server.config.model import Config, HostsSettings, ServerBlock, format_address
+from dns_server.config.model import Config, ServerBlock, format_address
 from dns_server.errors import ConfigError, StartupError
 from dns_server.observability.metrics import Metrics, server_label
+from dns_server.plugins import chain_for, forward, kubernetes
+from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.cache import ForwardCache, Kind
 from dns_server.plugins.errors import ErrorLog
 from dns_server.plugins.forward.forwarder import Forwarder
 from dns_server.plugins.forward.outbound import Outbound
-from dns_server.plugins.hosts import HostsEntry, HostsTable, parse_hosts
+from dns_server.plugins.hosts import (
+    Hosts,
+    HostsEntry,
+    HostsSettings,
+    HostsTable,
+    parse_hosts,
+)
 from dns_server.plugins.log import QueryLog, QueryLogWriter
 from dns_server.plugins.loop import LoopProbe
 from dns_server.protocol.names import zone_text
@@ -166,7 +174,7 @@ class Runtime:
 
     def hosts_changed(self, block: Block, table: HostsTable) -> None:
         """A block's hosts file was read again: answers from the old table are dropped."""
-        block.hosts = table
+        _hosts_of(block).table = table
         for pipeline in self.pipelines:
             pipeline.publish(block.view, Change(hosts=True), False)
 
@@ -180,8 +188,9 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
     runtime = Runtime(config)
     loop = asyncio.get_running_loop()
     for block in config.blocks:
-        if block.kubernetes is not None and block.kubernetes.source not in runtime.clusters:
-            settings = block.kubernetes.source
+        cluster_settings = kubernetes.settings_of(block)
+        if cluster_settings is not None and cluster_settings.source not in runtime.clusters:
+            settings = cluster_settings.source
             reused = previous.clusters.get(settings) if previous is not None else None
             runtime.clusters[settings] = reused or await _open_cluster(settings, loop, metrics)
             if metrics is not None:
@@ -191,8 +200,8 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
             cluster.task = asyncio.create_task(cluster.source.run(), name=f"source {cluster.source.summary()}")
     await _wait_for_sync(runtime)
     for block_settings in config.blocks:
-        running = await _block(block_settings, runtime, metrics if block_settings.prometheus else None)
-        if block_settings.loop and on_loop is not None:
+        running = await _block(block_settings, runtime, metrics if block_settings.setting("prometheus") else None)
+        if block_settings.setting("loop") and on_loop is not None:
             running.loop = LoopProbe(block_settings.zones[0], on_loop)
         runtime.blocks.append(running)
     if runtime.error_logs:
@@ -202,7 +211,7 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
     tables: dict[str, list[AnswerTable]] = {}
     try:
         for (host, port), blocks in routes.items():
-            metered = metrics if any(block.settings.prometheus for _, block in blocks) else None
+            metered = metrics if any(block.settings.setting("prometheus") for _, block in blocks) else None
             server = _server_label(host, port, blocks)
             table = AnswerTable()
             if metered is not None:
@@ -239,8 +248,8 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
 
 async def _wait_for_sync(runtime: Runtime) -> None:
     """Wait up to the longest `startup_timeout` for every cluster's first sync (kubernetes plugin)."""
-    timeout = max((b.kubernetes.startup_timeout for b in runtime.config.blocks if b.kubernetes is not None),
-                  default=0.0)
+    timeout = max((settings.startup_timeout for settings in map(kubernetes.settings_of, runtime.config.blocks)
+                   if settings is not None), default=0.0)
     waited = 0.0
     while waited < timeout and runtime.not_ready():
         log.info("plugin/kubernetes: waiting for Kubernetes API before starting server")
@@ -263,7 +272,11 @@ async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoo
             await asyncio.to_thread(fixtures.load)
             source = fixtures
         else:
-            from dns_server.cluster.sources.kube import KubeSource, api_client, resources_for  # the client is heavy
+            from dns_server.cluster.sources.kube import (  # the client is heavy
+                KubeSource,
+                api_client,
+                resources_for,
+            )
 
             api = await asyncio.to_thread(api_client, settings)
             source = KubeSource(api, registry, resources_for(settings),
@@ -301,37 +314,50 @@ def _scope_for(settings: SourceSettings) -> Scope | None:
 
 
 async def _block(settings: ServerBlock, runtime: Runtime, metrics: Metrics | None) -> Block:
-    view = runtime.clusters[settings.kubernetes.source].view if settings.kubernetes is not None else NO_CLUSTER
+    cluster_settings = kubernetes.settings_of(settings)
+    view = runtime.clusters[cluster_settings.source].view if cluster_settings is not None else NO_CLUSTER
+    chain = chain_for(settings)
     outbound = None
-    if settings.forward:
+    forwards = forward.settings_of(settings)
+    if forwards:
         proxy = metrics.forwarder() if metrics is not None else None
-        forwarders = [Forwarder(forward, random.Random(), proxy) for forward in settings.forward]
+        forwarders = [Forwarder(directive, random.Random(), proxy) for directive in forwards]
         cache = None
-        if settings.cache is not None:
-            cache = ForwardCache(settings.cache, settings.zones)
+        cache_settings = settings.setting("cache")
+        if cache_settings is not None:
+            cache = ForwardCache(cache_settings, settings.zones)
             if metrics is not None:
                 cache.stats = metrics.cache(_block_server(settings), ",".join(zone_text(z) for z in cache.zones),
                                             _cache_entries(cache))
-        outbound = Outbound(forwarders, [forward.handles for forward in settings.forward], cache, settings.bufsize)
+        outbound = Outbound(forwarders, [directive.handles for directive in forwards], cache,
+                            bufsize_of(settings))
         runtime.outbounds.append(outbound)
     errors: ErrorReporter | None = None
-    if settings.errors is not None:
-        error_log = ErrorLog(settings.errors)
+    errors_settings = settings.setting("errors")
+    if errors_settings is not None:
+        error_log = ErrorLog(errors_settings)
         runtime.error_logs.append(error_log)
 
         def errors(rcode: int, name: str, qtype: int, reason: str) -> None:
             error_log.report(rcode, name, qtype, reason, time.monotonic())
 
-    block = Block(settings, view, outbound, errors=errors, query_log=QueryLog(settings.log) if settings.log else None)
-    if settings.hosts is not None:
-        hosts_settings = settings.hosts
+    log_rules = settings.setting("log")
+    block = Block(settings, view, chain, outbound, errors=errors, query_log=QueryLog(log_rules) if log_rules else None)
+    hosts_settings: HostsSettings | None = settings.setting("hosts")
+    if hosts_settings is not None:
         zones = hosts_settings.zones or settings.zones
         table, signature = await asyncio.to_thread(_read_hosts, hosts_settings, zones, None)
-        block.hosts = table
+        _hosts_of(block).table = table
         _report_hosts(metrics, hosts_settings, table)
         if hosts_settings.reload > 0 and hosts_settings.path is not None:
             runtime.tasks.append(asyncio.create_task(_reload_hosts(runtime, block, zones, signature, metrics)))
     return block
+
+
+def _hosts_of(block: Block) -> Hosts:
+    handler = block.chain.handler("hosts")
+    assert isinstance(handler, Hosts)
+    return handler
 
 
 Signature = tuple[int, int, int] | None  # size, mtime and inode of a hosts file (None: absent)
@@ -368,8 +394,8 @@ def _report_hosts(metrics: Metrics | None, settings: HostsSettings, table: Hosts
 async def _reload_hosts(runtime: Runtime, block: Block, zones: tuple[str, ...], signature: Signature,
                         metrics: Metrics | None) -> None:
     """The hosts plugin's `reload`: read the file again whenever it changed."""
-    settings = block.settings.hosts
-    assert settings is not None and settings.path is not None
+    settings = _hosts_of(block).settings
+    assert settings.path is not None
     while True:
         await asyncio.sleep(settings.reload)
         try:

@@ -282,7 +282,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--fixtures", "zones", "--ttl", "99999"], "--ttl must be between 0 and 3600"),
+    (["--fixtures", "zones", "--ttl", "99999"], "--ttl - Error during parsing: ttl must be in range [0, 3600]: 99999"),
     (["--fixtures", "zones", "--pods", "sometimes"], "invalid choice"),
     (["--fixtures", "zones", "--listen", "nonsense:53"], "is not an IP address"),
     (["--fixtures", "/nonexistent/dir", "--listen", "127.0.0.1:0"], "/nonexistent/dir"),

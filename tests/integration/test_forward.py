@@ -21,9 +21,14 @@ import dns.rrset
 import pytest
 import uvloop
 
-from dns_server.config.model import DEFAULT_MAX_FAILS, ForwardSettings, Policy, Upstream
 from dns_server.plugins.forward import forwarder as forward
 from dns_server.plugins.forward.forwarder import MIN_WAIT, Forwarder
+from dns_server.plugins.forward.setup import (
+    DEFAULT_MAX_FAILS,
+    ForwardSettings,
+    Policy,
+    Upstream,
+)
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.protocol.wire import decode_query, question_key
 

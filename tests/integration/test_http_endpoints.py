@@ -15,9 +15,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from dns_server.config.model import Config, HealthSettings, ServerBlock, ZoneKey
+from dns_server.config.model import Config, ZoneKey
 from dns_server.observability.metrics import PROXY_NAME, Metrics
+from dns_server.plugins.health import HealthSettings
 from dns_server.serving.http import EndpointError, HttpEndpoints
+from tests.doubles import server_block
 from tests.integration.server import free_port, wait_for
 
 HOST = "127.0.0.1"
@@ -140,8 +142,8 @@ def test_lameduck_health_and_metrics_answer_until_stopped_ready_says_shutting_do
 def test_blocks_sharing_an_address_share_one_server(running: list[HttpEndpoints]) -> None:
     """Two server blocks with `prometheus` on one address, and `health` on it too: one listener serves all."""
     port = free_port()
-    blocks = (ServerBlock((ZoneKey("cluster.local"),), prometheus=(HOST, port)),
-              ServerBlock((ZoneKey(""),), prometheus=(HOST, port), health=HealthSettings((HOST, port))))
+    blocks = (server_block((ZoneKey("cluster.local"),), prometheus=(HOST, port)),
+              server_block((ZoneKey(""),), prometheus=(HOST, port), health=HealthSettings((HOST, port))))
     metrics = Metrics()
     metrics.set_plugins(blocks)
     start(running, HttpEndpoints.for_config(Config(blocks), metrics))

@@ -28,7 +28,14 @@ from dns_server.cluster.records import Service
 from tests.cluster_data import ZONES, example_records
 from tests.integration.server import ServerProcess, wait_for
 from tests.integration.upstream import Unbound
-from tests.kube_api_standin import KubeApiStandIn, endpoint_slice, namespace, objects_of, pod, service
+from tests.kube_api_standin import (
+    KubeApiStandIn,
+    endpoint_slice,
+    namespace,
+    objects_of,
+    pod,
+    service,
+)
 
 Z = "cluster.local"
 SYNC_DEADLINE = 30.0  # generous: the stand-in answers in milliseconds, but the machine may be loaded

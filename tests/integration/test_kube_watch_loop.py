@@ -20,10 +20,22 @@ import pytest
 from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, SERVICE
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.snapshot import Snapshot
-from dns_server.cluster.sources.kube import Backoff, KubeSource, Phase, Resource, api_client
-from dns_server.config.model import KubernetesSettings
+from dns_server.cluster.sources.kube import (
+    Backoff,
+    KubeSource,
+    Phase,
+    Resource,
+    api_client,
+)
+from dns_server.plugins.kubernetes.setup import KubernetesSettings
 from tests.integration.server import wait_for
-from tests.kube_api_standin import KubeApiStandIn, Request, endpoint_slice, namespace, service
+from tests.kube_api_standin import (
+    KubeApiStandIn,
+    Request,
+    endpoint_slice,
+    namespace,
+    service,
+)
 
 KINDS = (NAMESPACE, SERVICE, ENDPOINT_SLICE)
 FAST_BACKOFF = Backoff(initial=0.1, cap=0.4)

@@ -22,10 +22,17 @@ BENCH = Path(__file__).resolve().parents[2] / "bench"
 sys.path.insert(0, str(BENCH))
 
 from churn import MAX_ENDPOINTS, Churn, expectations  # noqa: E402
-from cluster import Cluster, _yaml_scalar, api_objects, build_cluster, write_fixtures, write_zone  # noqa: E402
+from cluster import (  # noqa: E402
+    Cluster,
+    _yaml_scalar,
+    api_objects,
+    build_cluster,
+    write_fixtures,
+    write_zone,
+)
 from common import BenchError, dnsperf, percentile  # noqa: E402
 from queries import CHURN_MIX, MIX, build_queries  # noqa: E402
-from run import Result, paired  # noqa: E402
+from run import BASELINE, FLAGS, Result, against_baseline, paired  # noqa: E402
 
 from dns_server.cluster.sources.fixtures import load_yaml, parse_manifest  # noqa: E402
 
@@ -239,3 +246,17 @@ def test_configurations_are_compared_slice_by_slice_within_each_turn() -> None:
     assert paired(rounds, "a", "b") == [0.9, 0.9, 0.99]
     with pytest.raises(ValueError):  # a lost slice is an error, not a silently shifted pairing
         paired([{"a": result(90, 45), "b": result(100)}], "a", "b")
+
+
+def test_this_checkout_against_the_baseline() -> None:
+    """Saturated slices (UDP and TCP) pair within each turn; first pass, start-up and RSS within each round."""
+    def result(udp: list[float], tcp: list[float], cold: float, startup: float, rss: float) -> Result:
+        r = Result(slice_qps=udp, tcp_slice_qps=tcp, startup_s=startup, rss_mb=rss)
+        r.cold.completed, r.cold.seconds = round(cold), 1.0
+        return r
+
+    rounds = [{FLAGS: result([99, 48], [40], 30_000, 1.0, 120), BASELINE: result([100, 50], [50], 25_000, 2.0, 100)},
+              {FLAGS: result([102], [45], 33_000, 1.5, 110), BASELINE: result([100], [50], 30_000, 1.5, 100)}]
+    ratios = dict(against_baseline(rounds))
+    assert list(ratios.values()) == [pytest.approx([0.99, 0.96, 1.02]), pytest.approx([1.2, 1.1]),
+                                     pytest.approx([0.8, 0.9]), pytest.approx([0.5, 1.0]), pytest.approx([1.2, 1.1])]

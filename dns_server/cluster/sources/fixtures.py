@@ -41,7 +41,15 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import yaml_rs
 
-from dns_server.cluster.records import KINDS, Key, MalformedObject, Record, convert, describe, key_of
+from dns_server.cluster.records import (
+    KINDS,
+    Key,
+    MalformedObject,
+    Record,
+    convert,
+    describe,
+    key_of,
+)
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.sources.applier import Window
 from dns_server.cluster.updates import Put, Remove, Replace

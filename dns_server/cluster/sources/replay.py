@@ -17,7 +17,13 @@ import logging
 from pathlib import Path
 
 from dns_server.cluster.records import KINDS
-from dns_server.cluster.sources.events import BOOKMARK, ERROR, BadEvent, parse_event, update_for
+from dns_server.cluster.sources.events import (
+    BOOKMARK,
+    ERROR,
+    BadEvent,
+    parse_event,
+    update_for,
+)
 from dns_server.cluster.updates import Put, Remove
 from dns_server.errors import ConfigError, MalformedInput
 

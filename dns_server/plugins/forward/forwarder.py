@@ -32,7 +32,7 @@ import socket
 import time
 from typing import Callable, Coroutine, Protocol
 
-from dns_server.config.model import ForwardSettings
+from dns_server.plugins.forward.setup import ForwardSettings
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded, Server, Upstreams
 from dns_server.protocol.codes import CLASS_IN, MAX_TCP_MESSAGE, NS, TC
 from dns_server.protocol.wire import MODE_RD, name_to_wire, query_for_key, reply_matches

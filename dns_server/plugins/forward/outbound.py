@@ -23,7 +23,14 @@ import logging
 import time
 from typing import Callable, Coroutine
 
-from dns_server.plugins.cache import BadReply, Entry, ForwardCache, Reply, prepare, uncached
+from dns_server.plugins.cache import (
+    BadReply,
+    Entry,
+    ForwardCache,
+    Reply,
+    prepare,
+    uncached,
+)
 from dns_server.plugins.forward.forwarder import Forwarder
 from dns_server.plugins.forward.upstreams import NoAnswer
 from dns_server.protocol.wire import decode_name

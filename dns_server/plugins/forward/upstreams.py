@@ -10,7 +10,6 @@ Rules (CoreDNS's forward plugin is the precedent for each):
   an upstream is never marked down.
 - When every upstream is down, one is tried anyway (the health check itself may be what is
   broken), unless `failfast_all_unhealthy_upstreams` asks for SERVFAIL at once.
-- resolv.conf nameserver lines give upstreams (at most MAX_UPSTREAMS, port 53).
 """
 
 from __future__ import annotations
@@ -20,7 +19,7 @@ import random
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from dns_server.config.model import DEFAULT_MAX_FAILS, Policy
+from dns_server.plugins.forward.setup import DEFAULT_MAX_FAILS, Policy
 
 
 class UpstreamError(Exception):
@@ -99,26 +98,6 @@ class Upstreams:
         was_down = server.down
         server.fails = 0
         return was_down
-
-
-def resolv_conf_nameservers(text: str) -> tuple[list[str], list[str]]:
-    """The nameserver addresses of a resolv.conf, and the lines that name no usable address.
-
-    Callers keep the first MAX_UPSTREAMS of them.
-    """
-    found: list[str] = []
-    bad: list[str] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 2 or fields[0] != "nameserver":
-            continue
-        try:
-            ipaddress.ip_address(fields[1].split("%")[0])
-        except ValueError:
-            bad.append(line.strip())
-            continue
-        found.append(fields[1])
-    return found, bad
 
 
 def loops_back(upstream: tuple[str, int], listen: Iterable[tuple[str, int]], is_local: Callable[[str], bool]) -> bool:

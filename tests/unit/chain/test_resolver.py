@@ -15,23 +15,28 @@ import dataclasses
 import pytest
 from dnslib import QTYPE
 
-from dns_server.chain.resolver import MAX_CNAME_CHAIN, NO_PLUGIN, resolve
+from dns_server.chain.chain import NO_PLUGIN
 from dns_server.cluster.records import Endpoint, EndpointSlice, Namespace, Port, Service
 from dns_server.cluster.snapshot import HOSTS, SYNCED, Snapshot
 from dns_server.config.model import (
     FALLTHROUGH_ALL,
     NO_FALLTHROUGH,
     Fallthrough,
-    HostsSettings,
-    PodMode,
     ServerBlock,
 )
-from dns_server.plugins.hosts import HostsEntry, HostsTable
+from dns_server.plugins.hosts import HostsEntry, HostsSettings, HostsTable
+from dns_server.plugins.kubernetes.setup import PodMode
+from dns_server.plugins.kubernetes.zone import MAX_CNAME_CHAIN
 from dns_server.protocol.answer import RR, Answer, Dependency, Outcome
 from dns_server.serving.runtime import _open_cluster
 from tests.cluster_data import ZONES as ZONES_DIRECTORY
-from tests.cluster_data import example_records, headless_manifest, records_from, registry_with
-from tests.doubles import Z, block, forward_to
+from tests.cluster_data import (
+    example_records,
+    headless_manifest,
+    records_from,
+    registry_with,
+)
+from tests.doubles import Z, block, forward_to, resolve
 
 SNAPSHOT = registry_with(example_records()).snapshot
 FLAGS = block()
@@ -616,8 +621,8 @@ def test_an_answer_the_hosts_plugin_passed_on_depends_on_its_table_too(name: str
 # -- noendpoints -------------------------------------------------------------------------------------
 def cluster_snapshot(settings: ServerBlock) -> Snapshot:
     """The snapshot of the cluster the runtime opens for a block: its registry, fed the zones/ fixture files."""
-    assert settings.kubernetes is not None
-    source = dataclasses.replace(settings.kubernetes, fixtures=ZONES_DIRECTORY).source
+    assert settings.setting("kubernetes") is not None
+    source = dataclasses.replace(settings.setting("kubernetes"), fixtures=ZONES_DIRECTORY).source
 
     async def opened() -> Snapshot:
         cluster = await _open_cluster(source, asyncio.get_running_loop())

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import dns.rcode
 
-from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, SERVICE, Namespace, Port, Service
+from dns_server.cluster.records import (
+    ENDPOINT_SLICE,
+    NAMESPACE,
+    SERVICE,
+    Namespace,
+    Port,
+    Service,
+)
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.updates import Replace
 from tests.doubles import Z, ask, fakes, pipeline_for

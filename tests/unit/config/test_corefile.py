@@ -16,16 +16,18 @@ from hypothesis import strategies as st
 
 from dns_server.config.corefile import (
     MAX_IMPORT_EXPANSIONS,
+    parse_corefile,
+    parse_text,
+    tokenize,
+)
+from dns_server.config.syntax import (
     Address,
     CorefileError,
     Directive,
     Token,
     normalize_zones,
     parse_address,
-    parse_corefile,
-    parse_text,
     reverse_zones,
-    tokenize,
 )
 
 CORE_FILES = Path(__file__).resolve().parents[2] / "data" / "corefiles"

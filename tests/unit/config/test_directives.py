@@ -1,4 +1,5 @@
-"""directives.py: Corefile directives into the Config, with CoreDNS 1.14's defaults and error texts.
+"""Corefile directives into the Config (config.build and the plugins' setups), with CoreDNS 1.14's defaults and
+error texts.
 
 Most tests build the syntax by hand (`d()` and `server()` lay the directives out one a line, as a
 Corefile would, so locations are predictable); the last ones go from Corefile text and files:
@@ -11,37 +12,29 @@ from pathlib import Path
 
 import pytest
 
-from dns_server.config.corefile import CorefileSyntax, Directive, ServerBlockSyntax, Token, parse_corefile, parse_text
-from dns_server.config.directives import (
-    COMBINED_LOG_FORMAT,
-    PLUGIN_ORDER,
-    SUPPORTED,
-    build_config,
-    load_config,
-    plugins_text,
-    split_host_port,
-)
+from dns_server.config.corefile import parse_corefile, parse_text
 from dns_server.config.model import (
-    DEFAULT_LOG_FORMAT,
     FALLTHROUGH_ALL,
-    CacheSettings,
-    ConsolidateRule,
-    ErrorsSettings,
+    PLUGIN_ORDER,
     Fallthrough,
-    ForwardSettings,
-    HealthSettings,
-    HostsSettings,
-    KubernetesSettings,
-    LogRule,
-    PodMode,
-    Policy,
-    ReloadSettings,
     ServerBlock,
-    Upstream,
     ZoneKey,
     parse_duration,
 )
+from dns_server.config.setup import split_host_port
+from dns_server.config.syntax import CorefileSyntax, Directive, ServerBlockSyntax, Token
 from dns_server.errors import ConfigError
+from dns_server.plugins import PLUGINS, build_config, load_config, plugins_text
+from dns_server.plugins.bufsize import bufsize_of
+from dns_server.plugins.cache import CacheSettings
+from dns_server.plugins.errors import ConsolidateRule, ErrorsSettings
+from dns_server.plugins.forward.setup import ForwardSettings, Policy, Upstream
+from dns_server.plugins.health import HealthSettings
+from dns_server.plugins.hosts import HostsSettings
+from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
+from dns_server.plugins.log import COMBINED_LOG_FORMAT, DEFAULT_LOG_FORMAT, LogRule
+from dns_server.plugins.reload import ReloadSettings
+from tests.doubles import server_block
 
 FILE = "Corefile"
 REPO = Path(__file__).resolve().parents[3]
@@ -133,9 +126,9 @@ def test_plugin_order_is_coredns_plugin_cfg() -> None:
     assert sorted(kubeadm_chain, key=PLUGIN_ORDER.index) == kubeadm_chain
 
 
-def test_supported_plugins_are_listed_in_plugin_order() -> None:
-    assert list(SUPPORTED) == sorted(SUPPORTED, key=PLUGIN_ORDER.index)
-    assert set(SUPPORTED) == set(ServerBlock.__dataclass_fields__) & set(PLUGIN_ORDER)
+def test_our_plugins_are_listed_in_plugin_order_each_once() -> None:
+    names = [spec.name for spec in PLUGINS]
+    assert names == sorted(names, key=PLUGIN_ORDER.index) and len(set(names)) == len(names)
 
 
 def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
@@ -216,7 +209,7 @@ def test_the_config_carries_the_syntax_files_hash_and_source() -> None:
 
 
 def test_a_block_without_plugins_has_none() -> None:
-    assert block_of() == ServerBlock(keys=(ZoneKey(""),), location="Corefile:1")
+    assert block_of() == server_block(keys=(ZoneKey(""),), location="Corefile:1")
 
 
 # --- parse_duration and split_host_port (Go's time.ParseDuration and net.SplitHostPort) ---
@@ -261,7 +254,7 @@ def test_split_host_port(text: str, split: tuple[str | None, str]) -> None:
     (d("reload 2s 1s"), ReloadSettings(2.0, 1.0)),
 ])
 def test_reload(directive: Directive, expected: ReloadSettings) -> None:
-    assert block_of(directive).reload == expected
+    assert block_of(directive).setting("reload") == expected
 
 
 # --- bufsize, bind ---
@@ -270,11 +263,11 @@ def test_reload(directive: Directive, expected: ReloadSettings) -> None:
     (d("bufsize"), 1232), (d("bufsize 512"), 512), (d("bufsize 4096"), 4096), (d("bufsize 1400"), 1400),
 ])
 def test_bufsize(directive: Directive, expected: int) -> None:
-    assert block_of(directive).bufsize == expected
+    assert bufsize_of(block_of(directive)) == expected
 
 
 def test_bufsize_defaults_without_the_directive() -> None:
-    assert block_of().bufsize == 1232
+    assert bufsize_of(block_of()) == 1232
 
 
 @pytest.mark.parametrize(("directives", "expected"), [
@@ -295,7 +288,7 @@ def test_bind(directives: list[Directive], expected: tuple[str, ...]) -> None:
     (d("ready [::1]:8181"), ("::1", 8181)), (d("ready", d("monitor until-ready")), ("", 8181)),
 ])
 def test_ready(directive: Directive, expected: tuple[str, int]) -> None:
-    assert block_of(directive).ready == expected
+    assert block_of(directive).setting("ready") == expected
 
 
 @pytest.mark.parametrize(("directive", "expected"), [
@@ -306,7 +299,7 @@ def test_ready(directive: Directive, expected: tuple[str, int]) -> None:
     (d("health", opens=True), HealthSettings(("", 8080), 0.0)),
 ])
 def test_health(directive: Directive, expected: HealthSettings) -> None:
-    assert block_of(directive).health == expected
+    assert block_of(directive).setting("health") == expected
 
 
 @pytest.mark.parametrize(("directive", "expected"), [
@@ -314,13 +307,13 @@ def test_health(directive: Directive, expected: HealthSettings) -> None:
     (d("prometheus 0.0.0.0:9253"), ("0.0.0.0", 9253)),
 ])
 def test_prometheus(directive: Directive, expected: tuple[str, int]) -> None:
-    assert block_of(directive).prometheus == expected
+    assert block_of(directive).setting("prometheus") == expected
 
 
 def test_plugins_absent_are_off() -> None:
     block = block_of(d("errors"))
-    assert (block.ready, block.health, block.prometheus, block.reload, block.cache, block.kubernetes) == (None,) * 6
-    assert (block.loop, block.loadbalance, block.log, block.forward, block.bind) == (False, False, (), (), ())
+    assert (block.setting("ready"), block.setting("health"), block.setting("prometheus"), block.setting("reload"), block.setting("cache"), block.setting("kubernetes")) == (None,) * 6
+    assert (block.setting("loop"), block.setting("loadbalance"), block.setting("log"), block.setting("forward"), block.bind) == (None,) * 4 + ((),)
 
 
 # --- errors, log ---
@@ -335,7 +328,7 @@ def test_plugins_absent_are_off() -> None:
     (d("errors", d("consolidate 30s x show_first")), ErrorsSettings((ConsolidateRule(30.0, "x", "error", True),))),
 ])
 def test_errors(directive: Directive, expected: ErrorsSettings) -> None:
-    assert block_of(directive).errors == expected
+    assert block_of(directive).setting("errors") == expected
 
 
 @pytest.mark.parametrize(("directives", "expected"), [
@@ -352,7 +345,7 @@ def test_errors(directive: Directive, expected: ErrorsSettings) -> None:
      (LogRule(("a.org",)), LogRule(("b.org",), classes=frozenset({"error"})))),
 ])
 def test_log(directives: list[Directive], expected: tuple[LogRule, ...]) -> None:
-    assert block_of(*directives).log == expected
+    assert block_of(*directives).setting("log") == expected
 
 
 def test_combined_is_common_with_the_opcode() -> None:
@@ -364,11 +357,11 @@ def test_combined_is_common_with_the_opcode() -> None:
 @pytest.mark.parametrize("directives", [[d("loadbalance")], [d("loadbalance round_robin")],
                                         [d("loadbalance"), d("loadbalance round_robin")]])
 def test_loadbalance(directives: list[Directive]) -> None:
-    assert block_of(*directives).loadbalance is True
+    assert block_of(*directives).setting("loadbalance") is True
 
 
 def test_loop() -> None:
-    assert block_of(d("loop")).loop is True
+    assert block_of(d("loop")).setting("loop") is True
 
 
 # --- cache ---
@@ -404,7 +397,7 @@ def test_loop() -> None:
     (d("cache", opens=True), CacheSettings()),
 ])
 def test_cache(directive: Directive, expected: CacheSettings) -> None:
-    assert block_of(directive).cache == expected
+    assert block_of(directive).setting("cache") == expected
 
 
 # --- hosts ---
@@ -424,13 +417,13 @@ def test_cache(directive: Directive, expected: CacheSettings) -> None:
     (d("hosts", d("reload 1m"), d("ttl 65535")), HostsSettings(reload=60.0, ttl=65535)),
 ])
 def test_hosts(directive: Directive, expected: HostsSettings) -> None:
-    assert block_of(directive).hosts == expected
+    assert block_of(directive).setting("hosts") == expected
 
 
 # --- kubernetes ---
 
 def k8s(*options: Directive, args: str = "") -> KubernetesSettings | None:
-    return block_of(d(f"kubernetes {args}".strip(), *options), keys="cluster.local in-addr.arpa").kubernetes
+    return block_of(d(f"kubernetes {args}".strip(), *options), keys="cluster.local in-addr.arpa").setting("kubernetes")
 
 
 def test_kubernetes_zones_default_to_the_blocks() -> None:
@@ -478,14 +471,14 @@ def test_kubernetes_options(options: tuple[Directive, ...], args: str, expected:
 
 def test_fixtures_are_relative_to_the_corefile() -> None:
     syntax = corefile(server("cluster.local", d("kubernetes", d("fixtures zones"))))
-    settings = build_config(syntax, source="/srv/dns/Corefile").blocks[0].kubernetes
+    settings = build_config(syntax, source="/srv/dns/Corefile").blocks[0].setting("kubernetes")
     assert settings is not None and settings.fixtures == Path("/srv/dns/zones")
 
 
 # --- forward ---
 
 def fwd(line: str, *options: Directive) -> tuple[ForwardSettings, ...]:
-    return block_of(d(line, *options)).forward
+    return block_of(d(line, *options)).setting("forward")
 
 
 @pytest.mark.parametrize(("line", "from_zone", "to"), [
@@ -527,7 +520,7 @@ def test_forward_options(options: tuple[Directive, ...], expected: dict[str, obj
 
 def test_several_forwards_keep_corefile_order() -> None:
     block = block_of(d("forward example.org 10.0.0.1"), d("forward . 10.0.0.2", d("policy sequential")))
-    assert [(f.from_zone, f.to, f.policy, f.location) for f in block.forward] == [
+    assert [(f.from_zone, f.to, f.policy, f.location) for f in block.setting("forward")] == [
         ("example.org", (Upstream("10.0.0.1"),), Policy.RANDOM, "Corefile:2"),
         ("", (Upstream("10.0.0.2"),), Policy.SEQUENTIAL, "Corefile:3")]
 
@@ -884,8 +877,8 @@ def test_plugins_allowed_once_per_block_refuse_a_second(name: str) -> None:
 
 def test_each_block_has_its_own_plugins() -> None:
     first, second = build(server("example.org", d("cache 10"), d("log")), server(".", d("cache 20")))
-    assert first.cache == CacheSettings(success_ttl=10, denial_ttl=10) and first.log == (LogRule(),)
-    assert second.cache == CacheSettings(success_ttl=20, denial_ttl=20) and second.log == ()
+    assert first.setting("cache") == CacheSettings(success_ttl=10, denial_ttl=10) and first.setting("log") == (LogRule(),)
+    assert second.setting("cache") == CacheSettings(success_ttl=20, denial_ttl=20) and second.setting("log") is None
 
 
 # --- from Corefile text and files ---
@@ -898,7 +891,7 @@ def from_file(path: Path, dns_port: int = 53) -> tuple[ServerBlock, ...]:
 def kubeadm_block(path: Path, port: int = 53, fixtures: Path | None = None) -> ServerBlock:
     """kubeadm's Corefile as settings (cluster domain cluster.local, upstreams from /etc/resolv.conf)."""
     at = str(path)
-    return ServerBlock(
+    return server_block(
         keys=(ZoneKey("", port),),
         errors=ErrorsSettings(),
         health=HealthSettings(("", 8080), 5.0),
@@ -937,26 +930,26 @@ def test_corefile_local_is_kubeadms_on_5353_with_the_repo_fixtures() -> None:
 
 def test_kubeadm_corefile_before_cache_disable() -> None:
     (block,) = from_file(COREFILES / "kubeadm-before-cache-disable.Corefile")
-    assert block.cache == CacheSettings(success_ttl=30, denial_ttl=30)
+    assert block.setting("cache") == CacheSettings(success_ttl=30, denial_ttl=30)
 
 
 def test_minikube_corefile_adds_hosts_and_log() -> None:
     path = COREFILES / "minikube.Corefile"
     (block,) = from_file(path)
-    assert block.hosts == HostsSettings(inline=(("192.168.49.1", ("host.minikube.internal",)),),
+    assert block.setting("hosts") == HostsSettings(inline=(("192.168.49.1", ("host.minikube.internal",)),),
                                         fallthrough=FALLTHROUGH_ALL)
-    assert block.log == (LogRule(),)
-    assert block.cache == CacheSettings(success_ttl=30, denial_ttl=30)
+    assert block.setting("log") == (LogRule(),)
+    assert block.setting("cache") == CacheSettings(success_ttl=30, denial_ttl=30)
 
 
 def test_k3s_corefile_with_nodehosts_and_empty_imports() -> None:
     (block,) = from_file(COREFILES / "k3s.Corefile")
-    assert block.hosts == HostsSettings(path=Path("/etc/coredns/NodeHosts"), ttl=60, reload=15.0,
+    assert block.setting("hosts") == HostsSettings(path=Path("/etc/coredns/NodeHosts"), ttl=60, reload=15.0,
                                         fallthrough=FALLTHROUGH_ALL)
-    assert block.kubernetes == KubernetesSettings(zones=("cluster.local", "in-addr.arpa", "ip6.arpa"),
+    assert block.setting("kubernetes") == KubernetesSettings(zones=("cluster.local", "in-addr.arpa", "ip6.arpa"),
                                                   pods=PodMode.INSECURE,
                                                   fallthrough=Fallthrough(("in-addr.arpa", "ip6.arpa")))
-    assert block.health == HealthSettings() and block.forward[0].max_concurrent == 0
+    assert block.setting("health") == HealthSettings() and block.setting("forward")[0].max_concurrent == 0
 
 
 def test_nodelocaldns_corefile_binds_four_blocks_to_the_same_addresses() -> None:
@@ -964,20 +957,20 @@ def test_nodelocaldns_corefile_binds_four_blocks_to_the_same_addresses() -> None
     assert [block.keys for block in blocks] == [(ZoneKey("cluster.local"),), (ZoneKey("in-addr.arpa"),),
                                                 (ZoneKey("ip6.arpa"),), (ZoneKey(""),)]
     assert {block.bind for block in blocks} == {("169.254.20.10", "10.96.0.10")}
-    assert {block.prometheus for block in blocks} == {("", 9253)}
+    assert {block.setting("prometheus") for block in blocks} == {("", 9253)}
     cluster, reverse4, _, root = blocks
-    assert cluster.cache == CacheSettings(success_capacity=9984, success_ttl=30, denial_capacity=9984, denial_ttl=5)
-    assert cluster.health == HealthSettings(("169.254.20.10", 8080))
-    assert (cluster.forward[0].to, cluster.forward[0].force_tcp) == ((Upstream("10.96.143.7"),), True)
-    assert reverse4.health is None and reverse4.cache == CacheSettings(success_ttl=30, denial_ttl=30)
-    assert root.forward[0].to == (Upstream("10.0.0.2"), Upstream("fd00::53"))
+    assert cluster.setting("cache") == CacheSettings(success_capacity=9984, success_ttl=30, denial_capacity=9984, denial_ttl=5)
+    assert cluster.setting("health") == HealthSettings(("169.254.20.10", 8080))
+    assert (cluster.setting("forward")[0].to, cluster.setting("forward")[0].force_tcp) == ((Upstream("10.96.143.7"),), True)
+    assert reverse4.setting("health") is None and reverse4.setting("cache") == CacheSettings(success_ttl=30, denial_ttl=30)
+    assert root.setting("forward")[0].to == (Upstream("10.0.0.2"), Upstream("fd00::53"))
 
 
 def test_aks_corefile_imports_custom_server_and_override_files() -> None:
     root, puglife = from_file(COREFILES / "aks" / "Corefile")
-    assert root.log == (LogRule(),)  # custom/log.override
+    assert root.setting("log") == (LogRule(),)  # custom/log.override
     assert puglife.keys == (ZoneKey("puglife.local"),)
-    assert puglife.forward[0].to == (Upstream("192.11.0.1"),)
+    assert puglife.setting("forward")[0].to == (Upstream("192.11.0.1"),)
     assert puglife.location.endswith("custom/puglife.server:1")
 
 
@@ -1002,8 +995,8 @@ def test_load_config_reads_the_corefile_with_the_environment(tmp_path: Path) -> 
     config = load_config(path, env={"PORT": "1053", "UPSTREAM": "10.1.1.1:5353"})
     (block,) = config.blocks
     assert block.keys == (ZoneKey("", 1053),)
-    assert block.forward[0].to == (Upstream("10.1.1.1", 5353),)
-    assert block.kubernetes is not None and block.kubernetes.fixtures == tmp_path / "zones"
+    assert block.setting("forward")[0].to == (Upstream("10.1.1.1", 5353),)
+    assert block.setting("kubernetes") is not None and block.setting("kubernetes").fixtures == tmp_path / "zones"
     assert (config.source, config.files) == (str(path), (path,))
     assert len(config.corefile_hash) == 128
 

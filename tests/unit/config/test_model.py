@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dns_server.config.model import Fallthrough, parse_duration, parse_hostport
+from dns_server.config.model import Fallthrough, parse_duration
 from dns_server.errors import ConfigError
 from dns_server.protocol.names import in_zone, longest_zone, normalize_zone, zone_text
 
@@ -69,15 +69,3 @@ def test_fallthrough_covers_its_zones_or_everything_or_nothing() -> None:
     assert Fallthrough(()).covers("anything.example")
     reverse = Fallthrough(("in-addr.arpa", "ip6.arpa"))
     assert reverse.covers("1.0.0.10.in-addr.arpa") and not reverse.covers("a.cluster.local")
-
-
-@pytest.mark.parametrize("text, expected", [("10.0.0.1", ("10.0.0.1", 53)), ("10.0.0.1:5353", ("10.0.0.1", 5353)),
-                                            ("[::1]:53", ("::1", 53)), ("[fd00::1]", ("fd00::1", 53))])
-def test_host_and_port(text: str, expected: tuple[str, int]) -> None:
-    assert parse_hostport(text, 53) == expected
-
-
-@pytest.mark.parametrize("text", ["example.com", "10.0.0.1:99999", "[::1", "[::1]x"])
-def test_a_bad_host_or_port_is_an_error(text: str) -> None:
-    with pytest.raises(ConfigError):
-        parse_hostport(text, 53)

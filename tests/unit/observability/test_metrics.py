@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from dns_server.config.model import ServerBlock, ZoneKey
+from dns_server.config.model import ZoneKey
 from dns_server.observability.metrics import (
     DNS_PROGRAMMING_BUCKETS,
     FIRST_BUCKET,
@@ -23,6 +23,7 @@ from dns_server.observability.metrics import (
     server_label,
     type_label,
 )
+from tests.doubles import server_block
 
 A, CAA = 1, 257
 NOERROR, NXDOMAIN = 0, 3
@@ -310,7 +311,7 @@ def declared(metrics: Metrics) -> dict[str, tuple[str, list[str], str]]:
 def observe_everything(metrics: Metrics) -> None:
     """One observation in every family."""
     count(metrics.queries.tally(SERVER, ZONE, "", "udp", "1", A, NOERROR, "kubernetes", True, 45, 61), FAST)
-    metrics.set_plugins([ServerBlock((ZoneKey(""),), prometheus=("", 9153))])
+    metrics.set_plugins([server_block((ZoneKey(""),), prometheus=("", 9153))])
     metrics.panics.inc()
     cache = metrics.cache(SERVER, ".", lambda: (10, 2))
     for name in ("requests", "success_hits", "denial_hits", "misses", "prefetches", "drops", "served_stale",
@@ -367,15 +368,15 @@ def test_bucket_bounds_print_as_go_prints_them() -> None:
 
 def test_plugins_enabled_per_listener_and_zone_of_blocks_with_prometheus() -> None:
     metrics = Metrics()
-    blocks = [ServerBlock((ZoneKey("cluster.local", 53), ZoneKey("", 53)), bind=("10.0.0.10", "::1"), loop=True,
+    blocks = [server_block((ZoneKey("cluster.local", 53), ZoneKey("", 53)), bind=("10.0.0.10", "::1"), loop=True,
                           prometheus=("", 9153), loadbalance=True),
-              ServerBlock((ZoneKey("example.org", 1053),), loadbalance=True)]  # no prometheus: not reported
+              server_block((ZoneKey("example.org", 1053),), loadbalance=True)]  # no prometheus: not reported
     metrics.set_plugins(blocks)
     enabled = {tuple(dict(labels)[k] for k in ("server", "zone", "name"))
                for (name, labels), value in samples(metrics).items() if name == "coredns_plugin_enabled" and value == 1}
     assert enabled == {(server, zone, plugin) for server in ("dns://10.0.0.10:53", "dns://[::1]:53")
                        for zone in ("cluster.local.", ".") for plugin in ("loadbalance", "loop", "prometheus")}
-    metrics.set_plugins([ServerBlock((ZoneKey(""),), prometheus=("", 9153))])  # after a reload: only the new set
+    metrics.set_plugins([server_block((ZoneKey(""),), prometheus=("", 9153))])  # after a reload: only the new set
     assert {labels for (name, labels) in samples(metrics) if name == "coredns_plugin_enabled"} == {
         (("name", "prometheus"), ("server", "dns://:53"), ("view", ""), ("zone", "."))}
 

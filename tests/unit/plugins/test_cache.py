@@ -17,8 +17,16 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from dns_server.config.model import DEFAULT_MIN_TTL, CacheSettings
-from dns_server.plugins.cache import STALE_TTL, BadReply, ForwardCache, Kind, prepare, uncached
+from dns_server.plugins.cache import (
+    DEFAULT_MIN_TTL,
+    STALE_TTL,
+    BadReply,
+    CacheSettings,
+    ForwardCache,
+    Kind,
+    prepare,
+    uncached,
+)
 from dns_server.protocol.wire import decode_query, question_key
 
 NOW = 1000.0

@@ -10,9 +10,14 @@ from typing import Iterator
 import pytest
 from dnslib import QTYPE
 
-from dns_server.config.model import ConsolidateRule, ErrorsSettings, format_duration
-from dns_server.observability.logs import JsonFormatter, Output, OutputHandler, TextFormatter
-from dns_server.plugins.errors import ErrorLog
+from dns_server.config.model import format_duration
+from dns_server.observability.logs import (
+    JsonFormatter,
+    Output,
+    OutputHandler,
+    TextFormatter,
+)
+from dns_server.plugins.errors import ConsolidateRule, ErrorLog, ErrorsSettings
 
 TIMEOUT = "read udp 10.0.0.1:53->8.8.8.8:53: i/o timeout"
 REFUSED = "dial tcp 172.20.162.108:53: connect: connection refused"

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from dns_server.plugins.hosts import BadLine, HostsEntry, HostsTable, canonical_address, parse_entry, parse_hosts
+from dns_server.plugins.hosts import (
+    BadLine,
+    HostsEntry,
+    HostsTable,
+    parse_entry,
+    parse_hosts,
+)
+from dns_server.protocol.names import canonical_address
 
 HOSTS = """\
 # The following lines are desirable for IPv4 capable hosts

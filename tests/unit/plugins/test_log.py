@@ -16,10 +16,10 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from dns_server.config.model import LogRule
 from dns_server.observability.logs import Output
 from dns_server.plugins.log import (
     COMBINED_LOG_FORMAT,
+    LogRule,
     QueryLog,
     QueryLogWriter,
     QueryRecord,

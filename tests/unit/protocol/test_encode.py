@@ -24,7 +24,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dns_server.protocol.answer import RR, Answer, Outcome
-from dns_server.protocol.encode import Encoded, Unencodable, encode, error_reply, fit, patch_serial, rotate
+from dns_server.protocol.encode import (
+    Encoded,
+    Unencodable,
+    encode,
+    error_reply,
+    fit,
+    patch_serial,
+    rotate,
+)
 from dns_server.protocol.wire import Query, decode_query
 
 A, NS, CNAME, SOA, PTR, TXT, AAAA, SRV = 1, 2, 5, 6, 12, 16, 28, 33

@@ -28,7 +28,10 @@ from dns_server.protocol.wire import (
     decode_query,
     header_only_reply,
     name_to_wire,
+    plain_query,
     query_for_key,
+    question_key,
+    read_plain,
     reply_matches,
 )
 
@@ -290,3 +293,32 @@ def test_every_query_dnspython_builds_decodes_to_the_same_fields(message: dns.me
         assert decoded.edns_version == message.edns
     else:
         assert (decoded.payload, decoded.do) == (512, False)
+
+
+@given(dnspython_queries())
+def test_the_hot_paths_read_of_a_plain_query_is_what_decoding_gives(message: dns.message.QueryMessage) -> None:
+    """`read_plain` reads exactly the plain queries (QUERY opcode, EDNS version 0 or none), and its key and
+    Query are what `decode_query` and `question_key` make of them."""
+    wire = message.to_wire()
+    plain = read_plain(wire)
+    decoded = decode_query(wire)
+    assert (plain is not None) == (decoded.opcode == 0 and decoded.edns_version == 0)
+    if plain is not None:
+        key, end, payload = plain
+        assert key == question_key(decoded)
+        assert end == 12 + len(decoded.question) - 4
+        assert plain_query(wire, key, end, payload) == decoded
+
+
+@pytest.mark.parametrize("what, packet", [
+    ("a response", header(flags=0x8100) + WWW + A_IN),
+    ("two questions", header(qd=2) + WWW + A_IN + WWW + A_IN),
+    ("an answer record", header(an=1) + WWW + A_IN + b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00"),
+    ("bytes after the question", header() + WWW + A_IN + b"\x00"),
+    ("an OPT record with bytes after it", header(ar=1) + WWW + A_IN + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"
+     + b"\x00"),
+    ("an OPT record whose data runs short", header(ar=1) + WWW + A_IN + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x04"),
+    ("an additional record other than OPT", header(ar=1) + WWW + A_IN + b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00"),
+])
+def test_anything_but_a_plain_query_is_left_to_decoding(what: str, packet: bytes) -> None:
+    assert read_plain(packet) is None, what

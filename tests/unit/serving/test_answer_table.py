@@ -7,17 +7,28 @@ import dns.flags
 import dns.message
 import pytest
 
-from dns_server.chain.resolver import resolve
 from dns_server.cluster.records import Service
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.snapshot import HOSTS, SYNCED, Change, Snapshot
 from dns_server.cluster.updates import Put
+from dns_server.plugins.bufsize import bufsize_of
 from dns_server.protocol.answer import Dependency
 from dns_server.protocol.encode import encode, fit, patch_serial
 from dns_server.protocol.wire import decode_query, question_key
-from dns_server.serving.answer_table import MAX_EXACT_PER_ENTRY, AnswerCacheCounters, AnswerTable, Entry, View
-from tests.cluster_data import example_records, headless_manifest, records_from, registry_with
-from tests.doubles import Z, block
+from dns_server.serving.answer_table import (
+    MAX_EXACT_PER_ENTRY,
+    AnswerCacheCounters,
+    AnswerTable,
+    Entry,
+    View,
+)
+from tests.cluster_data import (
+    example_records,
+    headless_manifest,
+    records_from,
+    registry_with,
+)
+from tests.doubles import Z, block, resolve
 
 VIEW = View(Snapshot.empty(synced=True))
 A, B = ("service", "shop", "a"), ("service", "shop", "b")
@@ -173,8 +184,8 @@ def negative_entry(view: View, name: str = f"nope.shop.svc.{Z}") -> tuple[bytes,
     settings = block()
     snapshot = view.snapshot
     answer = resolve(query.name, query.qtype, snapshot, settings)
-    encoded = encode(query, answer, settings.bufsize)
-    return question_key(query), Entry(encoded.wire, encoded.serial_at, view, answer.depends, settings.bufsize,
+    encoded = encode(query, answer, bufsize_of(settings))
+    return question_key(query), Entry(encoded.wire, encoded.serial_at, view, answer.depends, bufsize_of(settings),
                                       serial=snapshot.serial), data
 
 
@@ -300,7 +311,7 @@ def test_a_rotation_too_big_for_the_client_is_cut_to_its_limit() -> None:
     snapshot = registry_with(records_from(headless_manifest("big", "shop", 40))).snapshot
     query = decode_query(dns.message.make_query(f"big.shop.svc.{Z}", "A").to_wire())
     settings = block()
-    wire = encode(query, resolve(query.name, query.qtype, snapshot, settings), settings.bufsize).wire
+    wire = encode(query, resolve(query.name, query.qtype, snapshot, settings), bufsize_of(settings)).wire
     assert len(wire) > 512
     rotating = Entry(wire, -1, VIEW, frozenset(), 1232, rotations=(wire, wire))
     cut = rotating.reply(512)

@@ -33,22 +33,19 @@ from dns_server.cluster.records import (
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.cluster.updates import Put, Remove, Replace, Update
-from dns_server.config.model import (
-    Fallthrough,
-    ForwardSettings,
-    KubernetesSettings,
-    PodMode,
-    ServerBlock,
-    Upstream,
-    ZoneKey,
-)
+from dns_server.config.model import Fallthrough, ServerBlock, ZoneKey
+from dns_server.plugins import chain_for
+from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.forward.forwarder import Forwarder
 from dns_server.plugins.forward.outbound import Outbound
+from dns_server.plugins.forward.setup import ForwardSettings, Upstream
+from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
 from dns_server.protocol.names import REVERSE_ZONES
 from dns_server.protocol.wire import query_for_key
 from dns_server.serving.answer_table import View
 from dns_server.serving.router import Block, Forward, Pipeline
 from tests.clock import Clock
+from tests.doubles import server_block
 
 Z = "cluster.local"
 NAMESPACES = ("a", "b")
@@ -113,13 +110,13 @@ def block() -> ServerBlock:
     kubernetes = KubernetesSettings((Z, *REVERSE_ZONES), pods=PodMode.VERIFIED, fallthrough=Fallthrough(REVERSE_ZONES),
                                     ttl=30)
     forward = (ForwardSettings("", (Upstream("192.0.2.1"),)),)
-    return ServerBlock((ZoneKey(""),), ("127.0.0.1",), kubernetes=kubernetes, forward=forward)
+    return server_block((ZoneKey(""),), bind=("127.0.0.1",), kubernetes=kubernetes, forward=forward)
 
 
 def pipeline_on(view: View, settings: ServerBlock) -> Pipeline:
-    outbound = Outbound([Forwarder(f) for f in settings.forward], [f.handles for f in settings.forward], None,
-                        settings.bufsize)
-    return Pipeline([("", Block(settings, view, outbound))])
+    forwards = settings.setting("forward")
+    outbound = Outbound([Forwarder(f) for f in forwards], [f.handles for f in forwards], None, bufsize_of(settings))
+    return Pipeline([("", Block(settings, view, chain_for(settings), outbound))])
 
 
 def reply(pipeline: Pipeline, query: bytes, via_tcp: bool) -> bytes | str:

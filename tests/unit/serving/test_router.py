@@ -24,13 +24,25 @@ import pytest
 from dns_server.cluster.records import Service
 from dns_server.cluster.snapshot import Change
 from dns_server.cluster.updates import Put, Remove
-from dns_server.config.model import FALLTHROUGH_ALL, NO_FALLTHROUGH, CacheSettings, HostsSettings, ServerBlock, ZoneKey
-from dns_server.plugins.hosts import HostsEntry, HostsTable
+from dns_server.config.model import FALLTHROUGH_ALL, NO_FALLTHROUGH, ZoneKey
+from dns_server.plugins import chain_for
+from dns_server.plugins.cache import CacheSettings
+from dns_server.plugins.hosts import HostsEntry, HostsSettings, HostsTable
 from dns_server.protocol.wire import decode_query, question_key
 from dns_server.serving.answer_table import AnswerTable, View
 from dns_server.serving.router import Block, Forward, Pipeline
 from tests.cluster_data import example_records, registry_with
-from tests.doubles import Z, ask, big_headless, block, fakes, pipeline_for, reply_of, the_block
+from tests.doubles import (
+    Z,
+    ask,
+    big_headless,
+    block,
+    fakes,
+    pipeline_for,
+    reply_of,
+    server_block,
+    the_block,
+)
 
 NO_FORWARD = block(forward=(), cache=None)
 
@@ -167,9 +179,11 @@ def routed_pipeline() -> Pipeline:
     view = View(registry_with(example_records()).snapshot)
     cluster = block(keys=(ZoneKey(Z, 5353),), forward=(), cache=None)
     shop = block(keys=(ZoneKey(f"shop.svc.{Z}", 5353),), forward=(), cache=None, ttl=60)
-    corp = ServerBlock(keys=(ZoneKey("corp.example", 5353),), hosts=HostsSettings(path=None))
+    corp = server_block(keys=(ZoneKey("corp.example", 5353),), hosts=HostsSettings(path=None))
     table = HostsTable.build([HostsEntry("10.1.1.1", ("db.corp.example",))], zones=("corp.example",))
-    blocks = [Block(cluster, view), Block(shop, view), Block(corp, view, hosts=table)]
+    corp_chain = chain_for(corp)
+    corp_chain.handler("hosts").table = table  # type: ignore[union-attr]
+    blocks = [Block(cluster, view, chain_for(cluster)), Block(shop, view, chain_for(shop)), Block(corp, view, corp_chain)]
     return Pipeline([(zone, b) for b in blocks for zone in b.settings.zones])
 
 
@@ -453,13 +467,14 @@ def test_the_same_query_bytes_under_another_id_get_the_same_reply_with_that_id()
 
 
 def test_a_reloaded_hosts_table_replaces_what_the_plugins_after_it_answered() -> None:
-    """As runtime.hosts_changed does: the block gets the new table and the pipeline hears Change(hosts=True)."""
+    """As runtime.hosts_changed does: the hosts plugin gets the new table and the pipeline hears Change(hosts=True)."""
     settings = block(hosts=HostsSettings(path=None, fallthrough=FALLTHROUGH_ALL))
     pipeline = pipeline_for(settings=settings, hosts=HostsTable.build([]))
     q = query(f"frontend.shop.svc.{Z}")
     assert ask(pipeline, q).answer[0][0].to_text() == "10.96.10.20"  # from kubernetes: hosts passed it on
     served = the_block(pipeline)
-    served.hosts = HostsTable.build([HostsEntry("10.1.1.1", (f"frontend.shop.svc.{Z}",))])
+    served.chain.handler("hosts").table = HostsTable.build(  # type: ignore[union-attr]
+        [HostsEntry("10.1.1.1", (f"frontend.shop.svc.{Z}",))])
     pipeline.publish(served.view, Change(hosts=True), False)
     assert ask(pipeline, q).answer[0][0].to_text() == "10.1.1.1"
 

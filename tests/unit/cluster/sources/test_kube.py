@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, decode_list
+from dns_server.cluster.records import (
+    ENDPOINT_SLICE,
+    NAMESPACE,
+    POD,
+    SERVICE,
+    decode_list,
+)
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.scope import FixedNamespaces, SelectedNamespaces
 from dns_server.cluster.sources.kube import (
@@ -21,8 +27,8 @@ from dns_server.cluster.sources.kube import (
     resources_for,
 )
 from dns_server.cluster.sources.settings import SourceSettings
-from dns_server.config.model import KubernetesSettings, PodMode
 from dns_server.errors import ConfigError, MalformedInput
+from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
 from dns_server.serving.runtime import _required_kinds, _scope_for
 
 

@@ -20,8 +20,7 @@ import dns.rrset
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dns_server.config.model import CacheSettings
-from dns_server.plugins.cache import Entry, ForwardCache, prepare
+from dns_server.plugins.cache import CacheSettings, Entry, ForwardCache, prepare
 from dns_server.protocol.wire import MODE_RD, name_to_wire
 
 NOW = 1000.0

@@ -16,8 +16,9 @@ import dns.rcode
 import dns.rrset
 import pytest
 
-from dns_server.config.model import CacheSettings, ForwardSettings
+from dns_server.plugins.cache import CacheSettings
 from dns_server.plugins.forward.outbound import Outbound
+from dns_server.plugins.forward.setup import ForwardSettings
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.protocol.codes import NXDOMAIN, SERVFAIL
 from dns_server.protocol.wire import decode_query, question_key

@@ -16,7 +16,7 @@ import pytest
 
 from dns_server.cluster.records import Namespace, Service
 from dns_server.cluster.updates import Put
-from dns_server.config.model import CacheSettings
+from dns_server.plugins.cache import CacheSettings
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.serving.router import Forward
 from tests.clock import Clock

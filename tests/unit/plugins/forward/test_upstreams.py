@@ -6,8 +6,12 @@ import random
 
 import pytest
 
-from dns_server.config.model import DEFAULT_MAX_FAILS, Policy
-from dns_server.plugins.forward.upstreams import Upstreams, loops_back, resolv_conf_nameservers
+from dns_server.plugins.forward.setup import (
+    DEFAULT_MAX_FAILS,
+    Policy,
+    resolv_conf_nameservers,
+)
+from dns_server.plugins.forward.upstreams import Upstreams, loops_back
 
 A, B, C = ("192.0.2.1", 53), ("192.0.2.2", 53), ("192.0.2.3", 5353)
 
@@ -105,7 +109,7 @@ options ndots:5
 nameserver
 nameserver 10.96.0.11
 """
-    assert resolv_conf_nameservers(text) == (["10.96.0.10", "fe80::1%eth0", "2001:db8::53", "10.96.0.11"],
+    assert resolv_conf_nameservers(text) == (["10.96.0.10", "fe80::1", "2001:db8::53", "10.96.0.11"],
                                              ["nameserver dns.example.com"])
 
 

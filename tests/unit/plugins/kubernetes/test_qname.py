@@ -13,7 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dns_server.plugins.kubernetes.qname import Kind, Name, parse_qname, pod_address, reverse_name
+from dns_server.plugins.kubernetes.qname import (
+    Kind,
+    Name,
+    parse_qname,
+    pod_address,
+    reverse_name,
+)
 
 Z = "cluster.local"
 

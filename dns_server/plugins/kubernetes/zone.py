@@ -1,21 +1,10 @@
-"""The pure core: (question, snapshot, server block) -> Answer.  Every decision about an answer lives here.
-
-No I/O, no clock, no asyncio: the answer is a function of its arguments, which is what lets the
-answer table keep encoded answers across snapshots.  (Malformed messages are refused where they
-enter, in the pipeline, before there is a question to resolve.)
-
-A question goes through the block's plugins in CoreDNS's order (`plugin.cfg`): `hosts`, then
-`kubernetes`, then the `forward` directives in Corefile order.  A plugin either answers or passes
-the question on: `hosts` passes names it has no entry for when its `fallthrough` covers them (else
-SERVFAIL, as CoreDNS's hosts plugin), `kubernetes` passes names outside its zones and, when its
-`fallthrough` covers them, names that do not exist.  A question no plugin takes ends in SERVFAIL
-("no next plugin found"), as in CoreDNS.
+"""The kubernetes plugin's answers: one question against one cluster zone, over the snapshot.
 
 Cluster answers follow the Kubernetes DNS-Based Service Discovery specification 1.1.0 and, where it
 is silent, CoreDNS's kubernetes plugin (see ../shared/DNS-BEHAVIOUR.md).  Negative answers follow
 RFC 2308: NXDOMAIN or NODATA, with the zone's SOA in the authority section.  Every snapshot index
 the answer is read from is recorded as a dependency (`Reads`), so a change of exactly those
-entries is what invalidates it.
+entries is what invalidates it.  Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -25,158 +14,36 @@ from typing import Callable
 
 from dnslib import QTYPE
 
+from dns_server.chain.plugin import Next, Request
 from dns_server.cluster.records import Port
-from dns_server.cluster.snapshot import (
-    HOSTS,
-    SYNCED,
-    ServiceEntry,
-    ServiceKey,
-    Snapshot,
-    address_dependency,
-    namespace_dependency,
-    pod_dependency,
-    service_dependency,
-)
-from dns_server.config.model import KubernetesSettings, PodMode, ServerBlock
-from dns_server.plugins.hosts import HostsTable
+from dns_server.cluster.snapshot import ServiceEntry
 from dns_server.plugins.kubernetes.qname import Kind, Name, parse_qname
-from dns_server.protocol.answer import REFUSE, RR, Answer, Dependency, Outcome, SoaData
-from dns_server.protocol.names import in_zone, longest_zone
+from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
+from dns_server.protocol.answer import RR, Answer, Outcome, SoaData
+from dns_server.protocol.names import longest_zone
 
 SCHEMA_VERSION = "1.1.0"  # Kubernetes DNS-Based Service Discovery specification
 DNS_VERSION_TTL = 28800  # CoreDNS's TTL for dns-version
 SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 7200, 1800, 86400  # CoreDNS's SOA timers
 MAX_SOA_TTL = 300  # CoreDNS caps the SOA record's own TTL
 MAX_CNAME_CHAIN = 8
-NO_PLUGIN = "no next plugin found"  # CoreDNS's error when the chain ends without an answer
-
+KUBERNETES = "kubernetes"
 A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.NS, QTYPE.PTR,
                                           QTYPE.SOA, QTYPE.SRV, QTYPE.TXT)
-ANY, AXFR, IXFR = QTYPE.ANY, QTYPE.AXFR, QTYPE.IXFR
 ANY_TYPES = (A, AAAA, SRV, TXT, SOA, NS, PTR)
-KUBERNETES, HOSTS_PLUGIN = "kubernetes", "hosts"
 
-
-class Reads:
-    """The snapshot, read through methods that record each index entry consulted as a dependency."""
-
-    __slots__ = ("snapshot", "deps")
-
-    def __init__(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        self.deps: set[Dependency] = set()
-
-    def service(self, key: ServiceKey) -> ServiceEntry | None:
-        self.deps.add(service_dependency(key))
-        return self.snapshot.services.get(key)
-
-    def namespace_exists(self, namespace: str) -> bool:
-        self.deps.add(namespace_dependency(namespace))
-        return namespace in self.snapshot.namespaces
-
-    def pod_running(self, namespace: str, address: str) -> bool:
-        self.deps.add(pod_dependency((namespace, address)))
-        return (namespace, address) in self.snapshot.pod_ips
-
-    def reverse(self, address: str) -> tuple[str, ...]:
-        self.deps.add(address_dependency(address))
-        return self.snapshot.reverse.get(address, ())
-
-    def synced(self) -> bool:
-        if self.snapshot.synced:
-            return True  # once synced, a snapshot never becomes unsynced again
-        self.deps.add(SYNCED)
-        return False
-
-    def answer(self, outcome: Outcome, answer: tuple[RR, ...] = (), authority: tuple[RR, ...] = (),
-               additional: tuple[RR, ...] = (), *, forward: int = -1, chase: str = "", plugin: str = "",
-               reason: str = "") -> Answer:
-        """An Answer that depends on everything read so far."""
-        return Answer(outcome, answer, authority, additional, forward, chase, plugin, reason, frozenset(self.deps))
-
-
-def resolve(name: str, qtype: int, snapshot: Snapshot, block: ServerBlock, hosts: HostsTable | None = None) -> Answer:
-    """Answer one IN-class question (name: lower case, no trailing dot) as `block`'s plugins would."""
-    reads = Reads(snapshot)
-    if block.hosts is not None and hosts is not None:
-        from_hosts = _hosts(name, qtype, block, hosts)
-        if from_hosts is not None:
-            return from_hosts
-        reads.deps.add(HOSTS)  # passed on: the next table may have the name
-    kubernetes = block.kubernetes
-    if kubernetes is not None:
-        zone = longest_zone(name, kubernetes.zones)
-        if zone is not None:
-            if qtype in (AXFR, IXFR):
-                return REFUSE  # zone transfers are not offered (CoreDNS needs the transfer plugin)
-            cluster = _Zone(name, parse_qname(name, zone), reads, kubernetes, block)
-            if qtype == ANY:
-                answer = _merge([cluster.answer(t) for t in ANY_TYPES])
-            else:
-                answer = cluster.answer(qtype)
-            passes = answer.outcome in (Outcome.NXDOMAIN, Outcome.NOT_READY) and kubernetes.fallthrough.covers(name)
-            if not passes:
-                return answer
-    forward = forward_index(name, block)
-    if forward >= 0:
-        return reads.answer(Outcome.FORWARD, forward=forward)
-    end = block.chain_end  # CoreDNS's NextOrFailure: the last plugin has no next one to pass the question to
-    return reads.answer(Outcome.SERVFAIL, reason=f"plugin/{end}: {NO_PLUGIN}" if end else NO_PLUGIN)
-
-
-def forward_index(name: str, block: ServerBlock) -> int:
-    """The index of the block's first `forward` that takes `name` (Corefile order), or -1."""
-    for index, forward in enumerate(block.forward):
-        if forward.handles(name):
-            return index
-    return -1
-
-
-def _hosts(name: str, qtype: int, block: ServerBlock, hosts: HostsTable) -> Answer | None:
-    """The hosts plugin's answer, or None to pass the question on (CoreDNS plugin/hosts)."""
-    settings = block.hosts
-    assert settings is not None
-    ttl = settings.ttl
-    zones = settings.zones or block.zones
-    if qtype == PTR:
-        address = _reverse_address(name)
-        found = hosts.names(address) if address and not settings.no_reverse else ()
-        if not found:
-            return None  # an address without entries always goes on, whatever fallthrough says
-        return Answer(Outcome.ANSWER, tuple(RR(name, PTR, ttl, n) for n in found), plugin=HOSTS_PLUGIN,
-                      depends=frozenset({HOSTS}))
-    if not any(in_zone(name, zone) for zone in zones):
-        return None
-    records: tuple[RR, ...] = ()
-    if qtype in (A, AAAA):
-        records = tuple(RR(name, qtype, ttl, a) for a in hosts.addresses(name, 4 if qtype == A else 6))
-    if records:
-        return Answer(Outcome.ANSWER, records, plugin=HOSTS_PLUGIN, depends=frozenset({HOSTS}))
-    if hosts.has(name):
-        return Answer(Outcome.NODATA, plugin=HOSTS_PLUGIN, depends=frozenset({HOSTS}))  # no SOA: hosts has none
-    if settings.fallthrough.covers(name):
-        return None
-    # CoreDNS's hosts answers SERVFAIL here without an error: the errors plugin has nothing to log
-    return Answer(Outcome.SERVFAIL, plugin=HOSTS_PLUGIN, depends=frozenset({HOSTS}))
-
-
-def _reverse_address(name: str) -> str:
-    for zone in ("in-addr.arpa", "ip6.arpa"):
-        if in_zone(name, zone):
-            return parse_qname(name, zone).address
-    return ""
-
-
-class _Zone:
+class Zone:
     """One question against one kubernetes zone; a short-lived helper that keeps the arguments together."""
 
-    def __init__(self, name: str, parsed: Name, reads: Reads, settings: KubernetesSettings,
-                 block: ServerBlock, depth: int = 0) -> None:
+    def __init__(self, name: str, parsed: Name, request: Request, next: Next, settings: KubernetesSettings,
+                 bound: tuple[str, ...], depth: int = 0) -> None:
         self.name = name
         self.parsed = parsed
-        self.reads = reads
+        self.request = request
+        self.reads = request.reads
+        self.next = next  # the rest of the chain: where a CNAME target outside the cluster is asked
         self.settings = settings
-        self.block = block
+        self.bound = bound  # the block's `bind` addresses (ns.dns without a cluster DNS service)
         self.ttl = settings.ttl
         self.depth = depth
 
@@ -261,7 +128,7 @@ class _Zone:
         entry = self.reads.service(self.settings.dns_service)
         if entry is not None and entry.service.cluster_ips:
             return entry.service.cluster_ips
-        return tuple(host for host in self.block.bind if not ipaddress.ip_address(host).is_unspecified)
+        return tuple(host for host in self.bound if not ipaddress.ip_address(host).is_unspecified)
 
     def service(self, entry: ServiceEntry, qtype: int) -> Answer:
         svc = entry.service
@@ -326,18 +193,27 @@ class _Zone:
             return self.done(Outcome.ANSWER, (cname,))
         zone = longest_zone(target, self.settings.zones)
         if zone is None:
-            forward = forward_index(target, self.block)
-            if forward < 0:
-                return self.done(Outcome.ANSWER, (cname,))  # nobody to ask for the target: the CNAME alone
-            return self.reads.answer(Outcome.CHASE, (cname,), chase=target, forward=forward, plugin=KUBERNETES)
+            return self.outside(cname, target, qtype)
         if self.depth >= MAX_CNAME_CHAIN:
             return self.reads.answer(Outcome.SERVFAIL, (cname,), plugin=KUBERNETES, reason="CNAME chain too long")
-        inner = _Zone(target, parse_qname(target, zone), self.reads, self.settings, self.block, self.depth + 1)
+        inner = Zone(target, parse_qname(target, zone), self.request, self.next, self.settings, self.bound,
+                     self.depth + 1)
         chased = inner.answer(qtype)
         outcome = Outcome.ANSWER if chased.outcome is Outcome.NODATA else chased.outcome
         return self.reads.answer(outcome, (cname,) + chased.answer, chased.authority, chased.additional,
                                  chase=chased.chase, forward=chased.forward, plugin=KUBERNETES,
                                  reason=chased.reason)
+
+    def outside(self, cname: RR, target: str, qtype: int) -> Answer:
+        """A CNAME to a name outside the cluster: the rest of the chain says where the target's records come from.
+
+        Forwarded: the router appends the upstream's records to the CNAME (CHASE).  No plugin takes
+        it: the CNAME alone (a resolver follows it itself).
+        """
+        after = self.next(self.request.renamed(target, qtype))
+        if after.outcome is Outcome.FORWARD:
+            return self.reads.answer(Outcome.CHASE, (cname,), chase=target, forward=after.forward, plugin=KUBERNETES)
+        return self.done(Outcome.ANSWER, (cname,))
 
     def pod(self, qtype: int) -> Answer:
         mode = self.settings.pods
@@ -385,7 +261,7 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def _merge(answers: list[Answer]) -> Answer:
+def merge(answers: list[Answer]) -> Answer:
     """An ANY answer: every record the name has, or the name's negative answer."""
     depends = frozenset().union(*(a.depends for a in answers))
     positive = [a for a in answers if a.answer]

@@ -1,0 +1,78 @@
+"""One server block's query chain: its plugins' handlers in plugin.cfg order, as one pure function.
+
+`Chain.resolve(name, qtype, snapshot, peer) -> Answer`: the first handler gets the request and a
+`next` that runs the rest of the chain; the end of the chain answers SERVFAIL with CoreDNS's "no
+next plugin found", naming the last plugin of the block that has a handler in CoreDNS.  The `next`
+functions are made once per chain, not per question.  `admission` and `undecodable` are the
+rcodes the server gives before any block's chain runs.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from dns_server.chain.plugin import Handler, Next, Peer, Reads, Request
+from dns_server.cluster.snapshot import Snapshot
+from dns_server.protocol.answer import Answer, Outcome
+from dns_server.protocol.codes import BADVERS, CLASS_IN, FORMERR, NOERROR, NOTIMP, OPCODE_QUERY, REFUSED
+from dns_server.protocol.wire import Query
+
+NO_PLUGIN = "no next plugin found"  # CoreDNS's error when the chain ends without an answer
+
+
+class Chain:
+    """The handlers of one block, each given the rest of the chain as `next`."""
+
+    def __init__(self, handlers: Sequence[tuple[str, Handler]], last: str = "") -> None:
+        self.handlers = dict(handlers)
+        reason = f"plugin/{last}: {NO_PLUGIN}" if last else NO_PLUGIN
+
+        def end(request: Request) -> Answer:
+            return request.reads.answer(Outcome.SERVFAIL, reason=reason)
+
+        first: Next = end
+        for _, handler in reversed(handlers):
+            first = _link(handler, first)
+        self._first = first
+        self._rewrites = tuple(handler for _, handler in handlers
+                               if type(handler).forwarded is not Handler.forwarded)
+
+    def resolve(self, name: str, qtype: int, snapshot: Snapshot, peer: Peer = None) -> Answer:
+        """Answer one IN-class question (name: lower case, no trailing dot) as the block's plugins would."""
+        return self._first(Request(name, qtype, Reads(snapshot), peer))
+
+    def forwarded(self, reply: bytes) -> bytes:
+        """A reply from upstream, as the block's plugins change every reply (loadbalance)."""
+        for handler in self._rewrites:
+            reply = handler.forwarded(reply)
+        return reply
+
+    def handler(self, name: str) -> Handler | None:
+        return self.handlers.get(name)
+
+
+def _link(handler: Handler, rest: Next) -> Next:
+    serve = handler.serve
+
+    def step(request: Request) -> Answer:
+        return serve(request, rest)
+
+    return step
+
+
+def admission(query: Query, zone: str | None) -> int:
+    """What the server answers itself before any plugin runs (CoreDNS's core/dnsserver), or NOERROR to
+    go on: NOTIMP for an opcode other than QUERY, BADVERS for an EDNS version other than 0 (RFC 6891
+    6.1.3), REFUSED for a class other than IN or a name no server block serves (`zone` None)."""
+    if query.opcode != OPCODE_QUERY:
+        return NOTIMP
+    if query.edns and query.edns_version != 0:
+        return BADVERS
+    if query.qclass != CLASS_IN or zone is None:
+        return REFUSED
+    return NOERROR
+
+
+def undecodable(data: bytes) -> int:
+    """The rcode for a query whose question cannot be read: FORMERR, or NOTIMP for an opcode other than QUERY."""
+    return FORMERR if (data[2] >> 3) & 0xF == OPCODE_QUERY else NOTIMP

@@ -1,0 +1,136 @@
+"""The plugin interface: what each directive of a server block is to this server.
+
+A plugin is one module under dns_server/plugins, named as its CoreDNS directive, that defines a
+`PluginSpec`: its name, its `setup` (the directive's arguments and options in one server block ->
+its settings, beside its behaviour) and, when it has a place in the query chain, `handler`
+(settings -> a `Handler`).  dns_server/plugins/__init__.py lists the specs; a server block's chain is
+its directives' handlers in CoreDNS's plugin.cfg order.  Adding a plugin is a module and a line
+there: nothing in the router or the chain changes.
+
+A handler is pure: `serve(request, next) -> Answer`, no I/O, no clock.  How each kind fits:
+- one that answers (kubernetes, hosts; template, chaos): returns its Answer for the names it owns
+  and `next(request)` for the others;
+- one that passes on (`fallthrough`): returns `next(request)` where it would have said NXDOMAIN;
+- one that rewrites (rewrite): calls `next(request.renamed(...))` and rewrites the records of the
+  answer back to the name asked; the router keeps the answer under the question as asked;
+- one whose answer depends on the client (autopath, whoami): reads `request.client()`, which records
+  the `CLIENT` dependency: the router never keeps such an answer for another client;
+- one that serves a second zone from the same cluster data (k8s_external): reads the snapshot
+  through `request.reads`, as kubernetes does, so the answer table invalidates it the same way;
+- one that forwards (forward): returns `Outcome.FORWARD` naming its directive; the router hands the
+  question to the block's outbound side (the `cache` plugin in front of the forwarders);
+- one that changes every reply (loadbalance): offers rotations of the answer it gets from `next`,
+  and turns forwarded replies in `forwarded(reply)`, the hook for replies the chain never saw.
+Plugins with no handler act around the chain: bind, bufsize, health, ready, reload (the server),
+prometheus, errors, log (the router observes every reply, cached ones too), cache and loop (the
+outbound side).  `in_chain` says whether CoreDNS has a handler for it (`coredns_plugin_enabled`, and
+the plugin named in "no next plugin found").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from dns_server.cluster.snapshot import (
+    SYNCED,
+    ServiceEntry,
+    ServiceKey,
+    Snapshot,
+    address_dependency,
+    namespace_dependency,
+    pod_dependency,
+    service_dependency,
+)
+from dns_server.config.model import ServerBlock
+from dns_server.protocol.answer import RR, Answer, Dependency, Outcome
+
+Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them
+CLIENT: Dependency = ("client",)  # an answer that depends on who asked: never served to another client
+
+
+class Reads:
+    """The snapshot, read through methods that record each index entry consulted as a dependency.
+
+    An answer made with `answer()` depends on everything read so far for the question: exactly what
+    a change of the cluster must touch to invalidate it (serving/answer_table.py).
+    """
+
+    __slots__ = ("snapshot", "deps")
+
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.deps: set[Dependency] = set()
+
+    def service(self, key: ServiceKey) -> ServiceEntry | None:
+        self.deps.add(service_dependency(key))
+        return self.snapshot.services.get(key)
+
+    def namespace_exists(self, namespace: str) -> bool:
+        self.deps.add(namespace_dependency(namespace))
+        return namespace in self.snapshot.namespaces
+
+    def pod_running(self, namespace: str, address: str) -> bool:
+        self.deps.add(pod_dependency((namespace, address)))
+        return (namespace, address) in self.snapshot.pod_ips
+
+    def reverse(self, address: str) -> tuple[str, ...]:
+        self.deps.add(address_dependency(address))
+        return self.snapshot.reverse.get(address, ())
+
+    def synced(self) -> bool:
+        if self.snapshot.synced:
+            return True  # once synced, a snapshot never becomes unsynced again
+        self.deps.add(SYNCED)
+        return False
+
+    def answer(self, outcome: Outcome, answer: tuple[RR, ...] = (), authority: tuple[RR, ...] = (),
+               additional: tuple[RR, ...] = (), *, forward: int = -1, chase: str = "", plugin: str = "",
+               reason: str = "") -> Answer:
+        """An Answer that depends on everything read so far."""
+        return Answer(outcome, answer, authority, additional, forward, chase, plugin, reason, frozenset(self.deps))
+
+
+class Request:
+    """One question as the plugins see it: the name (lower case, no trailing dot), the type, the reads."""
+
+    __slots__ = ("name", "qtype", "reads", "peer")
+
+    def __init__(self, name: str, qtype: int, reads: Reads, peer: Peer = None) -> None:
+        self.name = name
+        self.qtype = qtype
+        self.reads = reads
+        self.peer = peer
+
+    def client(self) -> Peer:
+        """Who asked; the answer now depends on it (the router keeps it for no one else)."""
+        self.reads.deps.add(CLIENT)
+        return self.peer
+
+    def renamed(self, name: str, qtype: int | None = None) -> Request:
+        """The same request for another name (a CNAME target, a rewritten question), with the same reads."""
+        return Request(name, self.qtype if qtype is None else qtype, self.reads, self.peer)
+
+
+Next = Callable[[Request], Answer]
+
+
+class Handler:
+    """A plugin's place in one block's query chain.  The default passes every question on."""
+
+    def serve(self, request: Request, next: Next) -> Answer:
+        return next(request)
+
+    def forwarded(self, reply: bytes) -> bytes:
+        """A reply from upstream (which no handler saw as an Answer), as this plugin would change it."""
+        return reply
+
+
+@dataclass(frozen=True, slots=True)
+class PluginSpec:
+    """One plugin: its directive, its setup, its handler (None: it acts outside the query chain)."""
+
+    name: str
+    setup: Callable[..., Any]  # config.setup.Setup: (directives, SetupContext) -> settings
+    handler: Callable[[Any, ServerBlock], Handler] | None = None
+    in_chain: bool = False  # CoreDNS has a handler for it (what `coredns_plugin_enabled` lists)

@@ -1,0 +1,221 @@
+"""The `forward` directive and its settings, as CoreDNS 1.14's forward plugin reads them.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from dns_server.config.model import DEFAULT_PORT, format_address
+from dns_server.config.setup import (
+    DNS_SCHEME,
+    Reader,
+    SetupContext,
+    last,
+    split_host_port,
+)
+from dns_server.config.syntax import Directive, Token, normalize_zones
+from dns_server.protocol.names import (
+    canonical_address,
+    in_zone,
+    valid_domain,
+    zone_text,
+)
+
+log = logging.getLogger(__name__)
+
+UNSUPPORTED = ("tls", "tls_servername", "max_connect_attempts", "max_age", "max_idle_conns", "read_timeout",
+               "doh_method", "next_on_nodata", "failover", "resolver", "source_address")  # CoreDNS options this server refuses by name
+MAX_UPSTREAMS = 15  # forward: at most 15 upstreams
+DEFAULT_MAX_FAILS = 2  # forward `max_fails`
+DEFAULT_EXPIRE = 10.0  # forward `expire`: cached upstream connections
+DEFAULT_HEALTH_CHECK = 0.5  # forward `health_check`
+DEFAULT_RESOLV_CONF_PORT = 53  # miekg/dns ClientConfigFromFile: nameservers listen on 53
+RCODES = {"NOERROR": 0, "FORMERR": 1, "SERVFAIL": 2, "NXDOMAIN": 3, "NOTIMP": 4, "REFUSED": 5, "YXDOMAIN": 6,
+          "YXRRSET": 7, "NXRRSET": 8, "NOTAUTH": 9, "NOTZONE": 10, "DSOTYPENI": 11, "BADSIG": 16, "BADKEY": 17,
+          "BADTIME": 18, "BADMODE": 19, "BADNAME": 20, "BADALG": 21, "BADTRUNC": 22, "BADCOOKIE": 23}
+UPSTREAM_SCHEMES = ("dns", "tls", "quic", "grpc", "https", "https3", "unix")  # plugin/pkg/parse Transport
+
+
+class Policy(enum.Enum):
+    """forward `policy`: the order upstreams are tried in."""
+
+    RANDOM = "random"
+    ROUND_ROBIN = "round_robin"
+    SEQUENTIAL = "sequential"
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    host: str
+    port: int = DEFAULT_PORT
+
+    def __str__(self) -> str:
+        return format_address(self.host, self.port)
+
+@dataclass(frozen=True, slots=True)
+class ForwardSettings:
+    """One `forward FROM TO...` directive (a block may have several, tried in Corefile order)."""
+
+    from_zone: str
+    to: tuple[Upstream, ...]
+    except_zones: tuple[str, ...] = ()
+    force_tcp: bool = False
+    prefer_udp: bool = False
+    max_fails: int = DEFAULT_MAX_FAILS  # 0: never marked down, never probed
+    expire: float = DEFAULT_EXPIRE
+    policy: Policy = Policy.RANDOM
+    health_check: float = DEFAULT_HEALTH_CHECK
+    health_check_rd: bool = True  # `health_check DURATION no_rec` clears it
+    health_check_domain: str = ""  # the probe asks `<domain> IN NS`; "" is the root
+    max_concurrent: int = 0  # 0: unlimited
+    next_rcodes: frozenset[int] = frozenset()  # `next RCODE...`: these pass the query to the next forward
+    failfast_all_unhealthy: bool = False
+    location: str = ""  # `Corefile:12`, for messages about this forward
+
+    def handles(self, name: str) -> bool:
+        """Whether a name is this forward's to send (FROM matches, no `except` zone does)."""
+        return in_zone(name, self.from_zone) and not any(in_zone(name, z) for z in self.except_zones)
+
+
+# miekg/dns StringToRcode: the names `forward { next RCODE }` accepts
+
+
+def setup(found: Sequence[Directive], context: SetupContext) -> tuple[ForwardSettings, ...]:
+    plugin = Reader("forward", UNSUPPORTED)
+    return tuple(_forward_stanza(plugin, directive, context) for directive in found)
+
+def _forward_stanza(plugin: Reader, directive: Directive, context: SetupContext) -> ForwardSettings:
+    if len(directive.args) < 2:
+        raise plugin.arg_error(last(directive))
+    origin = directive.args[0]
+    zones = normalize_zones(origin)
+    if len(zones) > 1:
+        log.warning("plugin/forward: Unsupported CIDR notation: '%s' expands to multiple zones. Using only '%s'.",
+                    origin.text, zone_text(zones[0]))
+    upstreams: list[Upstream] = []
+    for token in directive.args[1:]:
+        upstreams.extend(_upstreams(plugin, token, context))
+    if not upstreams:
+        raise plugin.error(directive.name, "no nameservers found")
+    if len(upstreams) > MAX_UPSTREAMS:
+        raise plugin.error(directive.name, f"more than {MAX_UPSTREAMS} TOs configured: {len(upstreams)}")
+    values: dict[str, object] = {"from_zone": zones[0], "to": tuple(upstreams), "location": directive.name.location}
+    for option in plugin.options(directive):
+        values.update(_forward_option(plugin, option))
+    return ForwardSettings(**values)  # type: ignore[arg-type]
+
+def _forward_option(plugin: Reader, option: Directive) -> dict[str, object]:
+    name, args = option.name.text, option.args
+    if name == "except":
+        if not args:
+            raise plugin.arg_error(option.name)
+        return {"except_zones": plugin.zones(args)}
+    if name in ("force_tcp", "prefer_udp", "failfast_all_unhealthy_upstreams"):
+        plugin.no_args(option)
+        return {"failfast_all_unhealthy" if name.startswith("failfast") else name: True}
+    if name == "max_fails":
+        return {"max_fails": plugin.uint32(plugin.one_arg(option))}
+    if name == "expire":
+        expire = plugin.duration(plugin.one_arg(option))
+        if expire < 0:
+            raise plugin.error(args[0], f"expire can't be negative: {args[0].text}")
+        return {"expire": expire}
+    if name == "policy":
+        policy = plugin.one_arg(option)
+        if policy.text not in {p.value for p in Policy}:
+            raise plugin.error(policy, f"unknown policy '{policy.text}'")
+        return {"policy": Policy(policy.text)}
+    if name == "health_check":
+        return _health_check(plugin, option)
+    if name == "max_concurrent":
+        limit = plugin.atoi(plugin.one_arg(option))
+        if limit < 0:
+            raise plugin.error(args[0], f"max_concurrent can't be negative: {limit}")
+        return {"max_concurrent": limit}
+    if name == "next":
+        if not args:
+            raise plugin.arg_error(option.name)
+        for token in args:
+            if token.text.upper() not in RCODES:
+                raise plugin.error(token, f"{token.text} is not a valid rcode")
+        return {"next_rcodes": frozenset(RCODES[token.text.upper()] for token in args)}
+    raise plugin.unknown(option)
+
+def _health_check(plugin: Reader, option: Directive) -> dict[str, object]:
+    """`health_check DURATION [no_rec] [domain FQDN]`."""
+    if not option.args:
+        raise plugin.arg_error(option.name)
+    interval = plugin.duration(option.args[0])
+    if interval < 0:
+        raise plugin.error(option.args[0], f"health_check can't be negative: {round(interval * 1e9)}")
+    values: dict[str, object] = {"health_check": interval, "health_check_domain": ""}
+    rest = iter(option.args[1:])
+    for token in rest:
+        if token.text == "no_rec":
+            values["health_check_rd"] = False
+        elif token.text == "domain":
+            domain = next(rest, None)
+            if domain is None:
+                raise plugin.arg_error(token)
+            name = domain.text.lower().rstrip(".")
+            if not domain.text or not valid_domain(name):
+                raise plugin.error(domain, f"health_check: invalid domain name {domain.text}")
+            values["health_check_domain"] = name
+        else:
+            raise plugin.error(token, f"health_check: unknown option {token.text}")
+    return values
+
+def _upstreams(plugin: Reader, token: Token, context: SetupContext) -> list[Upstream]:
+    """One TO: `IP`, `IP:PORT`, `[V6]:PORT`, `dns://...`, or a resolv.conf file (plugin/pkg/parse)."""
+    scheme, separator, rest = token.text.partition("://")
+    if separator and scheme in UPSTREAM_SCHEMES:
+        if scheme != DNS_SCHEME:
+            raise plugin.error(token, f"'{scheme}' is not supported as a destination protocol in forward: "
+                                      f"{token.text} (this server forwards over plain DNS only)")
+        text = rest
+    else:
+        text = token.text
+    if not text:
+        raise plugin.error(token, f'invalid address: "{token.text}"')
+    host, port = split_host_port(text)
+    if host is None:
+        host, port = text, str(DEFAULT_RESOLV_CONF_PORT)
+    try:
+        address = canonical_address(host)
+    except ValueError:
+        return _resolv_conf(plugin, token, text, context)
+    if not port.isdigit() or int(port) > 65535:
+        raise plugin.error(token, f'not an IP address or file: "{text}"')
+    return [Upstream(address, int(port))]
+
+def _resolv_conf(plugin: Reader, token: Token, text: str, context: SetupContext) -> list[Upstream]:
+    """The `nameserver` lines of a resolv.conf (miekg/dns ClientConfigFromFile): one not an address is an error."""
+    try:
+        content = context.resolv_conf(Path(text))
+    except OSError:
+        raise plugin.error(token, f'not an IP address or file: "{text}"') from None
+    found, bad = resolv_conf_nameservers(content)
+    if bad:
+        raise plugin.error(token, f'{text}: nameserver "{bad[0].split()[1]}" is not an IP address')
+    return [Upstream(host, DEFAULT_RESOLV_CONF_PORT) for host in found]
+
+
+def resolv_conf_nameservers(text: str) -> tuple[list[str], list[str]]:
+    """The nameserver addresses of a resolv.conf, and the lines that name no usable address.
+
+    The one reader of resolv.conf: the `forward` setup refuses a bad line, the flags warn about it.
+    """
+    found: list[str] = []
+    bad: list[str] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) < 2 or fields[0] != "nameserver":
+            continue
+        try:
+            found.append(canonical_address(fields[1]))
+        except ValueError:
+            bad.append(line.strip())
+    return found, bad
