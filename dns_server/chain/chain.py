@@ -23,8 +23,9 @@ NO_PLUGIN = "no next plugin found"  # CoreDNS's error when the chain ends withou
 class Chain:
     """The handlers of one block, each given the rest of the chain as `next`."""
 
-    def __init__(self, handlers: Sequence[tuple[str, Handler]], last: str = "") -> None:
+    def __init__(self, handlers: Sequence[tuple[str, Handler]], last: str = "", other_classes: bool = False) -> None:
         self.handlers = dict(handlers)
+        self.other_classes = other_classes  # one of its plugins takes classes other than IN
         reason = f"plugin/{last}: {NO_PLUGIN}" if last else NO_PLUGIN
 
         def end(request: Request) -> Answer:
@@ -37,9 +38,10 @@ class Chain:
         self._rewrites = tuple(handler for _, handler in handlers
                                if type(handler).forwarded is not Handler.forwarded)
 
-    def resolve(self, name: str, qtype: int, snapshot: Snapshot, peer: Peer = None) -> Answer:
-        """Answer one IN-class question (name: lower case, no trailing dot) as the block's plugins would."""
-        return self._first(Request(name, qtype, Reads(snapshot), peer))
+    def resolve(self, name: str, qtype: int, snapshot: Snapshot, peer: Peer = None, qclass: int = CLASS_IN,
+                via_tcp: bool = False) -> Answer:
+        """Answer one question (name: lower case, no trailing dot) as the block's plugins would."""
+        return self._first(Request(name, qtype, Reads(snapshot), peer, qclass, via_tcp))
 
     def forwarded(self, reply: bytes) -> bytes:
         """A reply from upstream, as the block's plugins change every reply (loadbalance)."""
@@ -60,15 +62,16 @@ def _link(handler: Handler, rest: Next) -> Next:
     return step
 
 
-def admission(query: Query, zone: str | None) -> int:
+def admission(query: Query, zone: str | None, other_classes: bool = False) -> int:
     """What the server answers itself before any plugin runs (CoreDNS's core/dnsserver), or NOERROR to
     go on: NOTIMP for an opcode other than QUERY, BADVERS for an EDNS version other than 0 (RFC 6891
-    6.1.3), REFUSED for a class other than IN or a name no server block serves (`zone` None)."""
+    6.1.3), REFUSED for a name no server block serves (`zone` None) and for a class other than IN
+    unless the listener has a plugin that takes other classes (`other_classes`)."""
     if query.opcode != OPCODE_QUERY:
         return NOTIMP
     if query.edns and query.edns_version != 0:
         return BADVERS
-    if query.qclass != CLASS_IN or zone is None:
+    if zone is None or (query.qclass != CLASS_IN and not other_classes):
         return REFUSED
     return NOERROR
 

@@ -13,8 +13,9 @@ A handler is pure: `serve(request, next) -> Answer`, no I/O, no clock.  How each
 - one that passes on (`fallthrough`): returns `next(request)` where it would have said NXDOMAIN;
 - one that rewrites (rewrite): calls `next(request.renamed(...))` and rewrites the records of the
   answer back to the name asked; the router keeps the answer under the question as asked;
-- one whose answer depends on the client (autopath, whoami): reads `request.client()`, which records
-  the `CLIENT` dependency: the router never keeps such an answer for another client;
+- one whose answer depends on the client (autopath, whoami): reads `request.client()` (address, port,
+  transport), which records the `CLIENT` dependency: the router never keeps such an answer for
+  another client;
 - one that serves a second zone from the same cluster data (k8s_external): reads the snapshot
   through `request.reads`, as kubernetes does, so the answer table invalidates it the same way;
 - one that forwards (forward): returns `Outcome.FORWARD` naming its directive; the router hands the
@@ -30,7 +31,7 @@ the plugin named in "no next plugin found").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from dns_server.cluster.snapshot import (
     SYNCED,
@@ -44,9 +45,18 @@ from dns_server.cluster.snapshot import (
 )
 from dns_server.config.model import ServerBlock
 from dns_server.protocol.answer import RR, Answer, Dependency, Outcome
+from dns_server.protocol.codes import CLASS_IN
 
 Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them
 CLIENT: Dependency = ("client",)  # an answer that depends on who asked: never served to another client
+
+
+class Client(NamedTuple):
+    """Who asked: what `Request.client()` tells a plugin whose answer depends on it."""
+
+    address: str
+    port: int
+    via_tcp: bool
 
 
 class Reads:
@@ -92,24 +102,27 @@ class Reads:
 
 
 class Request:
-    """One question as the plugins see it: the name (lower case, no trailing dot), the type, the reads."""
+    """One question as the plugins see it: the name (lower case, no trailing dot), type and class, the reads."""
 
-    __slots__ = ("name", "qtype", "reads", "peer")
+    __slots__ = ("name", "qtype", "reads", "peer", "qclass", "via_tcp")
 
-    def __init__(self, name: str, qtype: int, reads: Reads, peer: Peer = None) -> None:
+    def __init__(self, name: str, qtype: int, reads: Reads, peer: Peer = None, qclass: int = CLASS_IN,
+                 via_tcp: bool = False) -> None:
         self.name = name
         self.qtype = qtype
         self.reads = reads
         self.peer = peer
+        self.qclass = qclass  # IN, unless the listener takes other classes (see `PluginSpec.other_classes`)
+        self.via_tcp = via_tcp
 
-    def client(self) -> Peer:
-        """Who asked; the answer now depends on it (the router keeps it for no one else)."""
+    def client(self) -> Client | None:
+        """Who asked, and over which transport; the answer now depends on it (the router keeps it for no one else)."""
         self.reads.deps.add(CLIENT)
-        return self.peer
+        return None if self.peer is None else Client(*self.peer, self.via_tcp)
 
     def renamed(self, name: str, qtype: int | None = None) -> Request:
         """The same request for another name (a CNAME target, a rewritten question), with the same reads."""
-        return Request(name, self.qtype if qtype is None else qtype, self.reads, self.peer)
+        return Request(name, self.qtype if qtype is None else qtype, self.reads, self.peer, self.qclass, self.via_tcp)
 
 
 Next = Callable[[Request], Answer]
@@ -134,3 +147,6 @@ class PluginSpec:
     setup: Callable[..., Any]  # config.setup.Setup: (directives, SetupContext) -> settings
     handler: Callable[[Any, ServerBlock], Handler] | None = None
     in_chain: bool = False  # CoreDNS has a handler for it (what `coredns_plugin_enabled` lists)
+    # A listener refuses questions of a class other than IN unless one of its blocks has a plugin that
+    # takes them (CoreDNS's EnableChaos: chaos, forward).
+    other_classes: bool = False

@@ -21,6 +21,7 @@ from dns_server.plugins import (
     bind,
     bufsize,
     cache,
+    chaos,
     errors,
     forward,
     health,
@@ -32,11 +33,13 @@ from dns_server.plugins import (
     prometheus,
     ready,
     reload,
+    whoami,
 )
 
 PLUGINS: tuple[PluginSpec, ...] = (
     reload.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN, prometheus.PLUGIN, errors.PLUGIN,
-    log.PLUGIN, loadbalance.PLUGIN, cache.PLUGIN, hosts.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN,
+    log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, cache.PLUGIN, hosts.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN,
+    forward.PLUGIN, whoami.PLUGIN,
 )
 
 
@@ -63,7 +66,8 @@ def chain_for(block: ServerBlock, plugins: tuple[PluginSpec, ...] = PLUGINS) -> 
         spec = known[name]
         if spec.handler is not None:
             handlers.append((name, spec.handler(settings, block)))
-    return Chain(handlers, last=chain_end(block, plugins))
+    other_classes = any(known[name].other_classes for name, _ in block.plugins)
+    return Chain(handlers, last=chain_end(block, plugins), other_classes=other_classes)
 
 
 def enabled(block: ServerBlock, plugins: tuple[PluginSpec, ...] = PLUGINS) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple, Union
 
-from dns_server.protocol.codes import NOERROR, NXDOMAIN, REFUSED, SERVFAIL
+from dns_server.protocol.codes import CLASS_IN, NOERROR, NXDOMAIN, REFUSED, SERVFAIL
 
 SrvData = tuple[int, int, int, str]  # priority, weight, port, target
 SoaData = tuple[str, str, int, int, int, int, int]  # mname, rname, serial, refresh, retry, expire, minimum
@@ -21,7 +21,7 @@ Dependency = tuple[str, ...]  # see snapshot.py: ("service", ns, name), ("namesp
 
 
 class RR(NamedTuple):
-    """One resource record of class IN: names are lower case, without the trailing dot."""
+    """One resource record (of the answer's `record_class`): names are lower case, without the trailing dot."""
 
     name: str
     rtype: int
@@ -33,6 +33,7 @@ class Outcome(enum.Enum):
     """How a question ends, with the rcode and AA bit that follow from it."""
 
     ANSWER = ("answer", NOERROR, True)  # NOERROR with records (after a CNAME, the rcode may be the target's)
+    NOT_AUTHORITATIVE = ("answer, not authoritative", NOERROR, False)  # NOERROR without AA (chaos)
     NODATA = ("nodata", NOERROR, True)  # the name exists without records of the type; SOA in authority
     NXDOMAIN = ("nxdomain", NXDOMAIN, True)  # the name does not exist; SOA in authority
     NOT_READY = ("not ready", SERVFAIL, False)  # would be NXDOMAIN, but the cluster has not been read yet
@@ -58,6 +59,7 @@ class Answer(NamedTuple):
     reason: str = ""  # SERVFAIL: why, for the errors plugin
     depends: frozenset[Dependency] = frozenset()
     rotations: tuple[tuple[RR, ...], ...] = ()  # loadbalance: the answer section in other orders, one per reply
+    record_class: int = CLASS_IN  # the class of every record (chaos and whoami answer in the question's)
 
     @property
     def rcode(self) -> int:

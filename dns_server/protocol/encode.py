@@ -28,7 +28,6 @@ from dns_server.protocol.codes import (
     AA,
     AAAA,
     CD,
-    CLASS_IN,
     CNAME,
     DO,
     MAX_LABEL,
@@ -85,6 +84,7 @@ def encode(query: Query, answer: Answer, bufsize: int) -> Encoded:
     flags = _flags(query, rcode, outcome.authoritative)
     qname = query.name if _writable(query.name) else None
     names: dict[str, int] | None = None  # the compression table, made at the first name not the question
+    rclass = answer.record_class
     serial_at = -1
     try:
         out = bytearray(_HEADER.pack(query.id, flags, 1, len(answer.answer), len(answer.authority),
@@ -101,13 +101,13 @@ def encode(query: Query, answer: Answer, bufsize: int) -> Encoded:
                 rtype = rr.rtype
                 data: Any = rr.data
                 if rtype == A:
-                    out += _pack_rr(A, CLASS_IN, rr.ttl, 4)
+                    out += _pack_rr(A, rclass, rr.ttl, 4)
                     out += _ipv4(data)
                     continue
                 if names is None:
                     names = _question_names(qname)
                 start = len(out)
-                out += _pack_rr(rtype, CLASS_IN, rr.ttl, 0)
+                out += _pack_rr(rtype, rclass, rr.ttl, 0)
                 if rtype == AAAA:
                     out += _ipv6(data)
                 elif rtype == CNAME or rtype == PTR or rtype == NS:

@@ -145,6 +145,7 @@ class Pipeline:
         self.routes = sorted(routes, key=lambda route: -len(route[0]))
         self._zones = tuple(zone for zone, _ in self.routes)
         self._blocks = {zone: block for zone, block in self.routes}
+        self._other_classes = any(block.chain.other_classes for _, block in self.routes)
         self.table = table if table is not None else AnswerTable()  # an empty table is falsy
         self.server = server
         self.family = family
@@ -253,7 +254,7 @@ class Pipeline:
 
     def _resolve(self, data: bytes, query: Query, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
         zone = longest_zone(query.name, self._zones)
-        rcode = admission(query, zone)
+        rcode = admission(query, zone, self._other_classes)
         if rcode:
             return self._dropped(data, error_reply(query, rcode, NO_EDNS_PAYLOAD), via_tcp)
         assert zone is not None
@@ -263,7 +264,7 @@ class Pipeline:
             assert block.loop is not None
             block.loop.arrived(peer)
         snapshot = block.view.snapshot
-        answer = block.chain.resolve(query.name, query.qtype, snapshot, peer)
+        answer = block.chain.resolve(query.name, query.qtype, snapshot, peer, query.qclass, via_tcp)
         key = question_key(query)
         labels = self._labels.get((zone, answer.plugin))
         if labels is None:

@@ -36,4 +36,4 @@ def settings_of(block: ServerBlock) -> tuple[ForwardSettings, ...]:
     return settings
 
 
-PLUGIN = PluginSpec(NAME, setup, Forward, in_chain=True)
+PLUGIN = PluginSpec(NAME, setup, Forward, in_chain=True, other_classes=True)

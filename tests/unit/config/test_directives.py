@@ -132,8 +132,8 @@ def test_our_plugins_are_listed_in_plugin_order_each_once() -> None:
 
 
 def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
-    assert plugins_text() == ("bind\nbufsize\ncache\nerrors\nforward\nhealth\nhosts\nkubernetes\nloadbalance\nlog\n"
-                              "loop\nprometheus\nready\nreload\n")
+    assert plugins_text() == ("bind\nbufsize\ncache\nchaos\nerrors\nforward\nhealth\nhosts\nkubernetes\nloadbalance\n"
+                              "log\nloop\nprometheus\nready\nreload\nwhoami\n")
 
 
 # --- directive names ---
@@ -144,7 +144,8 @@ def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
     (d("rewrite name foo bar"), "Corefile:2 - Error during parsing: plugin 'rewrite' is not supported by this server"),
     (d("template IN A example"), "Corefile:2 - Error during parsing: plugin 'template' is not supported by this "
                                  "server"),
-    (d("whoami"), "Corefile:2 - Error during parsing: plugin 'whoami' is not supported by this server"),
+    (d("autopath @kubernetes"), "Corefile:2 - Error during parsing: plugin 'autopath' is not supported by this "
+                                  "server"),
 ])
 def test_unknown_and_unsupported_directives_stop_the_start(directive: Directive, message: str) -> None:
     assert error_of(server(".", d("errors"), directive)).replace("Corefile:3", "Corefile:2") == message

@@ -204,12 +204,21 @@ def test_the_block_with_the_longest_zone_answers_and_a_name_none_covers_is_refus
         assert [rrset.to_text() for rrset in r.answer] == ([answer] if answer else [])
 
 
-def test_a_class_other_than_in_is_refused() -> None:
-    pipeline = pipeline_for()
+def test_a_class_other_than_in_is_refused_by_a_listener_without_chaos_or_forward() -> None:
+    pipeline = pipeline_for(settings=NO_FORWARD)
     q = query(f"frontend.shop.svc.{Z}", "A", rdclass=dns.rdataclass.CH)
     for _ in range(2):
         r = ask(pipeline, q)
         assert r.rcode() == dns.rcode.REFUSED and same_question(r, q) and not r.answer
+
+
+def test_with_forward_a_class_other_than_in_reaches_the_plugins() -> None:
+    """As CoreDNS: forward opens the listener to every class, and kubernetes answers without looking at
+    the class, with its records in class IN."""
+    q = query(f"frontend.shop.svc.{Z}", "A", rdclass=dns.rdataclass.CH)
+    r = ask(pipeline_for(), q)
+    assert r.rcode() == dns.rcode.NOERROR and same_question(r, q)
+    assert [(rrset.rdclass, rrset.rdtype) for rrset in r.answer] == [(dns.rdataclass.IN, dns.rdatatype.A)]
 
 
 def test_a_name_no_plugin_takes_is_servfail() -> None:
