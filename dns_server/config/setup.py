@@ -10,7 +10,8 @@ directive of its name in one server block.  Rules every setup keeps:
   `strconv` and `time` texts inside them).  Where CoreDNS's error carries no location, ours does.
 - Where CoreDNS silently drops what was written (a repeated `health`, extra arguments, a block
   after a plugin that reads none), this is an error here.
-- Pure apart from the readers in `SetupContext` (a resolv.conf, an interface's addresses).
+- Pure apart from the readers in `SetupContext` (a resolv.conf, an interface's addresses) and the
+  certificate files of `forward { tls }`, which `ssl` loads by path at start.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dns_server.protocol.names import valid_domain
 
 MAX_UINT32 = 2 ** 32 - 1
 
-DNS_SCHEME = "dns"  # the only server and upstream scheme this server speaks
+DNS_SCHEME = "dns"  # the only scheme this server serves (forward also asks `tls://` upstreams)
 
 
 @dataclass(frozen=True, slots=True)

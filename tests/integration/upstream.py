@@ -4,10 +4,13 @@
 current user in a temporary directory, serving test zones from zone files (`auth-zone`), with a
 query log (`log-queries`) and counters (`unbound-control stats_noreset` over a local socket).
 `max-udp-size: 512` makes it truncate every UDP reply over 512 bytes, whatever the client's EDNS
-buffer, so a forwarder must retry over TCP to get a large answer.
+buffer, so a forwarder must retry over TCP to get a large answer.  Given a certificate and its key,
+it also serves DNS over TLS (RFC 7858) on `tls_port` (`tls-service-pem`, `tls-service-key`).
 
 `Blackhole` is a UDP socket that receives queries and never answers: a dead upstream.
 `SlowRelay` passes TCP queries on to a real upstream and holds each one for a while: a slow upstream.
+`StreamRelay` passes TCP connections through to an upstream byte for byte (TLS inside untouched),
+counting the connections and closing them when told: the upstream side of connection reuse.
 """
 
 from __future__ import annotations
@@ -93,11 +96,13 @@ class Unbound:
     """The unbound daemon serving `zones` (default ZONES) on 127.0.0.1:<port>, with a query log and counters."""
 
     def __init__(self, directory: Path, port: int | None = None, zones: dict[str, str] | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", tls: tuple[Path, Path] | None = None) -> None:
         self.directory = directory
         self.host = host
         self.port = port or free_port()
         self.address = f"{host}:{self.port}"
+        self.tls = tls  # (certificate, key): serve DNS over TLS on tls_port too
+        self.tls_port = free_port() if tls is not None else 0
         self.zones = ZONES if zones is None else zones
         self.config = directory / "unbound.conf"
         self.log_file = directory / "unbound.log"
@@ -110,11 +115,15 @@ class Unbound:
             (self.directory / f"{name}.zone").write_text(text)
             zones.append(f'auth-zone:\n  name: "{name}."\n  zonefile: "{self.directory}/{name}.zone"\n'
                          "  for-downstream: yes\n  for-upstream: no\n  fallback-enabled: no\n")
+        tls = "" if self.tls is None else (f"  interface: {self.host}@{self.tls_port}\n  tls-port: {self.tls_port}\n"
+                                           f'  tls-service-pem: "{self.tls[0]}"\n  tls-service-key: "{self.tls[1]}"\n'
+                                           # idle connections stay open 30 s while most TCP buffers are free
+                                           "  incoming-num-tcp: 100\n")
         self.config.write_text(f"""\
 server:
   interface: {self.host}
   port: {self.port}
-  do-daemonize: no
+{tls}  do-daemonize: no
   username: ""
   chroot: ""
   directory: "{self.directory}"
@@ -294,6 +303,84 @@ class SlowRelay:
         self.listener.close()
 
     def __enter__(self) -> SlowRelay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class StreamRelay:
+    """A TCP listener on 127.0.0.1 that passes each connection through to `target` byte for byte.
+
+    What goes through is not read (TLS stays end to end).  `accepted` counts the connections,
+    `closed` those that have ended, whichever side ended them.  After `close_on_next_data()`, the next bytes a
+    client sends on a connection already open close that connection instead of passing on: an
+    upstream that closed an idle connection just as the client used it again.
+    """
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.accepted = 0
+        self.closed = 0
+        self._close_next = False
+        self._lock = threading.Lock()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close_on_next_data(self) -> None:
+        with self._lock:
+            self._close_next = True
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            with self._lock:
+                self.accepted += 1
+                self._close_next = False  # only connections open before the call
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+            except OSError:
+                client.close()
+                continue
+            upstream.settimeout(None)
+            ended = threading.Event()  # set by the side that ends first
+            threading.Thread(target=self._pipe, args=(client, upstream, True, ended), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False, ended), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket, from_client: bool, ended: threading.Event) -> None:
+        try:
+            while data := source.recv(65536):
+                if from_client:
+                    with self._lock:
+                        close, self._close_next = self._close_next, False
+                    if close:
+                        break
+                sink.sendall(data)
+        except OSError:
+            pass
+        with self._lock:
+            if not ended.is_set():
+                self.closed += 1
+            ended.set()
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (Linux)
+        except OSError:
+            pass
+        self.listener.close()
+
+    def __enter__(self) -> StreamRelay:
         return self
 
     def __exit__(self, *exc: object) -> None:

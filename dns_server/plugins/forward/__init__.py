@@ -7,6 +7,7 @@
 - outbound.py: the block's way out: the `cache` plugin in front of its forwarders (shared
   exchanges, `next` rcodes, serve-stale, prefetch);
 - forwarder.py: one forward directive's upstreams over UDP and TCP, with health checks;
+- tls.py: its `tls://` upstreams' kept DNS-over-TLS connections;
 - upstreams.py: which upstream to ask next (policy, max_fails) and resolv.conf's nameservers.
 """
 

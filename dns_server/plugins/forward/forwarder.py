@@ -12,13 +12,14 @@ returns the upstream's reply as it came.  It
   refuses the connection is not asked again for this query;
 - goes over UDP, retrying over TCP when the reply is truncated, or over TCP from the start when
   the client came over TCP (RFC 7766 6.2.1.1); `force_tcp` always uses TCP, `prefer_udp` always
-  starts with UDP;
+  starts with UDP; a `tls://` upstream always over TLS, on kept connections (tls.py);
 - over UDP, shares one connected socket per upstream among the queries in flight (each with an
   unpredictable ID of its own), replaced every `expire` seconds as CoreDNS replaces its upstream
   connections, so the source port changes too (RFC 5452 9.2); a reply whose ID or question does not
   match a query in flight is discarded (RFC 5452 9.1).
-Every failure counts against the upstream; one that is marked down is probed with `<domain> NS`
-every `health_check` seconds until it answers.  The cache, prefetch and serve-stale are the
+Every failure counts against the upstream (a failed TLS handshake too: the query was never sent);
+one that is marked down is probed with `<domain> NS` every `health_check` seconds until it answers,
+over TLS for a `tls://` upstream.  The cache, prefetch and serve-stale are the
 block's (outbound.py).
 """
 
@@ -29,10 +30,12 @@ import logging
 import os
 import random
 import socket
+import ssl
 import time
 from typing import Callable, Coroutine, Protocol
 
 from dns_server.plugins.forward.setup import ForwardSettings
+from dns_server.plugins.forward.tls import TlsPool
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded, Server, Upstreams
 from dns_server.protocol.codes import CLASS_IN, MAX_TCP_MESSAGE, NS, TC
 from dns_server.protocol.wire import MODE_RD, name_to_wire, query_for_key, reply_matches
@@ -90,6 +93,12 @@ class Forwarder:
         self._background: set[asyncio.Task[None]] = set()
         self._probes: dict[Server, asyncio.Task[None]] = {}
         self._channels: dict[Server, UdpChannel] = {}
+        self._tls: dict[Server, TlsPool] = {}  # the tls:// upstreams
+        for server, upstream in zip(self.upstreams.servers, settings.to):
+            if upstream.tls_name is not None:
+                if settings.tls_context is None:
+                    raise ValueError(f"tls://{upstream} has no TLS context")
+                self._tls[server] = TlsPool(server, settings.tls_context, upstream.tls_name, settings.expire)
         self._ids = QueryIds()
         self._probe_key = name_to_wire(settings.health_check_domain) + NS_IN + bytes(
             (MODE_RD if settings.health_check_rd else 0,))
@@ -119,6 +128,8 @@ class Forwarder:
         for channel in self._channels.values():
             channel.close()
         self._channels.clear()
+        for pool in self._tls.values():
+            pool.close()
 
     # -- exchanges -----------------------------------------------------------------------------
     async def _ask_upstreams(self, key: bytes, payload: int, via_tcp: bool) -> bytes:
@@ -138,17 +149,17 @@ class Forwarder:
             if deadline - now < MIN_WAIT:
                 break
             server = candidates[turn % len(candidates)]
+            proto = "tcp-tls" if server in self._tls else "tcp" if tcp else "udp"
             try:
                 reply = await self._exchange(server, template, question_len, tcp, deadline)
             except TimeoutError:
-                reason = f"read {'tcp' if tcp else 'udp'} {server}: i/o timeout"
+                reason = f"read {proto} {server}: i/o timeout"
                 log.debug("upstream %s: no answer within %.1f s", server, min(READ_TIMEOUT, deadline - now))
                 self.metrics.request(str(server), None, self._clock() - now)
                 self._failed(server)
                 turn += 1
             except OSError as error:
-                # the system's text: asyncio's sock_connect words a refusal as "Connect call failed (...)"
-                reason = f"{'tcp' if tcp else 'udp'} {server}: {os.strerror(error.errno) if error.errno else error}"
+                reason = f"{proto} {server}: {_failure_text(error)}"
                 log.debug("upstream %s: %s", server, error)
                 self.metrics.request(str(server), None, self._clock() - now)
                 self._failed(server)
@@ -163,8 +174,13 @@ class Forwarder:
                         deadline: float) -> bytes:
         """One upstream's reply: over UDP, or TCP when asked or when the UDP reply is truncated.
 
-        `query` gets a fresh unpredictable ID for every exchange (RFC 5452 9.2).
+        `query` gets a fresh unpredictable ID for every exchange (RFC 5452 9.2).  A `tls://` upstream:
+        over TLS, always.
         """
+        pool = self._tls.get(server)
+        if pool is not None:
+            query = self._ids.take().to_bytes(2, "big") + query[2:]
+            return await pool.exchange(query, question_len, self._timeout(deadline))
         if not tcp:
             reply = await self._channel(server).ask(query, question_len, self._ids, self._timeout(deadline))
             if not reply[2] & TC:
@@ -202,9 +218,14 @@ class Forwarder:
         query = query_for_key(self._probe_key, 0, 0)
         while server.down:
             await asyncio.sleep(self.settings.health_check)
+            pool = self._tls.get(server)
             try:
-                await self._channel(server).ask(query, len(self._probe_key) - 1, self._ids, READ_TIMEOUT)
-            except OSError:  # TimeoutError included
+                if pool is not None:
+                    query = self._ids.take().to_bytes(2, "big") + query[2:]
+                    await pool.probe(query, len(self._probe_key) - 1, READ_TIMEOUT)
+                else:
+                    await self._channel(server).ask(query, len(self._probe_key) - 1, self._ids, READ_TIMEOUT)
+            except OSError:  # TimeoutError and failed TLS handshakes included
                 self.metrics.health_failure(str(server))
                 continue
             self._succeeded(server)  # any reply will do, whatever its rcode (as in CoreDNS)
@@ -214,6 +235,16 @@ class Forwarder:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
+
+
+def _failure_text(error: OSError) -> str:
+    """Why an exchange failed, in words: the system's text, or what the TLS handshake found."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"tls: failed to verify certificate: {error.verify_message}"
+    if isinstance(error, ssl.SSLError):
+        return f"tls: {error.reason or error}"
+    # asyncio's sock_connect words a refusal as "Connect call failed (...)"; its TLS handshake says nothing of an EOF
+    return os.strerror(error.errno) if error.errno else str(error) or "the upstream closed the connection"
 
 
 class QueryIds:

@@ -728,17 +728,43 @@ ERRORS: list[tuple[Directive, str]] = [
      'address'),
     (d("forward . /etc/sixteen.conf"),
      "plugin/forward: Corefile:2 - Error during parsing: more than 15 TOs configured: 16"),
-    (d("forward . tls://9.9.9.9"),
-     "plugin/forward: Corefile:2 - Error during parsing: 'tls' is not supported as a destination protocol in "
-     "forward: tls://9.9.9.9 (this server forwards over plain DNS only)"),
+    (d("forward . tls://dns.google"),
+     'plugin/forward: Corefile:2 - Error during parsing: not an IP address: "dns.google" (a tls:// TO is an IP '
+     'address here)'),
+    (d("forward . tls:///etc/resolv.conf"),
+     'plugin/forward: Corefile:2 - Error during parsing: not an IP address: "/etc/resolv.conf" (a tls:// TO is an IP '
+     'address here)'),
+    (d("forward . tls://9.9.9.9:99999"),
+     'plugin/forward: Corefile:2 - Error during parsing: not an IP address or file: "9.9.9.9:99999"'),
+    (d("forward . tls://"), 'plugin/forward: Corefile:2 - Error during parsing: invalid address: "tls://"'),
+    (d("forward . tls://9.9.9.9%"),
+     "plugin/forward: Corefile:2 - Error during parsing: tls: invalid TLS server name ''"),
+    (d("forward . tls://9.9.9.9%dns..quad9.net"),
+     "plugin/forward: Corefile:2 - Error during parsing: tls: invalid TLS server name 'dns..quad9.net'"),
+    (d("forward . tls://9.9.9.9%dns.quad9.net", d("tls_servername dns.quad9.net")),
+     "plugin/forward: Corefile:2 - Error during parsing: both forward ('dns.quad9.net') and proxy level "
+     "('dns.quad9.net') TLS servernames are set for upstream proxy 'tls://9.9.9.9:853'"),
     (d("forward . https://dns.google"),
      "plugin/forward: Corefile:2 - Error during parsing: 'https' is not supported as a destination protocol in "
-     "forward: https://dns.google (this server forwards over plain DNS only)"),
+     "forward: https://dns.google (this server forwards over plain DNS and DNS over TLS)"),
     (d("forward . dns://"), 'plugin/forward: Corefile:2 - Error during parsing: invalid address: "dns://"'),
     (d("forward . 10.0.0.1", d("tls_servername dns.quad9.net")),
-     "plugin/forward: Corefile:3 - Error during parsing: option 'tls_servername' is not supported by this server"),
+     "plugin/forward: Corefile:3 - Error during parsing: option 'tls_servername' applies to tls:// TOs, and this "
+     "forward has none"),
     (d("forward . 10.0.0.1", d("tls")),
-     "plugin/forward: Corefile:3 - Error during parsing: option 'tls' is not supported by this server"),
+     "plugin/forward: Corefile:3 - Error during parsing: option 'tls' applies to tls:// TOs, and this forward has "
+     "none"),
+    (d("forward . tls://9.9.9.9", d("tls_servername")),
+     "plugin/forward: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after "
+     "'tls_servername'"),
+    (d("forward . tls://9.9.9.9", d("tls_servername dns.quad9.net extra")),
+     "plugin/forward: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after "
+     "'extra'"),
+    (d("forward . tls://9.9.9.9", d("tls_servername bad..name")),
+     "plugin/forward: Corefile:3 - Error during parsing: tls_servername: invalid TLS server name 'bad..name'"),
+    (d("forward . tls://9.9.9.9", d("tls a.pem b.pem c.pem d.pem")),
+     "plugin/forward: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after "
+     "'d.pem'"),
     (d("forward . 10.0.0.1", d("max_age 10s")),
      "plugin/forward: Corefile:3 - Error during parsing: option 'max_age' is not supported by this server"),
     (d("forward . 10.0.0.1", d("upstream")),
