@@ -380,3 +380,13 @@ def test_the_aaaa_idiom_answers_every_aaaa_with_noerror_aa_and_nothing_else(qcla
     a = ask(pipeline, "kubernetes.default.svc.cluster.local.", "A")
     assert texts(a.answer) == ["kubernetes.default.svc.cluster.local. 5 IN A 10.96.0.1"]
     assert len(pipeline.table) == 5  # the four AAAA answers are kept like any other, and the A
+
+
+def test_a_template_of_another_class_passes_the_question_on() -> None:
+    settings = block_of('. {\n    template CH TXT {\n        answer "{{ .Name }} 0 CH TXT ch"\n    }\n'
+                        '    template ANY TXT {\n        answer "{{ .Name }} 0 IN TXT any"\n    }\n}\n')
+    chain = chain_for(settings)
+    snapshot = registry_with([]).snapshot
+    assert chain.resolve("a.example", TXT, snapshot).answer[0].data == b"\x03any"
+    ch = chain.resolve("a.example", TXT, snapshot, qclass=CLASS_CH)
+    assert (ch.answer[0].data, ch.record_class) == (b"\x02ch", CLASS_CH)

@@ -468,8 +468,8 @@ def test_a_record_with_wire_rdata_is_written_as_it_is_and_its_soa_serial_is_neve
     """The template plugin's records: dnspython's own RDATA, read back by dnspython; no serial to re-stamp."""
     mx = dns.rdata.from_text("IN", "MX", "10 mail.example.org.")
     soa = dns.rdata.from_text("IN", "SOA", "ns.example.org. h.example.org. 7 60 60 60 60")
-    answer = Answer(Outcome.ANSWER, (RR("example.org", dns.rdatatype.MX, 60, mx.to_wire()),),
-                    (RR("example.org", SOA, 60, soa.to_wire()),))
+    answer = Answer(Outcome.ANSWER, (RR("example.org", dns.rdatatype.MX, 60, cast(bytes, mx.to_wire())),),
+                    (RR("example.org", SOA, 60, cast(bytes, soa.to_wire())),))
     encoded = encode(make_query("example.org.", dns.rdatatype.MX), answer, 1232)
     reply = decoded(encoded.wire)
     assert [(rrset.rdtype, rrset[0]) for rrset in reply.answer] == [(dns.rdatatype.MX, mx)]
