@@ -16,7 +16,7 @@ from dns_server.protocol.codes import CLASS_IN, NOERROR, NXDOMAIN, REFUSED, SERV
 
 SrvData = tuple[int, int, int, str]  # priority, weight, port, target
 SoaData = tuple[str, str, int, int, int, int, int]  # mname, rname, serial, refresh, retry, expire, minimum
-RData = Union[str, SrvData, SoaData]
+RData = Union[str, SrvData, SoaData, bytes]
 Dependency = tuple[str, ...]  # see snapshot.py: ("service", ns, name), ("namespace", ns), ...
 
 
@@ -26,7 +26,9 @@ class RR(NamedTuple):
     name: str
     rtype: int
     ttl: int
-    data: RData  # A/AAAA: address; CNAME/NS/PTR: name; TXT: text; SRV: SrvData; SOA: SoaData
+    # A/AAAA: address; CNAME/NS/PTR: name; TXT: text; SRV: SrvData; SOA: SoaData;
+    # bytes (any type but A): the RDATA in wire form, written as it is (the template plugin's records)
+    data: RData
 
 
 class Outcome(enum.Enum):

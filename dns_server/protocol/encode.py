@@ -11,6 +11,8 @@ Rules this module keeps:
 - Names are dotted ASCII text without the trailing dot, as the resolver gives them (lower case).
   A name that cannot be written (an escaped dot, an empty or over-long label, non-ASCII) raises
   `Unencodable`, as do a bad address or a field out of range: the pipeline answers SERVFAIL.
+- A record whose data is `bytes` (any type but A) is written with that RDATA as it is: no SOA
+  serial is recorded for it, so `patch_serial` never touches a serial the answer table did not write.
 - `fit` and `patch_serial` work on the bytes, never re-encoding; compression pointers only point
   backwards, so any prefix of the records stays valid.
 - Pure: no I/O, no clock, no state kept between calls.
@@ -108,7 +110,9 @@ def encode(query: Query, answer: Answer, bufsize: int) -> Encoded:
                     names = _question_names(qname)
                 start = len(out)
                 out += _pack_rr(rtype, rclass, rr.ttl, 0)
-                if rtype == AAAA:
+                if type(data) is bytes:
+                    out += data  # RDATA already in wire form (a template's record of any type), names uncompressed
+                elif rtype == AAAA:
                     out += _ipv6(data)
                 elif rtype == CNAME or rtype == PTR or rtype == NS:
                     _name(out, data, names, True)

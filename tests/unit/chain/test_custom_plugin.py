@@ -7,8 +7,9 @@ TEXT for every name in the block's zones and passes every other type to the next
 
 Where it can sit: config.build refuses a directive that is not in config.model.PLUGIN_ORDER (CoreDNS's
 plugin.cfg) as `Unknown directive`, and runs the setups and orders the chain by that list.  So a plugin
-added from outside takes the name of a CoreDNS directive this server does not implement: `template`
-(between `cache` and `hosts` in plugin.cfg), given to `build_config` and `chain_for` through their
+added from outside takes the name of a CoreDNS directive this server does not implement: `route53`
+(between `hosts` and `kubernetes` in plugin.cfg; it serves AWS Route 53 zones, which this server never
+will), given to `build_config` and `chain_for` through their
 `plugins=` parameter.  A directive CoreDNS does not have needs a line in PLUGIN_ORDER (a code change);
 the last test pins that.
 """
@@ -36,9 +37,9 @@ from dns_server.serving.router import Block, Pipeline
 from tests.cluster_data import example_records, registry_with
 from tests.doubles import UPSTREAM, Z, ask, connect, outbound_for
 
-# --- the plugin: what dns_server/plugins/template.py would hold -------------------------------------------
+# --- the plugin: what dns_server/plugins/route53.py would hold --------------------------------------------
 
-DIRECTIVE = "template"  # a CoreDNS directive this server does not implement (see the module docstring)
+DIRECTIVE = "route53"  # a CoreDNS directive this server does not implement (see the module docstring)
 TXT = QTYPE.TXT
 TTL = 30
 
@@ -49,7 +50,7 @@ class TxtSettings:
 
 
 def setup(found: Sequence[Directive], context: SetupContext) -> TxtSettings:
-    """`template TEXT`, once per server block, no options."""
+    """`route53 TEXT`, once per server block, no options."""
     plugin = Reader(DIRECTIVE)
     directive = plugin.once(found)
     text = plugin.one_arg(directive)
@@ -79,7 +80,7 @@ COREFILE = f"""\
 {Z}:5353 {{
     forward . {UPSTREAM}
     kubernetes {Z}
-    template "{TEXT}"
+    route53 "{TEXT}"
     cache 30
     loadbalance
 }}
@@ -115,7 +116,7 @@ def test_it_answers_txt_for_every_name_in_the_zone(name: str) -> None:
 
 def test_it_comes_before_kubernetes_which_has_a_txt_record_of_its_own() -> None:
     """`dns-version.Z TXT` is kubernetes's answer ("1.1.0") when the plugin is not in the block."""
-    without = build_config(parse_text(COREFILE.replace(f'    template "{TEXT}"\n', ""), env={}), plugins=WITH_TXT)
+    without = build_config(parse_text(COREFILE.replace(f'    route53 "{TEXT}"\n', ""), env={}), plugins=WITH_TXT)
     assert records(chain_for(without.blocks[0], WITH_TXT).resolve(f"dns-version.{Z}", TXT, SNAPSHOT)) == [
         (f"dns-version.{Z}", TXT, "1.1.0")]
     assert records(resolve(f"dns-version.{Z}", TXT)) == [(f"dns-version.{Z}", TXT, TEXT)]
@@ -142,26 +143,26 @@ def test_it_sits_where_plugin_cfg_puts_it_whatever_the_corefile_order() -> None:
 
 
 @pytest.mark.parametrize("line, location, after", [
-    ("template", "Corefile:4", "template"),  # no text
-    ("template one two", "Corefile:4", "two"),  # two
+    ("route53", "Corefile:4", "route53"),  # no text
+    ("route53 one two", "Corefile:4", "two"),  # two
 ])
 def test_a_bad_argument_is_refused_with_the_file_and_line(line: str, location: str, after: str) -> None:
     text = f"{Z}:5353 {{\n    kubernetes {Z}\n\n    {line}\n}}\n"
     with pytest.raises(CorefileError) as error:
         config(text)
-    assert str(error.value) == (f"plugin/template: {location} - Error during parsing: "
+    assert str(error.value) == (f"plugin/route53: {location} - Error during parsing: "
                                 f"Wrong argument count or unexpected line ending after '{after}'")
 
 
 def test_a_second_directive_in_one_block_is_refused() -> None:
-    with pytest.raises(CorefileError, match=r"^plugin/template: Corefile:3 - Error during parsing: this plugin can "
+    with pytest.raises(CorefileError, match=r"^plugin/route53: Corefile:3 - Error during parsing: this plugin can "
                                             r"only be used once per Server Block$"):
-        config(f"{Z}:5353 {{\n    template a\n    template b\n}}\n")
+        config(f"{Z}:5353 {{\n    route53 a\n    route53 b\n}}\n")
 
 
 def test_without_its_spec_the_directive_is_not_supported() -> None:
     """What makes the directive known is the spec passed in `plugins=`, nothing else."""
-    with pytest.raises(CorefileError, match=r"^Corefile:4 - Error during parsing: plugin 'template' is not "
+    with pytest.raises(CorefileError, match=r"^Corefile:4 - Error during parsing: plugin 'route53' is not "
                                             r"supported by this server$"):
         build_config(parse_text(COREFILE, env={}))
 

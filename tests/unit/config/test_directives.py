@@ -133,7 +133,7 @@ def test_our_plugins_are_listed_in_plugin_order_each_once() -> None:
 
 def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
     assert plugins_text() == ("bind\nbufsize\ncache\nchaos\nerrors\nforward\nhealth\nhosts\nkubernetes\nloadbalance\n"
-                              "log\nloop\nprometheus\nready\nreload\nwhoami\n")
+                              "log\nloop\nprometheus\nready\nreload\ntemplate\nwhoami\n")
 
 
 # --- directive names ---
@@ -142,8 +142,8 @@ def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
     (d("proxy . 8.8.8.8"), "Corefile:2 - Error during parsing: Unknown directive 'proxy'"),
     (d("Cache"), "Corefile:2 - Error during parsing: Unknown directive 'Cache'"),
     (d("rewrite name foo bar"), "Corefile:2 - Error during parsing: plugin 'rewrite' is not supported by this server"),
-    (d("template IN A example"), "Corefile:2 - Error during parsing: plugin 'template' is not supported by this "
-                                 "server"),
+    (d("route53 example.org.:Z1234"), "Corefile:2 - Error during parsing: plugin 'route53' is not supported by "
+                                       "this server"),
     (d("autopath @kubernetes"), "Corefile:2 - Error during parsing: plugin 'autopath' is not supported by this "
                                   "server"),
 ])

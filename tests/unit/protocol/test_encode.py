@@ -17,6 +17,7 @@ import dns.message
 import dns.name
 import dns.opcode
 import dns.rcode
+import dns.rdata
 import dns.rdatatype
 import dns.rrset
 import pytest
@@ -459,3 +460,18 @@ def test_a_name_of_the_longest_text_is_encoded() -> None:
     answer = Answer(Outcome.ANSWER, (RR("www.example.com", 5, 5, longest),))  # written out, not a pointer
     (rrset,) = decoded(encode(query, answer, 1232).wire).answer
     assert rrset[0].target.to_text(omit_final_dot=True) == longest and len(rrset[0].target.to_wire()) == 255
+
+
+# --- RDATA in wire form ----------------------------------------------------------------------------
+
+def test_a_record_with_wire_rdata_is_written_as_it_is_and_its_soa_serial_is_never_patched() -> None:
+    """The template plugin's records: dnspython's own RDATA, read back by dnspython; no serial to re-stamp."""
+    mx = dns.rdata.from_text("IN", "MX", "10 mail.example.org.")
+    soa = dns.rdata.from_text("IN", "SOA", "ns.example.org. h.example.org. 7 60 60 60 60")
+    answer = Answer(Outcome.ANSWER, (RR("example.org", dns.rdatatype.MX, 60, cast(bytes, mx.to_wire())),),
+                    (RR("example.org", SOA, 60, cast(bytes, soa.to_wire())),))
+    encoded = encode(make_query("example.org.", dns.rdatatype.MX), answer, 1232)
+    reply = decoded(encoded.wire)
+    assert [(rrset.rdtype, rrset[0]) for rrset in reply.answer] == [(dns.rdatatype.MX, mx)]
+    assert [(rrset.rdtype, rrset[0]) for rrset in reply.authority] == [(SOA, soa)]
+    assert encoded.serial_at == -1

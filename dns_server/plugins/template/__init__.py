@@ -1,0 +1,140 @@
+"""The `template` plugin: answers written as Go templates for the questions a regex matches (CoreDNS 1.14).
+
+- setup.py: the directives (`template CLASS TYPE [ZONE...] { match, answer, additional, authority,
+  rcode, fallthrough, upstream }`), every refusal at start;
+- gotemplate.py: the part of Go's text/template the templates are written in;
+- record.py: a rendered template read as a zone-file line;
+- here: the answers.  A name outside every template's zones goes to the next plugin.  Otherwise
+  the templates are tried in Corefile order: one whose zones, class or type do not fit the
+  question (ANY on either side fits) is skipped; one whose regexes (tried in order on the
+  lower-case name as CoreDNS prints it, with the trailing dot) all miss passes the question to the
+  next template when its `fallthrough` covers the name, else answers SERVFAIL.  The first match
+  answers: `rcode SERVFAIL` a bare SERVFAIL; else AA, the rcode, and the records its templates
+  render, in their sections.  After the last template, the next plugin.  A template that fails to
+  render or to read as a record is SERVFAIL with the error (which `errors` logs), as in CoreDNS.
+The answer depends on no cluster data, so the answer table keeps it like any other; one that
+reads `.Remote` depends on the client and is never given to another.
+"""
+
+from __future__ import annotations
+
+import re
+
+import dns.rdatatype
+
+from dns_server.chain.plugin import Handler, Next, PluginSpec, Request
+from dns_server.config.model import ServerBlock
+from dns_server.plugins.template.gotemplate import GoTemplate, RenderError
+from dns_server.plugins.template.record import parse_record
+from dns_server.plugins.template.setup import CLASS_NAMES, NAME, Rule, TemplateSettings, setup
+from dns_server.protocol.answer import RR, Answer, Outcome
+from dns_server.protocol.codes import ANY, CLASS_ANY, NXDOMAIN, SERVFAIL
+from dns_server.protocol.names import canonical_address, longest_zone, zone_text
+
+OUTCOMES = {NXDOMAIN: Outcome.NXDOMAIN}  # NOERROR: ANSWER
+_SPECIAL = frozenset(" '@;()\"")  # escaped with a backslash in a name as miekg/dns prints it (and . and \)
+_PLAIN = re.compile(r"[!#-&*-:<-?A-\[\]-~]*")  # printable ASCII but the specials and the backslash
+
+
+class Template(Handler):
+    def __init__(self, settings: TemplateSettings, block: ServerBlock) -> None:
+        self.rules = settings.rules
+        self.zones = settings.zones
+
+    def serve(self, request: Request, next: Next) -> Answer:
+        name = request.name
+        if longest_zone(name, self.zones) is None:
+            return next(request)
+        printed = ""
+        for rule in self.rules:
+            zone = longest_zone(name, rule.zones)
+            if zone is None:
+                continue
+            if rule.qclass != CLASS_ANY and request.qclass != CLASS_ANY and request.qclass != rule.qclass:
+                continue
+            if rule.qtype != ANY and request.qtype != ANY and request.qtype != rule.qtype:
+                continue
+            printed = printed or presentation(name)
+            for regex in rule.regexes:
+                match = regex.compiled.search(printed)
+                if match is not None:
+                    return _answer(rule, regex.pattern, match, zone, printed, request)
+            if not rule.fall.covers(name):
+                return request.reads.answer(Outcome.SERVFAIL, plugin=NAME)
+        return next(request)
+
+
+def _answer(rule: Rule, pattern: str, match: re.Match[str], zone: str, printed: str, request: Request) -> Answer:
+    if rule.rcode == SERVFAIL:
+        return request.reads.answer(Outcome.SERVFAIL, plugin=NAME)
+    groups = [match.group()] + [group or "" for group in match.groups()]
+    named = {str(index): group for index, group in enumerate(groups)}
+    named.update({key: value or "" for key, value in match.groupdict().items()})
+    remote = ""
+    if rule.remote:
+        client = request.client()
+        remote = canonical_address(client.address) if client is not None else ""
+    data: dict[str, object] = {
+        "Name": printed, "Zone": zone_text(zone), "Regex": pattern, "Match": groups, "Group": named,
+        "Class": CLASS_NAMES.get(rule.qclass if request.qclass == CLASS_ANY else request.qclass, ""),
+        "Type": _type_name(rule.qtype if request.qtype == ANY else request.qtype), "Remote": remote,
+    }
+    classes: set[int] = set()
+    try:  # in CoreDNS's order, which decides the error reported
+        answer, additional, authority = (tuple(_record(template, data, classes) for template in templates)
+                                         for templates in (rule.answer, rule.additional, rule.authority))
+    except RenderError as error:
+        return request.reads.answer(Outcome.SERVFAIL, plugin=NAME, reason=str(error))
+    if len(classes) > 1:
+        return request.reads.answer(Outcome.SERVFAIL, plugin=NAME,
+                                    reason="plugin/template: records of more than one class in one answer are not "
+                                           "supported by this server")
+    reply = request.reads.answer(OUTCOMES.get(rule.rcode, Outcome.ANSWER), answer, authority, additional, plugin=NAME)
+    return reply._replace(record_class=classes.pop()) if classes else reply
+
+
+def _record(template: GoTemplate, data: dict[str, object], classes: set[int]) -> RR:
+    text = template.render(data)
+    try:
+        record = parse_record(text)
+    except ValueError as error:
+        raise RenderError(str(error)) from None
+    classes.add(record.rdclass)
+    return record.rr
+
+
+def _type_name(qtype: int) -> str:
+    """miekg/dns TypeToString: the mnemonic, "" for a type it has no name for."""
+    text = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qtype))
+    return "" if text.startswith("TYPE") else text
+
+
+def presentation(name: str) -> str:
+    """A question name (lower case, `.` and `\\` escaped in labels) as CoreDNS prints it: fully qualified,
+    the specials escaped with a backslash and other bytes outside printable ASCII as \\DDD (miekg/dns)."""
+    if _PLAIN.fullmatch(name):
+        return name + "." if name else "."
+    labels = []
+    label: list[str] = []
+    chars = iter(name)
+    for char in chars:
+        if char == ".":
+            labels.append(label)
+            label = []
+            continue
+        if char == "\\":
+            char = next(chars)
+        label.append(char)
+    labels.append(label)
+    return "".join("".join(_printed(char) for char in label) + "." for label in labels)
+
+
+def _printed(char: str) -> str:
+    if char in _SPECIAL or char in ".\\":
+        return "\\" + char
+    if not " " <= char <= "~":
+        return f"\\{ord(char):03d}"
+    return char
+
+
+PLUGIN = PluginSpec(NAME, setup, Template, in_chain=True)
