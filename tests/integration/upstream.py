@@ -20,6 +20,7 @@ import socket
 import subprocess
 import threading
 import time
+from typing import TypeVar
 from pathlib import Path
 
 import dns.exception
@@ -256,7 +257,29 @@ def settle(unbound: Unbound, deadline: float = 15.0) -> None:
     wait_for(lambda: unbound.has_seen(marker, "A"), deadline, f"{marker} in unbound's query log")
 
 
-class SlowRelay:
+class Relay:
+    """A TCP listener on loopback whose accepting thread a close wakes; a context manager."""
+
+    listener: socket.socket
+
+    def close(self) -> None:
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (Linux)
+        except OSError:
+            pass
+        self.listener.close()
+
+    def __enter__(self: RelayT) -> RelayT:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+RelayT = TypeVar("RelayT", bound=Relay)
+
+
+class SlowRelay(Relay):
     """A TCP listener on 127.0.0.1 that relays each query to a real upstream after holding it `delay` s.
 
     Only TCP: the forwarder asks upstream over TCP when its client came over TCP (RFC 7766).
@@ -295,21 +318,9 @@ class SlowRelay:
             except OSError:
                 return
 
-    def close(self) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (Linux)
-        except OSError:
-            pass
-        self.listener.close()
-
-    def __enter__(self) -> SlowRelay:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
-class StreamRelay:
+class StreamRelay(Relay):
     """A TCP listener on 127.0.0.1 that passes each connection through to `target` byte for byte.
 
     What goes through is not read (TLS stays end to end).  `accepted` counts the connections,
@@ -373,15 +384,3 @@ class StreamRelay:
                 pass
             sock.close()
 
-    def close(self) -> None:
-        try:
-            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread (Linux)
-        except OSError:
-            pass
-        self.listener.close()
-
-    def __enter__(self) -> StreamRelay:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
