@@ -33,13 +33,14 @@ from dns_server.plugins import (
     prometheus,
     ready,
     reload,
+    rewrite,
     whoami,
 )
 
 PLUGINS: tuple[PluginSpec, ...] = (
     reload.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN, prometheus.PLUGIN, errors.PLUGIN,
-    log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, cache.PLUGIN, hosts.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN,
-    forward.PLUGIN, whoami.PLUGIN,
+    log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, rewrite.PLUGIN, cache.PLUGIN, hosts.PLUGIN, kubernetes.PLUGIN,
+    loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
 )
 
 
