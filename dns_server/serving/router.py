@@ -334,6 +334,12 @@ class Pipeline:
         try:
             reply = await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp, asked,
                                                  share=forward.share)
+            if answer.outcome is Outcome.CHASE:
+                reply = _restored(joined(query, answer, reply, block.bufsize, limit), query, relay, limit)
+            elif relay is not None:
+                reply = block.chain.forwarded(_restored(reply, query, relay, limit))
+            else:
+                reply = block.chain.forwarded(_relayed(reply, query))
         except Overloaded:
             reply = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
         except NoAnswer as failure:
@@ -343,13 +349,6 @@ class Pipeline:
         except Exception:
             self._log_bug()
             reply = error_reply(query, SERVFAIL, block.bufsize)
-        else:
-            if answer.outcome is Outcome.CHASE:
-                reply = _restored(joined(query, answer, reply, block.bufsize, limit), query, relay, limit)
-            elif relay is not None:
-                reply = block.chain.forwarded(_restored(reply, query, relay, limit))
-            else:
-                reply = block.chain.forwarded(_relayed(reply, query))
         if self._observed:
             plugin = answer.plugin if answer.outcome is Outcome.CHASE else FORWARD
             tally = self._tally_for_raw(zone_text(forward.zone), plugin, forward.data, reply, forward.via_tcp) \

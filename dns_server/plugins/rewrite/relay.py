@@ -14,8 +14,10 @@ from __future__ import annotations
 import struct
 from typing import Any, Callable, NamedTuple
 
-from dnslib import RD, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import RD, DNSError, DNSLabel, DNSQuestion, DNSRecord
+from dnslib.label import DNSLabelError
 
+from dns_server.plugins.forward.upstreams import NoAnswer
 from dns_server.plugins.rewrite.rules import DNAME, NAPTR, Reverse
 from dns_server.protocol.codes import CNAME, MX, NS, OPT, PTR, SOA, SRV
 from dns_server.protocol.encode import fit
@@ -38,7 +40,10 @@ class Rewritten(NamedTuple):
         return self.wire + _TYPE_CLASS.pack(self.qtype, self.qclass) + client_key[-1:]
 
     def restore(self, reply: bytes, head: bytes, question: bytes, limit: int) -> bytes:
-        message = DNSRecord.parse(reply)
+        try:
+            message = DNSRecord.parse(reply)
+        except (DNSError, ValueError, IndexError, struct.error) as error:
+            raise NoAnswer(f"unreadable reply from upstream: {error}") from None
         qname = _labels(question, 0)
         qtype, qclass = _TYPE_CLASS.unpack_from(question, len(question) - 4)
         message.questions = [DNSQuestion(DNSLabel(qname), qtype, qclass)]
@@ -56,7 +61,10 @@ class Rewritten(NamedTuple):
                 message.header.rcode = rewritten
                 if opt is not None:
                     opt.ttl &= 0x00FFFFFF
-        wire = bytes(message.pack())
+        try:
+            wire = bytes(message.pack())
+        except (DNSError, DNSLabelError, ValueError, struct.error) as error:  # a name too long once written back
+            raise NoAnswer(f"cannot write the upstream's reply back: {error}") from None
         return fit(head + wire[2:], limit)
 
     def _record(self, rr: Any) -> None:

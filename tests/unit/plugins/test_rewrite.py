@@ -367,3 +367,16 @@ def test_answer_value_rewrites_the_names_inside_every_kind_of_forwarded_record()
                               "all.example.org. 300 IN DNAME target.example.org.",
                               "all.example.org. 300 IN A 192.0.2.1"]
     assert records(reply, "authority") == ["example.com. 300 IN SOA ns.example.org. h.example.com. 1 2 3 4 5"]
+
+
+def test_an_upstream_reply_that_cannot_be_read_back_is_servfail() -> None:
+    """An A record of three bytes: the reply cannot be written back, the client gets SERVFAIL (not silence)."""
+    def respond(query: dns.message.Message) -> bytes:
+        wire = bytearray(dns.message.make_response(query).to_wire())
+        wire[6:8] = b"\x00\x01"  # ANCOUNT 1
+        return bytes(wire) + b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x03\x01\x02\x03"
+
+    settings = block_of("rewrite name exact a.example.org www.example.com")
+    pipeline = pipeline_for(settings=settings, forwarders=[FakeForwarder(settings.setting("forward")[0], respond)])
+    reply = ask(pipeline, "a.example.org")
+    assert reply.rcode() == dns.rcode.SERVFAIL and question(reply) == "a.example.org. IN A"
