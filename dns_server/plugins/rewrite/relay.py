@@ -6,7 +6,7 @@ same question shares one cache entry, and hands each reply to `restore`.  The re
 written again (dnslib): the client's question as asked in place of the rewritten one (its length
 may differ, so the records' compression pointers cannot be kept), the response rules applied to
 every record, the client's ID, cut to the client's size.  TTL rules leave the OPT record alone
-(CoreDNS would rewrite its extended rcode and flags as if they were a TTL).
+(CoreDNS applies them to its TTL field, which holds the extended rcode and flags).
 """
 
 from __future__ import annotations
