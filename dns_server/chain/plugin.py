@@ -12,7 +12,9 @@ A handler is pure: `serve(request, next) -> Answer`, no I/O, no clock.  How each
   and `next(request)` for the others;
 - one that passes on (`fallthrough`): returns `next(request)` where it would have said NXDOMAIN;
 - one that rewrites (rewrite): calls `next(request.renamed(...))` and rewrites the records of the
-  answer back to the name asked; the router keeps the answer under the question as asked;
+  answer back to the name asked; the router keeps the answer under the question as asked.  A
+  forwarded answer carries an `Answer.relay`: the question asked upstream, and how its reply is
+  written back (`forwarded(reply)` sees no question);
 - one whose answer depends on the client (autopath, whoami): reads `request.client()` (address, port,
   transport), which records the `CLIENT` dependency: the router never keeps such an answer for
   another client;
@@ -120,9 +122,10 @@ class Request:
         self.reads.deps.add(CLIENT)
         return None if self.peer is None else Client(*self.peer, self.via_tcp)
 
-    def renamed(self, name: str, qtype: int | None = None) -> Request:
+    def renamed(self, name: str, qtype: int | None = None, qclass: int | None = None) -> Request:
         """The same request for another name (a CNAME target, a rewritten question), with the same reads."""
-        return Request(name, self.qtype if qtype is None else qtype, self.reads, self.peer, self.qclass, self.via_tcp)
+        return Request(name, self.qtype if qtype is None else qtype, self.reads, self.peer,
+                       self.qclass if qclass is None else qclass, self.via_tcp)
 
 
 Next = Callable[[Request], Answer]

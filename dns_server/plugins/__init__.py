@@ -33,14 +33,15 @@ from dns_server.plugins import (
     prometheus,
     ready,
     reload,
+    rewrite,
     template,
     whoami,
 )
 
 PLUGINS: tuple[PluginSpec, ...] = (
     reload.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN, prometheus.PLUGIN, errors.PLUGIN,
-    log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, cache.PLUGIN, template.PLUGIN, hosts.PLUGIN, kubernetes.PLUGIN,
-    loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
+    log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, rewrite.PLUGIN, cache.PLUGIN, template.PLUGIN, hosts.PLUGIN,
+    kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
 )
 
 

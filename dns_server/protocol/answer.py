@@ -10,7 +10,7 @@ table knows which cached replies a change of the cluster invalidates (`snapshot.
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple, Union
+from typing import NamedTuple, Optional, Protocol, Union
 
 from dns_server.protocol.codes import CLASS_IN, NOERROR, NXDOMAIN, REFUSED, SERVFAIL
 
@@ -50,6 +50,29 @@ class Outcome(enum.Enum):
         self.authoritative = authoritative
 
 
+class Relay(Protocol):
+    """A question asked upstream in place of the client's, and its reply made the client's (rewrite).
+
+    A FORWARD or CHASE answer carries one when a plugin before `forward` rewrote the question: the
+    router asks upstream for `key(client_key)` (a CHASE target under that key's type, class and
+    mode) and passes each reply it relays through `restore`, the one place the reply is made again.
+    """
+
+    @property
+    def name(self) -> str:
+        """The name asked upstream (lower case, no trailing dot)."""
+        ...
+
+    def key(self, client_key: bytes) -> bytes:
+        """The question key asked upstream, from the client's question key (its mode byte kept)."""
+        ...
+
+    def restore(self, reply: bytes, head: bytes, question: bytes, limit: int) -> bytes:
+        """A reply from upstream (or one the router made) with the client's ID (`head`, two bytes) and
+        question (as asked), its records written back, cut to `limit` bytes."""
+        ...
+
+
 class Answer(NamedTuple):
     outcome: Outcome
     answer: tuple[RR, ...] = ()
@@ -62,11 +85,13 @@ class Answer(NamedTuple):
     depends: frozenset[Dependency] = frozenset()
     rotations: tuple[tuple[RR, ...], ...] = ()  # loadbalance: the answer section in other orders, one per reply
     record_class: int = CLASS_IN  # the class of every record (chaos and whoami answer in the question's)
+    set_rcode: int = -1  # rewrite: the rcode the reply carries instead of the outcome's (-1: the outcome's)
+    relay: Optional[Relay] = None  # FORWARD and CHASE: the rewritten question asked upstream (rewrite)
 
     @property
     def rcode(self) -> int:
         """The rcode of the reply; after a CNAME chain, the rcode the chain's end gave."""
-        return self.outcome.rcode
+        return self.outcome.rcode if self.set_rcode < 0 else self.set_rcode
 
 
 REFUSE = Answer(Outcome.REFUSED)

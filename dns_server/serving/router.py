@@ -14,7 +14,9 @@ Theory of operation.  A query goes one way:
    block's chain of plugins (chain/chain.py) against its registry view, encoded, and kept in the
    answer table, unless the answer depends on the client.
 Whatever the slow path cannot finish at once (an upstream exchange) comes back as `Forward`, which
-the transport completes with `complete()` as a bounded task.
+the transport completes with `complete()` as a bounded task.  An answer whose question the chain
+rewrote (`Answer.relay`, the rewrite plugin) is asked upstream, and of the forward cache, as
+rewritten, and every reply to it, errors included, is written back by `relay.restore`.
 
 The table keeps answers across snapshots: a registry publication reaches `publish()` through the
 event loop and drops only the answers that change touches (answer_table.py).  Everything that
@@ -43,7 +45,7 @@ from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.plugins.kubernetes.chase import joined, target_key
 from dns_server.plugins.log import QueryLog, QueryLogWriter, QueryRecord
 from dns_server.plugins.loop import HINFO, LoopProbe
-from dns_server.protocol.answer import Answer, Outcome
+from dns_server.protocol.answer import Answer, Outcome, Relay
 from dns_server.protocol.codes import MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
 from dns_server.protocol.encode import Unencodable, encode, error_reply
 from dns_server.protocol.names import longest_zone, zone_text
@@ -112,12 +114,16 @@ class Block:
 
 @dataclass(frozen=True, slots=True)
 class ForwardTarget:
-    """Where a forwarded question goes: a block's outbound side and its forward directive."""
+    """Where a forwarded question goes: a block's outbound side and its forward directive.
+
+    `relay`: the question asked upstream instead of the client's (rewrite), which writes replies back.
+    """
 
     block: Block
     outbound: Outbound
     index: int
     name: str
+    relay: Relay | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,10 +230,11 @@ class Pipeline:
         limit = reply_limit(via_tcp, payload, entry.bufsize)
         target: ForwardTarget | None = entry.forward
         if target is not None:
-            cached = target.outbound.cached(key, limit)
+            relay = target.relay
+            cached = target.outbound.cached(key if relay is None else relay.key(key), limit)
             if cached is None:
                 return self._slow(data, via_tcp, peer)  # becomes a Forward
-            reply = target.block.chain.forwarded(_as_asked(data, cached, end))
+            reply = target.block.chain.forwarded(_from_upstream(data, cached, end, relay, limit))
             if self.metrics is not None:
                 self._tally = self._tally_for(entry.labels.zone, CACHE, data, reply, key, via_tcp)
             return reply
@@ -273,21 +280,25 @@ class Pipeline:
         payload = query.payload if query.edns else NO_EDNS_PAYLOAD
         if answer.outcome is Outcome.FORWARD or answer.outcome is Outcome.CHASE:
             assert block.outbound is not None  # the resolver forwards only to a block's forward directives
+            relay = answer.relay
+            upstream = key if relay is None else relay.key(key)  # the question asked upstream
+            limit = reply_limit(via_tcp, payload, block.bufsize)
             if answer.outcome is Outcome.FORWARD:
-                target = ForwardTarget(block, block.outbound, answer.forward, query.name)
+                target = ForwardTarget(block, block.outbound, answer.forward,
+                                       query.name if relay is None else relay.name, relay)
                 self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels, forward=target))
-                cached = block.outbound.cached(key, reply_limit(via_tcp, payload, block.bufsize))
+                cached = block.outbound.cached(upstream, limit)
                 if cached is not None:
-                    reply = block.chain.forwarded(_as_asked(data, cached, end))
+                    reply = block.chain.forwarded(_from_upstream(data, cached, end, relay, limit))
                     return self._count_reply(data, reply, labels.zone, CACHE, via_tcp)
             else:
-                chased = block.outbound.cached(target_key(key, answer.chase), MAX_TCP_MESSAGE)
+                chased = block.outbound.cached(target_key(upstream, answer.chase), MAX_TCP_MESSAGE)
                 if chased is not None:
-                    reply = joined(query, answer, chased, block.bufsize, reply_limit(via_tcp, payload, block.bufsize))
+                    reply = _restored(joined(query, answer, chased, block.bufsize, limit), query, relay, limit)
                     return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp)  # the CNAME's plugin
             if block.outbound.refuses(answer.forward):
-                return self._count_reply(data, error_reply(query, REFUSED, block.bufsize), zone_text(zone), FORWARD,
-                                         via_tcp)
+                refused = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
+                return self._count_reply(data, refused, zone_text(zone), FORWARD, via_tcp)
             return Forward(data, query, answer, via_tcp, block, zone, peer, not probe, perf_counter())
         try:
             encoded = encode(query, answer, block.bufsize)
@@ -315,25 +326,29 @@ class Pipeline:
         assert block.outbound is not None
         limit = reply_limit(forward.via_tcp, query.payload, block.bufsize)
         key, name, asked = question_key(query), query.name, limit
+        relay = answer.relay
+        if relay is not None:
+            key, name = relay.key(key), relay.name
         if answer.outcome is Outcome.CHASE:
             key, name, asked = target_key(key, answer.chase), answer.chase, MAX_TCP_MESSAGE
         try:
             reply = await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp, asked,
                                                  share=forward.share)
+            if answer.outcome is Outcome.CHASE:
+                reply = _restored(joined(query, answer, reply, block.bufsize, limit), query, relay, limit)
+            elif relay is not None:
+                reply = block.chain.forwarded(_restored(reply, query, relay, limit))
+            else:
+                reply = block.chain.forwarded(_relayed(reply, query))
         except Overloaded:
-            reply = error_reply(query, REFUSED, block.bufsize)
+            reply = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
         except NoAnswer as failure:
             if block.errors is not None:
                 block.errors(SERVFAIL, query.name, query.qtype, str(failure))
-            reply = error_reply(query, SERVFAIL, block.bufsize)
+            reply = _restored(error_reply(query, SERVFAIL, block.bufsize), query, relay, limit)
         except Exception:
             self._log_bug()
             reply = error_reply(query, SERVFAIL, block.bufsize)
-        else:
-            if answer.outcome is Outcome.CHASE:
-                reply = joined(query, answer, reply, block.bufsize, limit)
-            else:
-                reply = block.chain.forwarded(_relayed(reply, query))
         if self._observed:
             plugin = answer.plugin if answer.outcome is Outcome.CHASE else FORWARD
             tally = self._tally_for_raw(zone_text(forward.zone), plugin, forward.data, reply, forward.via_tcp) \
@@ -400,6 +415,20 @@ def reply_limit(via_tcp: bool, payload: int, bufsize: int) -> int:
 def _as_asked(data: bytes, wire: bytes, end: int) -> bytes:
     """A kept reply with the query's ID and its question as written (the case of its name); `end`: the name's end."""
     return data[:2] + wire[2:HEADER_LEN] + data[HEADER_LEN:end] + wire[end:]
+
+
+def _from_upstream(data: bytes, wire: bytes, end: int, relay: Relay | None, limit: int) -> bytes:
+    """A reply from the forward cache for the query `data`: its ID and question patched in, or written back."""
+    if relay is None:
+        return _as_asked(data, wire, end)
+    return relay.restore(wire, data[:2], data[HEADER_LEN:end + 4], limit)
+
+
+def _restored(reply: bytes, query: Query, relay: Relay | None, limit: int) -> bytes:
+    """A reply to `query` written back by the rewrite that asked upstream for another question, if any."""
+    if relay is None:
+        return reply
+    return relay.restore(reply, query.id.to_bytes(2, "big"), query.question, limit)
 
 
 def _relayed(reply: bytes, query: Query) -> bytes:

@@ -133,7 +133,7 @@ def test_our_plugins_are_listed_in_plugin_order_each_once() -> None:
 
 def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
     assert plugins_text() == ("bind\nbufsize\ncache\nchaos\nerrors\nforward\nhealth\nhosts\nkubernetes\nloadbalance\n"
-                              "log\nloop\nprometheus\nready\nreload\ntemplate\nwhoami\n")
+                              "log\nloop\nprometheus\nready\nreload\nrewrite\ntemplate\nwhoami\n")
 
 
 # --- directive names ---
@@ -141,7 +141,8 @@ def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
 @pytest.mark.parametrize(("directive", "message"), [
     (d("proxy . 8.8.8.8"), "Corefile:2 - Error during parsing: Unknown directive 'proxy'"),
     (d("Cache"), "Corefile:2 - Error during parsing: Unknown directive 'Cache'"),
-    (d("rewrite name foo bar"), "Corefile:2 - Error during parsing: plugin 'rewrite' is not supported by this server"),
+    (d("dnstap /tmp/dnstap.sock"), "Corefile:2 - Error during parsing: plugin 'dnstap' is not supported by this "
+                                   "server"),
     (d("route53 example.org.:Z1234"), "Corefile:2 - Error during parsing: plugin 'route53' is not supported by "
                                        "this server"),
     (d("autopath @kubernetes"), "Corefile:2 - Error during parsing: plugin 'autopath' is not supported by this "
@@ -1008,11 +1009,11 @@ def test_dns_port_applies_to_keys_without_a_port() -> None:
 
 
 def test_an_error_in_an_imported_file_names_that_file(tmp_path: Path) -> None:
-    (tmp_path / "extra.conf").write_text("errors\nrewrite name a b\n")
+    (tmp_path / "extra.conf").write_text("errors\ndnstap /tmp/dnstap.sock\n")
     (tmp_path / "Corefile").write_text(". {\n    import extra.conf\n}\n")
     with pytest.raises(ConfigError) as raised:
         load_config(tmp_path / "Corefile", env={})
-    assert str(raised.value) == (f"{tmp_path / 'extra.conf'}:2 - Error during parsing: plugin 'rewrite' is not "
+    assert str(raised.value) == (f"{tmp_path / 'extra.conf'}:2 - Error during parsing: plugin 'dnstap' is not "
                                  "supported by this server")
 
 
