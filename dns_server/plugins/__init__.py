@@ -26,6 +26,7 @@ from dns_server.plugins import (
     forward,
     health,
     hosts,
+    k8s_external,
     kubernetes,
     loadbalance,
     log,
@@ -38,8 +39,8 @@ from dns_server.plugins import (
 
 PLUGINS: tuple[PluginSpec, ...] = (
     reload.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN, prometheus.PLUGIN, errors.PLUGIN,
-    log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, cache.PLUGIN, hosts.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN,
-    forward.PLUGIN, whoami.PLUGIN,
+    log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, cache.PLUGIN, hosts.PLUGIN, k8s_external.PLUGIN,
+    kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
 )
 
 
