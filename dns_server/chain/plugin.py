@@ -41,6 +41,7 @@ from dns_server.cluster.snapshot import (
     ServiceKey,
     Snapshot,
     address_dependency,
+    external_dependency,
     namespace_dependency,
     pod_dependency,
     service_dependency,
@@ -89,6 +90,11 @@ class Reads:
     def reverse(self, address: str) -> tuple[str, ...]:
         self.deps.add(address_dependency(address))
         return self.snapshot.reverse.get(address, ())
+
+    def external(self, address: str) -> tuple[str, ...]:
+        """The services ("svc.ns") that have this external address (k8s_external's PTR)."""
+        self.deps.add(external_dependency(address))
+        return self.snapshot.external.get(address, ())
 
     def synced(self) -> bool:
         if self.snapshot.synced:

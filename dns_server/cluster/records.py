@@ -26,6 +26,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from dns_server.errors import MalformedInput
+from dns_server.protocol.names import valid_domain
 
 NAMESPACE = "Namespace"
 SERVICE = "Service"
@@ -65,6 +66,11 @@ class Service:
     headless: bool
     external_name: str  # "" unless type ExternalName; lower case, no trailing dot
     ports: tuple[Port, ...]
+    # What reaches it from outside the cluster (the k8s_external plugin): spec.externalIPs, then each
+    # load-balancer ingress ip, distinct and normalised; and, only when there is none of those, the first
+    # ingress hostname (lower case, no trailing dot).  Most services have neither: the shared empty values.
+    external_ips: tuple[str, ...] = ()
+    external_hostname: str = ""
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -217,18 +223,54 @@ def service_from_api(obj: Mapping[str, Any]) -> Service:
     namespace, name = _meta(obj, namespaced=True)
     spec = _section(obj, "spec")
     kind = spec.get("type") or "ClusterIP"
+    external_ips, external_hostname = _external(spec, _section(obj, "status"))
     if kind == "ExternalName":
         target = spec.get("externalName")
         if not isinstance(target, str) or not target.strip(". "):
             raise MalformedObject("spec.externalName is missing for an ExternalName service")
         return Service(namespace, name, (), False, target.strip().rstrip(".").lower(),
-                       _ports(spec.get("ports"), "spec.ports"))
+                       _ports(spec.get("ports"), "spec.ports"), external_ips, external_hostname)
     ips = _list(spec.get("clusterIPs"), "spec.clusterIPs") or (
         [spec["clusterIP"]] if spec.get("clusterIP") else [])
     headless = not ips or ips[0] == "None"
     cluster_ips = () if headless else tuple(
         _ip(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(ips))
-    return Service(namespace, name, cluster_ips, headless, "", _ports(spec.get("ports"), "spec.ports"))
+    return Service(namespace, name, cluster_ips, headless, "", _ports(spec.get("ports"), "spec.ports"),
+                   external_ips, external_hostname)
+
+
+def _external(spec: Mapping[str, Any], status: Mapping[str, Any]) -> tuple[tuple[str, ...], str]:
+    """A service's external addresses and, when it has none, its first load-balancer ingress hostname.
+
+    The order is CoreDNS's (spec.externalIPs, then status.loadBalancer.ingress, an entry's ip before its
+    hostname).  One name cannot be both a CNAME and addresses, so a hostname counts only without any ip.
+    """
+    listed = _list(spec.get("externalIPs"), "spec.externalIPs")
+    ips = [_ip(ip, f"spec.externalIPs[{i}]") for i, ip in enumerate(listed)]
+    hostnames: list[str] = []
+    load_balancer = status.get("loadBalancer") or {}
+    if not isinstance(load_balancer, Mapping):
+        raise MalformedObject("status.loadBalancer is not an object")
+    field = "status.loadBalancer.ingress"
+    for i, ingress in enumerate(_list(load_balancer.get("ingress"), field)):
+        if not isinstance(ingress, Mapping):
+            raise MalformedObject(f"{field}[{i}] is not an object")
+        if ingress.get("ip"):
+            ips.append(_ip(ingress["ip"], f"{field}[{i}].ip"))
+        elif ingress.get("hostname"):
+            hostnames.append(_hostname(ingress["hostname"], f"{field}[{i}].hostname"))
+    if ips:
+        return tuple(dict.fromkeys(ips)), ""
+    return (), hostnames[0] if hostnames else ""
+
+
+def _hostname(text: Any, field: str) -> str:
+    if not isinstance(text, str):
+        raise MalformedObject(f"{field} is not a string")
+    name = text.strip().rstrip(".").lower()
+    if not name or not valid_domain(name) or not name.isascii():
+        raise MalformedObject(f"{field} {text!r} is not a host name")
+    return name
 
 
 def endpoint_slice_from_api(obj: Mapping[str, Any]) -> EndpointSlice:
@@ -282,6 +324,11 @@ class _ServiceSpec(msgspec.Struct, omit_defaults=True):
     clusterIP: Any = UNSET
     clusterIPs: Any = UNSET
     ports: Any = UNSET
+    externalIPs: Any = UNSET
+
+
+class _ServiceStatus(msgspec.Struct, omit_defaults=True):
+    loadBalancer: Any = UNSET
 
 
 class _PodStatus(msgspec.Struct, omit_defaults=True):
@@ -297,6 +344,7 @@ class _Namespace(msgspec.Struct, omit_defaults=True):
 class _Service(msgspec.Struct, omit_defaults=True):
     metadata: _Meta | UnsetType = UNSET
     spec: _ServiceSpec | UnsetType = UNSET
+    status: _ServiceStatus | UnsetType = UNSET
 
 
 class _EndpointSlice(msgspec.Struct, omit_defaults=True):

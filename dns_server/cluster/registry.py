@@ -7,9 +7,9 @@ with one assignment, together with the `Change` that says what differs from the 
 filters every batch first, so each source honours `--namespaces` and `--namespace-labels` alike.
 
 Theory of operation: the registry keeps every record by key, plus the derived indexes a snapshot
-exposes (service entries, reverse names, pod addresses).  A batch marks the services it touches
-dirty; only those entries are rebuilt, in copies of the index dicts, so a burst of watch events
-on a large cluster costs a few dict copies, not a rebuild of everything.
+exposes (service entries, reverse names, pod addresses, services' external addresses).  A batch
+marks the services it touches dirty; only those entries are rebuilt, in copies of the index dicts,
+so a burst of watch events on a large cluster costs a few dict copies, not a rebuild of everything.
 """
 
 from __future__ import annotations
@@ -83,6 +83,7 @@ class Registry:
         self._explicit_namespaces: set[str] = set()
         self._namespace_uses: Counter[str] = Counter()
         self._reverse_of: dict[ServiceKey, tuple[tuple[str, str], ...]] = {}
+        self._external_of: dict[ServiceKey, tuple[str, ...]] = {}
         self._pod_ips: Counter[PodAddress] = Counter()
         self._counts: Counter[str] = Counter()
         self._subscribers: list[Subscriber] = []
@@ -168,6 +169,7 @@ class Registry:
         addresses: set[str] = set()
         for service_key in dirty_services:
             self._rebuild_service(service_key, services, reverse, addresses)  # type: ignore[arg-type]
+        external, external_touched = self._index_external(dirty_services, services, old.external)
         namespaces = (frozenset(self._explicit_namespaces) | frozenset(self._namespace_uses)
                       if namespaces_changed else old.namespaces)
         pods = {key for key in pods if (key in self._pod_ips) != (key in old.pod_ips)}
@@ -180,12 +182,14 @@ class Registry:
             services=services,
             reverse=reverse,
             pod_ips=pod_ips,
+            external=external,
         )
         change = Change(
             services=frozenset(k for k in dirty_services if old.services.get(k) != services.get(k)),
             namespaces=old.namespaces ^ namespaces,
             pods=frozenset(pods),
             addresses=frozenset(a for a in addresses if old.reverse.get(a) != reverse.get(a)),
+            external=frozenset(a for a in external_touched if old.external.get(a) != external.get(a)),
             synced=self.snapshot.synced and not old.synced,
             replaced=replaced,
         )
@@ -238,6 +242,39 @@ class Registry:
             if target not in reverse.get(address, ()):
                 reverse[address] = reverse.get(address, ()) + (target,)
         self._reverse_of[key] = tuple(owned)
+
+    def _index_external(self, dirty: set[ServiceKey], services: Mapping[ServiceKey, ServiceEntry],
+                        old: Mapping[str, tuple[str, ...]]) -> tuple[Mapping[str, tuple[str, ...]], set[str]]:
+        """The external-address index after the dirty services changed, and the addresses touched.
+
+        Few services have external addresses: the index is copied only when one of them changed.
+        """
+        index = old
+        touched: set[str] = set()
+        for key in dirty:
+            entry = services.get(key)
+            after = entry.service.external_ips if entry is not None else ()
+            before = self._external_of.get(key, ())
+            if before == after:
+                continue
+            if index is old:
+                index = _copy(old)
+            assert isinstance(index, dict)
+            owner = f"{key[1]}.{key[0]}"
+            for address in before:
+                names = tuple(n for n in index.get(address, ()) if n != owner)
+                if names:
+                    index[address] = names
+                else:
+                    index.pop(address, None)
+            for address in after:
+                index[address] = tuple(sorted({*index.get(address, ()), owner}))
+            if after:
+                self._external_of[key] = after
+            else:
+                self._external_of.pop(key, None)
+            touched.update(before, after)
+        return index, touched
 
     def _count_pod(self, record: Record | None, delta: int, touched: set[PodAddress]) -> None:
         if isinstance(record, Pod) and record.running:

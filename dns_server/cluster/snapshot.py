@@ -3,17 +3,17 @@
 A snapshot is built by the registry and never changed afterwards: readers hold a reference and
 never lock.  It keeps exactly the indexes the resolver needs, so every lookup is one dict access.
 
-With each snapshot the registry publishes a `Change`: which services, namespaces, pod addresses
-and reverse names differ from the snapshot before.  Answers record what they read as dependencies
-(the resolver's `Reads`); `invalidated(change)` is the one rule that says which dependencies a
-change touches, so the answer table drops exactly the cached replies that may differ and keeps
-every other one.  The SOA serial is not a dependency: cached negative answers get the new serial
+With each snapshot the registry publishes a `Change`: which services, namespaces, pod addresses,
+reverse names and services' external addresses differ from the snapshot before.  Answers record
+what they read as dependencies (the resolver's `Reads`); `invalidated(change)` is the one rule that
+says which dependencies a change touches, so the answer table drops exactly the cached replies that
+may differ and keeps every other one.  The SOA serial is not a dependency: cached negative answers get the new serial
 patched in (answer_table.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from dns_server.cluster.records import Port, Service
@@ -46,6 +46,9 @@ class Snapshot:
     services: Mapping[ServiceKey, ServiceEntry]
     reverse: Mapping[str, tuple[str, ...]]  # address -> names relative to `svc.<zone>` ("svc.ns", "ep.svc.ns")
     pod_ips: frozenset[PodAddress] = frozenset()  # running pods' addresses (the registry counts the pods per address)
+    # external address -> the services ("svc.ns") it belongs to (k8s_external's PTR); apart from `reverse`,
+    # as the cluster zone must not answer PTR for addresses outside the cluster
+    external: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @staticmethod
     def empty(synced: bool) -> Snapshot:
@@ -69,6 +72,10 @@ def address_dependency(address: str) -> Dependency:
     return ("address", address)
 
 
+def external_dependency(address: str) -> Dependency:
+    return ("external", address)
+
+
 SYNCED: Dependency = ("synced",)  # a "not synced yet" answer
 HOSTS: Dependency = ("hosts",)  # an answer from the hosts plugin's table
 
@@ -81,6 +88,7 @@ class Change:
     namespaces: frozenset[str] = frozenset()  # namespaces that appeared or disappeared
     pods: frozenset[PodAddress] = frozenset()  # running pod addresses that appeared or disappeared
     addresses: frozenset[str] = frozenset()  # reverse names that appeared, disappeared or changed
+    external: frozenset[str] = frozenset()  # external addresses whose services changed
     synced: bool = False  # the snapshot became synced
     hosts: bool = False
     replaced: bool = False  # whole kinds were replaced (a listing, a relist, a reload of the files)
@@ -92,6 +100,7 @@ def invalidated(change: Change) -> set[Dependency]:
     touched.update(namespace_dependency(ns) for ns in change.namespaces)
     touched.update(pod_dependency(key) for key in change.pods)
     touched.update(address_dependency(address) for address in change.addresses)
+    touched.update(external_dependency(address) for address in change.external)
     if change.synced:
         touched.add(SYNCED)
     if change.hosts:

@@ -26,6 +26,7 @@ from dns_server.plugins import (
     forward,
     health,
     hosts,
+    k8s_external,
     kubernetes,
     loadbalance,
     log,
@@ -41,7 +42,7 @@ from dns_server.plugins import (
 PLUGINS: tuple[PluginSpec, ...] = (
     reload.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN, prometheus.PLUGIN, errors.PLUGIN,
     log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, rewrite.PLUGIN, cache.PLUGIN, template.PLUGIN, hosts.PLUGIN,
-    kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
+    k8s_external.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
 )
 
 

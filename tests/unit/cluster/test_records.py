@@ -92,6 +92,20 @@ CONVERTED = [
         {"port": 53, "protocol": "UDP"}, {"name": "", "port": 65535, "protocol": "SCTP"}, {"name": "a", "port": 1}]}),
      Service("shop", "web", ("10.96.0.1",), False, "", (Port("", "UDP", 53), Port("", "SCTP", 65535),
                                                           Port("a", "TCP", 1)))),
+    # external addresses (k8s_external): spec.externalIPs, then each ingress ip; a hostname only without any ip
+    ("externalIPs, then ingress ips, distinct and normalised",
+     service({"type": "LoadBalancer", "clusterIPs": ["10.96.0.1"], "externalIPs": ["198.51.100.1", "FD00:0::1"]})
+     | {"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.2", "hostname": "lb.example.com"},
+                                                {"hostname": "Other.Example.com."}, {"ip": "fd00::1"}, {}]}}},
+     Service("shop", "web", ("10.96.0.1",), False, "", (), ("198.51.100.1", "fd00::1", "198.51.100.2"))),
+    ("an ingress hostname, the first, when there is no ip",
+     service({"type": "LoadBalancer", "clusterIPs": ["10.96.0.1"]})
+     | {"status": {"loadBalancer": {"ingress": [{"hostname": "LB-1.Example.com."}, {"hostname": "lb-2.example.com"}]}}},
+     Service("shop", "web", ("10.96.0.1",), False, "", (), (), "lb-1.example.com")),
+    ("a headless service's externalIPs", service({"clusterIP": "None", "externalIPs": ["198.51.100.1"]}),
+     Service("shop", "web", (), True, "", (), ("198.51.100.1",))),
+    ("a pending load balancer", service({"type": "LoadBalancer", "clusterIPs": ["10.96.0.1"]})
+     | {"status": {"loadBalancer": {}}}, Service("shop", "web", ("10.96.0.1",), False, "", ())),
     # endpoint slices
     ("EndpointSlice", endpoint_slice(
         [{"addresses": ["10.244.1.5"], "conditions": {"ready": True}, "hostname": "Web-0",
@@ -185,6 +199,22 @@ MALFORMED = [
      "spec.ports[0] name or protocol is not a string"),
     ("ExternalName ports checked too", service({"type": "ExternalName", "externalName": "a.b", "ports": [{"port": 0}]}),
      "spec.ports[0].port 0 is not a port number"),
+    ("externalIPs not a list", service({"externalIPs": "198.51.100.1"}), "spec.externalIPs is not a list"),
+    ("a bad external IP", service({"externalIPs": ["198.51.100.1", "198.51.100"]}),
+     "spec.externalIPs[1] '198.51.100' is not an IP address"),
+    ("a service status not a map", service({}) | {"status": "ready"}, "status is not an object"),
+    ("loadBalancer not a map", service({}) | {"status": {"loadBalancer": ["x"]}},
+     "status.loadBalancer is not an object"),
+    ("ingress not a list", service({}) | {"status": {"loadBalancer": {"ingress": {"ip": "198.51.100.1"}}}},
+     "status.loadBalancer.ingress is not a list"),
+    ("an ingress not a map", service({}) | {"status": {"loadBalancer": {"ingress": ["198.51.100.1"]}}},
+     "status.loadBalancer.ingress[0] is not an object"),
+    ("a bad ingress ip", service({}) | {"status": {"loadBalancer": {"ingress": [{"ip": "lb.example.com"}]}}},
+     "status.loadBalancer.ingress[0].ip 'lb.example.com' is not an IP address"),
+    ("a bad ingress hostname", service({}) | {"status": {"loadBalancer": {"ingress": [{}, {"hostname": "a..b"}]}}},
+     "status.loadBalancer.ingress[1].hostname 'a..b' is not a host name"),
+    ("an ingress hostname not a string", service({}) | {"status": {"loadBalancer": {"ingress": [{"hostname": 5}]}}},
+     "status.loadBalancer.ingress[0].hostname is not a string"),
     ("endpoints not a list", endpoint_slice({"addresses": []}), "endpoints is not a list"),  # type: ignore[arg-type]
     ("an endpoint not a map", endpoint_slice(["10.0.0.1"]), "endpoints[0] is not an object"),
     ("an FQDN endpoint not a map", endpoint_slice([{"addresses": ["a.example.com"]}, "b"], address_type="FQDN"),
@@ -287,7 +317,9 @@ def test_the_fast_path_agrees_with_ipaddress(address: ipaddress.IPv4Address | ip
 # -- list pages --------------------------------------------------------------------------------------
 LIST_ITEMS = {
     NAMESPACE: {"kind": "Namespace", "metadata": {"name": "shop"}},
-    SERVICE: service({"clusterIP": "10.96.0.1", "ports": [{"name": "http", "port": 80}]}),
+    SERVICE: service({"clusterIP": "10.96.0.1", "ports": [{"name": "http", "port": 80}],
+                      "externalIPs": ["198.51.100.1"]})
+    | {"status": {"loadBalancer": {"ingress": [{"ip": "198.51.100.2", "ipMode": "VIP"}]}}},
     ENDPOINT_SLICE: endpoint_slice([{"addresses": ["10.0.0.1"], "conditions": {"ready": True}}],
                                    ports=[{"name": "http", "port": 80}]),
     POD: pod({"phase": "Running", "podIP": "10.244.1.5"}),

@@ -1,10 +1,11 @@
 """The registry's incremental rebuild: a snapshot built change by change equals one built from scratch.
 
-The registry rebuilds only the service entries, reverse names and pod addresses a batch touches.
+The registry rebuilds only the service entries, reverse names, pod addresses and external addresses
+a batch touches.
 After random batches of puts and removes over a small cluster whose objects collide often (the
 strategies of test_invalidation.py), its snapshot must hold exactly what a registry given the
 resulting objects in one listing holds, and each `Change` must name every service entry, namespace,
-pod address and reverse name that differs from the snapshot before.
+pod address, reverse name and external address that differs from the snapshot before.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tests.unit.serving.test_invalidation import NAMESPACES, PORTS, batches
 
 def contents(snapshot: Snapshot) -> tuple[object, ...]:
     return (snapshot.namespaces, dict(snapshot.services), {a: sorted(n) for a, n in snapshot.reverse.items()},
-            snapshot.pod_ips)
+            snapshot.pod_ips, dict(snapshot.external))
 
 
 def differing(before: Mapping[Any, object], after: Mapping[Any, object]) -> set[Any]:
@@ -61,3 +62,4 @@ def test_a_snapshot_built_change_by_change_equals_one_built_from_scratch(
         assert before.namespaces ^ after.namespaces <= change.namespaces
         assert before.pod_ips ^ after.pod_ips <= change.pods
         assert differing(before.reverse, after.reverse) <= change.addresses
+        assert differing(before.external, after.external) <= change.external

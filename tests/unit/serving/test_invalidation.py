@@ -39,6 +39,7 @@ from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.forward.forwarder import Forwarder
 from dns_server.plugins.forward.outbound import Outbound
 from dns_server.plugins.forward.setup import ForwardSettings, Upstream
+from dns_server.plugins.k8s_external import ExternalSettings
 from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
 from dns_server.protocol.names import REVERSE_ZONES
 from dns_server.protocol.wire import query_for_key
@@ -53,6 +54,8 @@ SERVICES = ("s1", "s2", "h1")
 CLUSTER_IPS = ("10.96.0.1", "10.96.0.2", "fd00::1")
 ENDPOINT_IPS = ("10.244.0.1", "10.244.0.2", "10.244.0.3", "fd00:10::3")
 HOSTNAMES = ("", "web-0", "web-1")
+EXTERNAL_IPS = ("198.51.100.1", "198.51.100.2", "2001:db8::1")  # k8s_external's
+EXTERNAL_ZONE, EXTERNAL_REVERSE = "example.org", "100.51.198.in-addr.arpa"
 PORTS = (Port("http", "TCP", 80), Port("dns", "UDP", 53), Port("", "TCP", 8080))
 
 
@@ -65,8 +68,11 @@ services = st.builds(
     cluster_ips(), st.booleans(),
     st.sampled_from(("", "", "", "s1.a.svc.cluster.local", "example.com", "h1.b.svc.cluster.local")),
     st.lists(st.sampled_from(PORTS), max_size=2, unique=True).map(tuple),
+    st.lists(st.sampled_from(EXTERNAL_IPS), max_size=2, unique=True).map(tuple),
+    st.sampled_from(("", "", "lb.example.com")),
 ).map(lambda s: Service(s.namespace, s.name, () if s.headless or s.external_name else s.cluster_ips,
-                        s.headless and not s.external_name, s.external_name, s.ports))
+                        s.headless and not s.external_name, s.external_name, s.ports, s.external_ips,
+                        "" if s.external_ips else s.external_hostname))
 endpoints = st.builds(Endpoint, st.lists(st.sampled_from(ENDPOINT_IPS), min_size=1, max_size=2, unique=True).map(tuple),
                       st.booleans(), st.sampled_from(HOSTNAMES), st.sampled_from(("", "pod-x")))
 slices = st.builds(EndpointSlice, st.sampled_from(NAMESPACES), st.sampled_from(("e1", "e2", "e3")),
@@ -96,8 +102,17 @@ def questions() -> list[tuple[str, str]]:
             names += [(base, t) for t in ("A", "AAAA", "SRV", "CNAME", "TXT")]
             names += [(f"_http._tcp.{base}", "SRV"), (f"_dns._udp.{base}", "SRV"), (f"_http._tcp.{base}", "A")]
             names += [(f"{label}.{base}", "A") for label in ("web-0", "web-1", "10-244-0-1", "pod-x")]
-    for address in CLUSTER_IPS + ENDPOINT_IPS + ("10.96.9.9",):
+    for address in CLUSTER_IPS + ENDPOINT_IPS + EXTERNAL_IPS + ("10.96.9.9",):
         names.append((dns.reversename.from_address(address).to_text(omit_final_dot=True), "PTR"))
+    # k8s_external (headless): the apex and its glue, and every shape of name under its zone
+    names += [(EXTERNAL_ZONE, "NS"), (EXTERNAL_ZONE, "SOA"), (f"ns1.dns.{EXTERNAL_ZONE}", "A"),
+              (f"{EXTERNAL_REVERSE}", "SOA")]
+    for ns in NAMESPACES + ("c",):
+        names.append((f"{ns}.{EXTERNAL_ZONE}", "A"))
+        for svc in SERVICES:
+            base = f"{svc}.{ns}.{EXTERNAL_ZONE}"
+            names += [(base, t) for t in ("A", "AAAA", "SRV", "CNAME", "TXT")]
+            names += [(f"_http._tcp.{base}", "SRV"), (f"_dns._udp.{base}", "A"), (f"web-0.{base}", "A")]
     return names
 
 
@@ -108,9 +123,11 @@ QUESTIONS = questions()
 
 def block() -> ServerBlock:
     kubernetes = KubernetesSettings((Z, *REVERSE_ZONES), pods=PodMode.VERIFIED, fallthrough=Fallthrough(REVERSE_ZONES),
-                                    ttl=30)
+                                    ttl=30, dns_service=("a", "s1"))
+    external = ExternalSettings((EXTERNAL_ZONE, EXTERNAL_REVERSE), headless=True)
     forward = (ForwardSettings("", (Upstream("192.0.2.1"),)),)
-    return server_block((ZoneKey(""),), bind=("127.0.0.1",), kubernetes=kubernetes, forward=forward)
+    return server_block((ZoneKey(""),), bind=("127.0.0.1",), kubernetes=kubernetes, k8s_external=external,
+                        forward=forward)
 
 
 def pipeline_on(view: View, settings: ServerBlock) -> Pipeline:
