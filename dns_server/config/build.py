@@ -91,8 +91,6 @@ def _listener(listener: tuple[str, int, str]) -> str:
     return f"{text} on {address}" if address else text
 
 
-
-
 def no_interfaces(name: str) -> tuple[str, ...]:
     """An interface reader that knows no interface (the bind plugin's setup is given the machine's)."""
     return ()

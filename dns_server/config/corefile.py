@@ -566,8 +566,3 @@ def _go_os_error(op: str, path: str, error: OSError) -> str:
     return f"{op} {path}: {reason[:1].lower()}{reason[1:]}"
 
 
-
-
-
-
-

@@ -35,10 +35,6 @@ PLUGIN_ORDER: tuple[str, ...] = (
 )
 
 
-
-
-
-
 @dataclass(frozen=True, slots=True)
 class Fallthrough:
     """`fallthrough [ZONES...]`: names a plugin passes on when it has no answer for them."""
@@ -53,26 +49,6 @@ class Fallthrough:
 
 NO_FALLTHROUGH = Fallthrough()
 FALLTHROUGH_ALL = Fallthrough(())
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 @dataclass(frozen=True, slots=True)

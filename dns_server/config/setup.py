@@ -41,6 +41,7 @@ class SetupContext:
     interface_addresses: Callable[[str], tuple[str, ...]]
     directives: frozenset[str] = frozenset()  # the block's directives: for a plugin that needs another (k8s_external)
 
+
 Setup = Callable[[Sequence[Directive], SetupContext], object]  # a plugin's directives in one block -> its settings
 
 
@@ -132,8 +133,10 @@ class Reader:
             raise self.error(token, f"address {token.text}: invalid port")
         return host, int(port)
 
+
 def last(directive: Directive) -> Token:
     return directive.args[-1] if directive.args else directive.name
+
 
 def split_host_port(text: str) -> tuple[str | None, str]:
     """Go's net.SplitHostPort: (host, port), or (None, Go's error text)."""
@@ -153,6 +156,7 @@ def split_host_port(text: str) -> tuple[str | None, str]:
     if "[" in port or "]" in port or "[" in host or "]" in host:
         return None, f"address {text}: unexpected '[' or ']' in address"
     return host, port
+
 
 def read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8", errors="replace")

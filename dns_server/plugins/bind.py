@@ -106,6 +106,7 @@ def setup(found: Sequence[Directive], context: SetupContext) -> tuple[str, ...]:
         raise plugin.error(found[0].name, "no address left to listen on")
     return tuple(dict.fromkeys(addresses))
 
+
 def _bind_addresses(plugin: Reader, tokens: Sequence[Token], context: SetupContext) -> list[str]:
     """Interface names first (as CoreDNS looks them up), then IP addresses."""
     addresses: list[str] = []

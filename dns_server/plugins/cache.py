@@ -422,6 +422,7 @@ def setup(found: Sequence[Directive], context: SetupContext) -> CacheSettings:
             raise plugin.arg_error(option.name)  # CoreDNS's text for an unknown cache option
     return CacheSettings(**values)  # type: ignore[arg-type]
 
+
 def _cache_kind(plugin: Reader, option: Directive) -> dict[str, object]:
     """`success|denial CAPACITY [TTL [MINTTL]]`."""
     kind = option.name.text
@@ -442,6 +443,7 @@ def _cache_kind(plugin: Reader, option: Directive) -> dict[str, object]:
         changes[f"{kind}_min_ttl"] = min_ttl
     return changes
 
+
 def _prefetch(plugin: Reader, option: Directive) -> dict[str, object]:
     """`prefetch AMOUNT [[DURATION] [PERCENTAGE%]]`."""
     if not 1 <= len(option.args) <= 3:
@@ -461,6 +463,7 @@ def _prefetch(plugin: Reader, option: Directive) -> dict[str, object]:
             raise plugin.error(token, f"percentage should fall in range [10, 90]: {percentage}")
         changes["prefetch_percentage"] = percentage
     return changes
+
 
 def _serve_stale(plugin: Reader, option: Directive) -> dict[str, object]:
     """`serve_stale [DURATION [immediate|verify]]`."""

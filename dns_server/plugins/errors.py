@@ -115,6 +115,7 @@ class ConsolidateRule:
     level: str = "error"  # warning | error | info | debug
     show_first: bool = False
 
+
 @dataclass(frozen=True, slots=True)
 class ErrorsSettings:
     consolidate: tuple[ConsolidateRule, ...] = ()
@@ -140,6 +141,7 @@ def setup(found: Sequence[Directive], context: SetupContext) -> ErrorsSettings:
             raise CorefileError(f"plugin/errors: {option.name.location} - Syntax error: Unexpected token "
                                 f"'{option.name.text}', expecting 'Unknown field {option.name.text}'")
     return ErrorsSettings(tuple(rules), stacktrace)
+
 
 def _consolidate(plugin: Reader, option: Directive) -> ConsolidateRule:
     """`consolidate DURATION REGEXP [LEVEL] [show_first]`."""

@@ -16,6 +16,7 @@ MIN_RELOAD_INTERVAL, MIN_RELOAD_JITTER = 2.0, 1.0  # plugin/reload minInterval, 
 DEFAULT_RELOAD_INTERVAL = 30.0  # reload plugin
 DEFAULT_RELOAD_JITTER = 15.0
 
+
 @dataclass(frozen=True, slots=True)
 class ReloadSettings:
     interval: float = DEFAULT_RELOAD_INTERVAL

@@ -55,6 +55,7 @@ class Policy(enum.Enum):
     ROUND_ROBIN = "round_robin"
     SEQUENTIAL = "sequential"
 
+
 @dataclass(frozen=True, slots=True)
 class Upstream:
     host: str
@@ -64,6 +65,7 @@ class Upstream:
     def __str__(self) -> str:
         address = format_address(self.host, self.port)
         return address if self.tls_name is None else f"{TLS_SCHEME}://{address}"
+
 
 @dataclass(frozen=True, slots=True)
 class ForwardSettings:
@@ -98,6 +100,7 @@ def setup(found: Sequence[Directive], context: SetupContext) -> tuple[ForwardSet
     plugin = Reader("forward", UNSUPPORTED)
     return tuple(_forward_stanza(plugin, directive, context) for directive in found)
 
+
 def _forward_stanza(plugin: Reader, directive: Directive, context: SetupContext) -> ForwardSettings:
     if len(directive.args) < 2:
         raise plugin.arg_error(last(directive))
@@ -123,6 +126,7 @@ def _forward_stanza(plugin: Reader, directive: Directive, context: SetupContext)
     values["to"] = tuple(_with_tls(plugin, upstreams, tls_options, values))
     return ForwardSettings(**values)  # type: ignore[arg-type]
 
+
 def _tls_option(plugin: Reader, option: Directive) -> object:
     """`tls [CERT KEY] [CA]` -> the client context; `tls_servername NAME` -> the name."""
     if option.name.text == "tls_servername":
@@ -130,6 +134,7 @@ def _tls_option(plugin: Reader, option: Directive) -> object:
     if len(option.args) > MAX_TLS_ARGS:
         raise plugin.arg_error(last(option))
     return tls_client_context(plugin, option.args)
+
 
 def _with_tls(plugin: Reader, upstreams: list[tuple[Token, Upstream]], tls_options: dict[str, tuple[Directive, object]],
               values: dict[str, object]) -> list[Upstream]:
@@ -151,6 +156,7 @@ def _with_tls(plugin: Reader, upstreams: list[tuple[Token, Upstream]], tls_optio
         found.append(upstream)
     values["tls_context"] = tls_options["tls"][1] if "tls" in tls_options else tls_client_context(plugin, ())
     return found
+
 
 def tls_client_context(plugin: Reader, args: Sequence[Token]) -> ssl.SSLContext:
     """The client side of `tls [CERT KEY] [CA]` (plugin/pkg/tls NewTLSConfigFromArgs), its files read now.
@@ -181,10 +187,12 @@ def tls_client_context(plugin: Reader, args: Sequence[Token]) -> ssl.SSLContext:
                                         "certificate and its unencrypted private key") from None
     return context
 
+
 def _go_errno_text(error: OSError) -> str:
     """An OSError as Go words it: `no such file or directory`."""
     text = error.strerror or str(error)
     return text[:1].lower() + text[1:]
+
 
 def _server_name(plugin: Reader, token: Token, what: str, text: str | None = None) -> str:
     """A TLS server name: a domain name (trailing dot dropped, as Go's crypto/tls does) or an IP address."""
@@ -196,6 +204,7 @@ def _server_name(plugin: Reader, token: Token, what: str, text: str | None = Non
     if not name or not valid_domain(name.lower()) or not name.isascii():
         raise plugin.error(token, f"{what}: invalid TLS server name '{name}'")
     return name
+
 
 def _forward_option(plugin: Reader, option: Directive) -> dict[str, object]:
     name, args = option.name.text, option.args
@@ -234,6 +243,7 @@ def _forward_option(plugin: Reader, option: Directive) -> dict[str, object]:
         return {"next_rcodes": frozenset(RCODES[token.text.upper()] for token in args)}
     raise plugin.unknown(option)
 
+
 def _health_check(plugin: Reader, option: Directive) -> dict[str, object]:
     """`health_check DURATION [no_rec] [domain FQDN]`."""
     if not option.args:
@@ -257,6 +267,7 @@ def _health_check(plugin: Reader, option: Directive) -> dict[str, object]:
         else:
             raise plugin.error(token, f"health_check: unknown option {token.text}")
     return values
+
 
 def _upstreams(plugin: Reader, token: Token, context: SetupContext) -> list[Upstream]:
     """One TO: `IP`, `IP:PORT`, `[V6]:PORT`, `dns://...`, `tls://...`, or a resolv.conf file (plugin/pkg/parse)."""
@@ -283,6 +294,7 @@ def _upstreams(plugin: Reader, token: Token, context: SetupContext) -> list[Upst
         raise plugin.error(token, f'not an IP address or file: "{text}"')
     return [Upstream(address, int(port))]
 
+
 def _tls_upstream(plugin: Reader, token: Token, text: str) -> Upstream:
     """`tls://IP[:PORT]` (port 853), or `tls://IP%NAME[:PORT]`: NAME is this TO's TLS server name.
 
@@ -306,6 +318,7 @@ def _tls_upstream(plugin: Reader, token: Token, text: str) -> Upstream:
     if not port.isdigit() or int(port) > 65535:
         raise plugin.error(token, f'not an IP address or file: "{text}"')
     return Upstream(address, int(port), name)
+
 
 def _resolv_conf(plugin: Reader, token: Token, text: str, context: SetupContext) -> list[Upstream]:
     """The `nameserver` lines of a resolv.conf (miekg/dns ClientConfigFromFile): one not an address is an error."""

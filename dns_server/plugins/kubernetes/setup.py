@@ -39,6 +39,7 @@ class PodMode(enum.Enum):
     INSECURE = "insecure"  # any address, in a namespace that exists (kubeadm's Corefile)
     VERIFIED = "verified"  # only the addresses of running pods in that namespace
 
+
 @dataclass(frozen=True, slots=True)
 class KubernetesSettings:
     """The `kubernetes` plugin: which zones it answers from the cluster, and how it reads the cluster."""

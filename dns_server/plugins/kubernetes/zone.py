@@ -32,6 +32,7 @@ A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYP
                                           QTYPE.SOA, QTYPE.SRV, QTYPE.TXT)
 ANY_TYPES = (A, AAAA, SRV, TXT, SOA, NS, PTR)
 
+
 class Zone:
     """One question against one kubernetes zone; a short-lived helper that keeps the arguments together."""
 
