@@ -13,7 +13,7 @@ patched in (answer_table.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Mapping
 
 from dns_server.cluster.records import Port, Service
@@ -46,6 +46,8 @@ class Snapshot:
     services: Mapping[ServiceKey, ServiceEntry]
     reverse: Mapping[str, tuple[str, ...]]  # address -> names relative to `svc.<zone>` ("svc.ns", "ep.svc.ns")
     pod_ips: frozenset[PodAddress] = frozenset()  # running pods' addresses (the registry counts the pods per address)
+    # autopath: a client's address -> the namespace of the one pod it is taken to be (registry.claimant)
+    pod_namespaces: Mapping[str, str] = field(default_factory=dict)
 
     @staticmethod
     def empty(synced: bool) -> Snapshot:
@@ -69,6 +71,10 @@ def address_dependency(address: str) -> Dependency:
     return ("address", address)
 
 
+def client_namespace_dependency(address: str) -> Dependency:
+    return ("client namespace", address)
+
+
 SYNCED: Dependency = ("synced",)  # a "not synced yet" answer
 HOSTS: Dependency = ("hosts",)  # an answer from the hosts plugin's table
 
@@ -81,6 +87,7 @@ class Change:
     namespaces: frozenset[str] = frozenset()  # namespaces that appeared or disappeared
     pods: frozenset[PodAddress] = frozenset()  # running pod addresses that appeared or disappeared
     addresses: frozenset[str] = frozenset()  # reverse names that appeared, disappeared or changed
+    clients: frozenset[str] = frozenset()  # addresses whose entry in `pod_namespaces` changed
     synced: bool = False  # the snapshot became synced
     hosts: bool = False
     replaced: bool = False  # whole kinds were replaced (a listing, a relist, a reload of the files)
@@ -92,6 +99,7 @@ def invalidated(change: Change) -> set[Dependency]:
     touched.update(namespace_dependency(ns) for ns in change.namespaces)
     touched.update(pod_dependency(key) for key in change.pods)
     touched.update(address_dependency(address) for address in change.addresses)
+    touched.update(client_namespace_dependency(address) for address in change.clients)
     if change.synced:
         touched.add(SYNCED)
     if change.hosts:
