@@ -110,7 +110,7 @@ def build_config(syntax: CorefileSyntax, setups: Mapping[str, Setup], *, dns_por
     for block in syntax.blocks:
         keys = _keys(block, dns_port)
         context = SetupContext(tuple(dict.fromkeys(key.zone for key in keys)), Path(source).parent, resolv_conf,
-                               interface_addresses)
+                               interface_addresses, tuple(block.directives))
         blocks.append(_server_block(block, keys, context, setups))
     _check_overlaps(blocks)
     return Config(blocks=tuple(blocks), files=syntax.files, corefile_hash=syntax.sha512, source=source)

@@ -39,6 +39,7 @@ class SetupContext:
     directory: Path  # the Corefile's directory, for our relative `fixtures DIR`
     resolv_conf: Callable[[Path], str]
     interface_addresses: Callable[[str], tuple[str, ...]]
+    directives: tuple[Directive, ...] = ()  # the whole block's, for a plugin that needs another (autopath)
 
 Setup = Callable[[Sequence[Directive], SetupContext], object]  # a plugin's directives in one block -> its settings
 
