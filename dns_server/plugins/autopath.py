@@ -23,6 +23,9 @@ and tries the rest of the path in one go, so the pod gets its answer on the firs
   name asked to the tried name (TTL `FORWARDED_TTL`) with the upstream's records and rcode appended
   by the router (`Outcome.CHASE`).  Where CoreDNS would go on past an upstream NXDOMAIN, this
   server's reply is that NXDOMAIN, and the client goes on searching itself, as without autopath.
+- A reply the walk found carries the plugin label `autopath` (CoreDNS's writer), which is what
+  `coredns_autopath_success_total{server}` counts.  A first-try hit is the ordinary answer (kept
+  for every client, so it cannot know whether a pod asked): unlike CoreDNS, it is not counted.
 
 The address -> namespace index is the snapshot's `pod_namespaces` (registry.claimant says which of
 several pods claiming one address counts: never hostNetwork or finished pods; a live pod before a
@@ -163,7 +166,7 @@ class Autopath(Handler):
             elif found.answer and found.answer[0].name != name:
                 owner = found.answer[0]
                 found = found._replace(answer=(RR(name, CNAME, owner.ttl, owner.name),) + found.answer)
-            return _for_this_client(found, request)
+            return _for_this_client(found._replace(plugin=NAME), request)  # the plugin label counts successes
         return _for_this_client(first, request)
 
 

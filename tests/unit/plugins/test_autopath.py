@@ -11,6 +11,7 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import pytest
+from prometheus_client import generate_latest
 
 from dns_server.cluster.records import Record, convert
 from dns_server.cluster.registry import Registry
@@ -18,6 +19,7 @@ from dns_server.cluster.updates import Put, Remove
 from dns_server.config.corefile import parse_text
 from dns_server.config.model import ServerBlock
 from dns_server.config.syntax import CorefileError
+from dns_server.observability.metrics import Metrics
 from dns_server.plugins import build_config
 from dns_server.plugins.autopath import AutopathSettings, resolv_conf_search
 from dns_server.serving.router import Forward, Pipeline
@@ -252,3 +254,17 @@ def test_an_upstream_nxdomain_ends_the_walk_with_its_rcode() -> None:
     pipeline = pipeline_of(pod("shop", "web-0", SHOP_POD), corefile=corefile)
     reply = ask(pipeline, "nowhere.example.shop.svc.cluster.local.")
     assert reply.rcode() == dns.rcode.NXDOMAIN
+
+
+def test_each_reply_the_walk_found_counts_as_an_autopath_success() -> None:
+    metrics = Metrics()
+    pipeline = pipeline_for(settings=block_of(COREFILE), registry=registry_with(cluster(pod("shop", "w", SHOP_POD))),
+                            metrics=metrics.queries)
+    ask(pipeline, SEARCHED)
+    ask(pipeline, SEARCHED, via_tcp=True)
+    ask(pipeline, "nothing.shop.svc.cluster.local.")  # every try NXDOMAIN: no success
+    ask(pipeline, SEARCHED, peer="192.0.2.9")  # no pod: no success
+    text = generate_latest(metrics.registry).decode()
+    assert [line for line in text.splitlines() if line.startswith("coredns_autopath_success_total")] == [
+        'coredns_autopath_success_total{server="dns://:53"} 2.0']
+    assert 'plugin="autopath",rcode="NOERROR"' in text
