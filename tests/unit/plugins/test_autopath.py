@@ -22,6 +22,7 @@ from dns_server.config.syntax import CorefileError
 from dns_server.observability.metrics import Metrics
 from dns_server.plugins import build_config
 from dns_server.plugins.autopath import AutopathSettings, resolv_conf_search
+from dns_server.plugins.hosts import HostsEntry, HostsTable
 from dns_server.serving.router import Forward, Pipeline
 from tests.cluster_data import registry_with
 from tests.doubles import fakes, pipeline_for
@@ -268,3 +269,16 @@ def test_each_reply_the_walk_found_counts_as_an_autopath_success() -> None:
     assert [line for line in text.splitlines() if line.startswith("coredns_autopath_success_total")] == [
         'coredns_autopath_success_total{server="dns://:53"} 2.0']
     assert 'plugin="autopath",rcode="NOERROR"' in text
+
+
+def test_the_resolv_conf_form_walks_its_search_domains_for_every_client() -> None:
+    """template answers NXDOMAIN for a.example, hosts knows db.b.example."""
+    corefile = (". {\n    template IN A a.example {\n        rcode NXDOMAIN\n    }\n"
+                "    hosts\n    autopath /etc/my.conf\n}\n")
+    block = block_of(corefile, {"/etc/my.conf": "search a.example b.example\n"})
+    pipeline = pipeline_for(settings=block, registry=registry_with(cluster()),
+                            hosts=HostsTable.build([HostsEntry("10.0.0.7", ("db.b.example",))]))
+    for peer in ("192.0.2.9", SHOP_POD):
+        reply = ask(pipeline, "db.a.example.", peer=peer)
+        assert records(reply) == [("db.a.example.", "CNAME", "db.b.example."), ("db.b.example.", "A", "10.0.0.7")]
+    assert records(ask(pipeline, "a.example.")) == []  # the first element itself: as without autopath
