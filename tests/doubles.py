@@ -33,6 +33,7 @@ from dns_server.cluster.records import (
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.config.model import PLUGIN_ORDER, ServerBlock, ZoneKey
+from dns_server.observability.metrics import QueryMetrics
 from dns_server.plugins import chain_for
 from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.cache import ForwardCache
@@ -198,7 +199,7 @@ def connect(registry: Registry, view: View, pipeline: Pipeline) -> None:
 def pipeline_for(records: Iterable[Record] | None = None, *, settings: ServerBlock | None = None,
                  registry: Registry | None = None, forwarders: list[FakeForwarder] | None = None,
                  hosts: HostsTable | None = None, clock: Callable[[], float] | None = None,
-                 table: AnswerTable | None = None) -> Pipeline:
+                 table: AnswerTable | None = None, metrics: QueryMetrics | None = None) -> Pipeline:
     """A pipeline with one block (the flags' by default) over a registry of `records` (the example cluster)."""
     settings = settings or block()
     if registry is None:
@@ -210,7 +211,7 @@ def pipeline_for(records: Iterable[Record] | None = None, *, settings: ServerBlo
     if isinstance(handler, Hosts) and hosts is not None:
         handler.table = hosts
     served = Block(settings, view, chain, outbound)
-    pipeline = Pipeline([(zone, served) for zone in settings.zones], table=table)
+    pipeline = Pipeline([(zone, served) for zone in settings.zones], table=table, metrics=metrics)
     connect(registry, view, pipeline)
     return pipeline
 

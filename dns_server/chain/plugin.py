@@ -42,6 +42,7 @@ from dns_server.cluster.snapshot import (
     Snapshot,
     address_dependency,
     external_dependency,
+    client_namespace_dependency,
     namespace_dependency,
     pod_dependency,
     service_dependency,
@@ -86,6 +87,11 @@ class Reads:
     def pod_running(self, namespace: str, address: str) -> bool:
         self.deps.add(pod_dependency((namespace, address)))
         return (namespace, address) in self.snapshot.pod_ips
+
+    def client_namespace(self, address: str) -> str | None:
+        """The namespace of the pod whose address this is (autopath), None when it is no pod's."""
+        self.deps.add(client_namespace_dependency(address))
+        return self.snapshot.pod_namespaces.get(address)
 
     def reverse(self, address: str) -> tuple[str, ...]:
         self.deps.add(address_dependency(address))

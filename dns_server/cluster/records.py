@@ -20,6 +20,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Callable, Mapping
 
 import msgspec
@@ -104,6 +105,10 @@ class Pod:
     name: str
     ips: tuple[str, ...]  # normalised status.podIPs (or status.podIP)
     running: bool  # phase is not terminal (Succeeded, Failed, Unknown)
+    # for autopath's address -> namespace index (registry.py decides between pods claiming one address)
+    host_network: bool = False  # spec.hostNetwork: its address is the node's, shared by other pods
+    terminating: bool = False  # metadata.deletionTimestamp is set
+    created: int = 0  # metadata.creationTimestamp, in seconds since the epoch (0 if unset)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -308,7 +313,22 @@ def pod_from_api(obj: Mapping[str, Any]) -> Pod:
     phase = status.get("phase")
     if phase is not None and not isinstance(phase, str):
         raise MalformedObject("status.phase is not a string")
-    return Pod(namespace, name, ips, phase not in TERMINAL_POD_PHASES)
+    meta = obj["metadata"]  # a mapping: _meta checked it
+    host_network = _section(obj, "spec").get("hostNetwork") or False
+    if not isinstance(host_network, bool):
+        raise MalformedObject("spec.hostNetwork is not a boolean")
+    return Pod(namespace, name, ips, phase not in TERMINAL_POD_PHASES, host_network,
+               meta.get("deletionTimestamp") is not None, _timestamp(meta.get("creationTimestamp")))
+
+
+def _timestamp(value: Any) -> int:
+    """An RFC 3339 timestamp of the API (`2024-05-01T10:00:00Z`) in seconds; 0 when unset."""
+    if value is None:
+        return 0
+    try:
+        return int(datetime.fromisoformat(str(value)).timestamp())
+    except (ValueError, OverflowError, OSError):
+        raise MalformedObject(f"metadata.creationTimestamp is not a time: {value!r}") from None
 
 
 # What the converters read of each kind, for `decode_list`.  Leaves are Any: the converters check them.
@@ -316,6 +336,15 @@ class _Meta(msgspec.Struct, omit_defaults=True):
     name: Any = UNSET
     namespace: Any = UNSET
     labels: Any = UNSET
+
+
+class _PodMeta(_Meta, omit_defaults=True):
+    creationTimestamp: Any = UNSET
+    deletionTimestamp: Any = UNSET
+
+
+class _PodSpec(msgspec.Struct, omit_defaults=True):
+    hostNetwork: Any = UNSET
 
 
 class _ServiceSpec(msgspec.Struct, omit_defaults=True):
@@ -355,7 +384,8 @@ class _EndpointSlice(msgspec.Struct, omit_defaults=True):
 
 
 class _Pod(msgspec.Struct, omit_defaults=True):
-    metadata: _Meta | UnsetType = UNSET
+    metadata: _PodMeta | UnsetType = UNSET
+    spec: _PodSpec | UnsetType = UNSET
     status: _PodStatus | UnsetType = UNSET
 
 

@@ -14,6 +14,7 @@ so a burst of watch events on a large cluster costs a few dict copies, not a reb
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from typing import Callable, Iterable, Mapping, TypeVar
@@ -85,6 +86,7 @@ class Registry:
         self._reverse_of: dict[ServiceKey, tuple[tuple[str, str], ...]] = {}
         self._external_of: dict[ServiceKey, tuple[str, ...]] = {}
         self._pod_ips: Counter[PodAddress] = Counter()
+        self._claims: dict[str, tuple[Pod, ...]] = {}  # address -> the pods autopath may take it for
         self._counts: Counter[str] = Counter()
         self._subscribers: list[Subscriber] = []
         self.snapshot = Snapshot.empty(synced=not self._required)
@@ -134,6 +136,7 @@ class Registry:
         old = self.snapshot
         dirty_services: set[ServiceKey] = set()
         pods: set[PodAddress] = set()
+        claimed: set[str] = set()
         namespaces_changed = False
         for key, new in changes.items():
             previous = self._objects.pop(key, None)
@@ -163,6 +166,7 @@ class Registry:
             elif kind == POD:
                 self._count_pod(previous, -1, pods)
                 self._count_pod(new, +1, pods)
+                self._claim(previous, new, claimed)
 
         services = _copy(old.services) if dirty_services else old.services
         reverse = _copy(old.reverse) if dirty_services else old.reverse
@@ -174,6 +178,17 @@ class Registry:
                       if namespaces_changed else old.namespaces)
         pods = {key for key in pods if (key in self._pod_ips) != (key in old.pod_ips)}
         pod_ips = frozenset(self._pod_ips) if pods else old.pod_ips
+        pod_namespaces = old.pod_namespaces
+        clients = {address for address in claimed
+                   if claimant(self._claims.get(address, ())) != old.pod_namespaces.get(address)}
+        if clients:
+            pod_namespaces = _copy(old.pod_namespaces)
+            for address in clients:
+                claim = claimant(self._claims.get(address, ()))
+                if claim is None:
+                    del pod_namespaces[address]
+                else:
+                    pod_namespaces[address] = sys.intern(claim)
         clock_now = now if now is not None else (self._clock() if self._clock else old.serial)
         self.snapshot = Snapshot(
             serial=max(old.serial, int(clock_now)),
@@ -183,6 +198,7 @@ class Registry:
             reverse=reverse,
             pod_ips=pod_ips,
             external=external,
+            pod_namespaces=pod_namespaces,
         )
         change = Change(
             services=frozenset(k for k in dirty_services if old.services.get(k) != services.get(k)),
@@ -190,6 +206,7 @@ class Registry:
             pods=frozenset(pods),
             addresses=frozenset(a for a in addresses if old.reverse.get(a) != reverse.get(a)),
             external=frozenset(a for a in external_touched if old.external.get(a) != external.get(a)),
+            clients=frozenset(clients),
             synced=self.snapshot.synced and not old.synced,
             replaced=replaced,
         )
@@ -284,3 +301,29 @@ class Registry:
                 self._pod_ips[key] += delta
                 if self._pod_ips[key] <= 0:
                     del self._pod_ips[key]
+
+    def _claim(self, previous: Record | None, new: Record | None, touched: set[str]) -> None:
+        """Keep `_claims`: the running pods outside the host's network, by address."""
+        for record, adding in ((previous, False), (new, True)):
+            if not isinstance(record, Pod) or not record.running or record.host_network:
+                continue
+            for ip in record.ips:
+                touched.add(ip)
+                others = tuple(pod for pod in self._claims.get(ip, ())
+                               if (pod.namespace, pod.name) != (record.namespace, record.name))
+                held = others + (record,) if adding else others
+                if held:
+                    self._claims[ip] = held
+                else:
+                    self._claims.pop(ip, None)
+
+
+def claimant(pods: Iterable[Pod]) -> str | None:
+    """The namespace autopath takes an address for, the same whatever order the pods came in.
+
+    A pod being deleted yields to a live one; between live pods the newest claim wins (an older
+    one's deletion has not arrived yet), then the greatest (namespace, name), so the choice never
+    depends on the order of events.  hostNetwork and finished pods never claim (see `_claim`).
+    """
+    best = max(pods, key=lambda pod: (not pod.terminating, pod.created, pod.namespace, pod.name), default=None)
+    return None if best is None else best.namespace

@@ -49,6 +49,8 @@ class Snapshot:
     # external address -> the services ("svc.ns") it belongs to (k8s_external's PTR); apart from `reverse`,
     # as the cluster zone must not answer PTR for addresses outside the cluster
     external: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # autopath: a client's address -> the namespace of the one pod it is taken to be (registry.claimant)
+    pod_namespaces: Mapping[str, str] = field(default_factory=dict)
 
     @staticmethod
     def empty(synced: bool) -> Snapshot:
@@ -74,6 +76,8 @@ def address_dependency(address: str) -> Dependency:
 
 def external_dependency(address: str) -> Dependency:
     return ("external", address)
+def client_namespace_dependency(address: str) -> Dependency:
+    return ("client namespace", address)
 
 
 SYNCED: Dependency = ("synced",)  # a "not synced yet" answer
@@ -89,6 +93,7 @@ class Change:
     pods: frozenset[PodAddress] = frozenset()  # running pod addresses that appeared or disappeared
     addresses: frozenset[str] = frozenset()  # reverse names that appeared, disappeared or changed
     external: frozenset[str] = frozenset()  # external addresses whose services changed
+    clients: frozenset[str] = frozenset()  # addresses whose entry in `pod_namespaces` changed
     synced: bool = False  # the snapshot became synced
     hosts: bool = False
     replaced: bool = False  # whole kinds were replaced (a listing, a relist, a reload of the files)
@@ -101,6 +106,7 @@ def invalidated(change: Change) -> set[Dependency]:
     touched.update(pod_dependency(key) for key in change.pods)
     touched.update(address_dependency(address) for address in change.addresses)
     touched.update(external_dependency(address) for address in change.external)
+    touched.update(client_namespace_dependency(address) for address in change.clients)
     if change.synced:
         touched.add(SYNCED)
     if change.hosts:

@@ -108,7 +108,7 @@ def build_config(syntax: CorefileSyntax, setups: Mapping[str, Setup], *, dns_por
     for block in syntax.blocks:
         keys = _keys(block, dns_port)
         context = SetupContext(tuple(dict.fromkeys(key.zone for key in keys)), Path(source).parent, resolv_conf,
-                               interface_addresses, frozenset(d.name.text for d in block.directives))
+                               interface_addresses, tuple(block.directives))
         blocks.append(_server_block(block, keys, context, setups))
     _check_overlaps(blocks)
     return Config(blocks=tuple(blocks), files=syntax.files, corefile_hash=syntax.sha512, source=source)

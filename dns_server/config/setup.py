@@ -39,7 +39,7 @@ class SetupContext:
     directory: Path  # the Corefile's directory, for our relative `fixtures DIR`
     resolv_conf: Callable[[Path], str]
     interface_addresses: Callable[[str], tuple[str, ...]]
-    directives: frozenset[str] = frozenset()  # the block's directives: for a plugin that needs another (k8s_external)
+    directives: tuple[Directive, ...] = ()  # the whole block's, for a plugin that needs another (autopath, k8s_external)
 
 
 Setup = Callable[[Sequence[Directive], SetupContext], object]  # a plugin's directives in one block -> its settings

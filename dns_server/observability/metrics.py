@@ -72,6 +72,7 @@ SIZE_BUCKETS = (0.0, 100.0, 200.0, 300.0, 400.0, 511.0, 1023.0, 2047.0, 4095.0, 
 DNS_PROGRAMMING_BUCKETS = exponential_buckets(0.001, 2, 20)  # kubernetes plugin: 1 ms to ~17 minutes
 FIRST_BUCKET = TIME_BUCKETS[0]  # the hot path calls `Tally.add_slow` only for queries slower than this
 
+AUTOPATH = "autopath"  # the plugin label of the replies autopath's walk found (its success counter)
 DROPPED = "dropped"  # vars.Dropped: the zone of queries that never reached a plugin chain
 PROXY_NAME = "forward"  # the proxy_name label of the forward plugin's upstream metrics
 SUCCESS, DENIAL = "success", "denial"  # the cache plugin's `type` label
@@ -195,6 +196,7 @@ class QueryMetrics:
         durations: dict[tuple[str, str, str], _Histogram] = {}
         request_sizes: dict[tuple[str, ...], _Histogram] = {}
         response_sizes: dict[tuple[str, ...], _Histogram] = {}
+        autopath: dict[tuple[str, ...], int] = {}
         for series in self._series[:]:
             tally = series.tally
             slow = tally.slow[:]  # slow buckets before the count: see the module docstring
@@ -204,6 +206,8 @@ class QueryMetrics:
                 continue
             requests[series.requests] = requests.get(series.requests, 0) + count
             responses[series.responses] = responses.get(series.responses, 0) + count
+            if series.responses[-1] == AUTOPATH:  # the plugin label of a reply the autopath walk found
+                autopath[series.where[:1]] = autopath.get(series.where[:1], 0) + count
             if series.do:
                 do_requests[series.where] = do_requests.get(series.where, 0) + count
             duration = durations.setdefault(series.where, _Histogram(len(TIME_BUCKETS)))
@@ -230,6 +234,9 @@ class QueryMetrics:
                           [*_WHERE, "proto"], SIZE_BUCKETS, _cumulative(response_sizes))
         yield _counters("coredns_dns_responses_total", "Counter of response status codes.",
                         [*_WHERE, "rcode", "plugin"], responses)
+        if autopath:  # a vector CoreDNS shows once it has counted
+            yield _counters("coredns_autopath_success_total", "Counter of requests that did autopath.", ["server"],
+                            autopath)
 
     def _monotonic(self, durations: dict[tuple[str, str, str], _Histogram]
                    ) -> dict[tuple[str, ...], tuple[list[int], float]]:

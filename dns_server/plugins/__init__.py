@@ -18,6 +18,7 @@ from dns_server.config.corefile import parse_corefile
 from dns_server.config.model import DEFAULT_PORT, PLUGIN_ORDER, Config, ServerBlock
 from dns_server.config.syntax import CorefileSyntax
 from dns_server.plugins import (
+    autopath,
     bind,
     bufsize,
     cache,
@@ -41,8 +42,8 @@ from dns_server.plugins import (
 
 PLUGINS: tuple[PluginSpec, ...] = (
     reload.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN, prometheus.PLUGIN, errors.PLUGIN,
-    log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, rewrite.PLUGIN, cache.PLUGIN, template.PLUGIN, hosts.PLUGIN,
-    k8s_external.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
+    log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, rewrite.PLUGIN, autopath.PLUGIN, cache.PLUGIN, template.PLUGIN,
+    hosts.PLUGIN, k8s_external.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
 )
 
 

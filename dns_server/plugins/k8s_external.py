@@ -91,7 +91,7 @@ class ExternalSettings:
 def setup(found: Sequence[Directive], context: SetupContext) -> ExternalSettings:
     plugin = Reader(NAME)
     directive = plugin.once(found)
-    if KUBERNETES not in context.directives:
+    if KUBERNETES not in {directive.name.text for directive in context.directives}:
         raise plugin.error(directive.name, "kubernetes plugin not loaded")  # CoreDNS says so at start-up
     values: dict[str, object] = {"zones": plugin.zones(directive.args) or context.zones}
     for option in plugin.options(directive):

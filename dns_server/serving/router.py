@@ -313,8 +313,9 @@ class Pipeline:
                       rotations=rotations, serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
-        elif CLIENT in answer.depends:
-            return _as_asked(data, entry.reply(reply_limit(via_tcp, payload, block.bufsize)), end)  # only for this client
+        elif CLIENT in answer.depends:  # only for this client: counted, never kept
+            reply = _as_asked(data, entry.reply(reply_limit(via_tcp, payload, block.bufsize)), end)
+            return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp)
         else:
             self.table.put(key, entry)
         return self._serve(entry, data, key, end, payload, via_tcp, peer)

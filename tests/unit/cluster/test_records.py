@@ -390,3 +390,21 @@ def test_an_object_of_any_shape_converts_or_is_malformed_nothing_else(obj: dict[
             pass
 
     check()
+
+
+def test_a_pod_keeps_what_autopath_decides_an_address_by() -> None:
+    """hostNetwork, a deletionTimestamp and the creation time (seconds) say which pod an address is."""
+    obj = pod({"phase": "Running", "podIP": "10.0.0.9"})
+    obj["metadata"].update(creationTimestamp="2024-05-01T10:00:00Z", deletionTimestamp="2024-05-02T00:00:00Z")
+    obj["spec"] = {"hostNetwork": True}
+    assert convert(obj) == Pod("shop", "web-0", ("10.0.0.9",), True, True, True, 1714557600)
+    assert convert(pod({"phase": "Running"})) == Pod("shop", "web-0", (), True, False, False, 0)
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"spec": {"hostNetwork": "yes"}}, "spec.hostNetwork is not a boolean"),
+    ({"metadata": {"name": "web-0", "creationTimestamp": "yesterday"}}, "metadata.creationTimestamp is not a time"),
+])
+def test_malformed_autopath_fields_say_which(change: dict[str, Any], reason: str) -> None:
+    with pytest.raises(MalformedObject, match=reason):
+        convert({**pod({"phase": "Running"}), **change})

@@ -132,8 +132,8 @@ def test_our_plugins_are_listed_in_plugin_order_each_once() -> None:
 
 
 def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
-    assert plugins_text() == ("bind\nbufsize\ncache\nchaos\nerrors\nforward\nhealth\nhosts\nk8s_external\nkubernetes\n"
-                              "loadbalance\nlog\nloop\nprometheus\nready\nreload\nrewrite\ntemplate\nwhoami\n")
+    assert plugins_text() == ("autopath\nbind\nbufsize\ncache\nchaos\nerrors\nforward\nhealth\nhosts\nk8s_external\n"
+                              "kubernetes\nloadbalance\nlog\nloop\nprometheus\nready\nreload\nrewrite\ntemplate\nwhoami\n")
 
 
 # --- directive names ---
@@ -145,16 +145,15 @@ def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
                                    "server"),
     (d("route53 example.org.:Z1234"), "Corefile:2 - Error during parsing: plugin 'route53' is not supported by "
                                        "this server"),
-    (d("autopath @kubernetes"), "Corefile:2 - Error during parsing: plugin 'autopath' is not supported by this "
-                                  "server"),
+    (d("acl"), "Corefile:2 - Error during parsing: plugin 'acl' is not supported by this server"),
 ])
 def test_unknown_and_unsupported_directives_stop_the_start(directive: Directive, message: str) -> None:
     assert error_of(server(".", d("errors"), directive)).replace("Corefile:3", "Corefile:2") == message
 
 
 def test_the_first_bad_name_in_the_file_is_the_one_reported() -> None:
-    message = error_of(server(".", d("cache", d("bogus"))), server("example.org", d("autopath @kubernetes")))
-    assert message == "Corefile:7 - Error during parsing: plugin 'autopath' is not supported by this server"
+    message = error_of(server(".", d("cache", d("bogus"))), server("example.org", d("acl")))
+    assert message == "Corefile:7 - Error during parsing: plugin 'acl' is not supported by this server"
 
 
 # --- server keys ---

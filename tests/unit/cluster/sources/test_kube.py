@@ -152,11 +152,13 @@ def test_a_list_page_keeps_only_what_dns_reads_and_falls_back_for_odd_shapes() -
     """decode_list projects each item onto the fields the converters read; a page with an object of
     another shape is read whole, so that object alone is rejected by its converter."""
     page = json.dumps({"metadata": {"resourceVersion": "42", "continue": "abc"}, "items": [
-        {"metadata": {"name": "p", "namespace": "ns", "managedFields": [{"manager": "kubelet"}]},
-         "spec": {"containers": [{"name": "app"}]},
+        {"metadata": {"name": "p", "namespace": "ns", "managedFields": [{"manager": "kubelet"}],
+                      "creationTimestamp": "2024-05-01T10:00:00Z"},
+         "spec": {"containers": [{"name": "app"}], "hostNetwork": True},
          "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}], "conditions": []}}]}).encode()
     items, version, token = decode_list(POD, page)
-    assert items == [{"metadata": {"name": "p", "namespace": "ns"},
+    assert items == [{"metadata": {"name": "p", "namespace": "ns", "creationTimestamp": "2024-05-01T10:00:00Z"},
+                      "spec": {"hostNetwork": True},
                       "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}]}}]
     assert (version, token) == ("42", "abc")
     odd = json.dumps({"metadata": {"resourceVersion": "7"},
