@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.name
@@ -295,11 +296,16 @@ def test_every_query_dnspython_builds_decodes_to_the_same_fields(message: dns.me
         assert (decoded.payload, decoded.do) == (512, False)
 
 
-@given(dnspython_queries())
-def test_the_hot_paths_read_of_a_plain_query_is_what_decoding_gives(message: dns.message.QueryMessage) -> None:
+@given(dnspython_queries(), st.lists(st.integers(0, 700), max_size=2), st.booleans())
+def test_the_hot_paths_read_of_a_plain_query_is_what_decoding_gives(message: dns.message.QueryMessage,
+                                                                   option_sizes: list[int], version_0: bool) -> None:
     """`read_plain` reads exactly the plain queries (QUERY opcode, EDNS version 0 or none), and its key and
-    Query are what `decode_query` and `question_key` make of them."""
-    wire = message.to_wire()
+    Query are what `decode_query` and `question_key` make of them, whatever EDNS options the query carries
+    (their length is the OPT record's RDLENGTH, over 255 bytes too)."""
+    if message.edns >= 0:
+        message.use_edns(0 if version_0 else message.edns, message.ednsflags, message.payload,
+                         options=[dns.edns.GenericOption(65001 + n, b"x" * size) for n, size in enumerate(option_sizes)])
+    wire = message.to_wire(max_size=65535)
     plain = read_plain(wire)
     decoded = decode_query(wire)
     assert (plain is not None) == (decoded.opcode == 0 and decoded.edns_version == 0)
@@ -319,6 +325,10 @@ def test_the_hot_paths_read_of_a_plain_query_is_what_decoding_gives(message: dns
      + b"\x00"),
     ("an OPT record whose data runs short", header(ar=1) + WWW + A_IN + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x04"),
     ("an additional record other than OPT", header(ar=1) + WWW + A_IN + b"\x00\x00\x01\x00\x01\x00\x00\x00\x00\x00\x00"),
+    ("256 additional records claimed", header(ar=256) + WWW + A_IN + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"),
+    ("256 additional records claimed, none there", header(ar=256) + WWW + A_IN),
+    ("257 additional records claimed", header(ar=257) + WWW + A_IN + b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00"),
+    ("a header and nothing else", header()),
 ])
 def test_anything_but_a_plain_query_is_left_to_decoding(what: str, packet: bytes) -> None:
     assert read_plain(packet) is None, what
