@@ -44,9 +44,9 @@ from dns_server.plugins.forward.outbound import CACHE, FORWARD, Outbound
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.plugins.kubernetes.chase import joined, target_key
 from dns_server.plugins.log import QueryLog, QueryLogWriter, QueryRecord
-from dns_server.plugins.loop import HINFO, LoopProbe
+from dns_server.plugins.loop import LoopProbe
 from dns_server.protocol.answer import Answer, Outcome, Relay
-from dns_server.protocol.codes import MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
+from dns_server.protocol.codes import HINFO, MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
 from dns_server.protocol.encode import Unencodable, encode, error_reply
 from dns_server.protocol.names import longest_zone, zone_text
 from dns_server.protocol.wire import (
