@@ -286,7 +286,9 @@ class Pipeline:
             if answer.outcome is Outcome.FORWARD:
                 target = ForwardTarget(block, block.outbound, answer.forward,
                                        query.name if relay is None else relay.name, relay)
-                self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels, forward=target))
+                if CLIENT not in answer.depends:  # a client's own question goes upstream each time
+                    self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels,
+                                              forward=target))
                 cached = block.outbound.cached(upstream, limit)
                 if cached is not None:
                     reply = block.chain.forwarded(_from_upstream(data, cached, end, relay, limit))

@@ -21,6 +21,8 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from dns_server.chain.chain import Chain
+from dns_server.chain.plugin import Handler, Next, Request
 from dns_server.cluster.records import Service
 from dns_server.cluster.snapshot import Change
 from dns_server.cluster.updates import Put, Remove
@@ -28,6 +30,7 @@ from dns_server.config.model import FALLTHROUGH_ALL, NO_FALLTHROUGH, ZoneKey
 from dns_server.plugins import chain_for
 from dns_server.plugins.cache import CacheSettings
 from dns_server.plugins.hosts import HostsEntry, HostsSettings, HostsTable
+from dns_server.protocol.answer import Answer, Outcome
 from dns_server.protocol.wire import decode_query, question_key
 from dns_server.serving.answer_table import AnswerTable, View
 from dns_server.serving.router import Block, Forward, Pipeline
@@ -513,3 +516,19 @@ def test_the_slow_path_keeps_each_answer_under_the_key_the_fast_path_reads(mode:
         assert bool(r.ednsflags & dns.flags.DO) == (other["edns"] == "do")
     assert pipeline.table.counters.hits == 1  # only the same mode found it; every other mode resolved afresh
     assert len(pipeline.table) == len(MODES)
+
+
+class ForwardsForTheClient(Handler):
+    """Reads who asked, then sends the question upstream: an answer only this client may have."""
+
+    def serve(self, request: Request, next: Next) -> Answer:
+        request.client()
+        return request.reads.answer(Outcome.FORWARD, forward=0)
+
+
+def test_a_forwarded_question_that_read_the_client_is_not_kept_for_others() -> None:
+    pipeline = pipeline_for()
+    the_block(pipeline).chain = Chain([("forward", ForwardsForTheClient())])
+    wire = dns.message.make_query("example.com", "A").to_wire()
+    assert isinstance(pipeline.handle(wire, False, ("192.0.2.1", 1000)), Forward)
+    assert not pipeline.table.entries
