@@ -270,7 +270,7 @@ def _health_check(plugin: Reader, option: Directive) -> dict[str, object]:
 
 
 def _upstreams(plugin: Reader, token: Token, context: SetupContext) -> list[Upstream]:
-    """One TO: `IP`, `IP:PORT`, `[V6]:PORT`, `dns://...`, `tls://...`, or a resolv.conf file (plugin/pkg/parse)."""
+    """One TO: `IP`, `[V6]`, `IP:PORT`, `[V6]:PORT`, `dns://...`, `tls://...`, or a resolv.conf file (plugin/pkg/parse)."""
     scheme, separator, rest = token.text.partition("://")
     if separator and scheme in UPSTREAM_SCHEMES:
         if scheme == TLS_SCHEME:
@@ -284,8 +284,8 @@ def _upstreams(plugin: Reader, token: Token, context: SetupContext) -> list[Upst
     if not text:
         raise plugin.error(token, f'invalid address: "{token.text}"')
     host, port = split_host_port(text)
-    if host is None:
-        host, port = text, str(DEFAULT_RESOLV_CONF_PORT)
+    if host is None:  # no port: an address (brackets trimmed, as CoreDNS does: `[::1]`), else a file
+        host, port = text.strip("[]"), str(DEFAULT_RESOLV_CONF_PORT)
     try:
         address = canonical_address(host)
     except ValueError:

@@ -488,6 +488,7 @@ def fwd(line: str, *options: Directive) -> tuple[ForwardSettings, ...]:
      (Upstream("8.8.8.8", 5353), Upstream("2001:db8::1"), Upstream("::1"), Upstream("1.1.1.1"),
       Upstream("9.9.9.9", 9953))),
     ("forward Example.ORG. 10.0.0.1", "example.org", (Upstream("10.0.0.1"),)),
+    ("forward . [2001:db8::2] dns://[::1]", "", (Upstream("2001:db8::2"), Upstream("::1"))),  # brackets, no port
     ("forward . /etc/resolv.conf", "", (Upstream("10.0.0.2"), Upstream("fd00::53"))),
     ("forward . /etc/empty.conf 10.9.9.9", "", (Upstream("10.9.9.9"),)),
     ("forward 10.0.0.0/24 10.0.0.1", "0.0.10.in-addr.arpa", (Upstream("10.0.0.1"),)),
