@@ -270,7 +270,8 @@ def _health_check(plugin: Reader, option: Directive) -> dict[str, object]:
 
 
 def _upstreams(plugin: Reader, token: Token, context: SetupContext) -> list[Upstream]:
-    """One TO: `IP`, `[V6]`, `IP:PORT`, `[V6]:PORT`, `dns://...`, `tls://...`, or a resolv.conf file (plugin/pkg/parse)."""
+    """One TO: `IP`, `[V6]`, `IP:PORT`, `[V6]:PORT`, `dns://...`, `tls://...`, or a resolv.conf file
+    (plugin/pkg/parse)."""
     scheme, separator, rest = token.text.partition("://")
     if separator and scheme in UPSTREAM_SCHEMES:
         if scheme == TLS_SCHEME:
