@@ -304,6 +304,30 @@ def test_failover_and_down_marking_and_probing() -> None:
     run(test)
 
 
+def test_with_force_tcp_the_probe_goes_over_tcp() -> None:
+    """An upstream that answers over TCP only comes back: its probes are TCP too (CoreDNS's transport choice)."""
+    silent = True
+
+    def tcp_only(query: dns.message.Message, via_tcp: bool) -> list[bytes]:
+        return [answer(query, "192.0.2.5")] if via_tcp and not silent else []
+
+    async def test() -> None:
+        nonlocal silent
+        stub = await StubUpstream(tcp_only).start()
+        forwarder = forwarder_for(stub.port, force_tcp=True)
+        for i in range(DEFAULT_MAX_FAILS):
+            with pytest.raises(NoAnswer):
+                await exchange(forwarder, f"t{i}.example.com")
+        assert forwarder.upstreams.servers[0].down
+        silent = False
+        await until(lambda: not forwarder.upstreams.servers[0].down)
+        assert all(via_tcp for q, via_tcp in stub.received if q.question[0].name.to_text() == ".")
+        await forwarder.close()
+        stub.close()
+
+    run(test)
+
+
 def test_a_refusing_upstream_is_probed_until_it_answers() -> None:
     """A port nobody listens on (ICMP port unreachable) is marked down, then found again by the probe."""
     async def test() -> None:

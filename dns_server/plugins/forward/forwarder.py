@@ -19,8 +19,8 @@ returns the upstream's reply as it came.  It
   match a query in flight is discarded (RFC 5452 9.1).
 Every failure counts against the upstream (a failed TLS handshake too: the query was never sent);
 one that is marked down is probed with `<domain> NS` every `health_check` seconds until it answers,
-over TLS for a `tls://` upstream.  The cache, prefetch and serve-stale are the
-block's (outbound.py).
+over TLS for a `tls://` upstream and over TCP with `force_tcp`.  The cache, prefetch and serve-stale
+are the block's (outbound.py).
 """
 
 from __future__ import annotations
@@ -223,6 +223,9 @@ class Forwarder:
                 if pool is not None:
                     query = self._ids.take().to_bytes(2, "big") + query[2:]
                     await pool.probe(query, len(self._probe_key) - 1, READ_TIMEOUT)
+                elif self.settings.force_tcp:  # probed the way it is asked, as CoreDNS does
+                    query = self._ids.take().to_bytes(2, "big") + query[2:]
+                    await _tcp(server, query, len(self._probe_key) - 1, READ_TIMEOUT)
                 else:
                     await self._channel(server).ask(query, len(self._probe_key) - 1, self._ids, READ_TIMEOUT)
             except OSError:  # TimeoutError and failed TLS handshakes included
