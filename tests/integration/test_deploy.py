@@ -545,10 +545,14 @@ def test_package_installs_and_runs_as_the_dockerfile_installs_it(tmp_path: Path)
                 shutil.copy2(origin, target)
 
     prefix = tmp_path / "install"
+    # --ignore-installed: without it pip uninstalls the checkout's own install from this interpreter's
+    # environment (the README's .venv) before installing under the prefix.
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
-           f"--prefix={prefix}", str(context)]
+           "--ignore-installed", f"--prefix={prefix}", str(context)]
+    ours_before = _installed_here()
     installed = subprocess.run(pip, capture_output=True, text=True, timeout=300)
     assert installed.returncode == 0, installed.stderr
+    assert _installed_here() == ours_before, "installing under a prefix removed this environment's own install"
 
     site = sysconfig.get_path("purelib", "posix_prefix", {"base": str(prefix), "platbase": str(prefix)})
     # Every module and py.typed, subpackages included (`--help` alone imports only a few).
@@ -563,3 +567,10 @@ def test_package_installs_and_runs_as_the_dockerfile_installs_it(tmp_path: Path)
     where = subprocess.run([sys.executable, "-c", "import dns_server; print(dns_server.__file__)"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     assert Path(where).is_relative_to(prefix)
+
+
+def _installed_here() -> bool:
+    """Whether this interpreter's environment has dns-server installed (the README's .venv does)."""
+    # -I: the environment alone, not the checkout's own dns_server.egg-info in the working directory
+    probe = [sys.executable, "-I", "-c", "import importlib.metadata as m; m.distribution('dns-server')"]
+    return subprocess.run(probe, capture_output=True, timeout=60).returncode == 0
