@@ -17,7 +17,8 @@ name` and `answer value`) and AKS's `coredns-custom` rewrite example show the re
 under the name asked.  OpenShift's operator Corefile forwards two server blocks over TLS to unbound's
 DNS-over-TLS port (tests/certificates.py's CA; for the block with a bare `tls`, the system trust
 store, which SSL_CERT_FILE in the server's environment points at that CA), counted by unbound's
-`num.query.tls`, and answers `hostname.bind` in class CH from its `chaos` block.
+`num.query.tls`, and answers `hostname.bind` in class CH from its `chaos` block.  AKS LocalDNS's
+node Corefile (its `template` rules) does not start: it uses `nsid`, which this server does not have.
 
 Corefile.example (kubeadm's Corefile, unchanged: `.:53`, in-cluster credentials, forward to
 /etc/resolv.conf) runs with real in-cluster credentials: KUBERNETES_SERVICE_HOST/PORT and the
@@ -300,6 +301,23 @@ def test_openshift_forwards_over_tls_and_answers_chaos(tmp_path: Path, dot_unbou
         for transport in ("udp", "tcp"):
             reply = server.ask("hostname.bind", "TXT", transport=transport, rdclass="CH")
             assert values(reply, "TXT") == [f'"{socket.gethostname()}"']
+
+
+def test_aks_localdns_is_refused_at_start_for_its_nsid(tmp_path: Path) -> None:
+    """AKS LocalDNS's node Corefile, unchanged: `nsid` (its line 32, the first of four) is a plugin this server
+    does not have, so the process exits with status 1 and the one line CoreDNS gives for an unknown plugin,
+    before it binds anything (its addresses, 169.254.10.10 and .11, are not even needed to see it)."""
+    path = tmp_path / "localdns.corefile"
+    shutil.copy(DATA / "aks-localdns" / "localdns.corefile", path)
+    server = ServerProcess("-conf", str(path), listen=False, log_path=tmp_path / "server.log")
+    server.launch()
+    try:
+        status = server.wait(DEADLINE)
+    finally:
+        server.stop()
+    assert status == 1
+    assert server.log().splitlines() == [
+        f"dns-server: error: {path}:32 - Error during parsing: plugin 'nsid' is not supported by this server"]
 
 
 def test_nodelocal_dns_cache_in_front_of_the_cluster_dns(tmp_path: Path, unbound: Unbound) -> None:

@@ -1062,6 +1062,28 @@ def test_openshift_corefile_forwards_over_tls_and_answers_hostname_bind(tmp_path
     assert chaos.setting("chaos") is not None and chaos.setting("forward") is None
 
 
+def test_aks_localdns_corefile_is_refused_for_nsid_alone(tmp_path: Path) -> None:
+    """The only plugin of AKS LocalDNS's Corefile this server lacks is `nsid`: refused by name at its first
+    use; without the four `nsid` lines, every other directive builds, the two `template` rules included."""
+    path = COREFILES / "aks-localdns" / "localdns.corefile"
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={})
+    assert str(raised.value) == f"{path}:32 - Error during parsing: plugin 'nsid' is not supported by this server"
+    lines = path.read_text().splitlines(keepends=True)
+    assert sum(line.strip().startswith("nsid ") for line in lines) == 4
+    (tmp_path / "Corefile").write_text("".join(line for line in lines if not line.strip().startswith("nsid ")))
+    health, vnet, cluster, stub, kube = from_file(tmp_path / "Corefile")
+    assert health.setting("whoami") is not None and health.bind == ("169.254.10.10", "169.254.10.11")
+    for block in (vnet, kube):
+        internal, reddog = block.setting("template").rules
+        assert (internal.zones, internal.rcode, [r.pattern for r in internal.regexes]) == (
+            ("internal.cloudapp.net",), 3, [r"^(?:[^.]+\.){4,}internal\.cloudapp\.net\.$"])
+        assert internal.fall == Fallthrough(())
+        assert (reddog.zones, reddog.rcode, reddog.fall) == (("reddog.microsoft.com",), 3, Fallthrough(None))
+    assert cluster.setting("template") is None and stub.setting("template") is None
+    assert cluster.setting("forward")[0].force_tcp and vnet.setting("forward")[0].prefer_udp
+
+
 def test_dns_port_applies_to_keys_without_a_port() -> None:
     syntax = parse_text(".:1053 {\n    errors\n}\nexample.org {\n    errors\n}\n", env={})
     assert [b.keys for b in build_config(syntax, dns_port=5300).blocks] == [(ZoneKey("", 1053),),
