@@ -12,6 +12,14 @@ NodeLocal DNSCache runs as on a node: one server is the cluster DNS (fixtures, `
 runs NodeLocal's Corefile, whose cluster.local and reverse blocks forward over TCP (`force_tcp`)
 to the first; the first's query log shows `tcp`.
 
+The Corefiles that rewrite: Gardener's (search-path `rewrite stop` rules with `answer
+name` and `answer value`) and AKS's `coredns-custom` rewrite example show the rewritten name's answer
+under the name asked.  OpenShift's operator Corefile forwards two server blocks over TLS to unbound's
+DNS-over-TLS port (tests/certificates.py's CA; for the block with a bare `tls`, the system trust
+store, which SSL_CERT_FILE in the server's environment points at that CA), counted by unbound's
+`num.query.tls`, and answers `hostname.bind` in class CH from its `chaos` block.  AKS LocalDNS's
+node Corefile (its `template` rules) does not start: it uses `nsid`, which this server does not have.
+
 Corefile.example (kubeadm's Corefile, unchanged: `.:53`, in-cluster credentials, forward to
 /etc/resolv.conf) runs with real in-cluster credentials: KUBERNETES_SERVICE_HOST/PORT and the
 service-account files (token, ca.crt, namespace) under /var/run/secrets/kubernetes.io/serviceaccount,
@@ -37,8 +45,9 @@ from typing import Iterator
 import pytest
 import yaml
 
+from tests.certificates import SERVER_NAME, Certificates, make_certificates
 from tests.cluster_data import ZONES as CLUSTER_ZONES
-from tests.integration.replies import outcome, rcode, ttls, values
+from tests.integration.replies import outcome, owners, rcode, ttls, values
 from tests.integration.server import ServerProcess, free_port, wait_for
 from tests.integration.upstream import ZONES, Unbound
 from tests.kube_api_standin import KubeApiStandIn, objects_of, self_signed_certificate
@@ -173,11 +182,18 @@ def test_aks_with_its_custom_imports(tmp_path: Path, unbound: Unbound) -> None:
     custom.write_text(adapt(custom.read_text(), PORT, Adapted(
         "forward . 192.11.0.1  # this is my test server", "forward . {$UNBOUND}",
         "the example's stub server is not here: unbound serves puglife.local instead")))
+    rewrite = tmp_path / "etc-coredns" / "custom" / "test.server"
+    rewrite.write_text(adapt(rewrite.read_text(), PORT, Adapted(
+        "forward . /etc/resolv.conf # you can redirect this to a specific DNS server such as 10.0.0.10, but that "
+        "server must be able to resolve the rewritten domain name", "forward . 127.0.0.1:{$DNS_PORT}",
+        "as the page's comment says, the server asked must resolve the rewritten name: the cluster DNS itself "
+        "(this server's own `.` block), not this machine's resolver")))
     text = adapt((DATA / "aks" / "Corefile").read_text(), PORT, RESOLV_CONF, READY, METRICS, HEALTH_LINE,
                  Adapted("kubernetes cluster.local in-addr.arpa ip6.arpa {",
                          "kubernetes cluster.local in-addr.arpa ip6.arpa {\n      fixtures {$ZONES}", FIXTURES.why))
-    env = {"ZONES": str(CLUSTER_ZONES), "UNBOUND": unbound.address, **http_env()}
-    server = ServerProcess.from_corefile(tmp_path / "etc-coredns", text, env=env,
+    port = free_port()
+    env = {"ZONES": str(CLUSTER_ZONES), "UNBOUND": unbound.address, "DNS_PORT": str(port), **http_env()}
+    server = ServerProcess.from_corefile(tmp_path / "etc-coredns", text, env=env, port=port,
                                          ready_name="frontend.shop.svc.cluster.local", ready_type="A")
     with running(server):
         assert_serves_the_cluster(server, ttl=5)
@@ -185,6 +201,124 @@ def test_aks_with_its_custom_imports(tmp_path: Path, unbound: Unbound) -> None:
         assert outcome(server.ask("www.puglife.local")) == ["192.0.2.90"]
         wait_for(lambda: any('"A IN www.example.com. udp ' in line for line in server.log_lines("[INFO] 127.0.0.1:")),
                  DEADLINE, "a query log line from the imported `log`")
+        # test.server: contoso.com names are the default namespace's services, answered under the name asked
+        for transport in ("udp", "tcp"):
+            reply = server.ask("kubernetes.contoso.com", transport=transport)
+            assert values(reply) == ["10.96.0.1"] and owners(reply) == ["kubernetes.contoso.com."]
+        assert rcode(server.ask("nothing.contoso.com")) == "NXDOMAIN"
+        # test.server's `log` shows the name asked, the `.` block's (log.override) the rewritten one it was sent on
+        wait_for(lambda: any('"A IN kubernetes.contoso.com. tcp ' in line
+                             for line in server.log_lines("[INFO] 127.0.0.1:")), DEADLINE, "the name asked, logged")
+        wait_for(lambda: any('"A IN kubernetes.default.svc.cluster.local. ' in line
+                             for line in server.log_lines("[INFO] 127.0.0.1:")), DEADLINE, "the rewritten name, logged")
+
+
+def test_gardener_rewrites_search_path_expansions(tmp_path: Path, unbound: Unbound) -> None:
+    """Gardener's shoot Corefile: a name the pod's search path expanded once too often
+    (`<svc>.<ns>.svc.cluster.local.svc.cluster.local`, `www.example.com.svc.cluster.local`) is answered
+    as the name it meant, under the name asked (`answer name`), and a target in the data too (`answer value`)."""
+    text = adapt((DATA / "gardener" / "Corefile").read_text(), RESOLV_CONF, METRICS,
+                 Adapted(".:8053 {", ". {", "port 8053 may be taken: `-dns.port` gives the key a free port"),
+                 Adapted("  health {\n", "  health {$HEALTH} {\n", HEALTH_BLOCK.why),
+                 Adapted("  ready\n", "  ready {$READY}\n", READY.why),
+                 Adapted("kubernetes cluster.local in-addr.arpa ip6.arpa {",
+                         "kubernetes cluster.local in-addr.arpa ip6.arpa {\n      fixtures {$ZONES}", FIXTURES.why))
+    env = {"ZONES": str(CLUSTER_ZONES), "UNBOUND": unbound.address, **http_env()}
+    server = ServerProcess.from_corefile(tmp_path, text, env=env, ready_name="frontend.shop.svc.cluster.local",
+                                         ready_type="A")
+    with running(server):
+        assert_serves_the_cluster(server, ttl=30)
+        assert_forwards(server, unbound)
+        for transport in ("udp", "tcp"):
+            expanded = "frontend.shop.svc.cluster.local.svc.cluster.local"
+            reply = server.ask(expanded, transport=transport)
+            assert values(reply) == ["10.96.10.20"] and owners(reply) == [expanded + "."]
+            reply = server.ask("www.example.com.svc.cluster.local", transport=transport)
+            assert values(reply) == ["192.0.2.10"] and owners(reply) == ["www.example.com.svc.cluster.local."]
+        mx = server.ask("www.example.com.svc.cluster.local", "MX")
+        assert values(mx, "MX") == ["10 mail.example.com.svc.cluster.local."]  # answer value: the exchange too
+        assert rcode(server.ask("nothing.shop.svc.cluster.local.svc.cluster.local")) == "NXDOMAIN"
+        assert unbound.has_seen("www.example.com", "MX")
+        assert not unbound.has_seen("www.example.com.svc.cluster.local", "A")  # the rewritten name went upstream
+
+
+# -- OpenShift: forward over TLS, chaos ------------------------------------------------------------------------
+
+FOO_COM = """\
+$ORIGIN foo.com.
+@    3600 IN SOA ns.foo.com. hostmaster.foo.com. 1 7200 1800 86400 60
+@    3600 IN NS  ns.foo.com.
+ns    300 IN A   192.0.2.51
+*     300 IN A   192.0.2.50
+"""
+BAR_COM = FOO_COM.replace("foo.com", "bar.com").replace("192.0.2.5", "192.0.2.6")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return make_certificates(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="module")
+def dot_unbound(tmp_path_factory: pytest.TempPathFactory, certs: Certificates) -> Iterator[Unbound]:
+    """unbound with foo.com and bar.com too, serving DNS over TLS with the test CA's certificate."""
+    with Unbound(tmp_path_factory.mktemp("unbound-dot"), zones={**ZONES, "foo.com": FOO_COM, "bar.com": BAR_COM},
+                 tls=(certs.server, certs.server_key)) as running:
+        yield running
+
+
+def test_openshift_forwards_over_tls_and_answers_chaos(tmp_path: Path, dot_unbound: Unbound,
+                                                        certs: Certificates) -> None:
+    """The DNS operator's Corefile for two `servers` over TLS: foo.com with the system trust store (bare
+    `tls`), bar.com with the mounted CA bundle; `.` forwards in plain DNS; `hostname.bind` is `chaos`."""
+    text = adapt((DATA / "openshift" / "Corefile").read_text(), READY, HEALTH_BLOCK, RESOLV_CONF,
+                 Adapted("prometheus 127.0.0.1:9153", "prometheus {$METRICS}", METRICS.why, count=3),
+                 Adapted("forward . tls://1.1.1.1 tls://2.2.2.2:5353 {", "forward . tls://{$DOT} {",
+                         "the example's resolvers are not ours: unbound's DNS-over-TLS port, serving foo.com and "
+                         "bar.com", count=2),
+                 Adapted(":5353 {", " {", "port 5353 may be taken: `-dns.port` gives the keys a free port", count=4),
+                 Adapted("tls_servername dns.foo.com", f"tls_servername {SERVER_NAME}",
+                         "the test certificate names dot.test"),
+                 Adapted("tls_servername dns.bar.com", f"tls_servername {SERVER_NAME}",
+                         "the test certificate names dot.test"),
+                 Adapted("tls /etc/pki/dns.bar.com-ca-cacerts-2/ca-bundle.crt", "tls {$CA_BUNDLE}",
+                         "the operator mounts the `cacerts` ConfigMap there: the test CA instead"),
+                 Adapted("kubernetes cluster.local in-addr.arpa ip6.arpa {",
+                         "kubernetes cluster.local in-addr.arpa ip6.arpa {\n        fixtures {$ZONES}",
+                         FIXTURES.why))
+    env = {"ZONES": str(CLUSTER_ZONES), "UNBOUND": dot_unbound.address, "DOT": f"127.0.0.1:{dot_unbound.tls_port}",
+           "CA_BUNDLE": str(certs.ca), "SSL_CERT_FILE": str(certs.ca), **http_env()}
+    server = ServerProcess.from_corefile(tmp_path, text, env=env, ready_name="frontend.shop.svc.cluster.local",
+                                         ready_type="A")
+    with running(server):
+        assert_serves_the_cluster(server, ttl=5)
+        tls = dot_unbound.stats().get("num.query.tls", 0)
+        for transport in ("udp", "tcp"):
+            assert outcome(server.ask(f"{transport}.foo.com", transport=transport)) == ["192.0.2.50"]
+            assert outcome(server.ask(f"{transport}.bar.com", transport=transport)) == ["192.0.2.60"]
+        assert dot_unbound.stats().get("num.query.tls", 0) == tls + 4  # each over TLS, the UDP clients' too
+        assert_forwards(server, dot_unbound)
+        assert dot_unbound.stats().get("num.query.tls", 0) == tls + 4  # `.` forwards in plain DNS
+        for transport in ("udp", "tcp"):
+            reply = server.ask("hostname.bind", "TXT", transport=transport, rdclass="CH")
+            assert values(reply, "TXT") == [f'"{socket.gethostname()}"']
+
+
+def test_aks_localdns_is_refused_at_start_for_its_nsid(tmp_path: Path) -> None:
+    """AKS LocalDNS's node Corefile, unchanged: `nsid` (its line 32, the first of four) is a plugin this server
+    does not have, so the process exits with status 1 and the one line CoreDNS gives for an unknown plugin,
+    before it binds anything (its addresses, 169.254.10.10 and .11, are not even needed to see it)."""
+    path = tmp_path / "localdns.corefile"
+    shutil.copy(DATA / "aks-localdns" / "localdns.corefile", path)
+    server = ServerProcess("-conf", str(path), listen=False, log_path=tmp_path / "server.log")
+    server.launch()
+    try:
+        status = server.wait(DEADLINE)
+    finally:
+        server.stop()
+    assert status == 1
+    assert server.log().splitlines() == [
+        f"dns-server: error: {path}:32 - Error during parsing: plugin 'nsid' is not supported by this server"]
 
 
 def test_nodelocal_dns_cache_in_front_of_the_cluster_dns(tmp_path: Path, unbound: Unbound) -> None:

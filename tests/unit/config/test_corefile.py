@@ -603,7 +603,45 @@ def test_aks_with_its_custom_files() -> None:
     assert names(corefile) == [
         ((".:53",), ["errors", "ready", "health", "kubernetes", "prometheus", "forward", "cache", "loop", "reload",
                      "loadbalance", "log"]),
-        (("puglife.local:53",), ["errors", "cache", "forward"])]
+        (("puglife.local:53",), ["errors", "cache", "forward"]),
+        (("contoso.com:53",), ["log", "errors", "rewrite", "forward"])]
     assert syntax.files == (corefile, corefile.parent / "custom" / "log.override",
-                            corefile.parent / "custom" / "puglife.server")
+                            corefile.parent / "custom" / "puglife.server", corefile.parent / "custom" / "test.server")
     assert [a.text for a in syntax.blocks[1].directives[2].args] == [".", "192.11.0.1"]
+    rewrite, forward = syntax.blocks[2].directives[2:]
+    assert shape(rewrite) == ("rewrite", ("stop",), (
+        ("name", ("regex", r"(.*)\.contoso\.com", "{1}.default.svc.cluster.local"), None),
+        ("answer", ("name", r"(.*)\.default\.svc\.cluster\.local", "{1}.contoso.com"), None)))
+    assert shape(forward) == ("forward", (".", "/etc/resolv.conf"), None)  # the page's comment is no argument
+
+
+def test_gardener(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="dns_server.config.corefile"):
+        syntax = parse_corefile(CORE_FILES / "gardener" / "Corefile")
+    assert [(tuple(k.text for k in b.keys), [d.name.text for d in b.directives]) for b in syntax.blocks] == [
+        ((".:8053",), ["health", "ready", "rewrite", "rewrite", "kubernetes", "prometheus", "loop", "errors", "log",
+                       "forward", "cache", "reload", "loadbalance"])]
+    first = shape(syntax.blocks[0].directives[2])
+    assert first == ("rewrite", ("stop",), (
+        ("name", ("regex", r"(^(?:[^\.]+\.)+)svc\.cluster\.local\.svc\.cluster\.local", "{1}svc.cluster.local"), None),
+        ("answer", ("name", r"(^(?:[^\.]+\.)+)svc\.cluster\.local", "{1}svc.cluster.local.svc.cluster.local"), None),
+        ("answer", ("value", r"(^(?:[^\.]+\.)+)svc\.cluster\.local", "{1}svc.cluster.local.svc.cluster.local"),
+         None)))
+    assert [r.getMessage() for r in caplog.records] == [
+        "No files matching import glob pattern: custom/*.override",
+        "No files matching import glob pattern: custom/*.server"]
+
+
+def test_openshift() -> None:
+    assert names(CORE_FILES / "openshift" / "Corefile") == [
+        (("foo.com:5353",), ["prometheus", "forward", "errors", "log", "bufsize", "cache"]),
+        (("bar.com:5353",), ["prometheus", "forward", "errors", "log", "bufsize", "cache"]),
+        ((".:5353",), ["bufsize", "errors", "log", "health", "ready", "kubernetes", "prometheus", "forward", "cache",
+                       "reload"]),
+        (("hostname.bind:5353",), ["chaos"])]
+    foo, bar = (parse_corefile(CORE_FILES / "openshift" / "Corefile").blocks[i].directives[1] for i in (0, 1))
+    assert shape(foo) == ("forward", (".", "tls://1.1.1.1", "tls://2.2.2.2:5353"), (
+        ("tls_servername", ("dns.foo.com",), None), ("tls", (), None), ("policy", ("round_robin",), None)))
+    assert shape(bar) == ("forward", (".", "tls://1.1.1.1", "tls://2.2.2.2:5353"), (
+        ("tls_servername", ("dns.bar.com",), None), ("tls", ("/etc/pki/dns.bar.com-ca-cacerts-2/ca-bundle.crt",), None),
+        ("policy", ("round_robin",), None)))

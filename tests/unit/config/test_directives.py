@@ -34,6 +34,7 @@ from dns_server.plugins.hosts import HostsSettings
 from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
 from dns_server.plugins.log import COMBINED_LOG_FORMAT, DEFAULT_LOG_FORMAT, LogRule
 from dns_server.plugins.reload import ReloadSettings
+from tests.certificates import make_certificates
 from tests.doubles import server_block
 
 FILE = "Corefile"
@@ -995,11 +996,93 @@ def test_nodelocaldns_corefile_binds_four_blocks_to_the_same_addresses() -> None
 
 
 def test_aks_corefile_imports_custom_server_and_override_files() -> None:
-    root, puglife = from_file(COREFILES / "aks" / "Corefile")
+    root, puglife, _ = from_file(COREFILES / "aks" / "Corefile")  # and test.server: below
     assert root.setting("log") == (LogRule(),)  # custom/log.override
     assert puglife.keys == (ZoneKey("puglife.local"),)
     assert puglife.setting("forward")[0].to == (Upstream("192.11.0.1"),)
     assert puglife.location.endswith("custom/puglife.server:1")
+
+
+def test_aks_rewrite_server_block_from_the_custom_configmap() -> None:
+    *_, contoso = from_file(COREFILES / "aks" / "Corefile")
+    assert contoso.keys == (ZoneKey("contoso.com"),) and contoso.location.endswith("custom/test.server:1")
+    (rule,) = contoso.setting("rewrite").rules
+    assert (rule.mode, rule.match.kind, rule.match.pattern.pattern, rule.to) == (
+        "stop", "regex", r"(.*)\.contoso\.com", "{1}.default.svc.cluster.local.")
+    (answer,) = rule.answers
+    assert (answer.rewriter.pattern.pattern, answer.rewriter.replacement) == (
+        r"(.*)\.default\.svc\.cluster\.local", "{1}.contoso.com.")
+    assert contoso.setting("log") == (LogRule(),) and contoso.setting("errors") == ErrorsSettings()
+
+
+def test_gardener_corefile_rewrites_search_path_expansions() -> None:
+    (block,) = from_file(COREFILES / "gardener" / "Corefile")
+    assert block.keys == (ZoneKey("", 8053),)
+    rules = block.setting("rewrite").rules
+    assert [(r.mode, r.match.kind, r.match.pattern.pattern, r.to) for r in rules] == [
+        ("stop", "regex", r"(^(?:[^\.]+\.)+)svc\.cluster\.local\.svc\.cluster\.local", "{1}svc.cluster.local."),
+        ("stop", "regex", r"(.*)\.example\.com\.svc\.cluster\.local", "{1}.example.com.")]
+    assert [[(type(a).__name__, a.rewriter.replacement) for a in r.answers] for r in rules] == [
+        [("OwnerRule", "{1}svc.cluster.local.svc.cluster.local."),
+         ("ValueRule", "{1}svc.cluster.local.svc.cluster.local.")],
+        [("OwnerRule", "{1}.example.com.svc.cluster.local."), ("ValueRule", "{1}.example.com.svc.cluster.local.")]]
+    assert block.setting("health") == HealthSettings(("", 8080), 15.0)
+    assert block.setting("log") == (LogRule(classes=frozenset({"error"})),)
+    assert block.setting("loadbalance") and block.setting("loop")
+    assert block.setting("kubernetes").ttl == 30
+
+
+OPENSHIFT_CA = "/etc/pki/dns.bar.com-ca-cacerts-2/ca-bundle.crt"
+
+
+def test_openshift_corefile_needs_its_mounted_ca_bundle() -> None:
+    """As CoreDNS: `tls CA` reads the file at start; the operator mounts it from the `cacerts` ConfigMap."""
+    path = COREFILES / "openshift" / "Corefile"
+    with pytest.raises(ConfigError) as raised:
+        from_file(path)
+    assert str(raised.value) == (f"plugin/forward: {path}:23 - Error during parsing: error reading {OPENSHIFT_CA}: "
+                                 f"open {OPENSHIFT_CA}: no such file or directory")
+
+
+def test_openshift_corefile_forwards_over_tls_and_answers_hostname_bind(tmp_path: Path) -> None:
+    certificates = make_certificates(tmp_path)
+    path = tmp_path / "Corefile"
+    path.write_text((COREFILES / "openshift" / "Corefile").read_text().replace(OPENSHIFT_CA, str(certificates.ca)))
+    foo, bar, root, chaos = from_file(path)
+    assert [b.keys for b in (foo, bar, root, chaos)] == [(ZoneKey("foo.com", 5353),), (ZoneKey("bar.com", 5353),),
+                                                          (ZoneKey("", 5353),), (ZoneKey("hostname.bind", 5353),)]
+    for block, name in ((foo, "dns.foo.com"), (bar, "dns.bar.com")):
+        (forward,) = block.setting("forward")
+        assert forward.to == (Upstream("1.1.1.1", 853, name), Upstream("2.2.2.2", 5353, name))
+        assert forward.policy == Policy.ROUND_ROBIN and forward.tls_context is not None
+        assert bufsize_of(block) == 1232 and block.setting("prometheus") == ("127.0.0.1", 9153)
+        assert block.setting("cache") == CacheSettings(success_ttl=900, denial_capacity=9984, denial_ttl=30)
+    (forward,) = root.setting("forward")
+    assert forward.policy == Policy.SEQUENTIAL and forward.tls_context is None
+    assert root.setting("health") == HealthSettings(("", 8080), 20.0)
+    assert chaos.setting("chaos") is not None and chaos.setting("forward") is None
+
+
+def test_aks_localdns_corefile_is_refused_for_nsid_alone(tmp_path: Path) -> None:
+    """The only plugin of AKS LocalDNS's Corefile this server lacks is `nsid`: refused by name at its first
+    use; without the four `nsid` lines, every other directive builds, the two `template` rules included."""
+    path = COREFILES / "aks-localdns" / "localdns.corefile"
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, env={})
+    assert str(raised.value) == f"{path}:32 - Error during parsing: plugin 'nsid' is not supported by this server"
+    lines = path.read_text().splitlines(keepends=True)
+    assert sum(line.strip().startswith("nsid ") for line in lines) == 4
+    (tmp_path / "Corefile").write_text("".join(line for line in lines if not line.strip().startswith("nsid ")))
+    health, vnet, cluster, stub, kube = from_file(tmp_path / "Corefile")
+    assert health.setting("whoami") is not None and health.bind == ("169.254.10.10", "169.254.10.11")
+    for block in (vnet, kube):
+        internal, reddog = block.setting("template").rules
+        assert (internal.zones, internal.rcode, [r.pattern for r in internal.regexes]) == (
+            ("internal.cloudapp.net",), 3, [r"^(?:[^.]+\.){4,}internal\.cloudapp\.net\.$"])
+        assert internal.fall == Fallthrough(())
+        assert (reddog.zones, reddog.rcode, reddog.fall) == (("reddog.microsoft.com",), 3, Fallthrough(None))
+    assert cluster.setting("template") is None and stub.setting("template") is None
+    assert cluster.setting("forward")[0].force_tcp and vnet.setting("forward")[0].prefer_udp
 
 
 def test_dns_port_applies_to_keys_without_a_port() -> None:
