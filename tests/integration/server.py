@@ -173,6 +173,14 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             raise AssertionError(f"the server still runs after {timeout:g} s: {self.log()}") from None
 
+    def refused_start(self, timeout: float) -> int:
+        """Launch a server expected to refuse its configuration: its exit status (stopped if it still runs)."""
+        self.launch()
+        try:
+            return self.wait(timeout)
+        finally:
+            self.stop()
+
     def stop(self, signum: int = signal.SIGTERM) -> int:
         assert self.process is not None
         if self.process.poll() is None:

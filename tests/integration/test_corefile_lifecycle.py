@@ -153,11 +153,7 @@ def test_a_server_block_left_open_is_refused_at_start(tmp_path: Path) -> None:
     """The Corefile's last `}` missing after a directive's block: one line naming the file and the line, and
     the process exits with status 1 (as CoreDNS) without serving."""
     server = ServerProcess.from_corefile(tmp_path, hosts_corefile("10.11.0.1").removesuffix("}\n"))
-    server.launch()
-    try:
-        status = server.wait(DEADLINE)
-    finally:
-        server.stop()
+    status = server.refused_start(DEADLINE)
     assert status == 1
     assert server.log().splitlines() == [
         f"dns-server: error: {tmp_path}/Corefile:5 - Error during parsing: Unexpected EOF"]

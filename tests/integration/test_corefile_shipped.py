@@ -311,11 +311,7 @@ def test_aks_localdns_is_refused_at_start_for_its_nsid(tmp_path: Path) -> None:
     path = tmp_path / "localdns.corefile"
     shutil.copy(DATA / "aks-localdns" / "localdns.corefile", path)
     server = ServerProcess("-conf", str(path), listen=False, log_path=tmp_path / "server.log")
-    server.launch()
-    try:
-        status = server.wait(DEADLINE)
-    finally:
-        server.stop()
+    status = server.refused_start(DEADLINE)
     assert status == 1
     assert server.log().splitlines() == [
         f"dns-server: error: {path}:32 - Error during parsing: plugin 'nsid' is not supported by this server"]

@@ -81,11 +81,7 @@ def test_a_name_no_regex_matches_is_servfail_without_fallthrough(server: ServerP
 def test_a_bad_rule_stops_the_start_with_one_line(tmp_path: Path) -> None:
     corefile = '. {\n    template IN A {\n        match "^ip-(["\n    }\n}\n'
     server = ServerProcess.from_corefile(tmp_path, corefile, ready_name="a.example.org", ready_type="A")
-    server.launch()
-    try:
-        status = server.wait(DEADLINE)
-    finally:
-        server.stop()
+    status = server.refused_start(DEADLINE)
     assert status == 1
     (line,) = server.log().splitlines()
     assert line.startswith(f"dns-server: error: plugin/template: {tmp_path}/Corefile:3 - Error during parsing: "
