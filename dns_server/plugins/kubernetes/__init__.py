@@ -4,8 +4,9 @@
 - qname.py: a name in a cluster zone parsed once into its kind and parts;
 - zone.py: the answers, per the Kubernetes DNS specification and CoreDNS;
 - here: its place in the chain.  Names outside its zones go on; names that do not exist go on when
-  `fallthrough` covers them (also while the cluster is not read yet); zone transfers are REFUSED
-  (CoreDNS needs its `transfer` plugin for them).
+  `fallthrough` covers them (also while the cluster is not read yet; an ExternalName whose
+  in-cluster target does not exist is no such name); zone transfers are REFUSED (CoreDNS needs its
+  `transfer` plugin for them).
 The data itself comes from dns_server.cluster (the registry and its sources), which the runtime
 opens for every block whose settings read the same source.
 """
@@ -41,8 +42,9 @@ class Kubernetes(Handler):
             return REFUSE
         cluster = Zone(name, parse_qname(name, zone), request, next, self.settings, self.bound)
         answer = merge([cluster.answer(t) for t in ANY_TYPES]) if qtype == ANY else cluster.answer(qtype)
-        if answer.outcome in (Outcome.NXDOMAIN, Outcome.NOT_READY) and self.settings.fallthrough.covers(name):
-            return next(request)
+        if (answer.outcome in (Outcome.NXDOMAIN, Outcome.NOT_READY) and not answer.answer
+                and self.settings.fallthrough.covers(name)):
+            return next(request)  # only a name that does not exist: an ExternalName's CNAME is ours to give
         return answer
 
 

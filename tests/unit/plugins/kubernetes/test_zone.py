@@ -453,6 +453,13 @@ def test_external_name(what: str, settings: ServerBlock, svc: str, qtype: str, o
     assert answer.plugin == "kubernetes"
 
 
+def test_fallthrough_keeps_the_cname_of_a_name_that_exists() -> None:
+    """The ExternalName exists; only its in-cluster target does not: the CNAME and NXDOMAIN stay ours."""
+    answer = ask(f"dangling.shop.svc.{Z}", "A", block(fallthrough=FALLTHROUGH_ALL), EXTERNAL_SNAPSHOT)
+    assert answer.outcome is Outcome.NXDOMAIN
+    assert [show((rr,)).pop() for rr in answer.answer] == [f"dangling.shop.svc.{Z} CNAME nope.shop.svc.{Z}"]
+
+
 def test_a_cname_loop_ends_in_servfail() -> None:
     answer = ask(f"loop-a.shop.svc.{Z}", "A", snapshot=EXTERNAL_SNAPSHOT)
     assert (answer.outcome, answer.reason, answer.plugin) == (Outcome.SERVFAIL, "CNAME chain too long", "kubernetes")
