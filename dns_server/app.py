@@ -218,6 +218,11 @@ def announce(config: Config, runtime: Runtime) -> None:
             log_event(log, "startup", f"plugin/kubernetes: serving zone {', '.join(kubernetes.zones)} from "
                       f"{cluster.source.summary()}{state}", plugin="kubernetes", zones=list(kubernetes.zones),
                       source=cluster.source.summary(), synced=cluster.synced, objects=cluster.registry.counts())
+        external = block.setting("k8s_external")
+        if external is not None and "" in external.zones:
+            log.warning("plugin/k8s_external: it serves the root zone: it reads every name that reaches it as "
+                        "<service>.<namespace> and answers NXDOMAIN for the others (nothing after it, forward "
+                        "included, sees them); name its zones")
         for forward in block.setting("forward") or ():
             upstreams = [str(u) for u in forward.to]
             log_event(log, "startup", f"plugin/forward: forwarding names in {zone_text(forward.from_zone)} to "

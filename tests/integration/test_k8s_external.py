@@ -125,3 +125,13 @@ def test_a_changed_load_balancer_is_served_from_the_changed_manifest(tmp_path: P
                  RELOAD_WAIT, "the new ingress address to be served")
         assert values(server.ask("77.100.51.198.in-addr.arpa", "PTR", "tcp"), "PTR") == ["shop.web.example.org."]
         assert rcode(server.ask("10.100.51.198.in-addr.arpa", "PTR")) == "NXDOMAIN"
+
+
+def test_k8s_external_without_zones_in_the_root_block_is_warned_about(tmp_path: Path, unbound: Unbound) -> None:
+    """CoreDNS gives the plugin the block's zones: in `.` it takes every name, silently."""
+    corefile = COREFILE.replace("k8s_external example.org 100.51.198.in-addr.arpa {\n        headless\n    }",
+                                "k8s_external")
+    env = {"FIXTURES": str(FIXTURES), "UNBOUND": unbound.address}
+    with ServerProcess.from_corefile(tmp_path, corefile, env=env) as server:
+        assert rcode(server.ask("www.example.com", "A")) == "NXDOMAIN"  # not forwarded: k8s_external took it
+        assert "plugin/k8s_external: it serves the root zone" in server.log()
