@@ -315,6 +315,7 @@ class Result:
     rss_mb: float = 0.0  # peak
     rss_end_mb: float = 0.0  # after the runs
     cpu_seconds: float = 0.0  # used by the server during the saturated runs
+    fixed_cpu_seconds: float = 0.0  # ... and during the fixed-rate runs
     foreign_server_core: float = 0.0  # CPU seconds other processes used on the server's core meanwhile
     foreign_client_core: float = 0.0  # ... and on dnsperf's core
     wall_seconds: float = 0.0  # of the saturated runs
@@ -322,6 +323,11 @@ class Result:
     counted: int | None = None  # queries /metrics counted (prometheus)
     slice_qps: list[float] = field(default_factory=list)  # each saturated slice's QPS, in turn order
     tcp_slice_qps: list[float] = field(default_factory=list)  # ... and each TCP run's
+
+    @property
+    def cpu_us_per_query(self) -> float:
+        """Server CPU time per answered query below saturation: the efficiency figure that holds on any machine."""
+        return self.fixed_cpu_seconds / self.fixed.completed * 1e6 if self.fixed.completed else float("nan")
 
     @property
     def cpu_share(self) -> float:
@@ -383,8 +389,10 @@ def run_round(order: list[Server], processes: Processes, workdir: Path, scratch:
             results[server.name].tcp.add(run)
             results[server.name].tcp_slice_qps.append(run.qps)
         for server in turns(full, args.fixed_duration, args.slice):
+            used = cpu_seconds(server.pids())
             results[server.name].fixed.add(dnsperf(
                 server.port, query_file, [*load, "-l", str(args.slice), "-Q", str(args.rate)], verbose_file=verbose))
+            results[server.name].fixed_cpu_seconds += cpu_seconds(server.pids()) - used
         for server in order:
             result = results[server.name]
             result.rss_mb, result.rss_end_mb = memory_mb(server.pids(), "VmHWM"), memory_mb(server.pids(), "VmRSS")
@@ -448,6 +456,7 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
     p99_ratio = ratio(FLAGS, NSD, lambda r: r.tail.percentile_ms(0.99))
     tcp_ratio = ratio(FLAGS, NSD, lambda r: r.tcp.qps)
     first_pass_ratio = ratio(FLAGS, NSD, lambda r: r.cold.qps)
+    cpu_ratio = ratio(FLAGS, NSD, lambda r: r.cpu_us_per_query)
     corefile_pairs, prometheus_pairs = paired(rounds, COREFILE, FLAGS), paired(rounds, COREFILE, NO_PROMETHEUS)
     corefile_ratio = median(corefile_pairs)
     prometheus_cost = 1 - median(prometheus_pairs)
@@ -466,6 +475,7 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
         ("first pass QPS (cold answers)", lambda r: r.cold.qps, ",.0f", every),
         (f"avg latency ms at {args.rate:,} qps", lambda r: r.fixed.avg_ms, ".3f", both),
         (f"p99 latency ms at {args.rate:,} qps", lambda r: r.fixed.percentile_ms(0.99), ".3f", both),
+        (f"server CPU us per query at {args.rate:,} qps", lambda r: r.cpu_us_per_query, ".1f", both),
         ("lost queries (all runs, max)", lambda r: r.lost, ",.0f", every),
         ("peak RSS MB", lambda r: r.rss_mb, ".1f", every),
         ("RSS after the runs MB", lambda r: r.rss_end_mb, ".1f", every),
@@ -498,6 +508,7 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
     for what, pairs in (("Corefile/flags", corefile_pairs), ("Corefile/no prometheus", prometheus_pairs)):
         print(f"paired slices, QPS {what}: median {median(pairs):.1%} of {len(pairs)}, from {min(pairs):.1%} to "
               f"{max(pairs):.1%}")
+    print(f"server CPU per query at {args.rate:,} qps, flags / NSD: {cpu_ratio:.2f}x")
     print(f"cold answer (decode + resolve + encode, {len(cold_us)} never-seen questions of the query file): median "
           f"{percentile(Counter(cold_us), 0.5):.1f} us, p90 {percentile(Counter(cold_us), 0.9):.1f} us, "
           f"p99 {percentile(Counter(cold_us), 0.99):.1f} us\n")
