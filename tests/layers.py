@@ -74,16 +74,12 @@ def imports_of(module: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def ours(module: str) -> set[str]:
+@cache
+def ours(module: str) -> frozenset[str]:
     """The modules of ours a module imports (relative names, as `modules()` gives them)."""
     known = set(modules())
-    found = set()
-    for name in imports_of(module):
-        if name.startswith("dns_server."):
-            relative = name[len("dns_server."):]
-            if relative in known:
-                found.add(relative)
-    return found
+    return frozenset(name[len("dns_server."):] for name in imports_of(module)
+                     if name.startswith("dns_server.") and name[len("dns_server."):] in known)
 
 
 def layer_of(module: str) -> int:
@@ -99,13 +95,15 @@ def layer_of(module: str) -> int:
 
 
 @cache
-def io_reached(module: str, seen: frozenset[str] = frozenset()) -> frozenset[str]:
+def io_reached(module: str) -> frozenset[str]:
     """The I/O modules a module imports, itself or through modules of ours."""
-    found = {name for name in imports_of(module) if name.split(".")[0] in IO_MODULES}
-    for inner in ours(module):
-        if inner not in seen and inner != module:
-            found |= io_reached(inner, seen | {module})
-    return frozenset(found)
+    reached, pending = {module}, [module]
+    while pending:
+        for inner in ours(pending.pop()):
+            if inner not in reached:
+                reached.add(inner)
+                pending.append(inner)
+    return frozenset(name for inner in reached for name in imports_of(inner) if name.split(".")[0] in IO_MODULES)
 
 
 def pure_modules() -> list[str]:
