@@ -12,6 +12,7 @@ other kinds.  Every wait is a poll with a deadline.
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 import urllib.error
 import urllib.request
@@ -98,6 +99,18 @@ def test_names_without_an_import_are_nxdomain_there_and_local_names_stay_local(f
     assert answer(server, "local-only.web.svc.cluster.local.", "A", via_tcp) == (
         "NOERROR", {"local-only.web.svc.cluster.local. A 10.96.0.21"})
     assert answer(server, "fe-0.frontend.web.svc.cluster.local.", "A", via_tcp) == ("NXDOMAIN", set())
+
+
+@pytest.mark.parametrize("transport", ["+notcp", "+tcp"])
+def test_dig_finds_each_cluster_s_endpoints_of_a_headless_import(from_fixtures: ServerProcess, transport: str) -> None:
+    """What a user types to see where a cluster-set service runs."""
+    server = from_fixtures
+    result = subprocess.run(["dig", f"@{server.host}", "-p", str(server.port), "+time=5", "+tries=1", transport,
+                             "+short", "SRV", "_cql._tcp.cassandra.db.svc.clusterset.local"],
+                            capture_output=True, text=True, timeout=30, check=True)
+    assert sorted(result.stdout.splitlines()) == [
+        f"0 33 9042 {host}.cassandra.db.svc.clusterset.local." for host in
+        ("10-1-0-2.east", "cassandra-0.east", "cassandra-0.west")]
 
 
 # -- from the API ---------------------------------------------------------------------------------------------------
