@@ -8,8 +8,10 @@ are those of the API concepts page, https://kubernetes.io/docs/reference/using-a
 
 Reproduced behaviours, and where each is specified:
 
-- Collections `GET /api/v1/namespaces`, `/api/v1/services`, `/api/v1/pods` and
-  `/apis/discovery.k8s.io/v1/endpointslices`, cluster-wide (concepts, "Standard API terminology").
+- Collections `GET /api/v1/namespaces`, `/api/v1/services`, `/api/v1/pods`,
+  `/apis/discovery.k8s.io/v1/endpointslices` and the Multi-Cluster Services API's custom resource
+  `/apis/multicluster.x-k8s.io/v1alpha1/serviceimports`, cluster-wide, and each namespaced one of
+  them under `.../namespaces/<ns>/<resource>` (concepts, "Standard API terminology").
 - One resourceVersion counter shared by every resource, as etcd's revision; each change stamps
   the object's `metadata.resourceVersion` (concepts, "Resource versions").
 - Lists: `{"kind": "ServiceList", "apiVersion": "v1", "metadata": {"resourceVersion": ...},
@@ -55,7 +57,7 @@ with that error), `on_request` (a callback before each request is served), `requ
 every request with its query parameters), and `sent_at` (when each change's event was sent,
 for measuring the delay from an event to the answer that reflects it).
 
-Not reproduced: client certificates, HTTP/2, protobuf/CBOR, namespaced collection paths, single-object GETs and
+Not reproduced: client certificates, HTTP/2, protobuf/CBOR, single-object GETs and
 writes over HTTP, `resourceVersionMatch`, `sendInitialEvents` streaming lists, admission.
 """
 
@@ -87,7 +89,9 @@ COLLECTIONS: dict[str, tuple[str, str, bool]] = {
     "/api/v1/services": ("Service", "v1", True),
     "/api/v1/pods": ("Pod", "v1", True),
     "/apis/discovery.k8s.io/v1/endpointslices": ("EndpointSlice", "discovery.k8s.io/v1", True),
+    "/apis/multicluster.x-k8s.io/v1alpha1/serviceimports": ("ServiceImport", "multicluster.x-k8s.io/v1alpha1", True),
 }
+_NAMESPACED_PATH = re.compile(r"^(?P<group>/apis?(?:/[^/]+)+?)/namespaces/(?P<namespace>[^/]+)/(?P<resource>[^/]+)$")
 API_VERSIONS = {kind: api_version for kind, api_version, _ in COLLECTIONS.values()}
 FIELDS = {"metadata.name", "metadata.namespace"}
 POD_FIELDS = FIELDS | {"status.phase", "spec.nodeName"}
@@ -208,7 +212,19 @@ class Request:
 
     @property
     def kind(self) -> str:
-        return COLLECTIONS.get(self.path, ("?", "", False))[0]
+        collection, _ = collection_of(self.path)
+        return COLLECTIONS.get(collection, ("?", "", False))[0]
+
+
+def collection_of(path: str) -> tuple[str, str | None]:
+    """The cluster-wide collection a path lists, and the namespace it is limited to (None: every one)."""
+    match = _NAMESPACED_PATH.match(path)
+    if match is None:
+        return path, None
+    collection = f"{match['group']}/{match['resource']}"
+    if not COLLECTIONS.get(collection, ("", "", False))[2]:
+        return path, None  # not a namespaced resource: /api/v1/namespaces/<name>/... is no collection
+    return collection, match["namespace"]
 
 
 @dataclass
@@ -570,11 +586,15 @@ class _Handler(BaseHTTPRequestHandler):
         if failure is not None:
             self.send_json(failure, status(failure, "InternalError", "the stand-in was told to fail"))
             return
-        collection = COLLECTIONS.get(url.path)
+        path, namespace = collection_of(url.path)
+        collection = COLLECTIONS.get(path)
         if collection is None:
             self.send_json(404, status(404, "NotFound", f"the server could not find the requested resource"))
             return
         kind = collection[0]
+        if namespace is not None:  # a namespaced collection: the cluster-wide one, of that namespace only
+            params["fieldSelector"] = ",".join(filter(None, (params.get("fieldSelector"),
+                                                             f"metadata.namespace={namespace}")))
         try:
             if params.get("watch") in ("1", "true"):
                 self.close_connection = True
@@ -655,6 +675,24 @@ def endpoint_slice(namespace: str, service_name: str, addresses: list[str], *, s
                            "targetRef": {"kind": "Pod", "namespace": namespace, "name": f"{service_name}-{i}"}}
                           for i, (a, r) in enumerate(zip(addresses, readiness))],
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]}
+
+
+def service_import(namespace: str, name: str, ips: list[str] | None = None, *,
+                   ports: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """A ServiceImport of the Multi-Cluster Services API: ClusterSetIP with `ips`, or headless when None."""
+    return {"kind": "ServiceImport", "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"type": "ClusterSetIP" if ips else "Headless", **({"ips": ips} if ips else {}),
+                     "ports": ports or [{"name": "http", "port": 80, "protocol": "TCP"}]}}
+
+
+def multicluster_slice(namespace: str, service_name: str, cluster: str, addresses: list[str], *,
+                       ready: list[bool] | None = None) -> dict[str, Any]:
+    """An EndpointSlice of a ServiceImport's endpoints in `cluster`, labelled as an MCS implementation labels it."""
+    local = endpoint_slice(namespace, service_name, addresses, suffix=cluster, ready=ready)
+    local["metadata"]["labels"] = {"multicluster.kubernetes.io/service-name": service_name,
+                                   "multicluster.kubernetes.io/source-cluster": cluster}
+    return local
 
 
 def pod(namespace: str, name: str, ip: str, phase: str = "Running") -> dict[str, Any]:

@@ -37,12 +37,14 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from dns_server.cluster.snapshot import (
     SYNCED,
+    ImportEntry,
     ServiceEntry,
     ServiceKey,
     Snapshot,
     address_dependency,
-    external_dependency,
     client_namespace_dependency,
+    external_dependency,
+    import_dependency,
     namespace_dependency,
     pod_dependency,
     service_dependency,
@@ -79,6 +81,11 @@ class Reads:
     def service(self, key: ServiceKey) -> ServiceEntry | None:
         self.deps.add(service_dependency(key))
         return self.snapshot.services.get(key)
+
+    def service_import(self, key: ServiceKey) -> ImportEntry | None:
+        """A ServiceImport of the cluster set, with its ready endpoints (the `multicluster` option)."""
+        self.deps.add(import_dependency(key))
+        return self.snapshot.imports.get(key)
 
     def namespace_exists(self, namespace: str) -> bool:
         self.deps.add(namespace_dependency(namespace))

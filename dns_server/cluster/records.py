@@ -34,8 +34,17 @@ SERVICE = "Service"
 ENDPOINT_SLICE = "EndpointSlice"
 POD = "Pod"
 KINDS = (NAMESPACE, SERVICE, ENDPOINT_SLICE, POD)
+# The Multi-Cluster Services API (multicluster.x-k8s.io/v1alpha1), read only with the `multicluster` option.
+# An EndpointSlice labelled for a ServiceImport is kept under a kind of its own: it describes endpoints in
+# the cluster set, never a local service's.
+SERVICE_IMPORT = "ServiceImport"
+MULTICLUSTER_SLICE = "MulticlusterEndpointSlice"
+MULTICLUSTER_KINDS = (SERVICE_IMPORT, MULTICLUSTER_SLICE)
+API_KINDS = (*KINDS, SERVICE_IMPORT)  # the `kind` of every API object a source reads
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # set by the EndpointSlice controller
+IMPORT_NAME_LABEL = "multicluster.kubernetes.io/service-name"  # the ServiceImport a slice belongs to
+SOURCE_CLUSTER_LABEL = "multicluster.kubernetes.io/source-cluster"  # the cluster its endpoints are in
 TERMINAL_POD_PHASES = frozenset({"Succeeded", "Failed", "Unknown"})
 
 
@@ -115,7 +124,38 @@ class Pod:
         return (POD, self.namespace, self.name)
 
 
-Record = Namespace | Service | EndpointSlice | Pod
+@dataclass(frozen=True, slots=True)
+class ServiceImport:
+    """A service of the cluster set (MCS API): ClusterSetIP with its `ips`, or headless."""
+
+    namespace: str
+    name: str
+    ips: tuple[str, ...]  # normalised spec.ips; empty for a headless import
+    headless: bool  # spec.type Headless
+    ports: tuple[Port, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (SERVICE_IMPORT, self.namespace, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class MulticlusterSlice:
+    """An EndpointSlice of a ServiceImport: endpoints of one cluster of the set."""
+
+    namespace: str
+    name: str
+    service: str  # from the multicluster.kubernetes.io/service-name label
+    cluster: str  # from the multicluster.kubernetes.io/source-cluster label; "" if absent
+    endpoints: tuple[Endpoint, ...]
+    ports: tuple[Port, ...]
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (MULTICLUSTER_SLICE, self.namespace, self.name)
+
+
+Record = Namespace | Service | EndpointSlice | Pod | ServiceImport | MulticlusterSlice
 Key = tuple[str, str, str]  # (kind, namespace, name); namespace "" for Namespace objects
 
 
@@ -145,9 +185,11 @@ def key_of(obj: Mapping[str, Any]) -> Key | None:
     """
     kind = obj.get("kind")
     meta = obj.get("metadata")
-    if kind not in KINDS or not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
+    if kind not in API_KINDS or not isinstance(meta, Mapping) or not isinstance(meta.get("name"), str):
         return None
     namespace = "" if kind == NAMESPACE else str(meta.get("namespace") or "default").lower()
+    if kind == ENDPOINT_SLICE and _import_labels(meta) is not None:
+        kind = MULTICLUSTER_SLICE
     return (str(kind), namespace, meta["name"].lower())
 
 
@@ -278,11 +320,29 @@ def _hostname(text: Any, field: str) -> str:
     return name
 
 
-def endpoint_slice_from_api(obj: Mapping[str, Any]) -> EndpointSlice:
+def endpoint_slice_from_api(obj: Mapping[str, Any]) -> EndpointSlice | MulticlusterSlice:
+    """A local service's slice, or (labelled multicluster.kubernetes.io/service-name) a ServiceImport's."""
     namespace, name = _meta(obj, namespaced=True)
     meta = obj["metadata"]
+    imported = _import_labels(meta)
+    if imported is not None:
+        return MulticlusterSlice(namespace, name, imported[0], imported[1], _endpoints(obj),
+                                 _ports(obj.get("ports"), "ports", number_optional=True))
     labels = meta.get("labels") or {}
     service = labels.get(SERVICE_NAME_LABEL, "") if isinstance(labels, Mapping) else ""
+    return EndpointSlice(namespace, name, str(service).lower(), _endpoints(obj),
+                         _ports(obj.get("ports"), "ports", number_optional=True))
+
+
+def _import_labels(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(service, cluster) of a slice labelled for a ServiceImport; None for a local slice."""
+    labels = meta.get("labels")
+    if not isinstance(labels, Mapping) or IMPORT_NAME_LABEL not in labels:
+        return None
+    return str(labels[IMPORT_NAME_LABEL]).lower(), str(labels.get(SOURCE_CLUSTER_LABEL) or "").lower()
+
+
+def _endpoints(obj: Mapping[str, Any]) -> tuple[Endpoint, ...]:
     address_type = obj.get("addressType", "IPv4")
     endpoints = []
     for i, item in enumerate(_list(obj.get("endpoints"), "endpoints")):
@@ -298,8 +358,19 @@ def endpoint_slice_from_api(obj: Mapping[str, Any]) -> EndpointSlice:
         target = item.get("targetRef") or {}
         pod_name = target.get("name", "") if isinstance(target, Mapping) and target.get("kind") == "Pod" else ""
         endpoints.append(Endpoint(addresses, ready is not False, str(hostname).lower(), str(pod_name).lower()))
-    return EndpointSlice(namespace, name, str(service).lower(), tuple(endpoints),
-                         _ports(obj.get("ports"), "ports", number_optional=True))
+    return tuple(endpoints)
+
+
+def service_import_from_api(obj: Mapping[str, Any]) -> ServiceImport:
+    namespace, name = _meta(obj, namespaced=True)
+    spec = _section(obj, "spec")
+    kind = spec.get("type") or "ClusterSetIP"
+    if kind not in ("ClusterSetIP", "Headless"):
+        raise MalformedObject(f"spec.type {kind!r} is neither ClusterSetIP nor Headless")
+    headless = kind == "Headless"
+    listed = () if headless else _list(spec.get("ips"), "spec.ips")
+    ips = tuple(_ip(ip, f"spec.ips[{i}]") for i, ip in enumerate(listed))
+    return ServiceImport(namespace, name, ips, headless, _ports(spec.get("ports"), "spec.ports"))
 
 
 def pod_from_api(obj: Mapping[str, Any]) -> Pod:
@@ -336,6 +407,12 @@ class _Meta(msgspec.Struct, omit_defaults=True):
     name: Any = UNSET
     namespace: Any = UNSET
     labels: Any = UNSET
+
+
+class _ServiceImportSpec(msgspec.Struct, omit_defaults=True):
+    type: Any = UNSET
+    ips: Any = UNSET
+    ports: Any = UNSET
 
 
 class _PodMeta(_Meta, omit_defaults=True):
@@ -383,6 +460,11 @@ class _EndpointSlice(msgspec.Struct, omit_defaults=True):
     ports: Any = UNSET
 
 
+class _ServiceImport(msgspec.Struct, omit_defaults=True):
+    metadata: _Meta | UnsetType = UNSET
+    spec: _ServiceImportSpec | UnsetType = UNSET
+
+
 class _Pod(msgspec.Struct, omit_defaults=True):
     metadata: _PodMeta | UnsetType = UNSET
     spec: _PodSpec | UnsetType = UNSET
@@ -400,7 +482,8 @@ def _page_of(item: type) -> Any:
 
 
 _PAGES = {kind: msgspec.json.Decoder(_page_of(item)) for kind, item in
-          ((NAMESPACE, _Namespace), (SERVICE, _Service), (ENDPOINT_SLICE, _EndpointSlice), (POD, _Pod))}
+          ((NAMESPACE, _Namespace), (SERVICE, _Service), (ENDPOINT_SLICE, _EndpointSlice), (POD, _Pod),
+           (SERVICE_IMPORT, _ServiceImport))}
 
 
 def decode_list(kind: str, data: bytes) -> tuple[list[dict[str, Any]], str, str]:
@@ -427,4 +510,5 @@ _CONVERTERS: dict[str, Callable[[Mapping[str, Any]], Record]] = {
     SERVICE: service_from_api,
     ENDPOINT_SLICE: endpoint_slice_from_api,
     POD: pod_from_api,
+    SERVICE_IMPORT: service_import_from_api,
 }

@@ -7,9 +7,12 @@ with one assignment, together with the `Change` that says what differs from the 
 filters every batch first, so each source honours `--namespaces` and `--namespace-labels` alike.
 
 Theory of operation: the registry keeps every record by key, plus the derived indexes a snapshot
-exposes (service entries, reverse names, pod addresses, services' external addresses).  A batch
-marks the services it touches dirty; only those entries are rebuilt, in copies of the index dicts,
-so a burst of watch events on a large cluster costs a few dict copies, not a rebuild of everything.
+exposes (service entries, reverse names, pod addresses, services' external addresses, and the
+ServiceImports of the `multicluster` option).  A batch marks the services and imports it touches
+dirty; only those entries are rebuilt, in copies of the index dicts, so a burst of watch events on
+a large cluster costs a few dict copies, not a rebuild of everything.  A ServiceImport's entry is
+built from its own slices only (those labelled multicluster.kubernetes.io/service-name), a
+Service's from the others: neither zone ever sees the other's endpoints.
 """
 
 from __future__ import annotations
@@ -17,22 +20,28 @@ from __future__ import annotations
 import sys
 import threading
 from collections import Counter
-from typing import Callable, Iterable, Mapping, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 from dns_server.cluster.records import (
     ENDPOINT_SLICE,
     KINDS,
+    MULTICLUSTER_SLICE,
     NAMESPACE,
     POD,
     SERVICE,
+    SERVICE_IMPORT,
     EndpointSlice,
     Key,
+    MulticlusterSlice,
     Pod,
     Record,
     Service,
+    ServiceImport,
 )
 from dns_server.cluster.snapshot import (
     Change,
+    ClusterEndpoint,
+    ImportEntry,
     PodAddress,
     ReadyEndpoint,
     ServiceEntry,
@@ -81,6 +90,7 @@ class Registry:
         self._lock = threading.Lock()
         self._objects: dict[Key, Record] = {}
         self._slices_of: dict[ServiceKey, set[str]] = {}
+        self._import_slices_of: dict[ServiceKey, set[str]] = {}
         self._explicit_namespaces: set[str] = set()
         self._namespace_uses: Counter[str] = Counter()
         self._reverse_of: dict[ServiceKey, tuple[tuple[str, str], ...]] = {}
@@ -135,6 +145,7 @@ class Registry:
                  replaced: bool) -> tuple[Snapshot, Change]:
         old = self.snapshot
         dirty_services: set[ServiceKey] = set()
+        dirty_imports: set[ServiceKey] = set()
         pods: set[PodAddress] = set()
         claimed: set[str] = set()
         namespaces_changed = False
@@ -159,10 +170,11 @@ class Registry:
             if kind == SERVICE:
                 dirty_services.add((namespace, name))
             elif kind == ENDPOINT_SLICE:
-                for record in (previous, new):
-                    if isinstance(record, EndpointSlice) and record.service:
-                        dirty_services.add((namespace, record.service))
-                self._index_slice(previous, new)
+                _index_slice(self._slices_of, previous, new, dirty_services)
+            elif kind == SERVICE_IMPORT:
+                dirty_imports.add((namespace, name))
+            elif kind == MULTICLUSTER_SLICE:
+                _index_slice(self._import_slices_of, previous, new, dirty_imports)
             elif kind == POD:
                 self._count_pod(previous, -1, pods)
                 self._count_pod(new, +1, pods)
@@ -174,6 +186,9 @@ class Registry:
         for service_key in dirty_services:
             self._rebuild_service(service_key, services, reverse, addresses)  # type: ignore[arg-type]
         external, external_touched = self._index_external(dirty_services, services, old.external)
+        imports = _copy(old.imports) if dirty_imports else old.imports
+        for import_key in dirty_imports:
+            self._rebuild_import(import_key, imports)  # type: ignore[arg-type]
         namespaces = (frozenset(self._explicit_namespaces) | frozenset(self._namespace_uses)
                       if namespaces_changed else old.namespaces)
         pods = {key for key in pods if (key in self._pod_ips) != (key in old.pod_ips)}
@@ -199,6 +214,7 @@ class Registry:
             pod_ips=pod_ips,
             external=external,
             pod_namespaces=pod_namespaces,
+            imports=imports,
         )
         change = Change(
             services=frozenset(k for k in dirty_services if old.services.get(k) != services.get(k)),
@@ -207,20 +223,11 @@ class Registry:
             addresses=frozenset(a for a in addresses if old.reverse.get(a) != reverse.get(a)),
             external=frozenset(a for a in external_touched if old.external.get(a) != external.get(a)),
             clients=frozenset(clients),
+            imports=frozenset(k for k in dirty_imports if old.imports.get(k) != imports.get(k)),
             synced=self.snapshot.synced and not old.synced,
             replaced=replaced,
         )
         return self.snapshot, change
-
-    def _index_slice(self, previous: Record | None, new: Record | None) -> None:
-        if isinstance(previous, EndpointSlice) and previous.service:
-            owned = self._slices_of.get((previous.namespace, previous.service))
-            if owned is not None:
-                owned.discard(previous.name)
-                if not owned:
-                    del self._slices_of[(previous.namespace, previous.service)]
-        if isinstance(new, EndpointSlice) and new.service:
-            self._slices_of.setdefault((new.namespace, new.service), set()).add(new.name)
 
     def _rebuild_service(self, key: ServiceKey, services: dict[ServiceKey, ServiceEntry],
                          reverse: dict[str, tuple[str, ...]], addresses: set[str]) -> None:
@@ -239,18 +246,13 @@ class Registry:
             return
         seen: set[tuple[str, str]] = set()
         ready: list[ReadyEndpoint] = []
-        slices = sorted(self._slices_of.get(key, ()))
-        for slice_name in slices:
+        for slice_name in sorted(self._slices_of.get(key, ())):
             endpoint_slice = self._objects.get((ENDPOINT_SLICE, namespace, slice_name))
             assert isinstance(endpoint_slice, EndpointSlice)
-            for endpoint in endpoint_slice.endpoints:
-                if not endpoint.ready:
-                    continue
-                for address in endpoint.addresses:
-                    label = endpoint_name(endpoint.hostname, endpoint.pod_name, address, self._use_pod_names)
-                    if (label, address) not in seen:
-                        seen.add((label, address))
-                        ready.append(ReadyEndpoint(label, address, endpoint_slice.ports))
+            for label, address in self._ready(endpoint_slice):
+                if (label, address) not in seen:
+                    seen.add((label, address))
+                    ready.append(ReadyEndpoint(label, address, endpoint_slice.ports))
         services[key] = ServiceEntry(service, tuple(ready))
         owned = [(ip, f"{name}.{namespace}") for ip in service.cluster_ips]
         owned += [(ep.address, f"{ep.name}.{name}.{namespace}") for ep in ready]
@@ -259,6 +261,36 @@ class Registry:
             if target not in reverse.get(address, ()):
                 reverse[address] = reverse.get(address, ()) + (target,)
         self._reverse_of[key] = tuple(owned)
+
+    def _rebuild_import(self, key: ServiceKey, imports: dict[ServiceKey, ImportEntry]) -> None:
+        """Rebuild one ServiceImport's entry: the ready endpoints of every cluster, each under its cluster id.
+
+        A slice without a source-cluster label gives no endpoint: its names would have no cluster label.
+        """
+        namespace, name = key
+        service_import = self._objects.get((SERVICE_IMPORT, namespace, name))
+        if not isinstance(service_import, ServiceImport):
+            imports.pop(key, None)
+            return
+        seen: set[tuple[str, str, str]] = set()
+        ready: list[ClusterEndpoint] = []
+        for slice_name in sorted(self._import_slices_of.get(key, ())):
+            imported = self._objects.get((MULTICLUSTER_SLICE, namespace, slice_name))
+            assert isinstance(imported, MulticlusterSlice)
+            if not imported.cluster:
+                continue
+            for label, address in self._ready(imported):
+                if (imported.cluster, label, address) not in seen:
+                    seen.add((imported.cluster, label, address))
+                    ready.append(ClusterEndpoint(imported.cluster, label, address, imported.ports))
+        imports[key] = ImportEntry(service_import, tuple(ready))
+
+    def _ready(self, endpoint_slice: EndpointSlice | MulticlusterSlice) -> Iterator[tuple[str, str]]:
+        """(name, address) of each ready address of a slice."""
+        for endpoint in endpoint_slice.endpoints:
+            if endpoint.ready:
+                for address in endpoint.addresses:
+                    yield endpoint_name(endpoint.hostname, endpoint.pod_name, address, self._use_pod_names), address
 
     def _index_external(self, dirty: set[ServiceKey], services: Mapping[ServiceKey, ServiceEntry],
                         old: Mapping[str, tuple[str, ...]]) -> tuple[Mapping[str, tuple[str, ...]], set[str]]:
@@ -316,6 +348,23 @@ class Registry:
                     self._claims[ip] = held
                 else:
                     self._claims.pop(ip, None)
+
+
+def _index_slice(index: dict[ServiceKey, set[str]], previous: Record | None, new: Record | None,
+                 dirty: set[ServiceKey]) -> None:
+    """Keep `index` (service -> the names of its slices) and mark the services a slice left or joined dirty."""
+    if isinstance(previous, (EndpointSlice, MulticlusterSlice)) and previous.service:
+        key = (previous.namespace, previous.service)
+        dirty.add(key)
+        owned = index.get(key)
+        if owned is not None:
+            owned.discard(previous.name)
+            if not owned:
+                del index[key]
+    if isinstance(new, (EndpointSlice, MulticlusterSlice)) and new.service:
+        key = (new.namespace, new.service)
+        dirty.add(key)
+        index.setdefault(key, set()).add(new.name)
 
 
 def claimant(pods: Iterable[Pod]) -> str | None:

@@ -4,7 +4,7 @@ A snapshot is built by the registry and never changed afterwards: readers hold a
 never lock.  It keeps exactly the indexes the resolver needs, so every lookup is one dict access.
 
 With each snapshot the registry publishes a `Change`: which services, namespaces, pod addresses,
-reverse names and services' external addresses differ from the snapshot before.  Answers record
+reverse names, services' external addresses and ServiceImports differ from the snapshot before.  Answers record
 what they read as dependencies (the resolver's `Reads`); `invalidated(change)` is the one rule that
 says which dependencies a change touches, so the answer table drops exactly the cached replies that
 may differ and keeps every other one.  The SOA serial is not a dependency: cached negative answers get the new serial
@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from dns_server.cluster.records import Port, Service
+from dns_server.cluster.records import Port, Service, ServiceImport
 from dns_server.protocol.answer import Dependency
 
 ServiceKey = tuple[str, str]  # (namespace, service name), lower case
@@ -39,6 +39,22 @@ class ServiceEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterEndpoint:
+    """One ready address of a ServiceImport in one cluster of the set."""
+
+    cluster: str  # the multicluster.kubernetes.io/source-cluster of its slice
+    name: str  # hostname, pod name or dashed address: the label under the cluster's
+    address: str
+    ports: tuple[Port, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ImportEntry:
+    service_import: ServiceImport
+    endpoints: tuple[ClusterEndpoint, ...]  # ready only, merged over every cluster's slices, duplicates removed
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     serial: int  # SOA serial: the second of the last change (as CoreDNS), never decreasing
     synced: bool  # every required source has delivered its first full listing
@@ -51,6 +67,7 @@ class Snapshot:
     external: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # autopath: a client's address -> the namespace of the one pod it is taken to be (registry.claimant)
     pod_namespaces: Mapping[str, str] = field(default_factory=dict)
+    imports: Mapping[ServiceKey, ImportEntry] = field(default_factory=dict)  # ServiceImports (multicluster)
 
     @staticmethod
     def empty(synced: bool) -> Snapshot:
@@ -76,6 +93,12 @@ def address_dependency(address: str) -> Dependency:
 
 def external_dependency(address: str) -> Dependency:
     return ("external", address)
+
+
+def import_dependency(key: ServiceKey) -> Dependency:
+    return ("import", *key)
+
+
 def client_namespace_dependency(address: str) -> Dependency:
     return ("client namespace", address)
 
@@ -94,6 +117,7 @@ class Change:
     addresses: frozenset[str] = frozenset()  # reverse names that appeared, disappeared or changed
     external: frozenset[str] = frozenset()  # external addresses whose services changed
     clients: frozenset[str] = frozenset()  # addresses whose entry in `pod_namespaces` changed
+    imports: frozenset[ServiceKey] = frozenset()  # ServiceImport entries added, removed or different
     synced: bool = False  # the snapshot became synced
     hosts: bool = False
     replaced: bool = False  # whole kinds were replaced (a listing, a relist, a reload of the files)
@@ -107,6 +131,7 @@ def invalidated(change: Change) -> set[Dependency]:
     touched.update(address_dependency(address) for address in change.addresses)
     touched.update(external_dependency(address) for address in change.external)
     touched.update(client_namespace_dependency(address) for address in change.clients)
+    touched.update(import_dependency(key) for key in change.imports)
     if change.synced:
         touched.add(SYNCED)
     if change.hosts:

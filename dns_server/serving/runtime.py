@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol
 
-from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE
+from dns_server.cluster.records import ENDPOINT_SLICE, MULTICLUSTER_KINDS, NAMESPACE, POD, SERVICE
 from dns_server.cluster.registry import Registry, Scope
 from dns_server.cluster.scope import FixedNamespaces, SelectedNamespaces
 from dns_server.cluster.snapshot import Change, Snapshot
@@ -305,6 +305,8 @@ def _required_kinds(settings: SourceSettings) -> frozenset[str]:
         kinds.add(ENDPOINT_SLICE)
     if settings.watch_pods:
         kinds.add(POD)
+    if settings.multicluster:
+        kinds.update(MULTICLUSTER_KINDS)
     return frozenset(kinds)
 
 

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from dns_server.cluster.records import KINDS, MalformedObject, convert, key_of
+from dns_server.cluster.records import API_KINDS, MalformedObject, convert, key_of
 from dns_server.cluster.updates import Put, Remove
 from dns_server.errors import MalformedInput
 
@@ -58,7 +58,7 @@ def update_for(event_type: str, obj: dict[str, Any]) -> Put | Remove | None:
 
     Raises MalformedObject for an object that cannot be converted (the registry keeps what it had).
     """
-    if obj.get("kind") not in KINDS:
+    if obj.get("kind") not in API_KINDS:
         return None
     if event_type == DELETED:
         key = key_of(obj)

@@ -22,7 +22,8 @@ An `overlay` (the updates of a replayed watch stream, `sources/replay.py`) is ap
 every load, in the same batch, so a reload never drops it.
 
 Only the objects of `kinds` reach the registry, as the API source watches only those: with the
-kubernetes plugin's `noendpoints`, the manifests' EndpointSlices are not served.
+kubernetes plugin's `noendpoints`, the manifests' EndpointSlices are not served; without
+`multicluster`, neither are the ServiceImports and the EndpointSlices labelled for them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import yaml_rs
 
 from dns_server.cluster.records import (
     KINDS,
+    SERVICE_IMPORT,
     Key,
     MalformedObject,
     Record,
@@ -144,6 +146,8 @@ class FixtureSource:
         return (f"{self.directory} ({len(self._files)} files): {counts['Namespace']} namespaces, "
                 f"{counts['Service']} services, "
                 f"{counts['EndpointSlice']} endpoint slices, {counts['Pod']} pods"
+                + (f", {counts['ServiceImport']} service imports, {counts['MulticlusterEndpointSlice']} multicluster "
+                   "endpoint slices" if SERVICE_IMPORT in self.kinds else "")
                 + (f", {len(self.overlay)} replayed events on top" if self.overlay else ""))
 
     # -- scanning and reading -----------------------------------------------------------------------

@@ -1,9 +1,10 @@
 """Cluster data from the Kubernetes API: one list + watch loop per resource, feeding the registry.
 
 Theory of operation.  Each resource (Namespaces, Services, EndpointSlices unless `noendpoints`,
-and Pods with `pods verified`) has its own thread running the loop every Kubernetes client runs (client-go's
-Reflector), following the API concepts page
-(https://kubernetes.io/docs/reference/using-api/api-concepts/):
+Pods with `pods verified`, and with `multicluster` the ServiceImports and the EndpointSlices
+labelled for them, a second watch of EndpointSlices that the first one leaves out) has its own
+thread running the loop every Kubernetes client runs (client-go's Reflector), following the API
+concepts page (https://kubernetes.io/docs/reference/using-api/api-concepts/):
 
 1. List in pages of `PAGE_SIZE` ("Retrieving large results sets in chunks"), keeping the list's
    `resourceVersion`; an expired `continue` token (410) restarts the list.  The whole listing is
@@ -46,6 +47,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from functools import partial
 from typing import Any, Callable, Iterator, Mapping, Protocol, Sequence
 
 import urllib3
@@ -55,9 +57,12 @@ from kubernetes.client.exceptions import ApiException
 
 from dns_server.cluster.records import (
     ENDPOINT_SLICE,
+    IMPORT_NAME_LABEL,
+    MULTICLUSTER_SLICE,
     NAMESPACE,
     POD,
     SERVICE,
+    SERVICE_IMPORT,
     SERVICE_NAME_LABEL,
     MalformedObject,
     Record,
@@ -76,7 +81,7 @@ from dns_server.cluster.sources.events import (
     update_for,
 )
 from dns_server.cluster.sources.settings import SourceSettings
-from dns_server.cluster.updates import Put, Replace, Update
+from dns_server.cluster.updates import Put, Remove, Replace, Update
 from dns_server.errors import ConfigError, DnsServerError, MalformedInput
 from dns_server.observability.logs import log_event
 
@@ -97,6 +102,7 @@ RUNNING_PODS_FIELD_SELECTOR = "status.phase!=Succeeded,status.phase!=Failed,stat
 GONE = 410
 TRIGGER_TIME_ANNOTATION = "endpoints.kubernetes.io/last-change-trigger-time"  # set by the EndpointSlice controller
 CLUSTER_IP, HEADLESS_WITH_SELECTOR = "cluster_ip", "headless_with_selector"  # CoreDNS's service_kind values
+MCS_GROUP, MCS_VERSION = "multicluster.x-k8s.io", "v1alpha1"  # the Multi-Cluster Services API's ServiceImports
 
 
 class Gone(DnsServerError):
@@ -117,21 +123,40 @@ class Resource:
 
     @property
     def plural(self) -> str:
+        """Its name in log lines, thread names and metrics."""
         return {NAMESPACE: "namespaces", SERVICE: "services", ENDPOINT_SLICE: "endpointslices",
-                POD: "pods"}[self.kind]
+                POD: "pods", SERVICE_IMPORT: "serviceimports",
+                MULTICLUSTER_SLICE: "multicluster endpointslices"}[self.kind]
+
+    @property
+    def api_kind(self) -> str:
+        """The `kind` of its API objects (list items carry none of their own)."""
+        return ENDPOINT_SLICE if self.kind == MULTICLUSTER_SLICE else self.kind
 
 
 def resources_for(settings: SourceSettings) -> tuple[Resource, ...]:
-    """The resources the settings need watched, with their selectors."""
+    """The resources the settings need watched, with their selectors.
+
+    With `multicluster`, the slices labelled for a ServiceImport are watched apart from the local
+    ones (CoreDNS watches them with the same `labels` selector); ServiceImports are all watched.
+    """
     resources = [
         Resource(NAMESPACE, label_selector=settings.namespace_labels),
         Resource(SERVICE, label_selector=settings.labels),
     ]
     if not settings.noendpoints:
-        resources.append(Resource(ENDPOINT_SLICE, label_selector=settings.labels))
+        local = _selector(settings.labels, f"!{IMPORT_NAME_LABEL}") if settings.multicluster else settings.labels
+        resources.append(Resource(ENDPOINT_SLICE, label_selector=local))
     if settings.watch_pods:
         resources.append(Resource(POD, label_selector=settings.labels, field_selector=RUNNING_PODS_FIELD_SELECTOR))
+    if settings.multicluster:
+        resources.append(Resource(SERVICE_IMPORT))
+        resources.append(Resource(MULTICLUSTER_SLICE, label_selector=_selector(settings.labels, IMPORT_NAME_LABEL)))
     return tuple(resources)
+
+
+def _selector(*requirements: str | None) -> str:
+    return ",".join(r for r in requirements if r)
 
 
 def api_client(settings: SourceSettings) -> Any:
@@ -248,9 +273,12 @@ class KubeSource:
 
     def _bind_list_functions(self) -> dict[str, Callable[..., Any]]:
         core, discovery = client.CoreV1Api(self._api), client.DiscoveryV1Api(self._api)
+        custom = client.CustomObjectsApi(self._api)
         return {NAMESPACE: core.list_namespace, SERVICE: core.list_service_for_all_namespaces,
                 ENDPOINT_SLICE: discovery.list_endpoint_slice_for_all_namespaces,
-                POD: core.list_pod_for_all_namespaces}
+                POD: core.list_pod_for_all_namespaces,
+                SERVICE_IMPORT: partial(custom.list_cluster_custom_object, MCS_GROUP, MCS_VERSION, "serviceimports"),
+                MULTICLUSTER_SLICE: discovery.list_endpoint_slice_for_all_namespaces}
 
     def summary(self) -> str:
         kinds = ", ".join(r.plural for r in self._resources)
@@ -384,14 +412,14 @@ class KubeSource:
                     raise Gone(f"the list's continue token expired ({describe_error(error)})") from None
                 raise
             try:
-                items, version, token = decode_list(resource.kind, response.data)
+                items, version, token = decode_list(resource.api_kind, response.data)
             except MalformedInput as error:
                 raise WatchFailed(str(error)) from None
             finally:
                 response.release_conn()
             pages += 1
             for item in items:
-                item["kind"] = resource.kind  # list items carry no kind of their own
+                item["kind"] = resource.api_kind  # list items carry no kind of their own
                 try:
                     update = update_for("ADDED", item)
                 except MalformedObject as bad:
@@ -470,13 +498,13 @@ class KubeSource:
                 raise Gone(f"resourceVersion {status.resource_version} is too old ({obj.get('message', 'Gone')})")
             raise WatchFailed(f"the API ended the watch: {obj.get('code')} {obj.get('message', '')}")
         if event.type != BOOKMARK:
-            obj["kind"] = resource.kind
+            obj["kind"] = resource.api_kind
             try:
                 update = update_for(event.type, obj)
             except MalformedObject as bad:
                 log.error("%s: %s; keeping its previous version", describe(obj), bad)
                 update = None
-            if update is not None:
+            if update is not None and _kind_of(update) == resource.kind:
                 updates.append(update)
                 if resource.kind == ENDPOINT_SLICE and event.type != DELETED and self._metrics is not None:
                     trigger = trigger_time(obj)
@@ -485,6 +513,11 @@ class KubeSource:
         version = resource_version(obj)
         if version:
             status.resource_version = version
+
+
+def _kind_of(update: Put | Remove) -> str:
+    """The registry kind an update is of: a watch of local slices may see one labelled for an import."""
+    return update.record.key[0] if isinstance(update, Put) else update.key[0]
 
 
 def _enter(resource: Resource, status: ResourceStatus, phase: Phase) -> None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from dns_server.cluster.records import KINDS
+from dns_server.cluster.records import API_KINDS
 from dns_server.cluster.sources.events import (
     BOOKMARK,
     ERROR,
@@ -46,7 +46,7 @@ def read_watch_file(path: Path) -> list[Put | Remove]:
             if event.type in (BOOKMARK, ERROR):
                 continue
             kind = event.object.get("kind")
-            if kind not in KINDS:
+            if kind not in API_KINDS:
                 raise BadEvent(f"kind {kind!r} is not one DNS reads" if kind else "the object has no kind")
             update = update_for(event.type, event.object)
         except MalformedInput as error:

@@ -25,3 +25,4 @@ class SourceSettings:
     watch_pods: bool
     endpoint_pod_names: bool
     noendpoints: bool
+    multicluster: bool = False  # ServiceImports and their EndpointSlices are read too

@@ -2,7 +2,8 @@
 
 - setup.py: the directive (`kubernetes [ZONES...] { ... }`) and its settings, as CoreDNS reads them;
 - qname.py: a name in a cluster zone parsed once into its kind and parts;
-- zone.py: the answers, per the Kubernetes DNS specification and CoreDNS;
+- zone.py: the answers, per the Kubernetes DNS specification, the MCS API's for a `multicluster`
+  zone, and CoreDNS;
 - here: its place in the chain.  Names outside its zones go on; names that do not exist go on when
   `fallthrough` covers them (also while the cluster is not read yet; an ExternalName whose
   in-cluster target does not exist is no such name); zone transfers are REFUSED (CoreDNS needs its
@@ -17,9 +18,8 @@ from dnslib import QTYPE
 
 from dns_server.chain.plugin import Handler, Next, PluginSpec, Request
 from dns_server.config.model import ServerBlock
-from dns_server.plugins.kubernetes.qname import parse_qname
 from dns_server.plugins.kubernetes.setup import KubernetesSettings, setup
-from dns_server.plugins.kubernetes.zone import ANY_TYPES, Zone, merge
+from dns_server.plugins.kubernetes.zone import ANY_TYPES, Zone, merge, parse_in
 from dns_server.protocol.answer import REFUSE, Answer, Outcome
 from dns_server.protocol.names import longest_zone
 
@@ -40,7 +40,7 @@ class Kubernetes(Handler):
             return next(request)
         if qtype == AXFR or qtype == IXFR:
             return REFUSE
-        cluster = Zone(name, parse_qname(name, zone), request, next, self.settings, self.bound)
+        cluster = Zone(name, parse_in(name, zone, self.settings), request, next, self.settings, self.bound)
         answer = merge([cluster.answer(t) for t in ANY_TYPES]) if qtype == ANY else cluster.answer(qtype)
         if (answer.outcome in (Outcome.NXDOMAIN, Outcome.NOT_READY) and not answer.answer
                 and self.settings.fallthrough.covers(name)):

@@ -15,6 +15,12 @@ Name shapes under the cluster zone Z (read right to left, as CoreDNS's kubernete
     <a-b-c-d>.<ns>.pod.Z                POD
     anything else under Z               INVALID      (NXDOMAIN)
 
+In a `multicluster` zone (clusterset.local) the services are ServiceImports, whose endpoints are
+named under their cluster:
+
+    <endpoint>.<cluster>.<svc>.<ns>.svc.Z   CLUSTER_ENDPOINT
+    <endpoint>.<svc>.<ns>.svc.Z             INVALID      (an endpoint is always named with its cluster)
+
 In a reverse zone (one under `in-addr.arpa` or the nibble-form `ip6.arpa`), the zone's own name is
 APEX and every other name REVERSE, with the address it spells or an empty address when it is not
 one whole address.  The caller picks the zone (the longest of the plugin's zones the name lies in).
@@ -40,6 +46,7 @@ class Kind(enum.Enum):
     NAMESPACE = "namespace"
     SERVICE = "service"
     ENDPOINT = "endpoint"
+    CLUSTER_ENDPOINT = "endpoint in a cluster"
     PORT = "port"
     POD_NAMESPACE = "pod namespace"
     POD = "pod"
@@ -56,9 +63,11 @@ class Name(NamedTuple):
     port: str = ""  # without its underscore
     protocol: str = ""  # without its underscore, lower case
     address: str = ""  # POD and REVERSE: normalised address ("" if none parsed)
+    cluster: str = ""  # CLUSTER_ENDPOINT: the cluster id
+    clusterset: bool = False  # the zone is a `multicluster` zone: services are ServiceImports
 
 
-def parse_qname(name: str, zone: str) -> Name:
+def parse_qname(name: str, zone: str, clusterset: bool = False) -> Name:
     """Classify a lower-case dotted name (no trailing dot) that lies in `zone` (root: "")."""
     if name == zone:
         return Name(Kind.APEX, zone)
@@ -67,10 +76,11 @@ def parse_qname(name: str, zone: str) -> Name:
     if in_zone(zone, IPV6_REVERSE):
         return Name(Kind.REVERSE, zone, address=_reverse_v6(name))
     relative = name[: -len(zone) - 1] if zone else name
-    return _parse_cluster(relative.split("."), zone)
+    parsed = _parse_cluster(relative.split("."), zone, clusterset)
+    return parsed._replace(clusterset=True) if clusterset else parsed
 
 
-def _parse_cluster(labels: list[str], zone: str) -> Name:
+def _parse_cluster(labels: list[str], zone: str, clusterset: bool) -> Name:
     labels.reverse()
     top = labels[0]
     if len(labels) == 1:
@@ -96,9 +106,11 @@ def _parse_cluster(labels: list[str], zone: str) -> Name:
     if len(labels) == 3:
         return Name(Kind.SERVICE, zone, namespace, service)
     if len(labels) == 4:
-        return Name(Kind.ENDPOINT, zone, namespace, service, endpoint=labels[3])
+        return Name(Kind.INVALID if clusterset else Kind.ENDPOINT, zone, namespace, service, endpoint=labels[3])
     if len(labels) == 5 and labels[3].startswith("_") and labels[4].startswith("_"):
         return Name(Kind.PORT, zone, namespace, service, port=labels[4][1:], protocol=labels[3][1:])
+    if len(labels) == 5 and clusterset and not labels[3].startswith("_") and not labels[4].startswith("_"):
+        return Name(Kind.CLUSTER_ENDPOINT, zone, namespace, service, endpoint=labels[4], cluster=labels[3])
     return Name(Kind.INVALID, zone)
 
 

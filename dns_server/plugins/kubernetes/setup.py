@@ -18,7 +18,7 @@ from dns_server.protocol.names import is_reverse_zone
 
 log = logging.getLogger(__name__)
 
-UNSUPPORTED = ("multicluster", "apiserver_qps", "apiserver_burst", "apiserver_max_inflight")  # CoreDNS options this server refuses by name
+UNSUPPORTED = ("apiserver_qps", "apiserver_burst", "apiserver_max_inflight")  # CoreDNS options this server refuses by name
 DEFAULT_CLUSTER_DOMAIN = "cluster.local"  # kubelet --cluster-domain default
 DEFAULT_TTL = 5  # kubernetes plugin `ttl`
 MAX_TTL = 3600  # kubernetes plugin upper bound for `ttl`
@@ -64,6 +64,7 @@ class KubernetesSettings:
     fallthrough: Fallthrough = NO_FALLTHROUGH
     ignore_empty_service: bool = False
     startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    multicluster: tuple[str, ...] = ()  # zones answered from the ServiceImports (MCS API), among `zones`
     dns_service: tuple[str, str] = DEFAULT_DNS_SERVICE  # answers `ns.dns.<zone>`
 
     @property
@@ -79,7 +80,8 @@ class KubernetesSettings:
         """What decides the watches and the records kept: blocks that agree on it share one registry."""
         return SourceSettings(self.endpoint, self.tls, self.kubeconfig, self.context, self.fixtures,
                               self.watch_file, self.namespaces, self.labels, self.namespace_labels,
-                              self.pods is PodMode.VERIFIED, self.endpoint_pod_names, self.noendpoints)
+                              self.pods is PodMode.VERIFIED, self.endpoint_pod_names, self.noendpoints,
+                              bool(self.multicluster))
 
 
 def setup(found: Sequence[Directive], context: SetupContext) -> KubernetesSettings:
@@ -138,6 +140,8 @@ def setup(found: Sequence[Directive], context: SetupContext) -> KubernetesSettin
         elif name == "startup_timeout":
             token = plugin.one_arg(option)
             values["startup_timeout"] = plugin.duration(token, f"failed to parse startup_timeout: {token.text}, ")
+        elif name == "multicluster":
+            values["multicluster"] = _multicluster_zones(plugin, option, zones)
         elif name == "fixtures":  # our extension: manifests on disk instead of the API
             values["fixtures"] = context.directory / plugin.one_arg(option).text
         elif name == "watch_file":  # our extension: a recorded watch stream replayed on top of `fixtures`
@@ -156,6 +160,26 @@ def setup(found: Sequence[Directive], context: SetupContext) -> KubernetesSettin
     if "watch_file" in values and "fixtures" not in values:
         raise plugin.error(directive.name, "watch_file replays events on top of fixtures: set fixtures too")
     return KubernetesSettings(**values)  # type: ignore[arg-type]
+
+
+def _multicluster_zones(plugin: Reader, option: Directive, zones: tuple[str, ...]) -> tuple[str, ...]:
+    """`multicluster ZONES...`: each must be one of the plugin's zones, as CoreDNS requires.
+
+    Without zones CoreDNS makes no zone multicluster (it takes them from an empty list, not the
+    block's): accepted, as it starts there, with a warning that it does nothing.
+    """
+    if not option.args:
+        log.warning("plugin/kubernetes: %s - multicluster without zones makes no zone multicluster",
+                    option.name.location)
+    multicluster: list[str] = []
+    for token in option.args:
+        for zone in plugin.zones((token,)):
+            if zone not in zones:
+                listed = " ".join(f"{z}." for z in zones)
+                raise plugin.error(token, f"is not authoritative for the multicluster zone {zone}. "
+                                          f"(authoritative zones: [{listed}])")
+            multicluster.append(zone)
+    return tuple(dict.fromkeys(multicluster))
 
 
 def _label_selector(plugin: Reader, option: Directive, what: str) -> str:

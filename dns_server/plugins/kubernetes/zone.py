@@ -1,7 +1,10 @@
 """The kubernetes plugin's answers: one question against one cluster zone, over the snapshot.
 
 Cluster answers follow the Kubernetes DNS-Based Service Discovery specification 1.1.0 and, where it
-is silent, CoreDNS's kubernetes plugin (see ../shared/DNS-BEHAVIOUR.md).  Negative answers follow
+is silent, CoreDNS's kubernetes plugin (see ../shared/DNS-BEHAVIOUR.md).  In a `multicluster` zone
+(clusterset.local) a service is a ServiceImport of the Multi-Cluster Services API, answered as its
+DNS specification (KEP-1645) and CoreDNS do (`imported`); the rest of that zone (apex, dns-version,
+ns.dns, namespaces, pods) is answered as in a cluster zone, as CoreDNS does.  Negative answers follow
 RFC 2308: NXDOMAIN or NODATA, with the zone's SOA in the authority section.  Every snapshot index
 the answer is read from is recorded as a dependency (`Reads`), so a change of exactly those
 entries is what invalidates it.  Pure: no I/O, no clock.
@@ -10,13 +13,13 @@ entries is what invalidates it.  Pure: no I/O, no clock.
 from __future__ import annotations
 
 import ipaddress
-from typing import Callable
+from typing import Callable, Sequence
 
 from dnslib import QTYPE
 
 from dns_server.chain.plugin import Next, Request
 from dns_server.cluster.records import Port
-from dns_server.cluster.snapshot import ServiceEntry
+from dns_server.cluster.snapshot import ImportEntry, ServiceEntry
 from dns_server.plugins.kubernetes.qname import Kind, Name, parse_qname
 from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
 from dns_server.protocol.answer import RR, Answer, Outcome, SoaData
@@ -72,7 +75,7 @@ class Zone:
             return self.nodata()
         return self.done(Outcome.ANSWER, tuple(records), additional=tuple(additional or ()))
 
-    def addresses(self, owner: str, addresses: list[str] | tuple[str, ...], qtype: int) -> Answer:
+    def addresses(self, owner: str, addresses: Sequence[str], qtype: int) -> Answer:
         """A or AAAA records of the asked family; NODATA for any other type or family."""
         return self.records(_address_records(owner, addresses, qtype, self.ttl))
 
@@ -98,6 +101,8 @@ class Zone:
             return self.pod(qtype)
         if kind is Kind.INVALID:
             return self.nxdomain()
+        if self.parsed.clusterset:
+            return self.imported(qtype)
         entry = self.reads.service((self.parsed.namespace, self.parsed.service))
         if entry is None:
             return self.nxdomain()
@@ -146,11 +151,7 @@ class Zone:
         return self.addresses(self.name, found, qtype)
 
     def port(self, entry: ServiceEntry, qtype: int) -> Answer:
-        want_port, want_proto = self.parsed.port, self.parsed.protocol
-
-        def matches(port: Port) -> bool:
-            return bool(port.name) and port.name == want_port and port.protocol.lower() == want_proto
-
+        matches = self.named_port()
         ports = ([p for ep in entry.endpoints for p in ep.ports] if entry.service.headless
                  else list(entry.service.ports))
         if not any(matches(p) for p in ports):
@@ -159,10 +160,18 @@ class Zone:
             return self.nodata()
         return self.srv(entry, matches)
 
+    def named_port(self) -> Callable[[Port], bool]:
+        """Whether a port is the one `_<port>._<proto>` asks for (a named port)."""
+        want_port, want_proto = self.parsed.port, self.parsed.protocol
+
+        def matches(port: Port) -> bool:
+            return bool(port.name) and port.name == want_port and port.protocol.lower() == want_proto
+
+        return matches
+
     def srv(self, entry: ServiceEntry, matches: Callable[[Port], bool]) -> Answer:
-        """SRV records (priority 0, weight 100/n as CoreDNS gives) with target addresses as extra."""
         target_suffix = f"{entry.service.name}.{entry.service.namespace}.svc.{self.parsed.zone}"
-        targets: list[tuple[int, str, list[str]]] = []
+        targets: list[tuple[int, str, Sequence[str]]] = []
         if entry.service.headless:
             for ep in entry.endpoints:
                 for port in ep.ports:
@@ -171,7 +180,11 @@ class Zone:
         else:
             for port in entry.service.ports:
                 if matches(port):
-                    targets.append((port.port, target_suffix, list(entry.service.cluster_ips)))
+                    targets.append((port.port, target_suffix, entry.service.cluster_ips))
+        return self.srv_records(targets)
+
+    def srv_records(self, targets: list[tuple[int, str, Sequence[str]]]) -> Answer:
+        """SRV records of (port, target, addresses): priority 0, weight 100/n as CoreDNS gives, addresses as extra."""
         if not targets:
             return self.nodata()
         weight = 100 // len(targets)
@@ -197,8 +210,8 @@ class Zone:
             return self.outside(cname, target, qtype)
         if self.depth >= MAX_CNAME_CHAIN:
             return self.reads.answer(Outcome.SERVFAIL, (cname,), plugin=KUBERNETES, reason="CNAME chain too long")
-        inner = Zone(target, parse_qname(target, zone), self.request, self.next, self.settings, self.bound,
-                     self.depth + 1)
+        inner = Zone(target, parse_in(target, zone, self.settings), self.request, self.next, self.settings,
+                     self.bound, self.depth + 1)
         chased = inner.answer(qtype)
         outcome = Outcome.ANSWER if chased.outcome is Outcome.NODATA else chased.outcome
         return self.reads.answer(outcome, (cname,) + chased.answer, chased.authority, chased.additional,
@@ -215,6 +228,46 @@ class Zone:
         if after.outcome is Outcome.FORWARD:
             return self.reads.answer(Outcome.CHASE, (cname,), chase=target, forward=after.forward, plugin=KUBERNETES)
         return self.done(Outcome.ANSWER, (cname,))
+
+    def imported(self, qtype: int) -> Answer:
+        """A name of a ServiceImport: the import, one of its endpoints, or one of its ports.
+
+        ClusterSetIP: its `spec.ips`, SRV per port to `<svc>.<ns>.svc.Z`.  Headless: the ready endpoints
+        of every cluster, each also `<endpoint>.<cluster>.<svc>.<ns>.svc.Z`, SRV per endpoint and port
+        to those names.  No import, or a headless one with nothing ready: NXDOMAIN, whatever local
+        Service has the name.
+        """
+        parsed = self.parsed
+        entry = self.reads.service_import((parsed.namespace, parsed.service))
+        if entry is None:
+            return self.nxdomain()
+        service_import = entry.service_import
+        if not entry.endpoints and (service_import.headless or self.settings.ignore_empty_service):
+            return self.nxdomain()  # as a local service: no ready endpoint, no name
+        if parsed.kind is Kind.CLUSTER_ENDPOINT:
+            found = [ep.address for ep in entry.endpoints
+                     if ep.cluster == parsed.cluster and ep.name == parsed.endpoint]
+            return self.addresses(self.name, found, qtype) if found else self.nxdomain()
+        if parsed.kind is Kind.SERVICE:
+            if qtype == SRV:
+                return self.srv_records(self.import_targets(entry, lambda port: True))
+            if service_import.headless:
+                return self.addresses(self.name, [ep.address for ep in entry.endpoints], qtype)
+            return self.addresses(self.name, service_import.ips, qtype)
+        targets = self.import_targets(entry, self.named_port())
+        if not targets:
+            return self.nxdomain()
+        return self.srv_records(targets) if qtype == SRV else self.nodata()
+
+    def import_targets(self, entry: ImportEntry,
+                       matches: Callable[[Port], bool]) -> list[tuple[int, str, Sequence[str]]]:
+        """(port, target, addresses) of the ports of an import that match."""
+        service_import = entry.service_import
+        suffix = f"{service_import.name}.{service_import.namespace}.svc.{self.parsed.zone}"
+        if service_import.headless:
+            return [(port.port, f"{ep.name}.{ep.cluster}.{suffix}", (ep.address,))
+                    for ep in entry.endpoints for port in ep.ports if matches(port)]
+        return [(port.port, suffix, service_import.ips) for port in service_import.ports if matches(port)]
 
     def pod(self, qtype: int) -> Answer:
         mode = self.settings.pods
@@ -236,11 +289,16 @@ class Zone:
         return self.records([RR(self.name, PTR, self.ttl, name + suffix) for name in names])
 
 
+def parse_in(name: str, zone: str, settings: KubernetesSettings) -> Name:
+    """A name parsed in the zone it lies in: a `multicluster` zone's services are ServiceImports."""
+    return parse_qname(name, zone, zone in settings.multicluster)
+
+
 def _join(label: str, zone: str) -> str:
     return f"{label}.{zone}" if zone else label
 
 
-def _address_records(owner: str, addresses: list[str] | tuple[str, ...], qtype: int, ttl: int) -> list[RR]:
+def _address_records(owner: str, addresses: Sequence[str], qtype: int, ttl: int) -> list[RR]:
     if qtype == A:
         records = [RR(owner, A, ttl, a) for a in addresses if ":" not in a]
     elif qtype == AAAA:

@@ -821,7 +821,8 @@ KUBERNETES_ERRORS: list[tuple[Directive, str]] = [
     (d("kubernetes", d("apiserver_qps 50")),
      "plugin/kubernetes: Corefile:3 - Error during parsing: option 'apiserver_qps' is not supported by this server"),
     (d("kubernetes", d("multicluster clusterset.local")),
-     "plugin/kubernetes: Corefile:3 - Error during parsing: option 'multicluster' is not supported by this server"),
+     "plugin/kubernetes: Corefile:3 - Error during parsing: is not authoritative for the multicluster zone "
+     "clusterset.local. (authoritative zones: [cluster.local.])"),
     (d("kubernetes", d("pods")),
      "plugin/kubernetes: Corefile:3 - Error during parsing: Wrong argument count or unexpected line ending after "
      "'pods'"),

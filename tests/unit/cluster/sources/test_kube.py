@@ -10,9 +10,11 @@ import pytest
 
 from dns_server.cluster.records import (
     ENDPOINT_SLICE,
+    MULTICLUSTER_SLICE,
     NAMESPACE,
     POD,
     SERVICE,
+    SERVICE_IMPORT,
     decode_list,
 )
 from dns_server.cluster.registry import Registry
@@ -55,6 +57,13 @@ def test_backoff_doubles_up_to_the_cap_with_jitter() -> None:
     ({"labels": "app=web", "namespace_labels": "team", "pods": PodMode.VERIFIED},
      [Resource(NAMESPACE, "team"), Resource(SERVICE, "app=web"), Resource(ENDPOINT_SLICE, "app=web"),
       Resource(POD, "app=web", RUNNING_PODS_FIELD_SELECTOR)]),
+    ({"multicluster": ("cluster.local",)},
+     [Resource(NAMESPACE), Resource(SERVICE), Resource(ENDPOINT_SLICE, "!multicluster.kubernetes.io/service-name"),
+      Resource(SERVICE_IMPORT), Resource(MULTICLUSTER_SLICE, "multicluster.kubernetes.io/service-name")]),
+    ({"multicluster": ("cluster.local",), "labels": "app=web"},
+     [Resource(NAMESPACE), Resource(SERVICE, "app=web"),
+      Resource(ENDPOINT_SLICE, "app=web,!multicluster.kubernetes.io/service-name"), Resource(SERVICE_IMPORT),
+      Resource(MULTICLUSTER_SLICE, "app=web,multicluster.kubernetes.io/service-name")]),
 ])
 def test_resources_and_their_server_side_selectors(options: dict[str, object], expected: list[Resource]) -> None:
     assert list(resources_for(source(**options))) == expected
@@ -64,6 +73,8 @@ def test_required_kinds_and_scope_follow_the_settings() -> None:
     assert _required_kinds(source()) == {NAMESPACE, SERVICE, ENDPOINT_SLICE}
     assert _required_kinds(source(pods=PodMode.VERIFIED)) == {NAMESPACE, SERVICE, ENDPOINT_SLICE, POD}
     assert _required_kinds(source(noendpoints=True)) == {NAMESPACE, SERVICE}
+    assert _required_kinds(source(multicluster=("cluster.local",))) == {
+        NAMESPACE, SERVICE, ENDPOINT_SLICE, SERVICE_IMPORT, MULTICLUSTER_SLICE}
     assert _scope_for(source()) is None
     assert isinstance(_scope_for(source(namespaces=("a", "b"))), FixedNamespaces)
     assert isinstance(_scope_for(source(namespace_labels="team=a")), SelectedNamespaces)
@@ -126,14 +137,19 @@ class ScriptedStream:
         pass
 
 
-def test_events_before_a_bad_line_are_applied_and_the_stream_is_resumed_after_them(tmp_path: Path) -> None:
+def offline_source(tmp_path: Path, registry: Registry, kind: str) -> KubeSource:
+    """An API source of one resource whose list functions the test replaces (its API is never reached)."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text('{"apiVersion": "v1", "kind": "Config", "current-context": "c", '
                           '"clusters": [{"name": "c", "cluster": {"server": "http://127.0.0.1:9"}}], '
                           '"users": [{"name": "u", "user": {"token": "t"}}], '
                           '"contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}')
+    return KubeSource(api_client(source(kubeconfig=kubeconfig)), registry, [Resource(kind)])
+
+
+def test_events_before_a_bad_line_are_applied_and_the_stream_is_resumed_after_them(tmp_path: Path) -> None:
     registry = Registry(required_kinds=set())
-    kube = KubeSource(api_client(source(kubeconfig=kubeconfig)), registry, [Resource(SERVICE)])
+    kube = offline_source(tmp_path, registry, SERVICE)
     added = (b'{"type": "ADDED", "object": {"kind": "Service", "metadata": {"name": "web", "namespace": "shop", '
              b'"resourceVersion": "42"}, "spec": {"clusterIP": "10.96.0.7", "clusterIPs": ["10.96.0.7"]}}}\n')
     kube._list_functions[SERVICE] = lambda **params: ScriptedStream(added[:30], added[30:] + b"{garbage\n")
@@ -145,6 +161,24 @@ def test_events_before_a_bad_line_are_applied_and_the_stream_is_resumed_after_th
     kube._applier.close()
     kube._applier.run()
     assert ("shop", "web") in registry.snapshot.services  # ... so that event must have been applied
+    kube._api.close()
+
+
+def test_a_watch_of_local_slices_keeps_none_labelled_for_a_service_import(tmp_path: Path) -> None:
+    """Without `multicluster` the local watch sees every slice: one labelled for an import is not kept."""
+    registry = Registry(required_kinds=set())
+    kube = offline_source(tmp_path, registry, ENDPOINT_SLICE)
+    events = b"".join(
+        b'{"type": "ADDED", "object": {"metadata": {"name": "%s", "namespace": "db", "resourceVersion": "9", '
+        b'"labels": {"%s": "cassandra", "multicluster.kubernetes.io/source-cluster": "east"}}, '
+        b'"endpoints": [{"addresses": ["10.1.0.1"]}]}}\n' % (name, label)
+        for name, label in ((b"local", b"kubernetes.io/service-name"),
+                            (b"imported", b"multicluster.kubernetes.io/service-name")))
+    kube._list_functions[ENDPOINT_SLICE] = lambda **params: ScriptedStream(events)
+    kube._watch(Resource(ENDPOINT_SLICE), kube.status.resources[ENDPOINT_SLICE])
+    kube._applier.close()
+    kube._applier.run()
+    assert registry.counts() == {ENDPOINT_SLICE: 1}
     kube._api.close()
 
 
