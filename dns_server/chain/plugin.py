@@ -25,7 +25,7 @@ A handler is pure: `serve(request, next) -> Answer`, no I/O, no clock.  How each
 - one that changes every reply (loadbalance): offers rotations of the answer it gets from `next`,
   and turns forwarded replies in `forwarded(reply)`, the hook for replies the chain never saw.
 Plugins with no handler act around the chain: bind, bufsize, health, ready, reload (the server),
-prometheus, errors, log (the router observes every reply, cached ones too), cache and loop (the
+prometheus, errors, log, nsid (the router observes every reply, cached ones too), cache and loop (the
 outbound side).  `in_chain` says whether CoreDNS has a handler for it (`coredns_plugin_enabled`, and
 the plugin named in "no next plugin found").
 """

@@ -3,10 +3,10 @@
 Theory of operation.  A query goes one way:
 1. `exact`: the reply already sent for these exact query bytes (after the ID): one dict lookup, the
    query's ID in front, done.  Stub resolvers repeat themselves, so this answers most queries.
-2. the question key (the question with its name lower-cased, plus a mode byte for RD, CD, EDNS
-   and DO), read from the raw bytes without decoding the message (`protocol.wire.read_plain`): the
-   answer table's entry for it, cut to the client's UDP limit, with the query's ID and the
-   question's case patched in.  An entry whose answer comes from upstream sends the question to
+2. the question key (the question with its name lower-cased, plus a mode byte for RD, CD, EDNS,
+   DO and an NSID asked for), read from the raw bytes without decoding the message
+   (`protocol.wire.read_plain`): the answer table's entry for it, cut to the client's UDP limit,
+   with the query's ID and the question's case patched in.  An entry whose answer comes from upstream sends the question to
    its block's outbound side, whose cache may answer at once.
 3. the slow path: the query decoded properly; what the server answers before any plugin (FORMERR,
    NOTIMP, BADVERS, REFUSED: `chain.chain.admission`) is decided here, where messages enter; the
@@ -45,6 +45,7 @@ from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.plugins.kubernetes.chase import joined, target_key
 from dns_server.plugins.log import QueryLog, QueryLogWriter, QueryRecord
 from dns_server.plugins.loop import LoopProbe
+from dns_server.plugins.nsid import identified, nsid_of
 from dns_server.protocol.answer import Answer, Outcome, Relay
 from dns_server.protocol.codes import HINFO, MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
 from dns_server.protocol.encode import Unencodable, encode, error_reply
@@ -110,6 +111,7 @@ class Block:
         self.query_log = query_log  # the block's `log` directives, if any
         self.loop = loop  # the `loop` plugin's probe, while it runs
         self.bufsize = bufsize_of(settings)
+        self.nsid = nsid_of(settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +236,8 @@ class Pipeline:
             cached = target.outbound.cached(key if relay is None else relay.key(key), limit)
             if cached is None:
                 return self._slow(data, via_tcp, peer)  # becomes a Forward
-            reply = target.block.chain.forwarded(_from_upstream(data, cached, end, relay, limit))
+            reply = identified(target.block.chain.forwarded(_from_upstream(data, cached, end, relay, limit)),
+                               target.block.nsid, key, limit)
             if self.metrics is not None:
                 self._tally = self._tally_for(entry.labels.zone, CACHE, data, reply, key, via_tcp)
             return reply
@@ -291,12 +294,14 @@ class Pipeline:
                                               forward=target))
                 cached = block.outbound.cached(upstream, limit)
                 if cached is not None:
-                    reply = block.chain.forwarded(_from_upstream(data, cached, end, relay, limit))
+                    reply = identified(block.chain.forwarded(_from_upstream(data, cached, end, relay, limit)),
+                                       block.nsid, key, limit)
                     return self._count_reply(data, reply, labels.zone, CACHE, via_tcp)
             else:
                 chased = block.outbound.cached(target_key(upstream, answer.chase), MAX_TCP_MESSAGE)
                 if chased is not None:
-                    reply = _restored(joined(query, answer, chased, block.bufsize, limit), query, relay, limit)
+                    reply = identified(_restored(joined(query, answer, chased, block.bufsize, limit), query, relay,
+                                                 limit), block.nsid, key, limit)
                     return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp)  # the CNAME's plugin
             if block.outbound.refuses(answer.forward):
                 refused = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
@@ -309,10 +314,11 @@ class Pipeline:
                 block.errors(SERVFAIL, query.name, query.qtype, f"cannot encode the answer: {error}")
             return self._count_reply(data, error_reply(query, SERVFAIL, block.bufsize), labels.zone, answer.plugin,
                                      via_tcp)
-        rotations = tuple(encode(query, answer._replace(answer=records), block.bufsize).wire
-                          for records in answer.rotations)
-        entry = Entry(encoded.wire, encoded.serial_at, block.view, answer.depends, block.bufsize, labels,
-                      rotations=rotations, serial=snapshot.serial)
+        nsid = None if answer.outcome is Outcome.SERVFAIL else block.nsid  # a plugin's error: the server writes it
+        rotations = tuple(identified(encode(query, answer._replace(answer=records), block.bufsize).wire, nsid, key,
+                                     MAX_TCP_MESSAGE) for records in answer.rotations)
+        entry = Entry(identified(encoded.wire, nsid, key, MAX_TCP_MESSAGE), encoded.serial_at, block.view,
+                      answer.depends, block.bufsize, labels, rotations=rotations, serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
         elif CLIENT in answer.depends:  # only for this client: counted, never kept
@@ -343,6 +349,7 @@ class Pipeline:
                 reply = block.chain.forwarded(_restored(reply, query, relay, limit))
             else:
                 reply = block.chain.forwarded(_relayed(reply, query))
+            reply = identified(reply, block.nsid, question_key(query), limit)
         except Overloaded:
             reply = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
         except NoAnswer as failure:
