@@ -28,7 +28,7 @@ def block_of(nsid: str, *, extra: str = "") -> ServerBlock:
 
 def ask(pipeline: Pipeline, name: str, *, nsid: bool = True, via_tcp: bool = False) -> dns.message.Message:
     """The reply to `name A` with EDNS, asking for the NSID when `nsid`, finished as the transport does."""
-    options = [dns.edns.GenericOption(dns.edns.NSID, b"")] if nsid else []
+    options: list[dns.edns.Option] = [dns.edns.GenericOption(dns.edns.NSID, b"")] if nsid else []
     query = dns.message.make_query(name, "A", use_edns=0, options=options)
     reply = pipeline.handle(query.to_wire(), via_tcp)
     if isinstance(reply, Forward):
