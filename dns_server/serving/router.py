@@ -46,7 +46,7 @@ from dns_server.plugins.kubernetes.chase import joined, target_key
 from dns_server.plugins.log import QueryLog, QueryLogWriter, QueryRecord
 from dns_server.plugins.loop import LoopProbe
 from dns_server.plugins.nsid import identified, nsid_of
-from dns_server.protocol.answer import Answer, Outcome, Relay
+from dns_server.protocol.answer import Answer, Count, Outcome, Relay
 from dns_server.protocol.codes import HINFO, MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
 from dns_server.protocol.encode import Unencodable, encode, error_reply
 from dns_server.protocol.names import longest_zone, zone_text
@@ -83,7 +83,7 @@ class QueryMetrics(Protocol):
     """metrics.QueryMetrics: finds the Tally of a label set."""
 
     def tally(self, server: str, zone: str, view: str, proto: str, family: str, qtype: int, rcode: int,
-              plugin: str, do: bool, request_size: int, response_size: int) -> Tally: ...
+              plugin: str, do: bool, request_size: int, response_size: int, counts: tuple[Count, ...] = ()) -> Tally: ...
 
 
 ErrorReporter = Callable[[int, str, int, str], None]  # rcode, name, qtype, reason (the errors plugin)
@@ -95,6 +95,7 @@ class Labels(NamedTuple):
 
     zone: str  # the block's zone the name fell in, as CoreDNS prints it, or "dropped"
     plugin: str  # the plugin that wrote the reply ("" for the server)
+    counts: tuple[Count, ...] = ()  # the plugins' own counters each reply adds one to (Answer.counts)
 
 
 class Block:
@@ -161,7 +162,7 @@ class Pipeline:
         self._exact_udp = self.table.exact_udp
         self._exact_tcp = self.table.exact_tcp
         self._tally: Tally | None = None  # the tally of the reply `_answer` returned last (metered only)
-        self._labels: dict[tuple[str, str], Labels] = {}
+        self._labels: dict[tuple[str, str, tuple[Count, ...]], Labels] = {}
         self._last_error_log = 0.0
         self._writer = query_log if any(block.query_log for _, block in self.routes) else None
         self._local = local  # our address, for the query log
@@ -244,7 +245,8 @@ class Pipeline:
         reply = _as_asked(data, entry.reply(limit), end)
         tally = None
         if self.metrics is not None:
-            tally = self._tally = self._tally_for(entry.labels.zone, entry.labels.plugin, data, reply, key, via_tcp)
+            labels = entry.labels
+            tally = self._tally = self._tally_for(labels.zone, labels.plugin, data, reply, key, via_tcp, labels.counts)
         self.table.remember(entry, via_tcp, data[2:], reply[2:], tally)
         return reply
 
@@ -276,9 +278,10 @@ class Pipeline:
         snapshot = block.view.snapshot
         answer = block.chain.resolve(query.name, query.qtype, snapshot, peer, query.qclass, via_tcp)
         key = question_key(query)
-        labels = self._labels.get((zone, answer.plugin))
+        labels = self._labels.get((zone, answer.plugin, answer.counts))
         if labels is None:
-            labels = self._labels[(zone, answer.plugin)] = Labels(zone_text(zone), answer.plugin)
+            labels = self._labels[(zone, answer.plugin, answer.counts)] = Labels(zone_text(zone), answer.plugin,
+                                                                                 answer.counts)
         end = HEADER_LEN + len(query.question) - 4
         payload = query.payload if query.edns else NO_EDNS_PAYLOAD
         if answer.outcome is Outcome.FORWARD or answer.outcome is Outcome.CHASE:
@@ -313,7 +316,7 @@ class Pipeline:
             if block.errors is not None:
                 block.errors(SERVFAIL, query.name, query.qtype, f"cannot encode the answer: {error}")
             return self._count_reply(data, error_reply(query, SERVFAIL, block.bufsize), labels.zone, answer.plugin,
-                                     via_tcp)
+                                     via_tcp, answer.counts)
         nsid = None if answer.outcome is Outcome.SERVFAIL else block.nsid  # a plugin's error: the server writes it
         rotations = tuple(identified(encode(query, answer._replace(answer=records), block.bufsize).wire, nsid, key,
                                      MAX_TCP_MESSAGE) for records in answer.rotations)
@@ -323,7 +326,7 @@ class Pipeline:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
         elif CLIENT in answer.depends:  # only for this client: counted, never kept
             reply = _as_asked(data, entry.reply(reply_limit(via_tcp, payload, block.bufsize)), end)
-            return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp)
+            return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp, answer.counts)
         else:
             self.table.put(key, entry)
         return self._serve(entry, data, key, end, payload, via_tcp, peer)
@@ -385,11 +388,12 @@ class Pipeline:
                                                              data, reply, seconds))
 
     # -- metrics -------------------------------------------------------------------------------------
-    def _tally_for(self, zone: str, plugin: str, data: bytes, reply: bytes, key: bytes, via_tcp: bool) -> Tally:
+    def _tally_for(self, zone: str, plugin: str, data: bytes, reply: bytes, key: bytes, via_tcp: bool,
+                   counts: tuple[Count, ...] = ()) -> Tally:
         assert self.metrics is not None
         qtype = key[-4] | key[-5] << 8  # the key ends with type, class and the mode byte
         return self.metrics.tally(self.server, zone, "", "tcp" if via_tcp else "udp", self.family, qtype,
-                                  reply[3] & 0x0F, plugin, bool(key[-1] & MODE_DO), len(data), len(reply))
+                                  reply[3] & 0x0F, plugin, bool(key[-1] & MODE_DO), len(data), len(reply), counts)
 
     def _dropped(self, data: bytes, reply: bytes | None, via_tcp: bool) -> bytes | None:
         """A reply the server writes itself, before any block: counted under the zone `dropped`."""
@@ -397,16 +401,18 @@ class Pipeline:
             self._count_reply(data, reply, DROPPED, "", via_tcp)
         return reply
 
-    def _count_reply(self, data: bytes, reply: bytes, zone: str, plugin: str, via_tcp: bool) -> bytes:
+    def _count_reply(self, data: bytes, reply: bytes, zone: str, plugin: str, via_tcp: bool,
+                     counts: tuple[Count, ...] = ()) -> bytes:
         if self.metrics is not None:
-            self._tally = self._tally_for_raw(zone, plugin, data, reply, via_tcp)
+            self._tally = self._tally_for_raw(zone, plugin, data, reply, via_tcp, counts)
         return reply
 
-    def _tally_for_raw(self, zone: str, plugin: str, data: bytes, reply: bytes, via_tcp: bool) -> Tally:
+    def _tally_for_raw(self, zone: str, plugin: str, data: bytes, reply: bytes, via_tcp: bool,
+                       counts: tuple[Count, ...] = ()) -> Tally:
         assert self.metrics is not None
         qtype, do = _question_type_and_do(data)
         return self.metrics.tally(self.server, zone, "", "tcp" if via_tcp else "udp", self.family, qtype,
-                                  reply[3] & 0x0F, plugin, do, len(data), len(reply))
+                                  reply[3] & 0x0F, plugin, do, len(data), len(reply), counts)
 
     def _log_bug(self) -> None:
         if self._panicked is not None:
