@@ -16,6 +16,10 @@ AAAA alike), and the rest spread so that the answers a change touches are asked 
 - 10% SRV for a named port (ClusterIP and headless, uniformly);
 - 50% search-path misses, A and AAAA.
 
+`with_rewrites` (bench/run.py's `Corefile+rewrite+template` server): the same questions, but one A
+for a service in ten asked as its rewritten name, `<svc>.<ns>.svc.example.org` (the rewrite rule's
+suffix, `answer auto`), alternating with AAAA for `<svc>.<ns>.example.org` (the AAAA template's zone).
+
 Lines are `name type`, shuffled with a fixed seed, as dnsperf's `-d` reads them.
 """
 
@@ -31,6 +35,9 @@ CHURN_MIX = (("CLUSTER_IP", 0.25), ("HEADLESS", 0.15), ("SRV", 0.10), ("MISS", 0
 EXTERNAL_NAMES = ("api.github.com", "www.googleapis.com", "s3.amazonaws.com", "registry.npmjs.org",
                   "pypi.org", "login.microsoftonline.com", "sqs.eu-west-1.amazonaws.com")
 DEFAULT_COUNT = 100_000
+REWRITTEN_SUFFIX = ".svc.example.org"  # rewritten to .svc.<ZONE> (bench/run.py's rewrite rule)
+TEMPLATE_ZONE = "example.org"  # AAAA answered NOERROR by bench/run.py's template rule
+REWRITE_EVERY = 10
 
 
 def build_queries(cluster: Cluster, count: int = DEFAULT_COUNT, seed: int = 2,
@@ -67,3 +74,16 @@ def write_queries(questions: list[tuple[str, str]], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(f"{name} {qtype}\n" for name, qtype in questions))
     return path
+
+
+def with_rewrites(questions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The questions, one A for a service in `REWRITE_EVERY` asked under a rewritten name or the template's zone."""
+    service_suffix = f".svc.{ZONE}"
+    out = []
+    for index, (name, qtype) in enumerate(questions):
+        if index % REWRITE_EVERY == 0 and qtype == "A" and name.endswith(service_suffix):
+            stem = name[:-len(service_suffix)]
+            name, qtype = (stem + REWRITTEN_SUFFIX, "A") if index // REWRITE_EVERY % 2 == 0 else \
+                (f"{stem}.{TEMPLATE_ZONE}", "AAAA")
+        out.append((name, qtype))
+    return out

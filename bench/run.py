@@ -11,6 +11,9 @@ to core 0 while dnsperf runs pinned to core 1:
   kubernetes, prometheus, forward, cache, loop, reload, loadbalance) with `fixtures DIR` in its
   kubernetes block, `bind 127.0.0.1`, and its HTTP endpoints on free loopback ports;
 - `no prometheus`: the same Corefile without `prometheus`;
+- `Corefile+rewrite+template`: the Corefile with a `rewrite name suffix` rule (`answer auto`) and a
+  `template IN AAAA` rule for another zone, asked the same questions but one A for a service in ten
+  under a rewritten name or in the template's zone (bench/queries.py `with_rewrites`);
 - `NSD`: serving the same cluster as a zone file;
 - `baseline`, with `--baseline DIR`: ours started as `flags` is, but from the checkout DIR (the
   process runs in DIR, so `python -m dns_server` imports DIR's package), measured as `flags` is.
@@ -30,12 +33,15 @@ round then measures:
 4. saturated TCP runs (`dnsperf -m tcp`, 16 connections), `flags`, `baseline` and NSD in turns;
 5. runs at a fixed rate both sustain (`--rate`), in turns: latency without queueing;
 6. peak RSS (VmHWM), the CPU each server used in its saturated runs and the CPU other processes
-   took from the two cores meanwhile; and that `prometheus` counted the queries (/metrics).
+   took from the two cores meanwhile; and that `prometheus` counted the queries (/metrics);
+7. for `Corefile+rewrite+template`: its rewritten and templated questions asked once more, each
+   once, and how many of them the answer table answered (`dns_server_answer_cache_hits_total` and
+   `_misses_total` before and after), with what `coredns_template_matches_total` counted.
 
 The tables quote medians over rounds; ratios are taken within each round, then the median.  The
 two comparisons of our own configurations (Corefile / flags, and the cost of `prometheus`) look for
 a few percent, less than the shared machine drifts in a minute: they pair each saturated slice with
-the other server's slice of the same turn (seconds apart) and take the median of those ratios over
+the other server's slice of the same turn (so does Corefile+rewrite+template / Corefile) (seconds apart) and take the median of those ratios over
 every round.  So does `--baseline`: this checkout / baseline pairs each saturated UDP and TCP slice of
 `flags` with the baseline's of the same turn; first pass, start-up and peak RSS are ratios per round.
 """
@@ -86,7 +92,7 @@ from common import (
     run_main,
     wait_for_answer,
 )
-from queries import DEFAULT_COUNT, build_queries, write_queries
+from queries import DEFAULT_COUNT, REWRITTEN_SUFFIX, TEMPLATE_ZONE, build_queries, with_rewrites, write_queries
 
 STARTUP_DEADLINE = 60.0
 CHECK_SAMPLE = 400  # questions asked of every server to confirm they give the same answers
@@ -101,7 +107,9 @@ TARGET_FIRST_PASS_RATIO = 0.5
 TARGET_COLD_US = 15.0
 TARGET_COREFILE_RATIO = 0.9  # issue 8: the Corefile-started server / the flag-started one
 TARGET_PROMETHEUS_COST = 0.05  # issue 9: the QPS `prometheus` may cost
+TARGET_REWRITE_RATIO = 0.9  # issue 19: with a rewrite and a template rule / the same Corefile without
 FLAGS, COREFILE, NO_PROMETHEUS, NSD, BASELINE = "flags", "Corefile", "no prometheus", "NSD", "baseline"
+REWRITE = "Corefile+rewrite+template"
 
 # Corefile.example (kubeadm's), serving the fixtures: `bind` and the addresses keep it on loopback
 # ports of its own; `lameduck` is left out (stopping would wait 5 s), which costs no query anything.
@@ -127,7 +135,14 @@ COREFILE_TEXT = """\
     loop
     reload
     loadbalance
-}}
+{rules}}}
+"""
+# issue 19: the rules of the `Corefile+rewrite+template` server (bench/queries.py asks for their names)
+REWRITE_RULES = f"""\
+    rewrite name suffix {REWRITTEN_SUFFIX}. .svc.{ZONE}. answer auto
+    template IN AAAA {TEMPLATE_ZONE} {{
+       rcode NOERROR
+    }}
 """
 
 
@@ -141,6 +156,9 @@ class Server:
     cwd: Path
     full: bool  # measured in every way (flags, NSD), or for its QPS (the Corefile variants)
     prometheus: bool = False
+    rules: str = ""  # Corefile lines added to the block
+    questions: list[tuple[str, str]] | None = None  # its own query mix, in the query file's place
+    query_file: Path | None = None
     port: int = 0
     metrics_port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -160,16 +178,20 @@ class Server:
 
     def queries_counted(self) -> int | None:
         """What /metrics says this server answered (coredns_dns_requests_total), None if it is not served."""
+        return self.counter("coredns_dns_requests_total")
+
+    def counter(self, family: str) -> int | None:
+        """The sum of a family's samples on /metrics, None if it is not served."""
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
                 text = response.read().decode(errors="replace")
         except (urllib.error.URLError, OSError):
             return None
-        return round(sum(float(line.rsplit(None, 1)[1]) for line in text.splitlines()
-                         if line.startswith("coredns_dns_requests_total")))
+        return round(sum(float(line.rsplit(None, 1)[1]) for line in text.splitlines() if line.startswith(family)))
 
 
-def servers(fixtures: Path, zone_file: Path, workdir: Path, baseline: Path | None = None) -> list[Server]:
+def servers(fixtures: Path, zone_file: Path, workdir: Path, questions: list[tuple[str, str]],
+            baseline: Path | None = None) -> list[Server]:
     def flags(server: Server) -> list[str]:
         return [sys.executable, "-m", "dns_server", "--fixtures", str(fixtures), "--listen", f"127.0.0.1:{server.port}"]
 
@@ -177,7 +199,8 @@ def servers(fixtures: Path, zone_file: Path, workdir: Path, baseline: Path | Non
         path = workdir / f"Corefile-{server.port}"
         path.write_text(COREFILE_TEXT.format(
             port=server.port, health=free_port(), ready=free_port(), fixtures=fixtures,
-            prometheus=f"    prometheus 127.0.0.1:{server.metrics_port}\n" if server.prometheus else ""))
+            prometheus=f"    prometheus 127.0.0.1:{server.metrics_port}\n" if server.prometheus else "",
+            rules=server.rules))
         return [sys.executable, "-m", "dns_server", "-conf", str(path)]
 
     def nsd(server: Server) -> list[str]:
@@ -187,7 +210,10 @@ def servers(fixtures: Path, zone_file: Path, workdir: Path, baseline: Path | Non
 
     # the baseline next to `flags`, so that the two slices of a turn are mostly seconds apart
     other = [Server(BASELINE, flags, baseline, True)] if baseline is not None else []
+    rewritten = with_rewrites(questions)
     return [Server(FLAGS, flags, REPO, True), *other, Server(COREFILE, corefile, REPO, False, prometheus=True),
+            Server(REWRITE, corefile, REPO, False, prometheus=True, rules=REWRITE_RULES, questions=rewritten,
+                   query_file=write_queries(rewritten, workdir / "rewritten-queries.txt")),
             Server(NO_PROMETHEUS, corefile, REPO, False), Server(NSD, nsd, workdir, True)]
 
 
@@ -229,31 +255,53 @@ def check(every: list[Server], processes: Processes, workdir: Path, probe: str,
     differences = []
     truncated = {server.name: 0 for server in every}
     try:
-        for name, qtype in sample(questions):
-            replies = {}
+        for index in sample(range(len(questions))):
+            replies, asked = {}, {}
             for server in every:
+                name, qtype = asked[server.name] = (server.questions or questions)[index]
                 query = dns.message.make_query(name, qtype)
                 reply = dns.query.udp(query, "127.0.0.1", port=server.port, timeout=2)
                 if reply.flags & dns.flags.TC:
                     truncated[server.name] += 1
                     reply = dns.query.tcp(query, "127.0.0.1", port=server.port, timeout=2)
                 records = sorted(rr.to_text() for rrset in reply.answer for rr in rrset.to_rdataset())
-                replies[server.name] = (dns.rcode.to_text(reply.rcode()), records)
-            differences += [f"{name} {qtype}: {server} {reply}, NSD {replies[NSD]}"
-                            for server, reply in replies.items() if reply != replies[NSD]]
+                replies[server.name] = (dns.rcode.to_text(reply.rcode()), rrset_owners(reply), records)
+            differences += [f"{' '.join(asked[server])}: {server} {reply}, NSD {replies[NSD]}"
+                            for server, reply in replies.items()
+                            if reply != as_asked(questions[index], asked[server], replies[NSD])]
     finally:
         for server in every:
             assert server.process is not None
             processes.stop(server.process)
     if differences:
         raise BenchError("the servers answer differently:\n  " + "\n  ".join(differences[:10]))
-    print(f"check: every server gives NSD's rcode and answer records for {len(sample(questions))} sampled questions "
-          f"(UDP replies with TC set, answered again over TCP: "
+    print(f"check: every server gives NSD's rcode and answer records for {len(sample(range(len(questions))))} "
+          f"sampled questions, {REWRITE} to its rewritten and templated ones as its rules say (UDP replies with TC "
+          f"set, answered again over TCP: "
           f"{', '.join(f'{name} {count}' for name, count in truncated.items())})")
 
 
-def sample(questions: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def sample(questions: Sequence[int]) -> Sequence[int]:
     return questions[::max(1, len(questions) // CHECK_SAMPLE)]
+
+
+Checked = tuple[str, list[str], list[str]]  # a reply's rcode, answer owner names and answer records
+
+
+def rrset_owners(reply: dns.message.Message) -> list[str]:
+    return sorted(rrset.name.to_text().lower() for rrset in reply.answer for _ in rrset)
+
+
+def as_asked(question: tuple[str, str], asked: tuple[str, str], nsd: Checked) -> Checked:
+    """What a server asked `asked` in place of `question` must reply, NSD having replied `nsd` to
+    `question`: the same, under the name asked (a rewritten name); NOERROR and nothing (the AAAA
+    template's zone)."""
+    if asked == question:
+        return nsd
+    if asked[1] == "AAAA":
+        return "NOERROR", [], []
+    rcode, owners, records = nsd
+    return rcode, [asked[0].lower() + "." for _ in owners], records
 
 
 def cold_answer_us(fixtures: Path, questions: list[tuple[str, str]], count: int) -> list[float]:
@@ -321,6 +369,8 @@ class Result:
     wall_seconds: float = 0.0  # of the saturated runs
     rcvbuf: str = ""
     counted: int | None = None  # queries /metrics counted (prometheus)
+    from_table: tuple[int, int] = (0, 0)  # rewritten and templated questions: from the answer table, asked
+    template_matches: int = 0  # coredns_template_matches_total after the runs
     slice_qps: list[float] = field(default_factory=list)  # each saturated slice's QPS, in turn order
     tcp_slice_qps: list[float] = field(default_factory=list)  # ... and each TCP run's
 
@@ -377,9 +427,9 @@ def run_round(order: list[Server], processes: Processes, workdir: Path, scratch:
             results[server.name].startup_s = server.start(processes, workdir, probe)
             results[server.name].rcvbuf = receive_buffer(server.port)
         for server in order:
-            results[server.name].cold = dnsperf(server.port, query_file, [*load, "-n", "1"])
+            results[server.name].cold = dnsperf(server.port, server.query_file or query_file, [*load, "-n", "1"])
         for server in turns(order, args.duration, args.slice):
-            saturated_slice(server, results[server.name], query_file, load, args.slice)
+            saturated_slice(server, results[server.name], server.query_file or query_file, load, args.slice)
             if server.full:
                 results[server.name].tail.add(dnsperf(server.port, query_file, [*load, "-l", str(args.slice)],
                                                       verbose_file=verbose))
@@ -397,11 +447,28 @@ def run_round(order: list[Server], processes: Processes, workdir: Path, scratch:
             result = results[server.name]
             result.rss_mb, result.rss_end_mb = memory_mb(server.pids(), "VmHWM"), memory_mb(server.pids(), "VmRSS")
             result.counted = server.queries_counted() if server.prometheus else None
+            if server.rules:
+                result.from_table = answered_from_table(server, scratch)
+                result.template_matches = server.counter("coredns_template_matches_total") or 0
     finally:
         for server in order:
             if server.process is not None:
                 processes.stop(server.process)
     return results
+
+
+def answered_from_table(server: Server, scratch: Path) -> tuple[int, int]:
+    """The server's rewritten and templated questions (under example.org), asked once each: how many the
+    answer table answered, of how many were answered.  A query the table has no answer for is one of its
+    misses (`dns_server_answer_cache_misses_total`); one it answers from the exact bytes of an earlier
+    query counts in no hits, so the misses are what is counted."""
+    asked = [question for question in dict.fromkeys(server.questions or ())
+             if question[0].endswith(f".{TEMPLATE_ZONE}")]
+    misses = "dns_server_answer_cache_misses_total"
+    before = server.counter(misses) or 0
+    run = dnsperf(server.port, write_queries(asked, scratch / "rewritten-only.txt"), ["-n", "1"])
+    answered = run.completed
+    return answered - ((server.counter(misses) or 0) - before), answered
 
 
 # -- the report --------------------------------------------------------------------------------------
@@ -458,13 +525,16 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
     first_pass_ratio = ratio(FLAGS, NSD, lambda r: r.cold.qps)
     cpu_ratio = ratio(FLAGS, NSD, lambda r: r.cpu_us_per_query)
     corefile_pairs, prometheus_pairs = paired(rounds, COREFILE, FLAGS), paired(rounds, COREFILE, NO_PROMETHEUS)
-    corefile_ratio = median(corefile_pairs)
+    rewrite_pairs = paired(rounds, REWRITE, COREFILE)
+    corefile_ratio, rewrite_ratio = median(corefile_pairs), median(rewrite_pairs)
+    from_table = [r[REWRITE].from_table for r in rounds]
+    all_from_table = all(asked and hits == asked for hits, asked in from_table)
     prometheus_cost = 1 - median(prometheus_pairs)
     counted = [r[COREFILE].counted for r in rounds]
     lost = max(r[FLAGS].lost for r in rounds)
     rss, startup = med(FLAGS, lambda r: r.rss_mb), med(FLAGS, lambda r: r.startup_s)
 
-    every, both = (FLAGS, BASELINE, COREFILE, NO_PROMETHEUS, NSD), (FLAGS, BASELINE, NSD)  # whom a row is for
+    every, both = (FLAGS, BASELINE, COREFILE, REWRITE, NO_PROMETHEUS, NSD), (FLAGS, BASELINE, NSD)  # whom a row is for
     rows: list[tuple[str, Callable[[Result], float], str, tuple[str, ...]]] = [
         ("QPS (saturated)", lambda r: r.saturated.qps, ",.0f", every),
         ("avg latency ms (saturated)", lambda r: r.saturated.avg_ms, ".3f", every),
@@ -505,10 +575,14 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
                                                   for r in rounds)
           + "; p99 flags/NSD " + ", ".join(f"{r[FLAGS].tail.percentile_ms(0.99) / r[NSD].tail.percentile_ms(0.99):.2f}x"
                                            for r in rounds))
-    for what, pairs in (("Corefile/flags", corefile_pairs), ("Corefile/no prometheus", prometheus_pairs)):
+    for what, pairs in (("Corefile/flags", corefile_pairs), ("Corefile/no prometheus", prometheus_pairs),
+                        (f"{REWRITE}/Corefile", rewrite_pairs)):
         print(f"paired slices, QPS {what}: median {median(pairs):.1%} of {len(pairs)}, from {min(pairs):.1%} to "
               f"{max(pairs):.1%}")
     print(f"server CPU per query at {args.rate:,} qps, flags / NSD: {cpu_ratio:.2f}x")
+    print(f"{REWRITE}: its rewritten and templated questions asked once more, each once: answered from the answer "
+          "table " + ", ".join(f"{hits:,} of {asked:,}" for hits, asked in from_table)
+          + "; coredns_template_matches_total " + ", ".join(f"{r[REWRITE].template_matches:,}" for r in rounds))
     print(f"cold answer (decode + resolve + encode, {len(cold_us)} never-seen questions of the query file): median "
           f"{percentile(Counter(cold_us), 0.5):.1f} us, p90 {percentile(Counter(cold_us), 0.9):.1f} us, "
           f"p99 {percentile(Counter(cold_us), 0.99):.1f} us\n")
@@ -531,6 +605,10 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
         Target("cold answer, median", f"{cold:.1f} us", f"<= {TARGET_COLD_US:g} us", cold <= TARGET_COLD_US),
         Target("QPS Corefile / flags", f"{corefile_ratio:.1%}", f">= {TARGET_COREFILE_RATIO:.0%}",
                corefile_ratio >= TARGET_COREFILE_RATIO),
+        Target(f"QPS {REWRITE} / Corefile", f"{rewrite_ratio:.1%}", f">= {TARGET_REWRITE_RATIO:.0%}",
+               rewrite_ratio >= TARGET_REWRITE_RATIO),
+        Target("rewritten and templated answers from the answer table",
+               ", ".join(f"{hits:,} of {asked:,}" for hits, asked in from_table), "all", all_from_table),
         Target("QPS cost of prometheus", f"{prometheus_cost:.1%}" if served else "/metrics not served or 0",
                f"<= {TARGET_PROMETHEUS_COST:.0%}, counting", served and prometheus_cost <= TARGET_PROMETHEUS_COST),
     ])
@@ -594,7 +672,7 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
         if (os.cpu_count() or 1) < 2:
             raise BenchError("needs two cores: one for the server, one for dnsperf")
         probe = cluster.services[-1].fqdn  # the last service in the manifests
-        every = servers(fixtures, zone_file, workdir, args.baseline)
+        every = servers(fixtures, zone_file, workdir, questions, args.baseline)
         check(every, processes, workdir, probe, questions)
         cold_us = cold_answer_us(fixtures, questions, args.cold)
         rounds: list[dict[str, Result]] = []

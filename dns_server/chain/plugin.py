@@ -25,7 +25,7 @@ A handler is pure: `serve(request, next) -> Answer`, no I/O, no clock.  How each
 - one that changes every reply (loadbalance): offers rotations of the answer it gets from `next`,
   and turns forwarded replies in `forwarded(reply)`, the hook for replies the chain never saw.
 Plugins with no handler act around the chain: bind, bufsize, health, ready, reload (the server),
-prometheus, errors, log (the router observes every reply, cached ones too), cache and loop (the
+prometheus, errors, log, nsid (the router observes every reply, cached ones too), cache and loop (the
 outbound side).  `in_chain` says whether CoreDNS has a handler for it (`coredns_plugin_enabled`, and
 the plugin named in "no next plugin found").
 """
@@ -50,7 +50,7 @@ from dns_server.cluster.snapshot import (
     service_dependency,
 )
 from dns_server.config.model import ServerBlock
-from dns_server.protocol.answer import RR, Answer, Dependency, Outcome
+from dns_server.protocol.answer import RR, Answer, Count, Dependency, Outcome
 from dns_server.protocol.codes import CLASS_IN
 
 Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them
@@ -117,9 +117,10 @@ class Reads:
 
     def answer(self, outcome: Outcome, answer: tuple[RR, ...] = (), authority: tuple[RR, ...] = (),
                additional: tuple[RR, ...] = (), *, forward: int = -1, chase: str = "", plugin: str = "",
-               reason: str = "") -> Answer:
+               reason: str = "", counts: tuple[Count, ...] = ()) -> Answer:
         """An Answer that depends on everything read so far."""
-        return Answer(outcome, answer, authority, additional, forward, chase, plugin, reason, frozenset(self.deps))
+        return Answer(outcome, answer, authority, additional, forward, chase, plugin, reason, frozenset(self.deps),
+                      counts=counts)
 
 
 class Request:

@@ -51,6 +51,8 @@ import dns_server
 from dns_server.config.model import ServerBlock, format_address
 from dns_server.plugins import enabled
 from dns_server.plugins.cache import CacheCounters
+from dns_server.plugins.template import MATCHES, RR_FAILURES, TEMPLATE_FAILURES
+from dns_server.protocol.answer import Count
 from dns_server.protocol.codes import RCODE_NAMES
 from dns_server.protocol.names import zone_text
 from dns_server.serving.answer_table import AnswerCacheCounters
@@ -140,9 +142,17 @@ class _Series:
     do: bool
     request_size: int
     response_size: int
+    counts: tuple[Count, ...]  # the plugins' own counters it adds to (protocol.answer.Count)
 
 
 _WHERE = ["server", "zone", "view"]
+_TEMPLATE_FAILURE = [*_WHERE, "class", "type", "section", "template"]
+# The plugins' own counters an answer names (`Answer.counts`): help text and labels, as CoreDNS declares them
+PLUGIN_COUNTERS: dict[str, tuple[str, list[str]]] = {
+    MATCHES: ("Counter of template regex matches.", [*_WHERE, "class", "type"]),
+    TEMPLATE_FAILURES: ("Counter of go template failures.", _TEMPLATE_FAILURE),
+    RR_FAILURES: ("Counter of mis-templated RRs.", _TEMPLATE_FAILURE),
+}
 
 
 @dataclass(slots=True)
@@ -171,21 +181,22 @@ class QueryMetrics:
         self._reported: dict[tuple[str, str, str], list[int]] = {}  # duration buckets, cumulative, as last reported
 
     def tally(self, server: str, zone: str, view: str, proto: str, family: str, qtype: int, rcode: int,
-              plugin: str, do: bool, request_size: int, response_size: int) -> Tally:
+              plugin: str, do: bool, request_size: int, response_size: int, counts: tuple[Count, ...] = ()) -> Tally:
         """The shared Tally for these label values and sizes (a dict lookup; created on first use).
 
         `zone` is as printed (`cluster.local.`, `.`, `dropped`), `family` "1" (IPv4) or "2" (IPv6),
-        `plugin` the plugin that wrote the reply ("" when the server did).  Call it on the slow path
-        and keep the Tally: the hot path only increments it.
+        `plugin` the plugin that wrote the reply ("" when the server did), `counts` the plugins' own
+        counters the reply adds one to.  Call it on the slow path and keep the Tally: the hot path
+        only increments it.
         """
-        key = (server, zone, view, proto, family, qtype, rcode, plugin, do, request_size, response_size)
+        key = (server, zone, view, proto, family, qtype, rcode, plugin, do, request_size, response_size, counts)
         tally = self._tallies.get(key)
         if tally is None:
             tally = self._tallies[key] = Tally()
             self._series.append(_Series(
                 tally, (server, zone, view), (server, zone, view, proto, family, type_label(qtype)),
                 (server, zone, view, proto), (server, zone, view, rcode_label(rcode), plugin), do,
-                request_size, response_size))
+                request_size, response_size, counts))
         return tally
 
     def collect(self) -> Iterator[Metric]:
@@ -197,6 +208,7 @@ class QueryMetrics:
         request_sizes: dict[tuple[str, ...], _Histogram] = {}
         response_sizes: dict[tuple[str, ...], _Histogram] = {}
         autopath: dict[tuple[str, ...], int] = {}
+        counted: dict[str, dict[tuple[str, ...], int]] = {}  # the plugins' own counters, by family
         for series in self._series[:]:
             tally = series.tally
             slow = tally.slow[:]  # slow buckets before the count: see the module docstring
@@ -208,6 +220,11 @@ class QueryMetrics:
             responses[series.responses] = responses.get(series.responses, 0) + count
             if series.responses[-1] == AUTOPATH:  # the plugin label of a reply the autopath walk found
                 autopath[series.where[:1]] = autopath.get(series.where[:1], 0) + count
+            server, _, view = series.where
+            for name, zone, *labels in series.counts:
+                values = counted.setdefault(name, {})
+                key = (server, zone, view, *labels)
+                values[key] = values.get(key, 0) + count
             if series.do:
                 do_requests[series.where] = do_requests.get(series.where, 0) + count
             duration = durations.setdefault(series.where, _Histogram(len(TIME_BUCKETS)))
@@ -237,6 +254,9 @@ class QueryMetrics:
         if autopath:  # a vector CoreDNS shows once it has counted
             yield _counters("coredns_autopath_success_total", "Counter of requests that did autopath.", ["server"],
                             autopath)
+        for name, values in counted.items():
+            help_text, labels = PLUGIN_COUNTERS[name]
+            yield _counters(name, help_text, labels, values)
 
     def _monotonic(self, durations: dict[tuple[str, str, str], _Histogram]
                    ) -> dict[tuple[str, ...], tuple[list[int], float]]:

@@ -18,6 +18,9 @@ SrvData = tuple[int, int, int, str]  # priority, weight, port, target
 SoaData = tuple[str, str, int, int, int, int, int]  # mname, rname, serial, refresh, retry, expire, minimum
 RData = Union[str, SrvData, SoaData, bytes]
 Dependency = tuple[str, ...]  # see snapshot.py: ("service", ns, name), ("namespace", ns), ...
+# A plugin's own counter that a reply adds one to: the family's name, then its label values after `server`
+# (the zone first; `view` goes after it), e.g. ("coredns_template_matches_total", "example.org.", "IN", "A").
+Count = tuple[str, ...]
 
 
 class RR(NamedTuple):
@@ -87,6 +90,7 @@ class Answer(NamedTuple):
     record_class: int = CLASS_IN  # the class of every record (chaos and whoami answer in the question's)
     set_rcode: int = -1  # rewrite: the rcode the reply carries instead of the outcome's (-1: the outcome's)
     relay: Optional[Relay] = None  # FORWARD and CHASE: the rewritten question asked upstream (rewrite)
+    counts: tuple[Count, ...] = ()  # the plugins' counters each reply of this answer adds one to (template)
 
     @property
     def rcode(self) -> int:

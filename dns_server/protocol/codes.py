@@ -39,6 +39,8 @@ RA, Z, AD, CD = 0x80, 0x40, 0x20, 0x10
 OPT_RECORD = struct.Struct("!BHHBBHH")  # root name, type, UDP size, extended rcode, version, flags, RDLENGTH
 OPT_PREFIX = OPT_RECORD.pack(0, OPT, 0, 0, 0, 0, 0)[:3]  # the root name and type OPT
 DO = 0x8000
+EDNS_OPTION = struct.Struct("!HH")  # an option in the OPT record's RDATA: its code and length (RFC 6891 6.1.2)
+NSID = 3  # the name server identifier option (RFC 5001)
 
 # Sizes (RFC 1035 2.3.4, 4.2.1, 4.2.2)
 MAX_LABEL = 63

@@ -32,6 +32,7 @@ from dns_server.protocol.codes import (
     CD,
     CNAME,
     DO,
+    EDNS_OPTION,
     MAX_LABEL,
     NS,
     OPT,
@@ -210,6 +211,27 @@ def fit(wire: bytes, limit: int) -> bytes:
     kept_additional = kept - kept_answer - kept_authority + (1 if opt else 0)
     return (wire[:2] + bytes((flags,)) + wire[3:6] + _COUNTS.pack(kept_answer, kept_authority, kept_additional)
             + wire[HEADER_LEN:cut] + opt)
+
+
+def with_option(wire: bytes, code: int, data: bytes) -> bytes:
+    """A reply with an EDNS option appended to its OPT record (RFC 6891 6.1.2); unchanged without one.
+
+    Raises FormErr for a message whose records run past its end.
+    """
+    ancount, nscount, arcount = _COUNTS.unpack_from(wire, 6)
+    at = skip_name(wire, HEADER_LEN) + 4
+    for index in range(ancount + nscount + arcount):
+        at = skip_name(wire, at)
+        if at + _RR_FIXED.size > len(wire):
+            raise FormErr("a record runs past the end of the message")
+        rtype, _, _, rdlength = _RR_FIXED.unpack_from(wire, at)
+        end = at + _RR_FIXED.size + rdlength
+        if rtype == OPT and index >= ancount + nscount:
+            option = EDNS_OPTION.pack(code, len(data)) + data
+            return (wire[:at + 8] + _U16.pack(rdlength + len(option)) + wire[at + _RR_FIXED.size:end] + option
+                    + wire[end:])
+        at = end
+    return wire
 
 
 def rotate(wire: bytes, turn: int) -> bytes:

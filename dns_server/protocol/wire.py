@@ -5,7 +5,8 @@ Rules this module keeps:
   parsed on the hot path.  Anything malformed raises `FormErr` (answer FORMERR) or `Drop` (no
   answer at all), and nothing else.
 - A reply built for one query is reused for every query with the same question key
-  (`question_key`: the question, name lower-cased, and a mode byte for RD, CD, EDNS and DO): the
+  (`question_key`: the question, name lower-cased, and a mode byte for RD, CD, EDNS, DO and
+  whether the OPT record asks for the server's NSID, RFC 5001, which the reply then carries): the
   user copies in the new ID and the question exactly as asked (answers compress their owner names
   against the question, so they echo its case too).
 """
@@ -18,9 +19,11 @@ from typing import NamedTuple
 from dns_server.protocol.codes import (
     CD,
     DO,
+    EDNS_OPTION,
     MAX_LABEL,
     MAX_NAME_LEN,
     NO_EDNS_PAYLOAD,
+    NSID,
     OPT,
     OPT_PREFIX,
     OPT_RECORD,
@@ -31,7 +34,7 @@ from dns_server.protocol.codes import (
 HEADER_LEN = 12
 # The mode byte that ends a question key (see `question_key`): what else, besides the question,
 # makes two replies differ.
-MODE_EDNS, MODE_DO, MODE_RD, MODE_CD = 0x01, 0x02, 0x04, 0x08
+MODE_EDNS, MODE_DO, MODE_RD, MODE_CD, MODE_NSID = 0x01, 0x02, 0x04, 0x08, 0x10
 _HEADER = struct.Struct("!HBBHHHH")
 _U16 = struct.Struct("!H")
 
@@ -59,6 +62,7 @@ class Query(NamedTuple):
     do: bool  # DNSSEC OK (RFC 3225)
     edns_version: int
     flags: int  # the header's two flag bytes as received
+    options: bytes = b""  # the OPT record's RDATA: its EDNS options as received
 
 
 def question_end(data: bytes) -> int:
@@ -138,6 +142,7 @@ def decode_query(data: bytes) -> Query:
     payload = NO_EDNS_PAYLOAD
     do = False
     version = 0
+    options = b""
     if ancount or nscount or arcount:
         i = qend
         for _ in range(ancount + nscount):
@@ -158,11 +163,12 @@ def decode_query(data: bytes) -> Query:
                 payload = max(rclass, NO_EDNS_PAYLOAD)
                 do = bool(opt_flags & DO)
                 version = version_here
+                options = data[i + 10:i + 10 + rdlength]
             i += 10 + rdlength
             if i > len(data):
                 raise FormErr("additional record data runs past the end of the packet")
     return Query(qid, opcode, name, qtype, qclass, question, key, edns, payload, do, version,
-                 (flags1 << 8) | flags2)
+                 (flags1 << 8) | flags2, options)
 
 
 def read_plain(data: bytes) -> tuple[bytes, int, int] | None:
@@ -180,9 +186,12 @@ def read_plain(data: bytes) -> tuple[bytes, int, int] | None:
     mode = (data[2] & RD) << 2 | (data[3] & CD) >> 1
     payload = NO_EDNS_PAYLOAD
     if data[11] == 1 and not data[10] and data[qend:qend + 3] == OPT_PREFIX and data[qend + 6] == 0:
-        if len(data) != qend + 11 + (data[qend + 10] | data[qend + 9] << 8):
+        options = data[qend + 10] | data[qend + 9] << 8
+        if len(data) != qend + 11 + options:
             return None
         mode |= MODE_DO if data[qend + 7] & (DO >> 8) else MODE_EDNS
+        if options and has_option(data[qend + 11:], NSID):
+            mode |= MODE_NSID
         payload = data[qend + 4] | data[qend + 3] << 8
     elif data[10] or data[11] or len(data) != qend:
         return None
@@ -194,7 +203,8 @@ def plain_query(data: bytes, key: bytes, end: int, payload: int) -> Query:
     edns = bool(key[-1] & (MODE_EDNS | MODE_DO))
     return Query(data[0] << 8 | data[1], 0, decode_name(key), data[end + 1] | data[end] << 8,
                  data[end + 3] | data[end + 2] << 8, data[HEADER_LEN:end + 4], key[:-1], edns,
-                 max(payload, NO_EDNS_PAYLOAD), bool(key[-1] & MODE_DO), 0, data[2] << 8 | data[3])
+                 max(payload, NO_EDNS_PAYLOAD), bool(key[-1] & MODE_DO), 0, data[2] << 8 | data[3],
+                 data[end + 15:] if edns else b"")
 
 
 def _skip_rr(data: bytes, i: int) -> int:
@@ -216,7 +226,20 @@ def question_key(query: Query) -> bytes:
     mode = (MODE_RD if query.flags & (RD << 8) else 0) | (MODE_CD if query.flags & CD else 0)
     if query.edns:
         mode |= MODE_DO if query.do else MODE_EDNS
+        if query.options and has_option(query.options, NSID):
+            mode |= MODE_NSID
     return query.key + bytes((mode,))
+
+
+def has_option(options: bytes, code: int) -> bool:
+    """Whether an OPT record's RDATA holds an option of this code (options that run past the end do not count)."""
+    at = 0
+    while at + EDNS_OPTION.size <= len(options):
+        found, length = EDNS_OPTION.unpack_from(options, at)
+        at += EDNS_OPTION.size + length
+        if found == code and at <= len(options):
+            return True
+    return False
 
 
 def header_only_reply(data: bytes, rcode: int) -> bytes | None:

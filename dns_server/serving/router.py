@@ -3,10 +3,10 @@
 Theory of operation.  A query goes one way:
 1. `exact`: the reply already sent for these exact query bytes (after the ID): one dict lookup, the
    query's ID in front, done.  Stub resolvers repeat themselves, so this answers most queries.
-2. the question key (the question with its name lower-cased, plus a mode byte for RD, CD, EDNS
-   and DO), read from the raw bytes without decoding the message (`protocol.wire.read_plain`): the
-   answer table's entry for it, cut to the client's UDP limit, with the query's ID and the
-   question's case patched in.  An entry whose answer comes from upstream sends the question to
+2. the question key (the question with its name lower-cased, plus a mode byte for RD, CD, EDNS,
+   DO and an NSID asked for), read from the raw bytes without decoding the message
+   (`protocol.wire.read_plain`): the answer table's entry for it, cut to the client's UDP limit,
+   with the query's ID and the question's case patched in.  An entry whose answer comes from upstream sends the question to
    its block's outbound side, whose cache may answer at once.
 3. the slow path: the query decoded properly; what the server answers before any plugin (FORMERR,
    NOTIMP, BADVERS, REFUSED: `chain.chain.admission`) is decided here, where messages enter; the
@@ -45,7 +45,8 @@ from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded
 from dns_server.plugins.kubernetes.chase import joined, target_key
 from dns_server.plugins.log import QueryLog, QueryLogWriter, QueryRecord
 from dns_server.plugins.loop import LoopProbe
-from dns_server.protocol.answer import Answer, Outcome, Relay
+from dns_server.plugins.nsid import identified, nsid_of
+from dns_server.protocol.answer import Answer, Count, Outcome, Relay
 from dns_server.protocol.codes import HINFO, MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
 from dns_server.protocol.encode import Unencodable, encode, error_reply
 from dns_server.protocol.names import longest_zone, zone_text
@@ -82,7 +83,7 @@ class QueryMetrics(Protocol):
     """metrics.QueryMetrics: finds the Tally of a label set."""
 
     def tally(self, server: str, zone: str, view: str, proto: str, family: str, qtype: int, rcode: int,
-              plugin: str, do: bool, request_size: int, response_size: int) -> Tally: ...
+              plugin: str, do: bool, request_size: int, response_size: int, counts: tuple[Count, ...] = ()) -> Tally: ...
 
 
 ErrorReporter = Callable[[int, str, int, str], None]  # rcode, name, qtype, reason (the errors plugin)
@@ -94,6 +95,7 @@ class Labels(NamedTuple):
 
     zone: str  # the block's zone the name fell in, as CoreDNS prints it, or "dropped"
     plugin: str  # the plugin that wrote the reply ("" for the server)
+    counts: tuple[Count, ...] = ()  # the plugins' own counters each reply adds one to (Answer.counts)
 
 
 class Block:
@@ -110,6 +112,7 @@ class Block:
         self.query_log = query_log  # the block's `log` directives, if any
         self.loop = loop  # the `loop` plugin's probe, while it runs
         self.bufsize = bufsize_of(settings)
+        self.nsid = nsid_of(settings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +162,7 @@ class Pipeline:
         self._exact_udp = self.table.exact_udp
         self._exact_tcp = self.table.exact_tcp
         self._tally: Tally | None = None  # the tally of the reply `_answer` returned last (metered only)
-        self._labels: dict[tuple[str, str], Labels] = {}
+        self._labels: dict[tuple[str, str, tuple[Count, ...]], Labels] = {}
         self._last_error_log = 0.0
         self._writer = query_log if any(block.query_log for _, block in self.routes) else None
         self._local = local  # our address, for the query log
@@ -234,14 +237,16 @@ class Pipeline:
             cached = target.outbound.cached(key if relay is None else relay.key(key), limit)
             if cached is None:
                 return self._slow(data, via_tcp, peer)  # becomes a Forward
-            reply = target.block.chain.forwarded(_from_upstream(data, cached, end, relay, limit))
+            reply = identified(target.block.chain.forwarded(_from_upstream(data, cached, end, relay, limit)),
+                               target.block.nsid, key, limit)
             if self.metrics is not None:
                 self._tally = self._tally_for(entry.labels.zone, CACHE, data, reply, key, via_tcp)
             return reply
         reply = _as_asked(data, entry.reply(limit), end)
         tally = None
         if self.metrics is not None:
-            tally = self._tally = self._tally_for(entry.labels.zone, entry.labels.plugin, data, reply, key, via_tcp)
+            labels = entry.labels
+            tally = self._tally = self._tally_for(labels.zone, labels.plugin, data, reply, key, via_tcp, labels.counts)
         self.table.remember(entry, via_tcp, data[2:], reply[2:], tally)
         return reply
 
@@ -273,9 +278,10 @@ class Pipeline:
         snapshot = block.view.snapshot
         answer = block.chain.resolve(query.name, query.qtype, snapshot, peer, query.qclass, via_tcp)
         key = question_key(query)
-        labels = self._labels.get((zone, answer.plugin))
+        labels = self._labels.get((zone, answer.plugin, answer.counts))
         if labels is None:
-            labels = self._labels[(zone, answer.plugin)] = Labels(zone_text(zone), answer.plugin)
+            labels = self._labels[(zone, answer.plugin, answer.counts)] = Labels(zone_text(zone), answer.plugin,
+                                                                                 answer.counts)
         end = HEADER_LEN + len(query.question) - 4
         payload = query.payload if query.edns else NO_EDNS_PAYLOAD
         if answer.outcome is Outcome.FORWARD or answer.outcome is Outcome.CHASE:
@@ -291,12 +297,14 @@ class Pipeline:
                                               forward=target))
                 cached = block.outbound.cached(upstream, limit)
                 if cached is not None:
-                    reply = block.chain.forwarded(_from_upstream(data, cached, end, relay, limit))
+                    reply = identified(block.chain.forwarded(_from_upstream(data, cached, end, relay, limit)),
+                                       block.nsid, key, limit)
                     return self._count_reply(data, reply, labels.zone, CACHE, via_tcp)
             else:
                 chased = block.outbound.cached(target_key(upstream, answer.chase), MAX_TCP_MESSAGE)
                 if chased is not None:
-                    reply = _restored(joined(query, answer, chased, block.bufsize, limit), query, relay, limit)
+                    reply = identified(_restored(joined(query, answer, chased, block.bufsize, limit), query, relay,
+                                                 limit), block.nsid, key, limit)
                     return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp)  # the CNAME's plugin
             if block.outbound.refuses(answer.forward):
                 refused = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
@@ -308,16 +316,17 @@ class Pipeline:
             if block.errors is not None:
                 block.errors(SERVFAIL, query.name, query.qtype, f"cannot encode the answer: {error}")
             return self._count_reply(data, error_reply(query, SERVFAIL, block.bufsize), labels.zone, answer.plugin,
-                                     via_tcp)
-        rotations = tuple(encode(query, answer._replace(answer=records), block.bufsize).wire
-                          for records in answer.rotations)
-        entry = Entry(encoded.wire, encoded.serial_at, block.view, answer.depends, block.bufsize, labels,
-                      rotations=rotations, serial=snapshot.serial)
+                                     via_tcp, answer.counts)
+        nsid = None if answer.outcome is Outcome.SERVFAIL else block.nsid  # a plugin's error: the server writes it
+        rotations = tuple(identified(encode(query, answer._replace(answer=records), block.bufsize).wire, nsid, key,
+                                     MAX_TCP_MESSAGE) for records in answer.rotations)
+        entry = Entry(identified(encoded.wire, nsid, key, MAX_TCP_MESSAGE), encoded.serial_at, block.view,
+                      answer.depends, block.bufsize, labels, rotations=rotations, serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
         elif CLIENT in answer.depends:  # only for this client: counted, never kept
             reply = _as_asked(data, entry.reply(reply_limit(via_tcp, payload, block.bufsize)), end)
-            return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp)
+            return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp, answer.counts)
         else:
             self.table.put(key, entry)
         return self._serve(entry, data, key, end, payload, via_tcp, peer)
@@ -343,6 +352,7 @@ class Pipeline:
                 reply = block.chain.forwarded(_restored(reply, query, relay, limit))
             else:
                 reply = block.chain.forwarded(_relayed(reply, query))
+            reply = identified(reply, block.nsid, question_key(query), limit)
         except Overloaded:
             reply = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
         except NoAnswer as failure:
@@ -378,11 +388,12 @@ class Pipeline:
                                                              data, reply, seconds))
 
     # -- metrics -------------------------------------------------------------------------------------
-    def _tally_for(self, zone: str, plugin: str, data: bytes, reply: bytes, key: bytes, via_tcp: bool) -> Tally:
+    def _tally_for(self, zone: str, plugin: str, data: bytes, reply: bytes, key: bytes, via_tcp: bool,
+                   counts: tuple[Count, ...] = ()) -> Tally:
         assert self.metrics is not None
         qtype = key[-4] | key[-5] << 8  # the key ends with type, class and the mode byte
         return self.metrics.tally(self.server, zone, "", "tcp" if via_tcp else "udp", self.family, qtype,
-                                  reply[3] & 0x0F, plugin, bool(key[-1] & MODE_DO), len(data), len(reply))
+                                  reply[3] & 0x0F, plugin, bool(key[-1] & MODE_DO), len(data), len(reply), counts)
 
     def _dropped(self, data: bytes, reply: bytes | None, via_tcp: bool) -> bytes | None:
         """A reply the server writes itself, before any block: counted under the zone `dropped`."""
@@ -390,16 +401,18 @@ class Pipeline:
             self._count_reply(data, reply, DROPPED, "", via_tcp)
         return reply
 
-    def _count_reply(self, data: bytes, reply: bytes, zone: str, plugin: str, via_tcp: bool) -> bytes:
+    def _count_reply(self, data: bytes, reply: bytes, zone: str, plugin: str, via_tcp: bool,
+                     counts: tuple[Count, ...] = ()) -> bytes:
         if self.metrics is not None:
-            self._tally = self._tally_for_raw(zone, plugin, data, reply, via_tcp)
+            self._tally = self._tally_for_raw(zone, plugin, data, reply, via_tcp, counts)
         return reply
 
-    def _tally_for_raw(self, zone: str, plugin: str, data: bytes, reply: bytes, via_tcp: bool) -> Tally:
+    def _tally_for_raw(self, zone: str, plugin: str, data: bytes, reply: bytes, via_tcp: bool,
+                       counts: tuple[Count, ...] = ()) -> Tally:
         assert self.metrics is not None
         qtype, do = _question_type_and_do(data)
         return self.metrics.tally(self.server, zone, "", "tcp" if via_tcp else "udp", self.family, qtype,
-                                  reply[3] & 0x0F, plugin, do, len(data), len(reply))
+                                  reply[3] & 0x0F, plugin, do, len(data), len(reply), counts)
 
     def _log_bug(self) -> None:
         if self._panicked is not None:

@@ -18,7 +18,8 @@ under the name asked.  OpenShift's operator Corefile forwards two server blocks 
 DNS-over-TLS port (tests/certificates.py's CA; for the block with a bare `tls`, the system trust
 store, which SSL_CERT_FILE in the server's environment points at that CA), counted by unbound's
 `num.query.tls`, and answers `hostname.bind` in class CH from its `chaos` block.  AKS LocalDNS's
-node Corefile (its `template` rules) does not start: it uses `nsid`, which this server does not have.
+node Corefile runs on two loopback addresses in place of its link-local ones, each listener giving its
+own NSID (`nsid`) to a client that asks, its `template` rules answering NXDOMAIN without asking upstream.
 
 Corefile.example (kubeadm's Corefile, unchanged: `.:53`, in-cluster credentials, forward to
 /etc/resolv.conf) runs with real in-cluster credentials: KUBERNETES_SERVICE_HOST/PORT and the
@@ -42,6 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
+import dns.edns
+import dns.message
 import pytest
 import yaml
 
@@ -93,12 +96,18 @@ READY = Adapted("    ready\n", "    ready {$READY}\n", "the default :8181 may be
 METRICS = Adapted("prometheus :9153", "prometheus {$METRICS}", "the default :9153 may be taken")
 HEALTH_BLOCK = Adapted("    health {\n", "    health {$HEALTH} {\n", "the default :8080 may be taken")
 HEALTH_LINE = Adapted("    health\n", "    health {$HEALTH}\n", "the default :8080 may be taken")
+LINK_LOCAL = "the node's link-local listener addresses are not this machine's: two loopback addresses instead"
 
 
 @pytest.fixture(scope="module")
 def unbound(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unbound]:
     with Unbound(tmp_path_factory.mktemp("unbound"), zones={**ZONES, "puglife.local": PUGLIFE}) as running:
         yield running
+
+
+def nsid_of(reply: dns.message.Message) -> list[bytes]:
+    """The NSID options of a reply's OPT record, their data."""
+    return [option.to_wire() for option in reply.options if option.otype == dns.edns.NSID]
 
 
 def http_env() -> dict[str, str]:
@@ -304,17 +313,53 @@ def test_openshift_forwards_over_tls_and_answers_chaos(tmp_path: Path, dot_unbou
             assert values(reply, "TXT") == [f'"{socket.gethostname()}"']
 
 
-def test_aks_localdns_is_refused_at_start_for_its_nsid(tmp_path: Path) -> None:
-    """AKS LocalDNS's node Corefile, unchanged: `nsid` (its line 32, the first of four) is a plugin this server
-    does not have, so the process exits with status 1 and the one line CoreDNS gives for an unknown plugin,
-    before it binds anything (its addresses, 169.254.10.10 and .11, are not even needed to see it)."""
-    path = tmp_path / "localdns.corefile"
-    shutil.copy(DATA / "aks-localdns" / "localdns.corefile", path)
-    server = ServerProcess("-conf", str(path), listen=False, log_path=tmp_path / "server.log")
-    status = server.refused_start(DEADLINE)
-    assert status == 1
-    assert server.log().splitlines() == [
-        f"dns-server: error: {path}:32 - Error during parsing: plugin 'nsid' is not supported by this server"]
+def test_aks_localdns_identifies_each_listener_and_answers_from_its_templates(tmp_path: Path,
+                                                                              unbound: Unbound) -> None:
+    """AKS LocalDNS's node Corefile: a client asking for the NSID gets each listener's (`localdns` on the
+    node's address, `localdns-pod` on the cluster's), the `template` rules answer NXDOMAIN for
+    reddog.microsoft.com and over-long internal.cloudapp.net names, the node's hosts file answers first,
+    the rest is forwarded (cluster.local over TCP), and the health-check block's `whoami` answers."""
+    hosts = tmp_path / "hosts"
+    hosts.write_text("192.0.2.77 mcr.microsoft.com\n")
+    text = adapt((DATA / "aks-localdns" / "localdns.corefile").read_text(),
+                 Adapted(":53 {", " {", PORT.why, count=5),
+                 Adapted("bind 169.254.10.10 169.254.10.11", "bind 127.0.0.1 127.0.0.2", LINK_LOCAL),
+                 Adapted("bind 169.254.10.10\n", "bind 127.0.0.1\n", LINK_LOCAL, count=3),
+                 Adapted("bind 169.254.10.11\n", "bind 127.0.0.2\n", LINK_LOCAL),
+                 Adapted("ready 169.254.10.10:8181", "ready {$READY}", READY.why, count=3),
+                 Adapted("ready 169.254.10.11:8181", "ready {$READY2}", READY.why),
+                 Adapted("prometheus :9253", "prometheus {$METRICS}", METRICS.why, count=4),
+                 Adapted("hosts /etc/localdns/hosts {", "hosts {$HOSTS} {",
+                         "the node's hosts file is AKS's: one in the test's directory instead", count=2),
+                 Adapted("forward . 168.63.129.16 {", "forward . {$UNBOUND} {",
+                         "Azure's VNet resolver is not here: the real unbound instead"),
+                 Adapted("forward . 10.0.0.10 {", "forward . {$UNBOUND} {",
+                         "the cluster's CoreDNS service is not here: the real unbound in its place", count=3))
+    env = {"UNBOUND": unbound.address, "HOSTS": str(hosts), "READY2": f"127.0.0.1:{free_port()}", **http_env()}
+    node = ServerProcess.from_corefile(tmp_path, text, env=env, ready_name="mcr.microsoft.com", ready_type="A")
+    with running(node):
+        pod = node.at(host="127.0.0.2")
+        for server, nsid in ((node, b"localdns"), (pod, b"localdns-pod")):
+            for transport in ("udp", "tcp"):
+                reply = server.ask("www.example.com", transport=transport, use_edns=0,
+                                   options=[dns.edns.GenericOption(dns.edns.NSID, b"")])
+                assert values(reply) == ["192.0.2.10"] and nsid_of(reply) == [nsid]
+                assert nsid_of(server.ask("www.example.com", transport=transport, use_edns=0)) == []
+            reply = server.ask("a.b.c.d.internal.cloudapp.net", use_edns=0,
+                               options=[dns.edns.GenericOption(dns.edns.NSID, b"")])
+            assert rcode(reply) == "NXDOMAIN" and nsid_of(reply) == [nsid]
+            assert rcode(server.ask("anything.reddog.microsoft.com")) == "NXDOMAIN"
+            assert values(server.ask("mcr.microsoft.com")) == ["192.0.2.77"]
+        assert not unbound.has_seen("a.b.c.d.internal.cloudapp.net", "A")
+        assert not unbound.has_seen("anything.reddog.microsoft.com", "A")
+        tcp = unbound.stats().get("num.query.tcp", 0)
+        node.ask("frontend.shop.svc.cluster.local")
+        wait_for(lambda: unbound.has_seen("frontend.shop.svc.cluster.local", "A"), DEADLINE, "the forwarded query")
+        assert unbound.stats().get("num.query.tcp", 0) > tcp  # force_tcp
+        whoami = node.ask("health-check.localdns.local")
+        assert rcode(whoami) == "NOERROR" and values(whoami, section="additional") == ["127.0.0.1"]
+        wait_for(lambda: any('"A IN mcr.microsoft.com. udp ' in line for line in node.log_lines("[INFO] 127.0.0.1:")),
+                 DEADLINE, "the node block's query log line")
 
 
 def test_nodelocal_dns_cache_in_front_of_the_cluster_dns(tmp_path: Path, unbound: Unbound) -> None:

@@ -1,9 +1,10 @@
 """template in the real server process, asked by dnspython over UDP and TCP: the IPv4-only AAAA idiom in front
 of kubernetes (the bundled zones/ example cluster through `fixtures`), a match/answer template built from the
-regex's submatches, and a bad rule stopping the start with one line."""
+regex's submatches, a bad rule stopping the start with one line, and the template counters on /metrics."""
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -14,7 +15,7 @@ import dns.rcode
 import pytest
 
 from tests.cluster_data import ZONES
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, free_port
 
 DEADLINE = 30.0
 COREFILE = """\
@@ -86,3 +87,27 @@ def test_a_bad_rule_stops_the_start_with_one_line(tmp_path: Path) -> None:
     (line,) = server.log().splitlines()
     assert line.startswith(f"dns-server: error: plugin/template: {tmp_path}/Corefile:3 - Error during parsing: "
                            "could not parse regex: ^ip-([, ")
+
+
+def test_metrics_count_every_query_a_template_matched(tmp_path: Path) -> None:
+    """CoreDNS's template counters on /metrics: a match per query, those answered from the answer table too,
+    and a template that fails to execute under its section and its text as Go prints it."""
+    corefile = ('. {\n    prometheus 127.0.0.1:{$METRICS}\n    template IN AAAA example.org {\n        rcode NOERROR\n'
+                '    }\n    template IN TXT fail.test {\n        match "^(a)?b"\n'
+                '        answer "{{ .Name }} 60 IN TXT {{ index .Match 2 }}"\n    }\n}\n')
+    metrics = free_port()
+    with ServerProcess.from_corefile(tmp_path, corefile, ready_name="ready.example.org", ready_type="AAAA",
+                                     env={"METRICS": str(metrics)}) as server:
+        for via_tcp in (False, True, False, True):
+            assert exchange(server, "www.example.org.", "AAAA", via_tcp).rcode() == dns.rcode.NOERROR
+        assert exchange(server, "b.fail.test.", "TXT", False).rcode() == dns.rcode.SERVFAIL
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    lines = sorted(line for line in text.splitlines() if line.startswith("coredns_template_"))
+    ready = 'coredns_template_matches_total{class="IN",server="dns://:%d",type="AAAA",view="",zone="example.org."}'
+    assert lines[0].startswith(ready % server.port) and float(lines[0].split()[-1]) >= 5  # and the ready probes
+    assert lines[1] == ('coredns_template_matches_total{class="IN",server="dns://:%d",type="TXT",view="",'
+                        'zone="fail.test."} 1.0' % server.port)
+    assert lines[2] == ('coredns_template_template_failures_total{class="IN",section="answer",server="dns://:%d",'
+                        'template="{{.Name}} 60 IN TXT {{index .Match 2}}",type="TXT",view="",zone="fail.test."} 1.0'
+                        % server.port)

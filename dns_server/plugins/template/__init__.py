@@ -14,6 +14,15 @@
   render or to read as a record is SERVFAIL with the error (which `errors` logs), as in CoreDNS.
 The answer depends on no cluster data, so the answer table keeps it like any other; one that
 reads `.Remote` depends on the client and is never given to another.
+
+Metrics: an answer names the counters each of its replies adds one to (`Answer.counts`): CoreDNS's
+`coredns_template_matches_total{server,zone,view,class,type}` for every question a template
+matched (the template's zone; the question's class and type, or the template's for ANY), and
+`coredns_template_template_failures_total` (a template that failed to execute) or
+`coredns_template_rr_failures_total` (a rendering that is no record), with the `section` and the
+`template` as Go prints it.  The router counts them with the query's tally, so a reply from the
+answer table counts as a fresh one does: every query a template answers, as CoreDNS without
+`cache`.  (CoreDNS's `cache` sits before `template`, so with it CoreDNS counts only its misses.)
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import dns.rdatatype
 
 from dns_server.chain.plugin import Handler, Next, PluginSpec, Request
 from dns_server.config.model import ServerBlock
-from dns_server.plugins.template.gotemplate import GoTemplate, RenderError
+from dns_server.plugins.template.gotemplate import RenderError
 from dns_server.plugins.template.record import parse_record
 from dns_server.plugins.template.setup import CLASS_NAMES, NAME, Rule, TemplateSettings, setup
 from dns_server.protocol.answer import RR, Answer, Outcome
@@ -32,6 +41,10 @@ from dns_server.protocol.codes import ANY, CLASS_ANY, NXDOMAIN, SERVFAIL
 from dns_server.protocol.names import canonical_address, longest_zone, zone_text
 
 OUTCOMES = {NXDOMAIN: Outcome.NXDOMAIN}  # NOERROR: ANSWER
+# CoreDNS's counters (plugin/template/metrics.go), which an answer names in `Answer.counts`
+MATCHES = "coredns_template_matches_total"
+TEMPLATE_FAILURES = "coredns_template_template_failures_total"
+RR_FAILURES = "coredns_template_rr_failures_total"
 _SPECIAL = frozenset(" '@;()\"")  # escaped with a backslash in a name as miekg/dns prints it (and . and \)
 _PLAIN = re.compile(r"[!#-&*-:<-?A-\[\]-~]*")  # printable ASCII but the specials and the backslash
 
@@ -65,8 +78,11 @@ class Template(Handler):
 
 
 def _answer(rule: Rule, pattern: str, match: re.Match[str], zone: str, printed: str, request: Request) -> Answer:
+    qclass = CLASS_NAMES.get(rule.qclass if request.qclass == CLASS_ANY else request.qclass, "")
+    qtype = _type_name(rule.qtype if request.qtype == ANY else request.qtype)
+    matched = (MATCHES, zone_text(zone), qclass, qtype)
     if rule.rcode == SERVFAIL:
-        return request.reads.answer(Outcome.SERVFAIL, plugin=NAME)
+        return request.reads.answer(Outcome.SERVFAIL, plugin=NAME, counts=(matched,))
     groups = [match.group()] + [group or "" for group in match.groups()]
     named = {str(index): group for index, group in enumerate(groups)}
     named.update({key: value or "" for key, value in match.groupdict().items()})
@@ -76,31 +92,36 @@ def _answer(rule: Rule, pattern: str, match: re.Match[str], zone: str, printed: 
         remote = canonical_address(client.address) if client is not None else ""
     data: dict[str, object] = {
         "Name": printed, "Zone": zone_text(zone), "Regex": pattern, "Match": groups, "Group": named,
-        "Class": CLASS_NAMES.get(rule.qclass if request.qclass == CLASS_ANY else request.qclass, ""),
-        "Type": _type_name(rule.qtype if request.qtype == ANY else request.qtype), "Remote": remote,
+        "Class": qclass, "Type": qtype, "Remote": remote,
     }
     classes: set[int] = set()
-    try:  # in CoreDNS's order, which decides the error reported
-        answer, additional, authority = (tuple(_record(template, data, classes) for template in templates)
-                                         for templates in (rule.answer, rule.additional, rule.authority))
-    except RenderError as error:
-        return request.reads.answer(Outcome.SERVFAIL, plugin=NAME, reason=str(error))
+    sections: list[tuple[RR, ...]] = []
+    for templates in (rule.answer, rule.additional, rule.authority):  # CoreDNS's order decides the error reported
+        records = []
+        for template in templates:
+            try:
+                text = template.render(data)
+            except RenderError as error:
+                failed = (TEMPLATE_FAILURES, *matched[1:], template.name, template.printed)
+                return request.reads.answer(Outcome.SERVFAIL, plugin=NAME, reason=str(error),
+                                            counts=(matched, failed))
+            try:
+                record = parse_record(text)
+            except ValueError as error:
+                failed = (RR_FAILURES, *matched[1:], template.name, template.printed)
+                return request.reads.answer(Outcome.SERVFAIL, plugin=NAME, reason=str(error),
+                                            counts=(matched, failed))
+            classes.add(record.rdclass)
+            records.append(record.rr)
+        sections.append(tuple(records))
+    answer, additional, authority = sections
     if len(classes) > 1:
-        return request.reads.answer(Outcome.SERVFAIL, plugin=NAME,
+        return request.reads.answer(Outcome.SERVFAIL, plugin=NAME, counts=(matched,),
                                     reason="plugin/template: records of more than one class in one answer are not "
                                            "supported by this server")
-    reply = request.reads.answer(OUTCOMES.get(rule.rcode, Outcome.ANSWER), answer, authority, additional, plugin=NAME)
+    reply = request.reads.answer(OUTCOMES.get(rule.rcode, Outcome.ANSWER), answer, authority, additional, plugin=NAME,
+                                 counts=(matched,))
     return reply._replace(record_class=classes.pop()) if classes else reply
-
-
-def _record(template: GoTemplate, data: dict[str, object], classes: set[int]) -> RR:
-    text = template.render(data)
-    try:
-        record = parse_record(text)
-    except ValueError as error:
-        raise RenderError(str(error)) from None
-    classes.add(record.rdclass)
-    return record.rr
 
 
 def _type_name(qtype: int) -> str:

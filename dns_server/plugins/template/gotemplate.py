@@ -113,6 +113,12 @@ class GoTemplate:
                 _collect(part.node, found)
         return frozenset(found)
 
+    @property
+    def printed(self) -> str:
+        """The template as Go prints its parse tree (`Tree.Root.String()`: actions without spaces or
+        trim markers, comments left out), which CoreDNS's failure counters take as a label."""
+        return "".join(part if isinstance(part, str) else "{{" + str(part.node) + "}}" for part in self.parts)
+
     def render(self, data: Data) -> str:
         out = []
         for part in self.parts:

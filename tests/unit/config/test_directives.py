@@ -134,7 +134,7 @@ def test_our_plugins_are_listed_in_plugin_order_each_once() -> None:
 
 def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
     assert plugins_text() == ("autopath\nbind\nbufsize\ncache\nchaos\nerrors\nforward\nhealth\nhosts\nk8s_external\n"
-                              "kubernetes\nloadbalance\nlog\nloop\nprometheus\nready\nreload\nrewrite\ntemplate\nwhoami\n")
+                              "kubernetes\nloadbalance\nlog\nloop\nnsid\nprometheus\nready\nreload\nrewrite\ntemplate\nwhoami\n")
 
 
 # --- directive names ---
@@ -1064,17 +1064,11 @@ def test_openshift_corefile_forwards_over_tls_and_answers_hostname_bind(tmp_path
     assert chaos.setting("chaos") is not None and chaos.setting("forward") is None
 
 
-def test_aks_localdns_corefile_is_refused_for_nsid_alone(tmp_path: Path) -> None:
-    """The only plugin of AKS LocalDNS's Corefile this server lacks is `nsid`: refused by name at its first
-    use; without the four `nsid` lines, every other directive builds, the two `template` rules included."""
-    path = COREFILES / "aks-localdns" / "localdns.corefile"
-    with pytest.raises(ConfigError) as raised:
-        load_config(path, env={})
-    assert str(raised.value) == f"{path}:32 - Error during parsing: plugin 'nsid' is not supported by this server"
-    lines = path.read_text().splitlines(keepends=True)
-    assert sum(line.strip().startswith("nsid ") for line in lines) == 4
-    (tmp_path / "Corefile").write_text("".join(line for line in lines if not line.strip().startswith("nsid ")))
-    health, vnet, cluster, stub, kube = from_file(tmp_path / "Corefile")
+def test_aks_localdns_corefile_builds_every_directive() -> None:
+    """AKS LocalDNS's Corefile, unchanged: every block builds, its four `nsid` lines and the two `template`
+    rules included."""
+    health, vnet, cluster, stub, kube = from_file(COREFILES / "aks-localdns" / "localdns.corefile")
+    assert [block.setting("nsid") for block in (vnet, cluster, stub, kube)] == [b"localdns"] * 3 + [b"localdns-pod"]
     assert health.setting("whoami") is not None and health.bind == ("169.254.10.10", "169.254.10.11")
     for block in (vnet, kube):
         internal, reddog = block.setting("template").rules

@@ -26,7 +26,7 @@ from dns_server.observability.metrics import (
 from tests.doubles import server_block
 
 A, CAA = 1, 257
-NOERROR, NXDOMAIN = 0, 3
+NOERROR, SERVFAIL, NXDOMAIN = 0, 2, 3
 SERVER, ZONE = "dns://:53", "cluster.local."
 
 
@@ -290,6 +290,12 @@ COREDNS_FAMILIES = {
                                                                 "and value which type of hash generated."),
     "coredns_hosts_entries": ("gauge", ["hostsfile"], "The combined number of entries in hosts and Corefile."),
     "coredns_hosts_reload_timestamp_seconds": ("gauge", [], "The timestamp of the last reload of hosts file."),
+    "coredns_template_matches_total": ("counter", ["class", "server", "type", "view", "zone"],
+                                       "Counter of template regex matches."),
+    "coredns_template_template_failures_total": ("counter", ["class", "section", "server", "template", "type", "view",
+                                                             "zone"], "Counter of go template failures."),
+    "coredns_template_rr_failures_total": ("counter", ["class", "section", "server", "template", "type", "view",
+                                                       "zone"], "Counter of mis-templated RRs."),
 }
 
 PRESENT_AT_START = {"coredns_build_info", "coredns_panics_total", "coredns_forward_healthcheck_broken_total",
@@ -311,6 +317,10 @@ def declared(metrics: Metrics) -> dict[str, tuple[str, list[str], str]]:
 def observe_everything(metrics: Metrics) -> None:
     """One observation in every family."""
     count(metrics.queries.tally(SERVER, ZONE, "", "udp", "1", A, NOERROR, "kubernetes", True, 45, 61), FAST)
+    failed = ("example.org.", "IN", "A", "answer", "{{.Name}} 60 IN A {{index .Match 9}}")
+    count(metrics.queries.tally(SERVER, ZONE, "", "udp", "1", A, SERVFAIL, "template", False, 45, 61, (
+        ("coredns_template_matches_total", *failed[:3]), ("coredns_template_template_failures_total", *failed),
+        ("coredns_template_rr_failures_total", *failed))), FAST)
     metrics.set_plugins([server_block((ZoneKey(""),), prometheus=("", 9153))])
     metrics.panics.inc()
     cache = metrics.cache(SERVER, ".", lambda: (10, 2))

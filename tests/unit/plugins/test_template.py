@@ -9,10 +9,12 @@ import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
 import pytest
+from prometheus_client import generate_latest
 
 from dns_server.config.corefile import parse_text
 from dns_server.config.model import FALLTHROUGH_ALL, ServerBlock
 from dns_server.config.syntax import CorefileError
+from dns_server.observability.metrics import Metrics
 from dns_server.plugins import build_config, chain_for
 from dns_server.plugins.template import presentation
 from dns_server.plugins.template.gotemplate import RenderError, TemplateError, parse, parse_uint
@@ -390,3 +392,29 @@ def test_a_template_of_another_class_passes_the_question_on() -> None:
     assert chain.resolve("a.example", TXT, snapshot).answer[0].data == b"\x03any"
     ch = chain.resolve("a.example", TXT, snapshot, qclass=CLASS_CH)
     assert (ch.answer[0].data, ch.record_class) == (b"\x02ch", CLASS_CH)
+
+
+def test_every_query_a_template_matched_counts_its_failures_too() -> None:
+    """CoreDNS's three template counters, by the template's zone and the question's class and type (the
+    template's for ANY); a reply from the answer table counts as the first did."""
+    metrics = Metrics()
+    settings = block_of('. {\n    template IN AAAA example.org {\n        rcode NOERROR\n    }\n'
+                        '    template IN TXT fail.test {\n        match ^(a)?b\n'
+                        '        answer "{{ .Name }} 60 IN TXT {{ index .Match 2 }}"\n    }\n'
+                        '    template IN A fail.test {\n        match ^(?P<ip>.*)[.]ip[.]\n'
+                        '        answer "{{ .Name }} 60 IN A {{ .Group.ip }}"\n    }\n}\n')
+    pipeline = pipeline_for([], settings=settings, metrics=metrics.queries)
+    for via_tcp in (False, False, True):
+        assert ask(pipeline, "www.example.org.", "AAAA", via_tcp=via_tcp).rcode() == dns.rcode.NOERROR
+    assert ask(pipeline, "www.example.org.", "ANY").rcode() == dns.rcode.NOERROR
+    assert ask(pipeline, "b.fail.test.", "TXT").rcode() == dns.rcode.SERVFAIL
+    assert ask(pipeline, "10.0.0.300.ip.fail.test.", "A").rcode() == dns.rcode.SERVFAIL
+    text = generate_latest(metrics.registry).decode()
+    assert sorted(line for line in text.splitlines() if line.startswith("coredns_template_")) == sorted([
+        'coredns_template_matches_total{class="IN",server="dns://:53",type="AAAA",view="",zone="example.org."} 4.0',
+        'coredns_template_matches_total{class="IN",server="dns://:53",type="TXT",view="",zone="fail.test."} 1.0',
+        'coredns_template_matches_total{class="IN",server="dns://:53",type="A",view="",zone="fail.test."} 1.0',
+        'coredns_template_template_failures_total{class="IN",section="answer",server="dns://:53",'
+        'template="{{.Name}} 60 IN TXT {{index .Match 2}}",type="TXT",view="",zone="fail.test."} 1.0',
+        'coredns_template_rr_failures_total{class="IN",section="answer",server="dns://:53",'
+        'template="{{.Name}} 60 IN A {{.Group.ip}}",type="A",view="",zone="fail.test."} 1.0'])

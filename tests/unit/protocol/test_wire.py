@@ -22,6 +22,7 @@ from dns_server.protocol.wire import (
     MODE_CD,
     MODE_DO,
     MODE_EDNS,
+    MODE_NSID,
     MODE_RD,
     Drop,
     FormErr,
@@ -54,11 +55,12 @@ def record(owner: bytes, rtype: int, rdata: bytes, ttl: int = 300) -> bytes:
 
 
 def query(name: str = "www.example.com", qid: int = 0x1234, flags: int = 0x0100, question: bytes = WWW + A_IN,
-          edns: bool = False, payload: int = 512, do: bool = False, edns_version: int = 0) -> Query:
+          edns: bool = False, payload: int = 512, do: bool = False, edns_version: int = 0, options: bytes = b"") -> Query:
     """The Query decode_query should give; `question` is the question section as sent."""
     key = question[:-4].lower() + question[-4:]
     qtype, qclass = struct.unpack("!HH", question[-4:])
-    return Query(qid, (flags >> 11) & 0xF, name, qtype, qclass, question, key, edns, payload, do, edns_version, flags)
+    return Query(qid, (flags >> 11) & 0xF, name, qtype, qclass, question, key, edns, payload, do, edns_version, flags,
+                 options)
 
 
 GOLDEN = [
@@ -72,7 +74,7 @@ GOLDEN = [
     ("EDNS version 1 (answered BADVERS)", header(ar=1) + WWW + A_IN + opt(1232, version=1),
      query(edns=True, payload=1232, edns_version=1)),
     ("EDNS with an option (a cookie)", header(ar=1) + WWW + A_IN + opt(1232, options=b"\x00\x0a\x00\x08" + bytes(8)),
-     query(edns=True, payload=1232)),
+     query(edns=True, payload=1232, options=b"\x00\x0a\x00\x08" + bytes(8))),
     ("another additional record before the OPT", header(ar=2) + WWW + A_IN
      + record(b"\xc0\x0c", 1, bytes(4)) + opt(1232), query(edns=True, payload=1232)),
     ("an answer record is skipped", header(an=1, ar=1) + WWW + A_IN + record(b"\xc0\x0c", 1, bytes(4)) + opt(1232),
@@ -296,15 +298,17 @@ def test_every_query_dnspython_builds_decodes_to_the_same_fields(message: dns.me
         assert (decoded.payload, decoded.do) == (512, False)
 
 
-@given(dnspython_queries(), st.lists(st.integers(0, 700), max_size=2), st.booleans())
+@given(dnspython_queries(), st.lists(st.tuples(st.sampled_from([dns.edns.NSID, dns.edns.COOKIE, 65001]),
+                                               st.integers(0, 700)), max_size=2), st.booleans())
 def test_the_hot_paths_read_of_a_plain_query_is_what_decoding_gives(message: dns.message.QueryMessage,
-                                                                   option_sizes: list[int], version_0: bool) -> None:
+                                                                   options: list[tuple[int, int]],
+                                                                   version_0: bool) -> None:
     """`read_plain` reads exactly the plain queries (QUERY opcode, EDNS version 0 or none), and its key and
     Query are what `decode_query` and `question_key` make of them, whatever EDNS options the query carries
-    (their length is the OPT record's RDLENGTH, over 255 bytes too)."""
+    (their length is the OPT record's RDLENGTH, over 255 bytes too; an NSID asked for is in the key)."""
     if message.edns >= 0:
         message.use_edns(0 if version_0 else message.edns, message.ednsflags, message.payload,
-                         options=[dns.edns.GenericOption(65001 + n, b"x" * size) for n, size in enumerate(option_sizes)])
+                         options=[dns.edns.GenericOption(code, b"x" * size) for code, size in options])
     wire = message.to_wire(max_size=65535)
     plain = read_plain(wire)
     decoded = decode_query(wire)
@@ -314,6 +318,15 @@ def test_the_hot_paths_read_of_a_plain_query_is_what_decoding_gives(message: dns
         assert key == question_key(decoded)
         assert end == 12 + len(decoded.question) - 4
         assert plain_query(wire, key, end, payload) == decoded
+
+
+def test_a_query_asking_for_the_nsid_has_a_key_of_its_own() -> None:
+    nsid = read_plain(header(ar=1) + WWW + A_IN + opt(1232, options=b"\x00\x0a\x00\x00" + b"\x00\x03\x00\x00"))
+    cookie = read_plain(header(ar=1) + WWW + A_IN + opt(1232, options=b"\x00\x0a\x00\x00"))
+    short = read_plain(header(ar=1) + WWW + A_IN + opt(1232, options=b"\x00\x03\x00\x01"))  # runs past the end
+    assert nsid is not None and cookie is not None and short is not None
+    assert nsid[0][-1] == cookie[0][-1] | MODE_NSID and cookie[0][-1] == short[0][-1] == MODE_RD | MODE_EDNS
+    assert nsid[0][:-1] == cookie[0][:-1]
 
 
 @pytest.mark.parametrize("what, packet", [
