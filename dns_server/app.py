@@ -51,7 +51,7 @@ class Server:
         self.loader = loader
         self.runtime: Runtime | None = None
         self.metrics = Metrics(revision=os.environ.get("DNS_SERVER_REVISION", ""))
-        self.endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        self.endpoints = self._endpoints(config)
         self.query_log = QueryLogWriter(log_format=config.log_format)
         self.stopping = asyncio.Event()
         self.exit_status = 0
@@ -78,8 +78,7 @@ class Server:
         except EndpointError as error:
             raise StartupError(str(error)) from None
         try:
-            self.runtime = await start(self.config, metrics=self.metrics, query_log=self.query_log,
-                                       on_loop=self._loop_found)
+            self.runtime = await self._start(self.config, None)
         except BaseException:
             self.endpoints.stop()
             self.query_log.close()
@@ -96,6 +95,16 @@ class Server:
             self.endpoints.stop()
             self.query_log.close()
             log_event(log, "shutdown", "stopped", exit_status=self.exit_status)
+
+    async def _start(self, config: Config, previous: Runtime | None) -> Runtime:
+        """What answers for `config`, taking over what `previous` keeps; raises StartupError."""
+        if previous is not None and config.workers > 1:
+            raise StartupError(f"this server was started with one worker: it cannot start {config.workers} on "
+                               "reload (restart it)")
+        return await start(config, previous, metrics=self.metrics, query_log=self.query_log, on_loop=self._loop_found)
+
+    def _endpoints(self, config: Config) -> HttpEndpoints:
+        return HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
 
     def _loop_found(self, message: str) -> None:
         """The loop plugin saw its probe come back: CoreDNS's fatal line, exit status 1."""
@@ -127,7 +136,7 @@ class Server:
             raise
 
     def _restart(self, config: Config) -> HttpEndpoints:
-        endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        endpoints = self._endpoints(config)
         endpoints.start()
         return endpoints
 
@@ -163,8 +172,7 @@ class Server:
                 config = await asyncio.to_thread(self.loader)
                 endpoints = self._endpoints_for(config)
                 try:
-                    runtime = await start(config, self.runtime, metrics=self.metrics, query_log=self.query_log,
-                                          on_loop=self._loop_found)
+                    runtime = await self._start(config, self.runtime)
                 except BaseException:
                     if endpoints is not self.endpoints:
                         endpoints.stop()
@@ -251,8 +259,8 @@ def raise_open_file_limit(config: Config) -> None:
         log.warning("open files are limited to %d; the forwarders and TCP listeners may want %d", new, wanted)
 
 
-def run(config: Config, loader: Loader | None = None) -> int:
-    """Run the server in the foreground; returns the process exit status."""
+def run(config: Config, loader: Loader | None = None, kind: type[Server] = Server) -> int:
+    """Run the server (a `kind` of it) in the foreground; returns the process exit status."""
     setup_logging(config.log_level, config.log_format)
     try:
         import uvloop  # a faster event loop; the server works without it
@@ -262,7 +270,7 @@ def run(config: Config, loader: Loader | None = None) -> int:
         runner = uvloop.run
 
     async def main() -> int:
-        server = Server(config, loader)
+        server = kind(config, loader)
         await server.serve()
         return server.exit_status
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import sys
 import threading
 from collections import Counter
-from typing import Callable, Iterable, Mapping, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 from dns_server.cluster.records import (
     ENDPOINT_SLICE,
@@ -48,6 +49,7 @@ V = TypeVar("V")
 
 Scope = Callable[[Iterable[Update]], Iterable[Update]]  # dns_server.cluster.scope: which namespaces are served
 Subscriber = Callable[[Snapshot, Change], None]
+Journal = Callable[[list[Update], float | None], None]  # every batch, as applied, with its time
 
 
 def _copy(index: Mapping[K, V]) -> dict[K, V]:
@@ -89,11 +91,21 @@ class Registry:
         self._claims: dict[str, tuple[Pod, ...]] = {}  # address -> the pods autopath may take it for
         self._counts: Counter[str] = Counter()
         self._subscribers: list[Subscriber] = []
+        self.journal: Journal | None = None
         self.snapshot = Snapshot.empty(synced=not self._required)
 
     def subscribe(self, callback: Subscriber) -> None:
         """Call `callback(snapshot, change)` after every publication (on the applying thread)."""
         self._subscribers.append(callback)
+
+    def unsubscribe(self, callback: Subscriber) -> None:
+        self._subscribers.remove(callback)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No batch is applied meanwhile (a worker process forked now copies a registry no thread is changing)."""
+        with self._lock:
+            yield
 
     def counts(self) -> dict[str, int]:
         """How many objects of each kind are held (for metrics)."""
@@ -103,6 +115,10 @@ class Registry:
     def apply(self, updates: Iterable[Update], now: float | None = None) -> Snapshot:
         """Apply a batch of updates and publish one snapshot (the same one if nothing changed)."""
         with self._lock:
+            if self.journal is not None:  # the same batch at the same time gives a copy of this registry the same state
+                updates = list(updates)
+                now = now if now is not None or self._clock is None else self._clock()
+                self.journal(updates, now)
             if self._scope is not None:
                 updates = self._scope(updates)
             changes: dict[Key, Record | None] = {}
