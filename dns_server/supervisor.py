@@ -170,7 +170,7 @@ class Supervisor(Server):
                 worker = WorkerHandle(index, pid, ours, asyncio.get_running_loop(), self._worker_exited)
                 self.workers.append(worker)
         if pid == 0:
-            _become_worker(generation, theirs)
+            _become_worker(generation, theirs, index)
         theirs.close()
         self._generation_of[worker] = generation
         self.running.set(len(self.workers))
@@ -235,7 +235,7 @@ class Supervisor(Server):
         yield per_worker
 
 
-def _become_worker(generation: Generation, channel: socket.socket) -> None:
+def _become_worker(generation: Generation, channel: socket.socket, index: int) -> None:
     """In the forked child: let go of what is the supervisor's, serve as a worker, never return.
 
     Only the forking thread exists here; the descriptors of the supervisor's sockets (HTTP
@@ -252,7 +252,7 @@ def _become_worker(generation: Generation, channel: socket.socket) -> None:
                     os.close(int(name))
                 except OSError:
                     pass
-        status = run_worker(generation.config, generation.clusters, generation.ids, channel)
+        status = run_worker(generation.config, generation.clusters, generation.ids, channel, index)
     except BaseException:
         traceback.print_exc()
     finally:

@@ -143,17 +143,19 @@ class WorkerLink:
 
 
 def run_worker(config: Config, clusters: dict[SourceSettings, Cluster], ids: dict[SourceSettings, int],
-               channel: socket.socket) -> int:
+               channel: socket.socket, index: int) -> int:
     """Serve `config` in this freshly forked process until told to stop; its exit status."""
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_serve(config, clusters, ids, channel))
-    return uvloop.run(_serve(config, clusters, ids, channel))
+        return asyncio.run(_serve(config, clusters, ids, channel, index))
+    return uvloop.run(_serve(config, clusters, ids, channel, index))
 
 
 async def _serve(config: Config, clusters: dict[SourceSettings, Cluster], ids: dict[SourceSettings, int],
-                 channel: socket.socket) -> int:
+                 channel: socket.socket, index: int) -> int:
+    """The worker's life.  The loop check (`loop`) runs in worker 0 only: N probes would each arrive
+    once at some worker, and one worker seeing another's would forward it as any name."""
     loop = asyncio.get_running_loop()
     own = {settings: relayed(cluster, loop) for settings, cluster in clusters.items()}
     metrics = Metrics(revision=os.environ.get("DNS_SERVER_REVISION", ""))
@@ -172,7 +174,7 @@ async def _serve(config: Config, clusters: dict[SourceSettings, Cluster], ids: d
                       lambda: loop.call_soon_threadsafe(stopping.set))
     try:
         runtime = await start(config, Runtime(config, clusters=own), metrics=metrics, query_log=query_log,
-                              on_loop=loop_found, worker=True)
+                              on_loop=loop_found if index == 0 else None, worker=True)
     except StartupError as error:
         link.send(("failed", str(error)))
         query_log.close()

@@ -119,22 +119,29 @@ def ask_from(client: socket.socket, server: ServerProcess, name: str) -> dns.mes
 
 
 class Asker:
-    """Asks over and over from a thread, each query from a new socket; counts the unanswered."""
+    """Asks over and over from a thread, each query from a new socket; keeps the addresses
+    answered, counts the unanswered."""
 
-    def __init__(self, server: ServerProcess) -> None:
+    def __init__(self, server: ServerProcess, name: str = NAME) -> None:
         self.server = server
-        self.answered = 0
+        self.name = name
+        self.answers: list[str] = []
         self.lost = 0
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
 
+    @property
+    def answered(self) -> int:
+        return len(self.answers)
+
     def _run(self) -> None:
         while not self.stop.is_set():
             try:
-                self.server.ask(NAME, timeout=1.0)
-                self.answered += 1
+                reply = self.server.ask(self.name, timeout=1.0)
             except dns.exception.Timeout:
                 self.lost += 1
+                continue
+            self.answers.append(",".join(rr.to_text() for rrset in reply.answer for rr in rrset))
 
 
 def test_a_killed_worker_is_started_again_and_no_query_is_lost(zones_copy: Path) -> None:
@@ -176,3 +183,29 @@ def test_sigterm_stops_every_worker_after_the_lameduck(zones_copy: Path) -> None
         assert len(server.log_lines("[INFO] SIGTERM: Shutting down servers then terminating")) == 1
     finally:
         server.stop()
+
+
+def test_a_reload_starts_new_workers_beside_the_old_ones(tmp_path: Path) -> None:
+    """`multisocket 2` and SIGUSR1 after the Corefile changed: two new workers answer with the new
+    configuration, the old two are gone, and a client asking all along lost at most the queries in
+    flight to an old worker's socket as it closed."""
+    corefile = "reload.test {\n    multisocket 2\n    hosts {\n        ADDRESS www.reload.test\n    }\n}\n"
+    server = ServerProcess.from_corefile(tmp_path, corefile.replace("ADDRESS", "10.11.0.1"),
+                                         ready_name="www.reload.test", ready_type="A")
+    with server:
+        old = worker_pids(server)
+        assert len(old) == 2
+        asker = Asker(server, "www.reload.test")
+        asker.thread.start()
+        wait_for(lambda: asker.answered > 20, DEADLINE, "answers before the reload")
+        (tmp_path / "Corefile").write_text(corefile.replace("ADDRESS", "10.11.0.2"))
+        server.send_signal(signal.SIGUSR1)
+        wait_for(lambda: len(worker_pids(server)) == 2 and not set(old) & set(worker_pids(server)), DEADLINE,
+                 "two new workers in place of the old ones")
+        settled = asker.answered
+        wait_for(lambda: asker.answered > settled + 50, DEADLINE, "answers after the reload")
+        asker.stop.set()
+        asker.thread.join()
+        assert set(asker.answers[:20]) == {"10.11.0.1"} and set(asker.answers[settled:]) == {"10.11.0.2"}
+        assert asker.lost <= 2, f"{asker.lost} queries lost, {asker.answered} answered"
+        assert "[INFO] Reloading complete" in server.log().splitlines()
