@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -22,8 +23,10 @@ import dns.exception
 import dns.message
 import dns.query
 import dns.rcode
+import yaml
 
 from tests.integration.server import ServerProcess, free_port, wait_for
+from tests.kube_api_standin import KubeApiStandIn, objects_of, service
 
 DEADLINE = 20.0  # generous: a loaded machine is slow, not the server wrong
 NAME = "kubernetes.default.svc.cluster.local"
@@ -209,3 +212,38 @@ def test_a_reload_starts_new_workers_beside_the_old_ones(tmp_path: Path) -> None
         assert set(asker.answers[:20]) == {"10.11.0.1"} and set(asker.answers[settled:]) == {"10.11.0.2"}
         assert asker.lost <= 2, f"{asker.lost} queries lost, {asker.answered} answered"
         assert "[INFO] Reloading complete" in server.log().splitlines()
+
+
+def test_one_set_of_watches_feeds_every_worker(tmp_path: Path, zones_copy: Path) -> None:
+    """The API source (stand-in: tests/kube_api_standin.py, kube-apiserver's list/watch protocol)
+    with two workers: each kind is listed and watched once, as by one process, and every change of
+    a service's address reaches the 40 client sockets spread over both workers.  Prints the time
+    from each change to the last socket answering it (not asserted: the machine is shared)."""
+    api = KubeApiStandIn(bookmark_interval=3600).start()
+    clients = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(40)]
+    try:
+        api.load(objects_of(d for f in sorted(zones_copy.glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())))
+        metrics = free_port()
+        server = ServerProcess("--kubeconfig", str(api.write_kubeconfig(tmp_path / "kubeconfig")), "--workers", "2",
+                               "--metrics", f"127.0.0.1:{metrics}")
+        with server:
+            name = "moving.default.svc.cluster.local"
+            for client in clients:
+                client.bind(("127.0.0.1", 0))
+            delays = []
+            for step in range(1, 11):
+                address = f"10.96.90.{step}"
+                changed = time.monotonic()
+                api.apply(service("default", "moving", address))
+                for client in clients:
+                    wait_for(lambda: [rr.to_text() for rrset in ask_from(client, server, name).answer for rr in rrset]
+                             == [address], DEADLINE, f"{address} from port {client.getsockname()[1]}")
+                delays.append(time.monotonic() - changed)
+            assert all(value > 0 for value in samples(metrics, "dns_server_worker_requests_total").values())
+            assert [len(api.lists(kind)) for kind in ("Namespace", "Service", "EndpointSlice")] == [1, 1, 1]
+            assert [len(api.watches(kind)) for kind in ("Namespace", "Service", "EndpointSlice")] == [1, 1, 1]
+        print(f"change -> every socket answering it: max {max(delays) * 1000:.0f} ms over {len(delays)} changes")
+    finally:
+        for client in clients:
+            client.close()
+        api.stop()
