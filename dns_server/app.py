@@ -26,7 +26,7 @@ import resource
 import signal
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Collection, Protocol
 
 from dns_server.config.model import Config, format_address
 from dns_server.errors import ConfigError, StartupError
@@ -35,12 +35,28 @@ from dns_server.observability.metrics import Metrics
 from dns_server.plugins.log import QueryLogWriter
 from dns_server.protocol.names import zone_text
 from dns_server.serving.http import EndpointError, HttpEndpoints
-from dns_server.serving.runtime import Runtime, start
+from dns_server.cluster.sources.settings import SourceSettings
+from dns_server.serving.runtime import Cluster, start
 
 log = logging.getLogger("dns_server")
 
 SPARE_FILES = 256  # descriptors beyond forwarded queries and TCP clients: listeners, logs, the API
 Loader = Callable[[], Config]
+
+
+class Serving(Protocol):
+    """What answers for a configuration: a Runtime, or a supervisor's generation of worker processes."""
+
+    clusters: dict[SourceSettings, Cluster]
+
+    @property
+    def listeners(self) -> Collection[tuple[str, int]]: ...
+
+    def not_ready(self) -> list[str]: ...
+
+    def adopt(self) -> None: ...
+
+    async def stop_unused(self, successor: Any) -> None: ...
 
 
 class Server:
@@ -49,7 +65,7 @@ class Server:
     def __init__(self, config: Config, loader: Loader | None) -> None:
         self.config = config
         self.loader = loader
-        self.runtime: Runtime | None = None
+        self.runtime: Serving | None = None
         self.metrics = Metrics(revision=os.environ.get("DNS_SERVER_REVISION", ""))
         self.endpoints = self._endpoints(config)
         self.query_log = QueryLogWriter(log_format=config.log_format)
@@ -96,7 +112,7 @@ class Server:
             self.query_log.close()
             log_event(log, "shutdown", "stopped", exit_status=self.exit_status)
 
-    async def _start(self, config: Config, previous: Runtime | None) -> Runtime:
+    async def _start(self, config: Config, previous: Any) -> Serving:
         """What answers for `config`, taking over what `previous` keeps; raises StartupError."""
         if previous is not None and config.workers > 1:
             raise StartupError(f"this server was started with one worker: it cannot start {config.workers} on "
@@ -211,7 +227,7 @@ def _fingerprint(files: tuple[Path, ...]) -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
-def announce(config: Config, runtime: Runtime) -> None:
+def announce(config: Config, runtime: Serving) -> None:
     """CoreDNS's start-up lines (one per zone and port), then what each block serves from where."""
     for block in config.blocks:
         for key in block.keys:

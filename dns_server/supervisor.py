@@ -122,10 +122,10 @@ class Supervisor(Server):
         return HttpEndpoints.for_config(config, self.metrics, self._readiness(config), self.scraped)
 
     # -- starting workers ----------------------------------------------------------------------
-    async def _start(self, config: Config, previous: Generation | None) -> Generation:  # type: ignore[override]
+    async def _start(self, config: Config, previous: Generation | None) -> Generation:
         """Open the clusters `config` reads (keeping `previous`'s), then fork its workers and wait
         until each answers; raises StartupError (and leaves nothing of the new generation running)."""
-        clusters = await open_clusters(config, previous, self.metrics)
+        clusters = await open_clusters(config, previous.clusters if previous is not None else {}, self.metrics)
         for cluster in clusters.values():
             if cluster.registry not in self._cluster_ids:
                 number = self._cluster_ids[cluster.registry] = next(self._numbers)
@@ -219,7 +219,14 @@ class Supervisor(Server):
             worker.signal(signal.SIGTERM)  # each keeps answering through the lameduck
         if not self.workers:
             self.stopping.set()
-        asyncio.get_running_loop().call_later(lameduck + STOP_GRACE, self.stopping.set)
+        asyncio.get_running_loop().call_later(lameduck + STOP_GRACE, self._overdue)
+
+    def _overdue(self) -> None:
+        """The lameduck and a grace period have passed: stop the workers still running at once."""
+        if self.workers:
+            log.warning("%d workers still run %g s after the lameduck: stopping them", len(self.workers),
+                        STOP_GRACE)
+        self.stopping.set()
 
     # -- /metrics ------------------------------------------------------------------------------
     def collect(self) -> Iterator[Metric]:

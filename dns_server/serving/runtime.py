@@ -22,7 +22,7 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE
 from dns_server.cluster.registry import Registry, Scope
@@ -200,7 +200,8 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
     what it shares.
     """
     runtime = Runtime(config)
-    runtime.clusters = await open_clusters(config, previous, metrics, await_sync=not worker)
+    runtime.clusters = await open_clusters(config, previous.clusters if previous is not None else {}, metrics,
+                                           await_sync=not worker)
     for block_settings in config.blocks:
         running = await _block(block_settings, runtime, metrics if block_settings.setting("prometheus") else None)
         if block_settings.setting("loop") and on_loop is not None:
@@ -248,9 +249,9 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
     return runtime
 
 
-async def open_clusters(config: Config, previous: Runtime | None, metrics: Metrics | None,
+async def open_clusters(config: Config, running: Mapping[SourceSettings, Cluster], metrics: Metrics | None,
                         await_sync: bool = True) -> dict[SourceSettings, Cluster]:
-    """The clusters `config` reads, those `previous` has kept, their sources running; then, with
+    """The clusters `config` reads (those `running` has, kept), their sources running; then, with
     `await_sync`, the longest `startup_timeout` waited for their first sync."""
     clusters: dict[SourceSettings, Cluster] = {}
     loop = asyncio.get_running_loop()
@@ -258,8 +259,7 @@ async def open_clusters(config: Config, previous: Runtime | None, metrics: Metri
         cluster_settings = kubernetes.settings_of(block)
         if cluster_settings is not None and cluster_settings.source not in clusters:
             settings = cluster_settings.source
-            reused = previous.clusters.get(settings) if previous is not None else None
-            clusters[settings] = reused or await _open_cluster(settings, loop, metrics)
+            clusters[settings] = running.get(settings) or await _open_cluster(settings, loop, metrics)
             if metrics is not None:
                 _report_cluster(metrics, clusters[settings])
     for cluster in clusters.values():

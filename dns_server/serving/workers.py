@@ -58,7 +58,7 @@ def read_message(channel: socket.socket) -> Message | None:
     if header is None:
         return None
     body = _read_exactly(channel, LENGTH.unpack(header)[0])
-    return None if body is None else pickle.loads(body)  # type: ignore[no-any-return]
+    return None if body is None else pickle.loads(body)
 
 
 def _read_exactly(channel: socket.socket, count: int) -> bytes | None:
@@ -170,8 +170,11 @@ async def _serve(config: Config, clusters: dict[SourceSettings, Cluster], ids: d
         status = LOOP_FOUND
         stopping.set()
 
+    def supervisor_gone() -> None:
+        loop.call_soon_threadsafe(stopping.set)
+
     link = WorkerLink(channel, {ids[settings]: cluster.registry for settings, cluster in own.items()}, metrics,
-                      lambda: loop.call_soon_threadsafe(stopping.set))
+                      supervisor_gone)
     try:
         runtime = await start(config, Runtime(config, clusters=own), metrics=metrics, query_log=query_log,
                               on_loop=loop_found if index == 0 else None, worker=True)

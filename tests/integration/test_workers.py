@@ -184,6 +184,7 @@ def test_sigterm_stops_every_worker_after_the_lameduck(zones_copy: Path) -> None
         assert server.wait(DEADLINE) == 0
         wait_for(lambda: not any(Path(f"/proc/{pid}").exists() for pid in pids), DEADLINE, "the workers to be gone")
         assert len(server.log_lines("[INFO] SIGTERM: Shutting down servers then terminating")) == 1
+        assert not server.log_lines("[WARNING]")  # the workers stopped after their lameduck, unasked
     finally:
         server.stop()
 
@@ -247,3 +248,15 @@ def test_one_set_of_watches_feeds_every_worker(tmp_path: Path, zones_copy: Path)
         for client in clients:
             client.close()
         api.stop()
+
+
+def test_a_busy_port_stops_the_start_with_one_line(zones_copy: Path, tmp_path: Path) -> None:
+    """A worker that cannot bind: the supervisor exits 1 with the worker's one-line reason, as one
+    process would, and leaves no worker behind."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        server = ServerProcess("--fixtures", str(zones_copy), "--workers", "2", port=port,
+                               log_path=tmp_path / "server.log")
+        assert server.refused_start(DEADLINE) == 1
+    assert server.log().splitlines()[-1] == f"dns-server: error: cannot listen on 127.0.0.1:{port}: Address already in use"
