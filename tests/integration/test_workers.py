@@ -260,3 +260,36 @@ def test_a_busy_port_stops_the_start_with_one_line(zones_copy: Path, tmp_path: P
                                log_path=tmp_path / "server.log")
         assert server.refused_start(DEADLINE) == 1
     assert server.log().splitlines()[-1] == f"dns-server: error: cannot listen on 127.0.0.1:{port}: Address already in use"
+
+
+def gone(pid: int) -> bool:
+    """Whether a process has exited (a zombie waiting for its new parent to reap it counts as exited)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_workers_stop_when_their_supervisor_is_killed(zones_copy: Path) -> None:
+    """kill -9 of the supervisor: its workers see their channel close and exit, none is left answering."""
+    server, _, _ = workers_server(zones_copy)
+    with server:
+        pids = worker_pids(server)
+        server.send_signal(signal.SIGKILL)
+        wait_for(lambda: all(gone(pid) for pid in pids), DEADLINE, "the workers to exit")
+
+
+def test_a_reload_cannot_add_workers_to_a_one_process_server(tmp_path: Path) -> None:
+    """Started with one worker (one process, no supervisor), a Corefile asking for two is a failed
+    reload: logged, and the running configuration keeps answering."""
+    corefile = "reload.test {\n    MULTISOCKET\n    hosts {\n        10.11.0.1 www.reload.test\n    }\n}\n"
+    server = ServerProcess.from_corefile(tmp_path, corefile.replace("MULTISOCKET", "whoami"),
+                                         ready_name="www.reload.test", ready_type="A")
+    with server:
+        assert worker_pids(server) == []
+        (tmp_path / "Corefile").write_text(corefile.replace("MULTISOCKET", "multisocket 2"))
+        server.send_signal(signal.SIGUSR1)
+        failed = ("[ERROR] plugin/reload: Corefile changed but reload failed: this server was started with one "
+                  "worker: it cannot start 2 on reload (restart it)")
+        wait_for(lambda: failed in server.log().splitlines(), DEADLINE, "the reload to fail")
+        assert server.ask("www.reload.test").answer[0][0].address == "10.11.0.1"
