@@ -28,14 +28,15 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Collection, Protocol
 
+from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.config.model import Config, format_address
 from dns_server.errors import ConfigError, StartupError
 from dns_server.observability.logs import log_event, setup_logging
 from dns_server.observability.metrics import Metrics
+from dns_server.plugins.health import lameduck_of
 from dns_server.plugins.log import QueryLogWriter
 from dns_server.protocol.names import zone_text
 from dns_server.serving.http import EndpointError, HttpEndpoints
-from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.serving.runtime import Cluster, start
 
 log = logging.getLogger("dns_server")
@@ -129,7 +130,7 @@ class Server:
         self.stopping.set()
 
     def _terminate(self) -> None:
-        lameduck = max((b.setting("health").lameduck for b in self.config.blocks if b.setting("health") is not None), default=0.0)
+        lameduck = lameduck_of(self.config.blocks)
         log_event(log, "shutdown", "SIGTERM: Shutting down servers then terminating", lameduck=lameduck)
         if lameduck <= 0 or self._lameduck:
             self.endpoints.begin_shutdown()

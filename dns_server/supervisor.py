@@ -44,6 +44,7 @@ from dns_server.cluster.updates import Update
 from dns_server.config.model import Config
 from dns_server.observability.logs import log_event
 from dns_server.observability.metrics import counting_only, merge_families, requests_of
+from dns_server.plugins.health import lameduck_of
 from dns_server.serving.http import HttpEndpoints
 from dns_server.serving.runtime import Cluster, open_clusters
 from dns_server.serving.workers import FAILED, LOOP_FOUND, WorkerHandle, describe_exit, frame, run_worker
@@ -208,8 +209,7 @@ class Supervisor(Server):
 
     # -- stopping ------------------------------------------------------------------------------
     def _terminate(self) -> None:
-        lameduck = max((b.setting("health").lameduck for b in self.config.blocks if b.setting("health") is not None),
-                       default=0.0)
+        lameduck = lameduck_of(self.config.blocks)
         if not self._shutting_down:
             log_event(log, "shutdown", "SIGTERM: Shutting down servers then terminating", lameduck=lameduck)
         self._shutting_down = True

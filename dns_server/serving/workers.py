@@ -34,6 +34,7 @@ from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.config.model import Config
 from dns_server.errors import StartupError
 from dns_server.observability.metrics import Metrics
+from dns_server.plugins.health import lameduck_of
 from dns_server.plugins.log import QueryLogWriter
 from dns_server.serving.answer_table import View
 from dns_server.serving.runtime import Cluster, Runtime, start
@@ -194,8 +195,7 @@ async def _serve(config: Config, clusters: dict[SourceSettings, Cluster], ids: d
 def _handle_signals(loop: asyncio.AbstractEventLoop, config: Config, stopping: asyncio.Event) -> None:
     """SIGTERM: stop after the lameduck (at once the second time); SIGINT: at once.  The supervisor
     sends them, and logs for all; reloads are its own (a worker ignores SIGHUP and SIGUSR1)."""
-    lameduck = max((b.setting("health").lameduck for b in config.blocks if b.setting("health") is not None),
-                   default=0.0)
+    lameduck = lameduck_of(config.blocks)
     terminating = False
 
     def terminate() -> None:
