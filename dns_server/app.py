@@ -12,6 +12,9 @@ answering meanwhile, /ready says "Shutting down"), SIGINT stops at once, SIGHUP 
 the Corefile.  With `reload`, the Corefile and every file it imports are also checked for changes
 every INTERVAL (plus up to JITTER).  A reload that fails leaves the running configuration serving.
 
+With more than one worker (`Config.workers`), `dns_server.supervisor.Supervisor`, a Server whose
+runtime is a generation of worker processes, runs instead; with one, nothing here changes.
+
 Shutdown runs the other way: listeners close first (cancelling the forwarded queries in flight),
 then sources (the API source's watch threads are stopped and joined), forwarders, HTTP endpoints.
 """

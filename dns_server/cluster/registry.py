@@ -6,6 +6,10 @@ with one assignment, together with the `Change` that says what differs from the 
 (the answer table drops only the answers that change touches).  Readers never see half an update.  An optional scope (`dns_server.cluster.scope`)
 filters every batch first, so each source honours `--namespaces` and `--namespace-labels` alike.
 
+With worker processes (dns_server.supervisor), the supervisor's registry has a `journal`: every
+batch, as given and with its time, is handed to it under the lock, so that copies of the registry
+in the workers apply the same batches in the same order and reach the same state.
+
 Theory of operation: the registry keeps every record by key, plus the derived indexes a snapshot
 exposes (service entries, reverse names, pod addresses, services' external addresses).  A batch
 marks the services it touches dirty; only those entries are rebuilt, in copies of the index dicts,
