@@ -47,7 +47,15 @@ from dns_server.observability.metrics import counting_only, merge_families, requ
 from dns_server.plugins.health import lameduck_of
 from dns_server.serving.http import HttpEndpoints
 from dns_server.serving.runtime import Cluster, open_clusters
-from dns_server.serving.workers import FAILED, LOOP_FOUND, WorkerHandle, describe_exit, frame, run_worker
+from dns_server.serving.workers import (
+    FAILED,
+    LOOP_FOUND,
+    STOP_SIGNALS,
+    WorkerHandle,
+    describe_exit,
+    frame,
+    run_worker,
+)
 
 log = logging.getLogger("dns_server")
 
@@ -252,6 +260,7 @@ def _become_worker(generation: Generation, channel: socket.socket, index: int) -
     """
     status = FAILED
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # held until the worker handles them
         keep = {0, 1, 2, channel.fileno()}
         for name in os.listdir("/proc/self/fd"):
             if int(name) not in keep:

@@ -44,6 +44,7 @@ log = logging.getLogger("dns_server")
 LENGTH = struct.Struct(">I")
 LOOP_FOUND = 1  # a worker's exit status when its loop check found a loop: the whole server stops with 1
 FAILED = 2  # a worker that could not start, or that an exception stopped
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 Message = tuple[Any, ...]
 
@@ -210,6 +211,7 @@ def _handle_signals(loop: asyncio.AbstractEventLoop, config: Config, stopping: a
     loop.add_signal_handler(signal.SIGINT, stopping.set)
     for ignored in (signal.SIGHUP, signal.SIGUSR1):
         signal.signal(ignored, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # blocked since the fork: one sent meanwhile arrives now
 
 
 class WorkerHandle:
