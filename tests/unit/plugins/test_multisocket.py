@@ -50,3 +50,12 @@ def test_a_bad_number_of_workers_is_refused_at_start(corefile: str, flags: list[
     with pytest.raises(ConfigError) as raised:
         workers_of(corefile, *flags, tmp_path=tmp_path, monkeypatch=monkeypatch)
     assert message.format(*[tmp_path / "Corefile"] * message.count("{}")) in str(raised.value)
+
+
+@pytest.mark.parametrize("flags, workers", [([], 5), (["--workers", "3"], 3)])
+def test_the_number_of_workers_without_a_corefile(flags: list[str], workers: int, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOMAXPROCS", "5")
+    (tmp_path / "resolv.conf").write_text("nameserver 192.0.2.7\n")
+    args = build_parser().parse_args(["--fixtures", "zones", "--resolv-conf", str(tmp_path / "resolv.conf"), *flags])
+    assert load(args, {"fixtures"}).workers == workers
