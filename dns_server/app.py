@@ -12,6 +12,9 @@ answering meanwhile, /ready says "Shutting down"), SIGINT stops at once, SIGHUP 
 the Corefile.  With `reload`, the Corefile and every file it imports are also checked for changes
 every INTERVAL (plus up to JITTER).  A reload that fails leaves the running configuration serving.
 
+With more than one worker (`Config.workers`), `dns_server.supervisor.Supervisor`, a Server whose
+runtime is a generation of worker processes, runs instead; with one, nothing here changes.
+
 Shutdown runs the other way: listeners close first (cancelling the forwarded queries in flight),
 then sources (the API source's watch threads are stopped and joined), forwarders, HTTP endpoints.
 """
@@ -26,21 +29,38 @@ import resource
 import signal
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Collection, Protocol
 
+from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.config.model import Config, format_address
 from dns_server.errors import ConfigError, StartupError
 from dns_server.observability.logs import log_event, setup_logging
 from dns_server.observability.metrics import Metrics
+from dns_server.plugins.health import lameduck_of
 from dns_server.plugins.log import QueryLogWriter
 from dns_server.protocol.names import zone_text
 from dns_server.serving.http import EndpointError, HttpEndpoints
-from dns_server.serving.runtime import Runtime, start
+from dns_server.serving.runtime import Cluster, start
 
 log = logging.getLogger("dns_server")
 
 SPARE_FILES = 256  # descriptors beyond forwarded queries and TCP clients: listeners, logs, the API
 Loader = Callable[[], Config]
+
+
+class Serving(Protocol):
+    """What answers for a configuration: a Runtime, or a supervisor's generation of worker processes."""
+
+    clusters: dict[SourceSettings, Cluster]
+
+    @property
+    def listeners(self) -> Collection[tuple[str, int]]: ...
+
+    def not_ready(self) -> list[str]: ...
+
+    def adopt(self) -> None: ...
+
+    async def stop_unused(self, successor: Any) -> None: ...
 
 
 class Server:
@@ -49,9 +69,9 @@ class Server:
     def __init__(self, config: Config, loader: Loader | None) -> None:
         self.config = config
         self.loader = loader
-        self.runtime: Runtime | None = None
+        self.runtime: Serving | None = None
         self.metrics = Metrics(revision=os.environ.get("DNS_SERVER_REVISION", ""))
-        self.endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        self.endpoints = self._endpoints(config)
         self.query_log = QueryLogWriter(log_format=config.log_format)
         self.stopping = asyncio.Event()
         self.exit_status = 0
@@ -78,8 +98,7 @@ class Server:
         except EndpointError as error:
             raise StartupError(str(error)) from None
         try:
-            self.runtime = await start(self.config, metrics=self.metrics, query_log=self.query_log,
-                                       on_loop=self._loop_found)
+            self.runtime = await self._start(self.config, None)
         except BaseException:
             self.endpoints.stop()
             self.query_log.close()
@@ -97,6 +116,16 @@ class Server:
             self.query_log.close()
             log_event(log, "shutdown", "stopped", exit_status=self.exit_status)
 
+    async def _start(self, config: Config, previous: Any) -> Serving:
+        """What answers for `config`, taking over what `previous` keeps; raises StartupError."""
+        if previous is not None and config.workers > 1:
+            raise StartupError(f"this server was started with one worker: it cannot start {config.workers} on "
+                               "reload (restart it)")
+        return await start(config, previous, metrics=self.metrics, query_log=self.query_log, on_loop=self._loop_found)
+
+    def _endpoints(self, config: Config) -> HttpEndpoints:
+        return HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+
     def _loop_found(self, message: str) -> None:
         """The loop plugin saw its probe come back: CoreDNS's fatal line, exit status 1."""
         logging.getLogger("dns_server.plugins.loop").critical(message)
@@ -104,7 +133,7 @@ class Server:
         self.stopping.set()
 
     def _terminate(self) -> None:
-        lameduck = max((b.setting("health").lameduck for b in self.config.blocks if b.setting("health") is not None), default=0.0)
+        lameduck = lameduck_of(self.config.blocks)
         log_event(log, "shutdown", "SIGTERM: Shutting down servers then terminating", lameduck=lameduck)
         if lameduck <= 0 or self._lameduck:
             self.endpoints.begin_shutdown()
@@ -127,7 +156,7 @@ class Server:
             raise
 
     def _restart(self, config: Config) -> HttpEndpoints:
-        endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        endpoints = self._endpoints(config)
         endpoints.start()
         return endpoints
 
@@ -163,8 +192,7 @@ class Server:
                 config = await asyncio.to_thread(self.loader)
                 endpoints = self._endpoints_for(config)
                 try:
-                    runtime = await start(config, self.runtime, metrics=self.metrics, query_log=self.query_log,
-                                          on_loop=self._loop_found)
+                    runtime = await self._start(config, self.runtime)
                 except BaseException:
                     if endpoints is not self.endpoints:
                         endpoints.stop()
@@ -203,7 +231,7 @@ def _fingerprint(files: tuple[Path, ...]) -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
-def announce(config: Config, runtime: Runtime) -> None:
+def announce(config: Config, runtime: Serving) -> None:
     """CoreDNS's start-up lines (one per zone and port), then what each block serves from where."""
     for block in config.blocks:
         for key in block.keys:
@@ -256,8 +284,8 @@ def raise_open_file_limit(config: Config) -> None:
         log.warning("open files are limited to %d; the forwarders and TCP listeners may want %d", new, wanted)
 
 
-def run(config: Config, loader: Loader | None = None) -> int:
-    """Run the server in the foreground; returns the process exit status."""
+def run(config: Config, loader: Loader | None = None, kind: type[Server] = Server) -> int:
+    """Run the server (a `kind` of it) in the foreground; returns the process exit status."""
     setup_logging(config.log_level, config.log_format)
     try:
         import uvloop  # a faster event loop; the server works without it
@@ -267,7 +295,7 @@ def run(config: Config, loader: Loader | None = None) -> int:
         runner = uvloop.run
 
     async def main() -> int:
-        server = Server(config, loader)
+        server = kind(config, loader)
         await server.serve()
         return server.exit_status
 

@@ -52,7 +52,9 @@ from dns_server.plugins.kubernetes.setup import (
     MAX_TTL,
     PodMode,
 )
+from dns_server.plugins.multisocket import MultisocketSettings
 from dns_server.protocol.names import REVERSE_ZONES
+from dns_server.serving.cpus import default_workers
 
 DEFAULT_LISTEN = "0.0.0.0:53"
 DEFAULT_RESOLV_CONF = Path("/etc/resolv.conf")
@@ -110,6 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"UDP and TCP address, repeatable; IPv6 as [::1]:5353 (default {DEFAULT_LISTEN})")
     net.add_argument("--tcp-idle-timeout", type=float, default=DEFAULT_TCP_IDLE_TIMEOUT, metavar="S",
                      help=f"close idle TCP connections after S seconds (default {DEFAULT_TCP_IDLE_TIMEOUT:g})")
+    net.add_argument("--workers", type=int, metavar="N",
+                     help="worker processes answering on every listen address (SO_REUSEPORT); default: the "
+                          "Corefile's `multisocket N`, else the CPUs this container may use (GOMAXPROCS, the "
+                          "cgroup CPU limit, the affinity mask)")
     net.add_argument("--max-tcp-connections", type=int, default=DEFAULT_MAX_TCP_CONNECTIONS, metavar="N",
                      help=f"open TCP connections at most (default {DEFAULT_MAX_TCP_CONNECTIONS})")
 
@@ -327,14 +333,31 @@ def load(args: argparse.Namespace, given: set[str]) -> Config:
                 and "KUBERNETES_SERVICE_HOST" not in os.environ):
             raise ConfigError("no cluster data: give -conf COREFILE, --fixtures DIR or --kubeconfig FILE "
                               "(or run inside a pod)")
-        return config
+        return _with_workers(config, args.workers)
     mixed = sorted(given & set(BLOCK_FLAGS))
     if mixed:
         raise ConfigError(f"{', '.join('--' + m.replace('_', '-') for m in mixed)}: the Corefile configures that; "
                           "these flags are for running without one")
     config = load_config(corefile, dns_port=args.dns_port)
-    return Config(config.blocks, config.files, config.corefile_hash, args.tcp_idle_timeout, args.max_tcp_connections,
-                  args.log_level, args.log_format, config.source)
+    return _with_workers(Config(config.blocks, config.files, config.corefile_hash, args.tcp_idle_timeout,
+                                args.max_tcp_connections, args.log_level, args.log_format, config.source), args.workers)
+
+
+def _with_workers(config: Config, flag: int | None) -> Config:
+    """The number of worker processes: `--workers`, else the Corefile's `multisocket`, else the CPUs'."""
+    asked: list[MultisocketSettings] = [b.setting("multisocket") for b in config.blocks if b.setting("multisocket")]
+    if flag is not None and asked:
+        raise ConfigError(f"--workers and multisocket ({asked[0].location}) both set the number of workers: "
+                          "choose one")
+    if flag is not None and flag < 1:
+        raise ConfigError(f"--workers {flag}: at least one worker answers")
+    different = [settings for settings in asked if settings.workers != asked[0].workers]
+    if different:
+        raise ConfigError(f"plugin/multisocket: {different[0].location} asks for a number of workers other than "
+                          f"{asked[0].location}: this server runs one set of worker processes for every listen "
+                          "address, so every server block must ask for the same")
+    workers = flag or (asked[0].workers if asked else None) or default_workers(os.environ)
+    return dataclasses.replace(config, workers=workers)
 
 
 def given_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> set[str]:
@@ -361,10 +384,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         print(f"dns-server: error: {error}", file=sys.stderr)
         return 1  # as CoreDNS exits on a bad Corefile (argparse's usage errors stay 2)
-    from dns_server.app import run  # imported late: --help and usage errors stay fast
+    from dns_server.app import Server, run  # imported late: --help and usage errors stay fast
+    from dns_server.supervisor import Supervisor
 
     given = given_flags(parser, args)
-    return run(config, (lambda: load(args, given)) if config.files else None)
+    return run(config, (lambda: load(args, given)) if config.files else None,
+               Supervisor if config.workers > 1 else Server)
 
 
 if __name__ == "__main__":

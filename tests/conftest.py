@@ -8,6 +8,7 @@ tests/kube_api_standin.py (the Kubernetes API).
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +23,10 @@ from tests.integration.upstream import Unbound
 # the code.  Examples are drawn from a fixed seed, so a failure in CI is the same failure locally.
 settings.register_profile("ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci")
+
+# Every server process the tests start runs one worker unless the test asks for more (`--workers`):
+# the default would be the machine's CPUs (dns_server.serving.cpus reads GOMAXPROCS first, as Go does).
+os.environ.setdefault("GOMAXPROCS", "1")
 
 
 @pytest.fixture

@@ -6,6 +6,10 @@ with one assignment, together with the `Change` that says what differs from the 
 (the answer table drops only the answers that change touches).  Readers never see half an update.  An optional scope (`dns_server.cluster.scope`)
 filters every batch first, so each source honours `--namespaces` and `--namespace-labels` alike.
 
+With worker processes (dns_server.supervisor), the supervisor's registry has a `journal`: every
+batch, as given and with its time, is handed to it under the lock, so that copies of the registry
+in the workers apply the same batches in the same order and reach the same state.
+
 Theory of operation: the registry keeps every record by key, plus the derived indexes a snapshot
 exposes (service entries, reverse names, pod addresses, services' external addresses, and the
 ServiceImports of the `multicluster` option).  A batch marks the services and imports it touches
@@ -20,6 +24,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections import Counter
+from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 from dns_server.cluster.records import (
@@ -57,6 +62,7 @@ V = TypeVar("V")
 
 Scope = Callable[[Iterable[Update]], Iterable[Update]]  # dns_server.cluster.scope: which namespaces are served
 Subscriber = Callable[[Snapshot, Change], None]
+Journal = Callable[[list[Update], float | None], None]  # every batch, as applied, with its time
 
 
 def _copy(index: Mapping[K, V]) -> dict[K, V]:
@@ -99,11 +105,21 @@ class Registry:
         self._claims: dict[str, tuple[Pod, ...]] = {}  # address -> the pods autopath may take it for
         self._counts: Counter[str] = Counter()
         self._subscribers: list[Subscriber] = []
+        self.journal: Journal | None = None
         self.snapshot = Snapshot.empty(synced=not self._required)
 
     def subscribe(self, callback: Subscriber) -> None:
         """Call `callback(snapshot, change)` after every publication (on the applying thread)."""
         self._subscribers.append(callback)
+
+    def unsubscribe(self, callback: Subscriber) -> None:
+        self._subscribers.remove(callback)
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """No batch is applied meanwhile (a worker process forked now copies a registry no thread is changing)."""
+        with self._lock:
+            yield
 
     def counts(self) -> dict[str, int]:
         """How many objects of each kind are held (for metrics)."""
@@ -113,6 +129,10 @@ class Registry:
     def apply(self, updates: Iterable[Update], now: float | None = None) -> Snapshot:
         """Apply a batch of updates and publish one snapshot (the same one if nothing changed)."""
         with self._lock:
+            if self.journal is not None:  # the same batch at the same time gives a copy of this registry the same state
+                updates = list(updates)
+                now = now if now is not None or self._clock is None else self._clock()
+                self.journal(updates, now)
             if self._scope is not None:
                 updates = self._scope(updates)
             changes: dict[Key, Record | None] = {}

@@ -123,12 +123,15 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"  # text | json: the server's own lines (start-up, sync, reload, shutdown)
     source: str = "flags"  # where it came from, for messages: a Corefile path or "flags"
+    workers: int = 1  # processes answering on every listen address (dns_server.supervisor when more than one)
 
     def __post_init__(self) -> None:
         if not self.blocks:
             raise ConfigError(f"{self.source}: no server blocks")
         if self.tcp_idle_timeout <= 0 or self.max_tcp_connections < 1:
             raise ConfigError("the TCP idle timeout and connection limit must be positive")
+        if self.workers < 1:
+            raise ConfigError("the number of workers must be at least 1")
 
 
 _DURATION_PART = re.compile(r"([0-9]*)(?:\.([0-9]*))?([^0-9.]*)")

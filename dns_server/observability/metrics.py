@@ -46,6 +46,7 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.samples import Sample
 
 import dns_server
 from dns_server.config.model import ServerBlock, format_address
@@ -450,6 +451,12 @@ class Metrics:
                     for name in enabled(block):
                         self.plugin_enabled.labels(server_label(host, key.port), zone_text(key.zone), "", name).set(1)
 
+    def worker_families(self) -> tuple[Counter, Gauge]:
+        """`dns_server_worker_restarts_total` and `dns_server_workers`, for a server with worker processes."""
+        return (Counter("dns_server_worker_restarts", "Worker processes started again after one exited unasked.",
+                        registry=self._instruments),
+                Gauge("dns_server_workers", "Worker processes answering DNS.", registry=self._instruments))
+
     def source(self) -> SourceCounters:
         """What the Kubernetes API source reports (dns_server.cluster.sources.kube.SourceMetrics), into these metrics."""
         return SourceCounters(self)
@@ -561,3 +568,52 @@ def _snapshot_families(snapshots: Mapping[str, _SnapshotReader]) -> Iterator[Met
     yield _gauges("dns_server_snapshot_objects", "Objects in the cluster data being served, per kind.",
                   ["source", "kind"], {(source, kind): count for source, reader in snapshots.items()
                                        for kind, count in reader.objects().items()})
+
+
+# Gauges several processes add up (what each holds); every other gauge is the same in each process,
+# or the largest is the one to report (the oldest snapshot), except the start time: the earliest.
+SUMMED_GAUGES = frozenset({"coredns_cache_entries", "dns_server_answer_cache_entries", "process_resident_memory_bytes",
+                           "process_virtual_memory_bytes", "process_open_fds"})
+EARLIEST_GAUGES = frozenset({"process_start_time_seconds"})
+COUNTING_TYPES = frozenset({"counter", "histogram", "summary"})
+
+
+def merge_families(processes: Iterable[Iterable[Metric]]) -> list[Metric]:
+    """The families of several processes as one process would report them.
+
+    Counters and histograms are summed series by series (same name, same labels), as are the
+    gauges of what each process holds (`SUMMED_GAUGES`); the other gauges take the largest value
+    (`coredns_build_info` and `coredns_plugin_enabled` stay 1), the start time the earliest.
+    """
+    merged: dict[str, Metric] = {}
+    values: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for families in processes:
+        for family in families:
+            if family.name not in merged:
+                merged[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
+                values[family.name] = {}
+            series = values[family.name]
+            combine = _combiner(family)
+            for sample in family.samples:
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                series[key] = combine(series[key], sample.value) if key in series else sample.value
+    for name, family in merged.items():
+        family.samples = [Sample(sample_name, dict(labels), value) for (sample_name, labels), value in values[name].items()]
+    return list(merged.values())
+
+
+def counting_only(families: Iterable[Metric]) -> list[Metric]:
+    """The counters and histograms of `families`: what a process that is gone still adds to the sums."""
+    return [family for family in families if family.type in COUNTING_TYPES]
+
+
+def _combiner(family: Metric) -> Callable[[float, float], float]:
+    if family.type in COUNTING_TYPES or family.name in SUMMED_GAUGES:
+        return lambda total, value: total + value
+    return min if family.name in EARLIEST_GAUGES else max
+
+
+def requests_of(families: Iterable[Metric]) -> float:
+    """The DNS requests a process counted (every series of `coredns_dns_requests_total`)."""
+    return sum(sample.value for family in families if family.name == "coredns_dns_requests"
+               for sample in family.samples)

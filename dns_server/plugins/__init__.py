@@ -32,6 +32,7 @@ from dns_server.plugins import (
     loadbalance,
     log,
     loop,
+    multisocket,
     nsid,
     prometheus,
     ready,
@@ -42,7 +43,8 @@ from dns_server.plugins import (
 )
 
 PLUGINS: tuple[PluginSpec, ...] = (
-    reload.PLUGIN, nsid.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN, prometheus.PLUGIN,
+    multisocket.PLUGIN, reload.PLUGIN, nsid.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN,
+    prometheus.PLUGIN,
     errors.PLUGIN, log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, rewrite.PLUGIN, autopath.PLUGIN, cache.PLUGIN, template.PLUGIN,
     hosts.PLUGIN, k8s_external.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
 )

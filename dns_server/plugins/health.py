@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from dns_server.chain.plugin import PluginSpec
+from dns_server.config.model import ServerBlock
 from dns_server.config.setup import Reader, SetupContext, last
 from dns_server.config.syntax import Directive
 
@@ -36,3 +37,9 @@ def setup(found: Sequence[Directive], context: SetupContext) -> HealthSettings:
 
 
 PLUGIN = PluginSpec("health", setup)
+
+
+def lameduck_of(blocks: Iterable[ServerBlock]) -> float:
+    """How long SIGTERM keeps the server answering: the longest `lameduck` of the blocks' `health`."""
+    return max((block.setting("health").lameduck for block in blocks if block.setting("health") is not None),
+               default=0.0)

@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 
 import dns_server
@@ -70,8 +71,9 @@ class HttpEndpoints:
 
     def __init__(self, metrics: Metrics, *, health: Sequence[HealthSettings] = (),
                  ready: Sequence[tuple[str, int]] = (), prometheus: Sequence[tuple[str, int]] = (),
-                 readiness: Sequence[Readiness] = ()) -> None:
+                 readiness: Sequence[Readiness] = (), scraped: CollectorRegistry | None = None) -> None:
         self._metrics = metrics
+        self._scraped = scraped or metrics.registry  # what /metrics serves
         self._routes: dict[tuple[str, int], dict[str, Callable[[], Page]]] = {}
         for settings in health:
             self._routes.setdefault(settings.address, {})[HEALTH_PATH] = self._health
@@ -89,12 +91,13 @@ class HttpEndpoints:
         self._stopping = threading.Event()
 
     @classmethod
-    def for_config(cls, config: Config, metrics: Metrics, readiness: Sequence[Readiness] = ()) -> HttpEndpoints:
-        """The endpoints every block of `config` asks for."""
+    def for_config(cls, config: Config, metrics: Metrics, readiness: Sequence[Readiness] = (),
+                   scraped: CollectorRegistry | None = None) -> HttpEndpoints:
+        """The endpoints every block of `config` asks for; /metrics serves `scraped` (default: `metrics`)."""
         return cls(metrics, health=[b.setting("health") for b in config.blocks if b.setting("health") is not None],
                    ready=[b.setting("ready") for b in config.blocks if b.setting("ready") is not None],
                    prometheus=[b.setting("prometheus") for b in config.blocks if b.setting("prometheus") is not None],
-                   readiness=readiness)
+                   readiness=readiness, scraped=scraped)
 
     def start(self) -> None:
         """Bind every address, then serve; raises EndpointError (and binds nothing) if one cannot be bound."""
@@ -151,7 +154,7 @@ class HttpEndpoints:
         return 503, TEXT, names.encode()
 
     def _scrape(self) -> Page:
-        return 200, CONTENT_TYPE_PLAIN_0_0_4, generate_latest(self._metrics.registry)
+        return 200, CONTENT_TYPE_PLAIN_0_0_4, generate_latest(self._scraped)
 
     def _check_health(self, address: tuple[str, int]) -> None:
         """Ask our own /health once a second: how long it takes shows how loaded the process is."""

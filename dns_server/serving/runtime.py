@@ -22,7 +22,7 @@ import random
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Callable, Mapping, Protocol
 
 from dns_server.cluster.records import ENDPOINT_SLICE, MULTICLUSTER_KINDS, NAMESPACE, POD, SERVICE
 from dns_server.cluster.registry import Registry, Scope
@@ -84,6 +84,16 @@ class Cluster:
     view: View
     runtime: Runtime | None = None  # whose pipelines hear its publications (replaced on reload)
     task: asyncio.Task[None] | None = None
+    published: Callable[[Snapshot, Change], None] | None = None  # its subscription to the registry
+
+    def connect(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Deliver the registry's publications on `loop` (they happen on the applying thread)."""
+
+        def published(snapshot: Snapshot, change: Change) -> None:
+            loop.call_soon_threadsafe(self.deliver, snapshot, change)
+
+        self.registry.subscribe(published)
+        self.published = published
 
     @property
     def synced(self) -> bool:
@@ -183,25 +193,18 @@ class Runtime:
 
 
 async def start(config: Config, previous: Runtime | None = None, metrics: Metrics | None = None,
-                query_log: QueryLogWriter | None = None, on_loop: Callable[[str], None] | None = None) -> Runtime:
+                query_log: QueryLogWriter | None = None, on_loop: Callable[[str], None] | None = None,
+                worker: bool = False) -> Runtime:
     """Build and start a runtime for `config`, taking over what `previous` has that stays the same.
 
-    Raises StartupError.  On failure nothing of `previous` has been touched but what it shares.
+    A `worker` process (dns_server.serving.workers) shares its listen addresses with the other
+    workers (SO_REUSEPORT) and does not wait for the clusters' `startup_timeout`: its supervisor
+    did.  Raises StartupError.  On failure nothing of `previous` has been touched but
+    what it shares.
     """
     runtime = Runtime(config)
-    loop = asyncio.get_running_loop()
-    for block in config.blocks:
-        cluster_settings = kubernetes.settings_of(block)
-        if cluster_settings is not None and cluster_settings.source not in runtime.clusters:
-            settings = cluster_settings.source
-            reused = previous.clusters.get(settings) if previous is not None else None
-            runtime.clusters[settings] = reused or await _open_cluster(settings, loop, metrics)
-            if metrics is not None:
-                _report_cluster(metrics, runtime.clusters[settings])
-    for cluster in runtime.clusters.values():
-        if cluster.task is None:
-            cluster.task = asyncio.create_task(cluster.source.run(), name=f"source {cluster.source.summary()}")
-    await _wait_for_sync(runtime)
+    runtime.clusters = await open_clusters(config, previous.clusters if previous is not None else {}, metrics,
+                                           await_sync=not worker)
     for block_settings in config.blocks:
         running = await _block(block_settings, runtime, metrics if block_settings.setting("prometheus") else None)
         if block_settings.setting("loop") and on_loop is not None:
@@ -228,7 +231,7 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
                 swaps.append((reused_listener, pipeline))
                 runtime.listeners[(host, port)] = reused_listener
             else:
-                listener = await _bind(host, port, pipeline, config)
+                listener = await _bind(host, port, pipeline, config, shared=worker)
                 if listener is not None:
                     runtime.listeners[(host, port)] = listener
     except BaseException:
@@ -250,16 +253,37 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
     return runtime
 
 
-async def _wait_for_sync(runtime: Runtime) -> None:
+async def open_clusters(config: Config, running: Mapping[SourceSettings, Cluster], metrics: Metrics | None,
+                        await_sync: bool = True) -> dict[SourceSettings, Cluster]:
+    """The clusters `config` reads (those `running` has, kept), their sources running; then, with
+    `await_sync`, the longest `startup_timeout` waited for their first sync."""
+    clusters: dict[SourceSettings, Cluster] = {}
+    loop = asyncio.get_running_loop()
+    for block in config.blocks:
+        cluster_settings = kubernetes.settings_of(block)
+        if cluster_settings is not None and cluster_settings.source not in clusters:
+            settings = cluster_settings.source
+            clusters[settings] = running.get(settings) or await _open_cluster(settings, loop, metrics)
+            if metrics is not None:
+                _report_cluster(metrics, clusters[settings])
+    for cluster in clusters.values():
+        if cluster.task is None:
+            cluster.task = asyncio.create_task(cluster.source.run(), name=f"source {cluster.source.summary()}")
+    if await_sync:
+        await _wait_for_sync(config, clusters)
+    return clusters
+
+
+async def _wait_for_sync(config: Config, clusters: dict[SourceSettings, Cluster]) -> None:
     """Wait up to the longest `startup_timeout` for every cluster's first sync (kubernetes plugin)."""
-    timeout = max((settings.startup_timeout for settings in map(kubernetes.settings_of, runtime.config.blocks)
+    timeout = max((settings.startup_timeout for settings in map(kubernetes.settings_of, config.blocks)
                    if settings is not None), default=0.0)
     waited = 0.0
-    while waited < timeout and runtime.not_ready():
+    while waited < timeout and not all(cluster.synced for cluster in clusters.values()):
         log.info("plugin/kubernetes: waiting for Kubernetes API before starting server")
         await asyncio.sleep(STARTUP_POLL)
         waited += STARTUP_POLL
-    if timeout and runtime.not_ready():
+    if timeout and not all(cluster.synced for cluster in clusters.values()):
         log.warning("plugin/kubernetes: starting server with unsynced Kubernetes API")
 
 
@@ -288,11 +312,7 @@ async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoo
     except ConfigError as error:
         raise StartupError(str(error)) from None
     cluster = Cluster(settings, registry, source, View(registry.snapshot))
-
-    def published(snapshot: Snapshot, change: Change) -> None:  # on the applying thread
-        loop.call_soon_threadsafe(cluster.deliver, snapshot, change)
-
-    registry.subscribe(published)
+    cluster.connect(loop)
     if registry.snapshot.synced:
         freeze_heap()  # the fixture files were read before anyone listened
     return cluster
@@ -483,13 +503,16 @@ def _server_label(host: str, port: int, blocks: list[tuple[str, Block]]) -> str:
     return f"dns://{format_address(host, port) if bound else f':{port}'}"
 
 
-async def _bind(host: str, port: int, pipeline: Pipeline, config: Config) -> Listener | None:
-    """UDP and TCP on one address; raises StartupError naming it.  None for an IPv6 wildcard without IPv6."""
+async def _bind(host: str, port: int, pipeline: Pipeline, config: Config, shared: bool) -> Listener | None:
+    """UDP and TCP on one address; raises StartupError naming it.  None for an IPv6 wildcard without IPv6.
+
+    `shared`: every worker binds the address, and the kernel spreads queries over them (SO_REUSEPORT).
+    """
     loop = asyncio.get_running_loop()
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     udp = UdpServer(pipeline, max_pending=MAX_PENDING_UDP)
     try:
-        udp.open(host, port, family)
+        udp.open(host, port, family, reuse_port=shared)
     except OSError as error:
         if host == "::" and not _ipv6_available():
             log.info("no IPv6 on this machine: listening on IPv4 only for port %d", port)
@@ -498,7 +521,7 @@ async def _bind(host: str, port: int, pipeline: Pipeline, config: Config) -> Lis
     tcp = TcpServer(pipeline, config.tcp_idle_timeout, config.max_tcp_connections)
     try:
         server = await loop.create_server(tcp.protocol, host, port, family=family, reuse_address=True,
-                                          backlog=TCP_BACKLOG)
+                                          reuse_port=shared or None, backlog=TCP_BACKLOG)
     except OSError as error:
         udp.close()
         raise StartupError(f"cannot listen on {format_address(host, port)} (TCP): {error.strerror or error}") from None

@@ -35,13 +35,18 @@ class UdpServer:
         self._sock: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def open(self, host: str, port: int, family: socket.AddressFamily) -> None:
-        """Bind to (host, port) and start answering; raises OSError (a busy port, an address not ours)."""
+    def open(self, host: str, port: int, family: socket.AddressFamily, reuse_port: bool = False) -> None:
+        """Bind to (host, port) and start answering; raises OSError (a busy port, an address not ours).
+
+        With `reuse_port`, other processes' sockets may bind the same address (SO_REUSEPORT).
+        """
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
             # several blocks may listen on one port at different addresses, beside a wildcard one
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6:
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)  # IPv4 has a socket of its own
             enlarge_receive_buffer(sock)

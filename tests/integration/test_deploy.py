@@ -328,6 +328,7 @@ def test_migration_patch_sets_what_the_deployment_has() -> None:
     assert patched["image"] == ours["image"]
     assert patched["resources"]["requests"]["memory"] == ours["resources"]["requests"]["memory"]
     assert patched["resources"]["limits"] == ours["resources"]["limits"]
+    assert patched["env"] == ours["env"]  # GOMAXPROCS: the number of worker processes
     assert pod_spec(patch)["securityContext"]["sysctls"] == pod_spec(deployment)["securityContext"]["sysctls"]
 
 

@@ -134,7 +134,8 @@ def test_our_plugins_are_listed_in_plugin_order_each_once() -> None:
 
 def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
     assert plugins_text() == ("autopath\nbind\nbufsize\ncache\nchaos\nerrors\nforward\nhealth\nhosts\nk8s_external\n"
-                              "kubernetes\nloadbalance\nlog\nloop\nnsid\nprometheus\nready\nreload\nrewrite\ntemplate\nwhoami\n")
+                              "kubernetes\nloadbalance\nlog\nloop\nmultisocket\nnsid\nprometheus\nready\nreload\nrewrite\n"
+                              "template\nwhoami\n")
 
 
 # --- directive names ---
