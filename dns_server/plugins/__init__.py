@@ -42,9 +42,10 @@ from dns_server.plugins import (
 )
 
 PLUGINS: tuple[PluginSpec, ...] = (
-    trust_client_subnet.PLUGIN, reload.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN, prometheus.PLUGIN, errors.PLUGIN,
-    log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, rewrite.PLUGIN, autopath.PLUGIN, cache.PLUGIN, template.PLUGIN,
-    hosts.PLUGIN, k8s_external.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
+    trust_client_subnet.PLUGIN, reload.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN,
+    prometheus.PLUGIN, errors.PLUGIN, log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, rewrite.PLUGIN, autopath.PLUGIN,
+    cache.PLUGIN, template.PLUGIN, hosts.PLUGIN, k8s_external.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN,
+    forward.PLUGIN, whoami.PLUGIN,
 )
 
 

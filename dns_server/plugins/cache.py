@@ -7,8 +7,9 @@ Theory of operation.  A reply from upstream is parsed once (`prepare`): its ID z
 (the answer is not ours), its OPT record replaced by our own (OPT is hop-by-hop, RFC 6891 6.1.1:
 our buffer size, the query's DO bit, no options; none when the query had none), and the offset of
 every TTL field noted.  A reply whose client-subnet option has a scope (RFC 7871: it holds for that
-client only) is marked `scoped`, and the outbound side never keeps it.  Serving a hit then costs a dict lookup and, at most once per second of age,
-a copy with those TTL fields rewritten; the pipeline patches in the client's ID and question case.
+client only) is marked `scoped`, and the outbound side never keeps it.  Serving a hit then costs a
+dict lookup and, at most once per second of age, a copy with those TTL fields rewritten; the
+pipeline patches in the client's ID and question case.
 
 Rules this module keeps (CoreDNS's cache plugin; RFC 2308):
 - The key is the pipeline's question key: the lower-cased question plus a mode byte (RD, CD,

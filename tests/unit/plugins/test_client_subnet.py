@@ -21,7 +21,8 @@ from tests.unit.plugins.test_autopath import COREFILE, FOUND, SEARCHED, SHOP_POD
 
 NODE_CACHE = "10.0.0.9"  # the node-local cache's own address, as the cluster server sees it
 DATA_POD = "10.244.2.7"
-TRUSTING = COREFILE.replace("    autopath @kubernetes\n", "    autopath @kubernetes\n    trust_client_subnet 10.0.0.0/24\n")
+TRUSTING = COREFILE.replace("    autopath @kubernetes\n",
+                            "    autopath @kubernetes\n    trust_client_subnet 10.0.0.0/24\n")
 NODE_LOCAL = """cluster.local {
     cache 30
     forward . 10.0.0.10 {
