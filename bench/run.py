@@ -11,6 +11,10 @@ to core 0 while dnsperf runs pinned to core 1:
   kubernetes, prometheus, forward, cache, loop, reload, loadbalance) with `fixtures DIR` in its
   kubernetes block, `bind 127.0.0.1`, and its HTTP endpoints on free loopback ports;
 - `no prometheus`: the same Corefile without `prometheus`;
+  with `--autopath` both run `pods verified` and `autopath @kubernetes`, and the fixtures hold a pod
+  at 127.0.0.1, dnsperf's address, in a namespace of its own (bench/cluster.py AUTOPATH_CLIENT):
+  every search-path miss then reads its client and is resolved afresh, never from the answer
+  table, while every answer stays NSD's;
 - `NSD`: serving the same cluster as a zone file;
 - `baseline`, with `--baseline DIR`: ours started as `flags` is, but from the checkout DIR (the
   process runs in DIR, so `python -m dns_server` imports DIR's package), measured as `flags` is.
@@ -43,6 +47,7 @@ every round.  So does `--baseline`: this checkout / baseline pairs each saturate
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -59,7 +64,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
-from cluster import ZONE, build_cluster, write_fixtures, write_zone
+from cluster import AUTOPATH_CLIENT, ZONE, build_cluster, pod_object, write_fixtures, write_zone
 from common import (
     CORES,
     RECEIVE_BUFFER,
@@ -113,11 +118,11 @@ COREFILE_TEXT = """\
     ready 127.0.0.1:{ready}
     kubernetes cluster.local in-addr.arpa ip6.arpa {{
        fixtures {fixtures}
-       pods insecure
+       pods {pods}
        fallthrough in-addr.arpa ip6.arpa
        ttl 30
     }}
-{prometheus}    forward . /etc/resolv.conf {{
+{autopath}{prometheus}    forward . /etc/resolv.conf {{
        max_concurrent 1000
     }}
     cache 30 {{
@@ -169,7 +174,8 @@ class Server:
                          if line.startswith("coredns_dns_requests_total")))
 
 
-def servers(fixtures: Path, zone_file: Path, workdir: Path, baseline: Path | None = None) -> list[Server]:
+def servers(fixtures: Path, zone_file: Path, workdir: Path, baseline: Path | None = None,
+            autopath: bool = False) -> list[Server]:
     def flags(server: Server) -> list[str]:
         return [sys.executable, "-m", "dns_server", "--fixtures", str(fixtures), "--listen", f"127.0.0.1:{server.port}"]
 
@@ -177,6 +183,7 @@ def servers(fixtures: Path, zone_file: Path, workdir: Path, baseline: Path | Non
         path = workdir / f"Corefile-{server.port}"
         path.write_text(COREFILE_TEXT.format(
             port=server.port, health=free_port(), ready=free_port(), fixtures=fixtures,
+            pods="verified" if autopath else "insecure", autopath="    autopath @kubernetes\n" if autopath else "",
             prometheus=f"    prometheus 127.0.0.1:{server.metrics_port}\n" if server.prometheus else ""))
         return [sys.executable, "-m", "dns_server", "-conf", str(path)]
 
@@ -562,6 +569,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="write the generated data here and keep it (default: a temp dir)")
     parser.add_argument("--generate-only", action="store_true", help="write the data to --data and stop")
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s runs: does it work?")
+    parser.add_argument("--autopath", action="store_true",
+                        help="the Corefile servers with `pods verified` and `autopath @kubernetes`, dnsperf's address "
+                             "a pod's (bench/cluster.py AUTOPATH_CLIENT)")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="also run the server of the checkout DIR (e.g. ../before) as `flags` runs, and compare")
     args = parser.parse_args()
@@ -594,7 +604,10 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
         if (os.cpu_count() or 1) < 2:
             raise BenchError("needs two cores: one for the server, one for dnsperf")
         probe = cluster.services[-1].fqdn  # the last service in the manifests
-        every = servers(fixtures, zone_file, workdir, args.baseline)
+        if args.autopath:
+            client = pod_object(AUTOPATH_CLIENT, managed_fields=False)
+            (fixtures / "autopath-client.json").write_text(json.dumps(client))
+        every = servers(fixtures, zone_file, workdir, args.baseline, args.autopath)
         check(every, processes, workdir, probe, questions)
         cold_us = cold_answer_us(fixtures, questions, args.cold)
         rounds: list[dict[str, Result]] = []
