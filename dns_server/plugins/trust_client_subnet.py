@@ -16,7 +16,7 @@ Without this directive the router never looks for the option.
 from __future__ import annotations
 
 import ipaddress
-from typing import Sequence, Union
+from typing import Sequence
 
 from dns_server.chain.plugin import PluginSpec
 from dns_server.config.model import ServerBlock
@@ -24,7 +24,7 @@ from dns_server.config.setup import Reader, SetupContext
 from dns_server.config.syntax import Directive
 
 NAME = "trust_client_subnet"
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def setup(found: Sequence[Directive], context: SetupContext) -> tuple[Network, ...]:
