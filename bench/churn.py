@@ -23,6 +23,11 @@ before the first run.  After every run with changes the server is asked a sample
 stand-in's state says they must be; a name that differs is asked again until the server has had
 `--settle` seconds to catch up, then counted wrong.
 
+`--autopath`: the server runs from a Corefile with `pods verified` and `autopath @kubernetes`, and
+the stand-in also serves one pod, at 127.0.0.1 where dnsperf asks from, in a namespace of its own
+(bench/cluster.py AUTOPATH_CLIENT): every search-path miss then reads its client and is resolved
+afresh, never from the answer table, while the answers stay those the checks expect.
+
 Targets: at 100 events/s at least 80% of the QPS without changes, at 1,000 events/s at least 50%,
 every sampled answer correct.  Exit status 0 when they hold, 1 when one does not, 2 when the
 benchmark could not measure.
@@ -49,7 +54,17 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
-from cluster import ZONE, Cluster, Endpoint, Service, api_objects, build_cluster, endpoint_slice_object
+from cluster import (
+    AUTOPATH_CLIENT,
+    ZONE,
+    Cluster,
+    Endpoint,
+    Service,
+    api_objects,
+    build_cluster,
+    endpoint_slice_object,
+    pod_object,
+)
 from common import (
     CORES,
     REPO,
@@ -77,6 +92,17 @@ TICK = 0.01  # seconds: the events of a rate are applied in batches this often
 NEW_ADDRESSES = ipaddress.IPv4Address("10.250.0.0")  # and up: endpoints the churn adds
 READY_DEADLINE = 120.0
 SAMPLE = 200  # names asked after each run with changes
+# `--autopath`: the flags' server as a Corefile, with pods verified (the stand-in serves AUTOPATH_CLIENT) and autopath
+AUTOPATH_COREFILE = """\
+.:{port} {{
+    bind 127.0.0.1
+    kubernetes cluster.local in-addr.arpa ip6.arpa {{
+        kubeconfig {kubeconfig}
+        pods verified
+    }}
+    autopath @kubernetes
+}}
+"""
 RATE_SHORTFALL = 0.9  # an achieved rate below this share of the one asked is pointed out
 
 
@@ -134,7 +160,8 @@ def cluster_side(connection: Connection, sizes: dict[str, int], kubeconfig: Path
         os.sched_setaffinity(0, {int(CORES.client)})
     cluster = build_cluster(services=sizes["services"], headless=sizes["headless"], namespaces=sizes["namespaces"])
     api = KubeApiStandIn(bookmark_interval=60).start()
-    api.load(api_objects(cluster, kinds=("Namespace", "Service", "EndpointSlice")))
+    api.load([*api_objects(cluster, kinds=("Namespace", "Service", "EndpointSlice")),
+              *([pod_object(AUTOPATH_CLIENT)] if sizes["autopath"] else [])])
     api.write_kubeconfig(kubeconfig)
     churn = Churn(cluster)
     stop = threading.Event()
@@ -299,7 +326,8 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
     if (os.cpu_count() or 1) < 2:
         raise BenchError("needs two cores: one for the server, one for dnsperf and the stand-in")
     os.sched_setaffinity(0, {int(CORES.client)})
-    sizes = {"services": args.services, "headless": args.headless, "namespaces": args.namespaces}
+    sizes = {"services": args.services, "headless": args.headless, "namespaces": args.namespaces,
+             "autopath": args.autopath}
     cluster = build_cluster(services=args.services, headless=args.headless, namespaces=args.namespaces)
     with tempfile.TemporaryDirectory(prefix="bench-churn-") as temp, \
             tempfile.TemporaryDirectory(prefix="bench-churn-", dir=memory_directory()) as scratch:
@@ -313,9 +341,14 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
             port = free_port()
             log = workdir / "server.log"
             started = time.monotonic()
-            server = processes.start(pinned(CORES.server, [
-                sys.executable, "-m", "dns_server", "--kubeconfig", str(workdir / "kubeconfig"),
-                "--listen", f"127.0.0.1:{port}", "--resolv-conf", os.devnull]), log, REPO)
+            if args.autopath:
+                corefile = workdir / "Corefile"
+                corefile.write_text(AUTOPATH_COREFILE.format(port=port, kubeconfig=workdir / "kubeconfig"))
+                command = [sys.executable, "-m", "dns_server", "-conf", str(corefile)]
+            else:
+                command = [sys.executable, "-m", "dns_server", "--kubeconfig", str(workdir / "kubeconfig"),
+                           "--listen", f"127.0.0.1:{port}", "--resolv-conf", os.devnull]
+            server = processes.start(pinned(CORES.server, command), log, REPO)
             ready = wait_for_answer(port, f"no-such-service.ns0.svc.{ZONE}", server, log, started=started,
                                     deadline=READY_DEADLINE, accept=lambda r: r.rcode() == dns.rcode.NXDOMAIN)
             print(f"server synced in {ready:.1f} s; warming its answers with one pass of the query file", flush=True)
@@ -403,6 +436,9 @@ def main() -> int:
                              "(default %(default)s)")
     parser.add_argument("--quick", action="store_true",
                         help="1 round of 2 s runs, 1,000 + 100 services, 10,000 queries: does it work?")
+    parser.add_argument("--autopath", action="store_true",
+                        help="the server from a Corefile with `pods verified` and `autopath @kubernetes`, the load "
+                             "from a pod's address (bench/cluster.py AUTOPATH_CLIENT)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.duration, args.services, args.headless, args.queries = 1, 2, 1000, 100, 10_000

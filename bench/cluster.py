@@ -131,6 +131,12 @@ def build_cluster(seed: int = 1, *, namespaces: int = NAMESPACES, services: int 
     return Cluster(names, tuple(cluster_ip_services), tuple(headless_services), tuple(every_pod))
 
 
+# `--autopath` (run.py, churn.py): the load generator, at 127.0.0.1, is a running pod in a namespace of its own,
+# so that autopath reads the client of every search-path miss (none is kept in the answer table) while no walk
+# changes an answer: every miss is under another namespace's search domain, as NSD's and the checks' answers expect.
+AUTOPATH_CLIENT = Pod("bench-client", "dnsperf-0", "127.0.0.1", "node-0", "dnsperf-5d8f7c9b4")
+
+
 def _endpoint(rng: random.Random, service: str, index: int, address: str, stateful: bool) -> Endpoint:
     pod = f"{service}-{index}" if stateful else f"{service}-{_template(service)}-{_suffix(rng)}"
     return Endpoint(address, pod, pod if stateful else "", f"node-{rng.randrange(NODES)}")

@@ -14,6 +14,10 @@ to core 0 while dnsperf runs pinned to core 1:
 - `Corefile+rewrite+template`: the Corefile with a `rewrite name suffix` rule (`answer auto`) and a
   `template IN AAAA` rule for another zone, asked the same questions but one A for a service in ten
   under a rewritten name or in the template's zone (bench/queries.py `with_rewrites`);
+  with `--autopath` the Corefile servers run `pods verified` and `autopath @kubernetes`, and the
+  fixtures hold a pod at 127.0.0.1, dnsperf's address, in a namespace of its own (bench/cluster.py
+  AUTOPATH_CLIENT): every search-path miss then reads its client and is resolved afresh, never from
+  the answer table, while every answer stays NSD's;
 - `NSD`: serving the same cluster as a zone file;
 - `baseline`, with `--baseline DIR`: ours started as `flags` is, but from the checkout DIR (the
   process runs in DIR, so `python -m dns_server` imports DIR's package), measured as `flags` is.
@@ -49,6 +53,7 @@ every round.  So does `--baseline`: this checkout / baseline pairs each saturate
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -65,7 +70,7 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
-from cluster import ZONE, build_cluster, write_fixtures, write_zone
+from cluster import AUTOPATH_CLIENT, ZONE, build_cluster, pod_object, write_fixtures, write_zone
 from common import (
     CORES,
     RECEIVE_BUFFER,
@@ -121,11 +126,11 @@ COREFILE_TEXT = """\
     ready 127.0.0.1:{ready}
     kubernetes cluster.local in-addr.arpa ip6.arpa {{
        fixtures {fixtures}
-       pods insecure
+       pods {pods}
        fallthrough in-addr.arpa ip6.arpa
        ttl 30
     }}
-{prometheus}    forward . /etc/resolv.conf {{
+{autopath}{prometheus}    forward . /etc/resolv.conf {{
        max_concurrent 1000
     }}
     cache 30 {{
@@ -191,7 +196,7 @@ class Server:
 
 
 def servers(fixtures: Path, zone_file: Path, workdir: Path, questions: list[tuple[str, str]],
-            baseline: Path | None = None) -> list[Server]:
+            baseline: Path | None = None, autopath: bool = False) -> list[Server]:
     def flags(server: Server) -> list[str]:
         return [sys.executable, "-m", "dns_server", "--fixtures", str(fixtures), "--listen", f"127.0.0.1:{server.port}"]
 
@@ -199,6 +204,7 @@ def servers(fixtures: Path, zone_file: Path, workdir: Path, questions: list[tupl
         path = workdir / f"Corefile-{server.port}"
         path.write_text(COREFILE_TEXT.format(
             port=server.port, health=free_port(), ready=free_port(), fixtures=fixtures,
+            pods="verified" if autopath else "insecure", autopath="    autopath @kubernetes\n" if autopath else "",
             prometheus=f"    prometheus 127.0.0.1:{server.metrics_port}\n" if server.prometheus else "",
             rules=server.rules))
         return [sys.executable, "-m", "dns_server", "-conf", str(path)]
@@ -640,6 +646,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="write the generated data here and keep it (default: a temp dir)")
     parser.add_argument("--generate-only", action="store_true", help="write the data to --data and stop")
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s runs: does it work?")
+    parser.add_argument("--autopath", action="store_true",
+                        help="the Corefile servers with `pods verified` and `autopath @kubernetes`, dnsperf's address "
+                             "a pod's (bench/cluster.py AUTOPATH_CLIENT)")
     parser.add_argument("--baseline", type=Path, metavar="DIR",
                         help="also run the server of the checkout DIR (e.g. ../before) as `flags` runs, and compare")
     args = parser.parse_args()
@@ -672,7 +681,10 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
         if (os.cpu_count() or 1) < 2:
             raise BenchError("needs two cores: one for the server, one for dnsperf")
         probe = cluster.services[-1].fqdn  # the last service in the manifests
-        every = servers(fixtures, zone_file, workdir, questions, args.baseline)
+        if args.autopath:
+            client = pod_object(AUTOPATH_CLIENT, managed_fields=False)
+            (fixtures / "autopath-client.json").write_text(json.dumps(client))
+        every = servers(fixtures, zone_file, workdir, questions, args.baseline, args.autopath)
         check(every, processes, workdir, probe, questions)
         cold_us = cold_answer_us(fixtures, questions, args.cold)
         rounds: list[dict[str, Result]] = []

@@ -41,6 +41,7 @@ from dns_server.plugins.forward.outbound import Outbound
 from dns_server.plugins.forward.setup import ForwardSettings, Upstream
 from dns_server.plugins.hosts import Hosts, HostsTable
 from dns_server.plugins.kubernetes.setup import KubernetesSettings
+from dns_server.protocol import client_subnet
 from dns_server.protocol.answer import Answer
 from dns_server.protocol.wire import query_for_key
 from dns_server.serving.answer_table import AnswerTable, View
@@ -161,8 +162,9 @@ class FakeForwarder:
     def saturated(self) -> bool:
         return self.full
 
-    async def exchange(self, key: bytes, payload: int, via_tcp: bool) -> bytes:
-        query = dns.message.from_wire(query_for_key(key, 7, payload))
+    async def exchange(self, key: bytes, payload: int, via_tcp: bool, client: str | None = None) -> bytes:
+        options = client_subnet.option(client, scoped=False) if client and self.settings.client_subnet else b""
+        query = dns.message.from_wire(query_for_key(key, 7, payload, options))
         self.asked.append(query.question[0].name.to_text())
         self.queries.append(query)
         if self.gate is not None:

@@ -53,7 +53,8 @@ from dns_server.config.model import ServerBlock
 from dns_server.protocol.answer import RR, Answer, Count, Dependency, Outcome
 from dns_server.protocol.codes import CLASS_IN
 
-Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them
+Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them (or a trusted
+# node-local cache named them: plugins/trust_client_subnet.py)
 CLIENT: Dependency = ("client",)  # an answer that depends on who asked: never served to another client
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Mapping
@@ -214,7 +215,7 @@ def _meta(obj: Mapping[str, Any], namespaced: bool) -> tuple[str, str]:
     namespace = meta.get("namespace") or "default"
     if not isinstance(namespace, str):
         raise MalformedObject("metadata.namespace is not a string")
-    return namespace.lower(), name.lower()
+    return sys.intern(namespace.lower()), name.lower()  # one string per namespace, not one per object
 
 
 def _section(obj: Mapping[str, Any], field: str) -> Mapping[str, Any]:

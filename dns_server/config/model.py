@@ -24,14 +24,15 @@ DEFAULT_PORT = 53
 DEFAULT_TCP_IDLE_TIMEOUT = 8.0  # miekg/dns (CoreDNS's library) idle timeout for TCP
 DEFAULT_MAX_TCP_CONNECTIONS = 1000
 # coredns/coredns plugin.cfg (1.14): every directive CoreDNS knows, in the order of its plugin chain
-# (whatever the Corefile's order).  A name not listed is CoreDNS's `Unknown directive`.
+# (whatever the Corefile's order), and ours (`trust_client_subnet`, beside proxyproto, which also says who
+# the client is).  A name not listed is CoreDNS's `Unknown directive`.
 PLUGIN_ORDER: tuple[str, ...] = (
-    "root", "metadata", "geoip", "cancel", "proxyproto", "quic", "grpc_server", "https", "https3", "timeouts",
-    "multisocket", "reload", "nsid", "bufsize", "bind", "debug", "trace", "ready", "health", "pprof", "shed",
-    "prometheus", "errors", "log", "dnstap", "local", "dns64", "any", "chaos", "loadbalance", "tsig", "rewrite",
-    "autopath", "acl", "cache", "header", "dnssec", "tls", "minimal", "template", "transfer", "hosts", "route53",
-    "azure", "clouddns", "k8s_external", "kubernetes", "file", "auto", "secondary", "etcd", "loop", "forward",
-    "grpc", "erratic", "whoami", "on", "sign", "view", "nomad",
+    "root", "metadata", "geoip", "cancel", "proxyproto", "trust_client_subnet", "quic", "grpc_server", "https",
+    "https3", "timeouts", "multisocket", "reload", "nsid", "bufsize", "bind", "debug", "trace", "ready", "health",
+    "pprof", "shed", "prometheus", "errors", "log", "dnstap", "local", "dns64", "any", "chaos", "loadbalance", "tsig",
+    "rewrite", "autopath", "acl", "cache", "header", "dnssec", "tls", "minimal", "template", "transfer", "hosts",
+    "route53", "azure", "clouddns", "k8s_external", "kubernetes", "file", "auto", "secondary", "etcd", "loop",
+    "forward", "grpc", "erratic", "whoami", "on", "sign", "view", "nomad",
 )
 
 

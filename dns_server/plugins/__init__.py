@@ -39,14 +39,15 @@ from dns_server.plugins import (
     reload,
     rewrite,
     template,
+    trust_client_subnet,
     whoami,
 )
 
 PLUGINS: tuple[PluginSpec, ...] = (
-    multisocket.PLUGIN, reload.PLUGIN, nsid.PLUGIN, bufsize.PLUGIN, bind.PLUGIN, ready.PLUGIN, health.PLUGIN,
-    prometheus.PLUGIN,
-    errors.PLUGIN, log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN, rewrite.PLUGIN, autopath.PLUGIN, cache.PLUGIN, template.PLUGIN,
-    hosts.PLUGIN, k8s_external.PLUGIN, kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
+    trust_client_subnet.PLUGIN, multisocket.PLUGIN, reload.PLUGIN, nsid.PLUGIN, bufsize.PLUGIN, bind.PLUGIN,
+    ready.PLUGIN, health.PLUGIN, prometheus.PLUGIN, errors.PLUGIN, log.PLUGIN, chaos.PLUGIN, loadbalance.PLUGIN,
+    rewrite.PLUGIN, autopath.PLUGIN, cache.PLUGIN, template.PLUGIN, hosts.PLUGIN, k8s_external.PLUGIN,
+    kubernetes.PLUGIN, loop.PLUGIN, forward.PLUGIN, whoami.PLUGIN,
 )
 
 

@@ -6,8 +6,10 @@ and hosts answers never come from here: they are always the current snapshot's (
 Theory of operation.  A reply from upstream is parsed once (`prepare`): its ID zeroed, AA cleared
 (the answer is not ours), its OPT record replaced by our own (OPT is hop-by-hop, RFC 6891 6.1.1:
 our buffer size, the query's DO bit, no options; none when the query had none), and the offset of
-every TTL field noted.  Serving a hit then costs a dict lookup and, at most once per second of age,
-a copy with those TTL fields rewritten; the pipeline patches in the client's ID and question case.
+every TTL field noted.  A reply whose client-subnet option has a scope (RFC 7871: it holds for that
+client only) is marked `scoped`, and the outbound side never keeps it.  Serving a hit then costs a
+dict lookup and, at most once per second of age, a copy with those TTL fields rewritten; the
+pipeline patches in the client's ID and question case.
 
 Rules this module keeps (CoreDNS's cache plugin; RFC 2308):
 - The key is the pipeline's question key: the lower-cased question plus a mode byte (RD, CD,
@@ -41,6 +43,7 @@ from cachetools import LRUCache
 from dns_server.chain.plugin import PluginSpec
 from dns_server.config.setup import Reader, SetupContext, last
 from dns_server.config.syntax import Directive, Token
+from dns_server.protocol import client_subnet
 from dns_server.protocol.codes import (
     AA,
     DO,
@@ -99,6 +102,7 @@ class Reply:
     rcode: int
     kind: Kind
     ttl: int  # success: the smallest TTL; denial: min(SOA TTL, SOA MINIMUM); else 0
+    scoped: bool = False  # for one client only: the upstream's client-subnet option had a scope (RFC 7871)
 
 
 @dataclass(slots=True)
@@ -341,7 +345,8 @@ def _prepare(reply: bytes, bufsize: int, mode: int) -> Reply:
     truncated[2] |= TC
     truncated[6:12] = _SECTION_COUNTS.pack(0, 0, 1 if our_opt else 0)
     truncated += reply[HEADER_LEN:question_end] + our_opt
-    return Reply(bytes(header) + body, ttls, bytes(truncated), rcode, kind, ttl)
+    scoped = opt_end > opt_at and client_subnet.scope(reply[opt_at + OPT_RECORD.size:opt_end]) > 0
+    return Reply(bytes(header) + body, ttls, bytes(truncated), rcode, kind, ttl, scoped)
 
 
 def _classify(rcode: int, truncated: bool, ancount: int, soa: tuple[int, int] | None,

@@ -22,7 +22,7 @@ from dns_server.chain.plugin import PluginSpec
 from dns_server.config.model import ServerBlock
 from dns_server.config.setup import Reader, SetupContext
 from dns_server.config.syntax import Directive
-from dns_server.protocol.codes import NSID
+from dns_server.protocol.codes import EDNS_OPTION, NSID
 from dns_server.protocol.encode import fit, with_option
 from dns_server.protocol.wire import MODE_NSID
 
@@ -52,4 +52,4 @@ def identified(reply: bytes, nsid: bytes | None, key: bytes, limit: int) -> byte
     and the block has `nsid`, cut to `limit` bytes again."""
     if nsid is None or not key[-1] & MODE_NSID:
         return reply
-    return fit(with_option(reply, NSID, nsid), limit)
+    return fit(with_option(reply, EDNS_OPTION.pack(NSID, len(nsid)) + nsid), limit)

@@ -32,7 +32,6 @@ from dns_server.protocol.codes import (
     CD,
     CNAME,
     DO,
-    EDNS_OPTION,
     MAX_LABEL,
     NS,
     OPT,
@@ -213,11 +212,14 @@ def fit(wire: bytes, limit: int) -> bytes:
             + wire[HEADER_LEN:cut] + opt)
 
 
-def with_option(wire: bytes, code: int, data: bytes) -> bytes:
-    """A reply with an EDNS option appended to its OPT record (RFC 6891 6.1.2); unchanged without one.
+def with_option(wire: bytes, option: bytes) -> bytes:
+    """A reply with an EDNS option (code, length and data) appended to its OPT record (RFC 6891 6.1.2);
+    unchanged without one, or when `option` is empty.
 
     Raises FormErr for a message whose records run past its end.
     """
+    if not option:
+        return wire
     ancount, nscount, arcount = _COUNTS.unpack_from(wire, 6)
     at = skip_name(wire, HEADER_LEN) + 4
     for index in range(ancount + nscount + arcount):
@@ -227,7 +229,6 @@ def with_option(wire: bytes, code: int, data: bytes) -> bytes:
         rtype, _, _, rdlength = _RR_FIXED.unpack_from(wire, at)
         end = at + _RR_FIXED.size + rdlength
         if rtype == OPT and index >= ancount + nscount:
-            option = EDNS_OPTION.pack(code, len(data)) + data
             return (wire[:at + 8] + _U16.pack(rdlength + len(option)) + wire[at + _RR_FIXED.size:end] + option
                     + wire[end:])
         at = end

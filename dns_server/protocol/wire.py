@@ -261,17 +261,18 @@ def name_to_wire(name: str) -> bytes:
     return wire
 
 
-def query_for_key(key: bytes, qid: int, payload: int) -> bytes:
+def query_for_key(key: bytes, qid: int, payload: int, options: bytes = b"") -> bytes:
     """The query a question key stands for: its question, RD and CD, and EDNS with the DO bit.
 
-    `payload` is the UDP size announced in the OPT record (RFC 6891 6.2.5), when the key asks for EDNS.
+    `payload` is the UDP size announced in the OPT record (RFC 6891 6.2.5), when the key asks for EDNS
+    or there are EDNS `options` to send.
     """
     mode = key[-1]
-    edns = bool(mode & (MODE_EDNS | MODE_DO))
+    edns = bool(mode & (MODE_EDNS | MODE_DO)) or bool(options)
     message = _HEADER.pack(qid, RD if mode & MODE_RD else 0, CD if mode & MODE_CD else 0, 1, 0, 0,
                            1 if edns else 0) + key[:-1]
     if edns:
-        message += OPT_RECORD.pack(0, OPT, payload, 0, 0, DO if mode & MODE_DO else 0, 0)
+        message += OPT_RECORD.pack(0, OPT, payload, 0, 0, DO if mode & MODE_DO else 0, len(options)) + options
     return message
 
 

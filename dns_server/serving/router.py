@@ -46,10 +46,12 @@ from dns_server.plugins.kubernetes.chase import joined, target_key
 from dns_server.plugins.log import QueryLog, QueryLogWriter, QueryRecord
 from dns_server.plugins.loop import LoopProbe
 from dns_server.plugins.nsid import identified, nsid_of
+from dns_server.plugins.trust_client_subnet import Network, trusted_networks, trusts
+from dns_server.protocol import client_subnet
 from dns_server.protocol.answer import Answer, Count, Outcome, Relay
 from dns_server.protocol.codes import HINFO, MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
-from dns_server.protocol.encode import Unencodable, encode, error_reply
-from dns_server.protocol.names import longest_zone, zone_text
+from dns_server.protocol.encode import Unencodable, encode, error_reply, with_option
+from dns_server.protocol.names import canonical_address, longest_zone, zone_text
 from dns_server.protocol.wire import (
     HEADER_LEN,
     MODE_DO,
@@ -113,6 +115,7 @@ class Block:
         self.loop = loop  # the `loop` plugin's probe, while it runs
         self.bufsize = bufsize_of(settings)
         self.nsid = nsid_of(settings)
+        self.trusted = trusted_networks(settings)  # whose client-subnet options name the client (None: no one's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +145,8 @@ class Forward:
     peer: Peer
     share: bool  # may join an identical exchange in flight (not the loop plugin's probe)
     started: float  # perf_counter() when it was handed over
+    client: str | None = None  # the address the question is asked for (a forward's `client_subnet` sends it)
+    echo: bytes = b""  # the client-subnet option the reply carries: it was answered for that client only
 
 
 class Pipeline:
@@ -276,7 +281,10 @@ class Pipeline:
             assert block.loop is not None
             block.loop.arrived(peer)
         snapshot = block.view.snapshot
-        answer = block.chain.resolve(query.name, query.qtype, snapshot, peer, query.qclass, via_tcp)
+        named = _named_client(block.trusted, data, peer) if block.trusted is not None else None
+        client = peer if named is None else (named, 0)  # the option carries no port
+        answer = block.chain.resolve(query.name, query.qtype, snapshot, client, query.qclass, via_tcp)
+        echo = client_subnet.option(named, scoped=True) if named is not None and CLIENT in answer.depends else b""
         key = question_key(query)
         labels = self._labels.get((zone, answer.plugin, answer.counts))
         if labels is None:
@@ -288,7 +296,7 @@ class Pipeline:
             assert block.outbound is not None  # the resolver forwards only to a block's forward directives
             relay = answer.relay
             upstream = key if relay is None else relay.key(key)  # the question asked upstream
-            limit = reply_limit(via_tcp, payload, block.bufsize)
+            limit = reply_limit(via_tcp, payload, block.bufsize) - len(echo)
             if answer.outcome is Outcome.FORWARD:
                 target = ForwardTarget(block, block.outbound, answer.forward,
                                        query.name if relay is None else relay.name, relay)
@@ -299,17 +307,19 @@ class Pipeline:
                 if cached is not None:
                     reply = identified(block.chain.forwarded(_from_upstream(data, cached, end, relay, limit)),
                                        block.nsid, key, limit)
-                    return self._count_reply(data, reply, labels.zone, CACHE, via_tcp)
+                    return self._count_reply(data, with_option(reply, echo), labels.zone, CACHE, via_tcp)
             else:
                 chased = block.outbound.cached(target_key(upstream, answer.chase), MAX_TCP_MESSAGE)
                 if chased is not None:
                     reply = identified(_restored(joined(query, answer, chased, block.bufsize, limit), query, relay,
                                                  limit), block.nsid, key, limit)
-                    return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp)  # the CNAME's plugin
+                    return self._count_reply(data, with_option(reply, echo), labels.zone, answer.plugin,
+                                             via_tcp)  # the CNAME's plugin
             if block.outbound.refuses(answer.forward):
                 refused = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
                 return self._count_reply(data, refused, zone_text(zone), FORWARD, via_tcp)
-            return Forward(data, query, answer, via_tcp, block, zone, peer, not probe, perf_counter())
+            return Forward(data, query, answer, via_tcp, block, zone, peer, not probe, perf_counter(),
+                           None if client is None else client[0], echo)
         try:
             encoded = encode(query, answer, block.bufsize)
         except Unencodable as error:  # cluster data no reply can carry (a name with an escaped dot, ...)
@@ -325,8 +335,9 @@ class Pipeline:
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
         elif CLIENT in answer.depends:  # only for this client: counted, never kept
-            reply = _as_asked(data, entry.reply(reply_limit(via_tcp, payload, block.bufsize)), end)
-            return self._count_reply(data, reply, labels.zone, answer.plugin, via_tcp, answer.counts)
+            reply = _as_asked(data, entry.reply(reply_limit(via_tcp, payload, block.bufsize) - len(echo)), end)
+            return self._count_reply(data, with_option(reply, echo), labels.zone, answer.plugin, via_tcp,
+                                     answer.counts)
         else:
             self.table.put(key, entry)
         return self._serve(entry, data, key, end, payload, via_tcp, peer)
@@ -336,7 +347,7 @@ class Pipeline:
         """Finish a Forward: relay the question upstream, or append upstream records to a CNAME."""
         query, block, answer = forward.query, forward.block, forward.answer
         assert block.outbound is not None
-        limit = reply_limit(forward.via_tcp, query.payload, block.bufsize)
+        limit = reply_limit(forward.via_tcp, query.payload, block.bufsize) - len(forward.echo)
         key, name, asked = question_key(query), query.name, limit
         relay = answer.relay
         if relay is not None:
@@ -345,14 +356,14 @@ class Pipeline:
             key, name, asked = target_key(key, answer.chase), answer.chase, MAX_TCP_MESSAGE
         try:
             reply = await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp, asked,
-                                                 share=forward.share)
+                                                 share=forward.share, client=forward.client)
             if answer.outcome is Outcome.CHASE:
                 reply = _restored(joined(query, answer, reply, block.bufsize, limit), query, relay, limit)
             elif relay is not None:
                 reply = block.chain.forwarded(_restored(reply, query, relay, limit))
             else:
                 reply = block.chain.forwarded(_relayed(reply, query))
-            reply = identified(reply, block.nsid, question_key(query), limit)
+            reply = with_option(identified(reply, block.nsid, question_key(query), limit), forward.echo)
         except Overloaded:
             reply = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
         except NoAnswer as failure:
@@ -451,6 +462,13 @@ def _relayed(reply: bytes, query: Query) -> bytes:
     """A forwarded reply (ID 0, lower-case question) with the query's ID and question case."""
     end = HEADER_LEN + len(query.question)
     return query.id.to_bytes(2, "big") + reply[2:HEADER_LEN] + query.question + reply[end:]
+
+
+def _named_client(trusted: tuple[Network, ...], data: bytes, peer: Peer) -> str | None:
+    """The address a trusted sender's client-subnet option names (trust_client_subnet), else None."""
+    if peer is None or not trusts(trusted, canonical_address(peer[0])):
+        return None
+    return client_subnet.client_address(data)
 
 
 def _question_type_and_do(data: bytes) -> tuple[int, bool]:

@@ -6,7 +6,8 @@ returns the upstream's reply as it came.  It
   CoreDNS's forward plugin does;
 - builds the upstream query from the question key alone (wire.query_for_key): a fresh random ID,
   the client's RD and CD bits, and, when the client sent EDNS, an OPT with its buffer size and DO
-  bit (RFC 6891);
+  bit (RFC 6891); with `client_subnet`, an OPT in any case, carrying the client's whole address
+  (protocol/client_subnet.py);
 - asks the upstreams in the policy's order, each with a read timeout of 2 s and all within 5 s
   (CoreDNS's forward plugin), cycling through the list again while time is left; an upstream that
   refuses the connection is not asked again for this query;
@@ -37,6 +38,7 @@ from typing import Callable, Coroutine, Protocol
 from dns_server.plugins.forward.setup import ForwardSettings
 from dns_server.plugins.forward.tls import TlsPool
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded, Server, Upstreams
+from dns_server.protocol import client_subnet
 from dns_server.protocol.codes import CLASS_IN, MAX_TCP_MESSAGE, NS, TC
 from dns_server.protocol.wire import MODE_RD, name_to_wire, query_for_key, reply_matches
 
@@ -108,14 +110,16 @@ class Forwarder:
         limit = self.settings.max_concurrent
         return bool(limit) and self._in_flight >= limit
 
-    async def exchange(self, key: bytes, payload: int, via_tcp: bool) -> bytes:
-        """The upstream reply for the question key; raises Overloaded or NoAnswer."""
+    async def exchange(self, key: bytes, payload: int, via_tcp: bool, client: str | None = None) -> bytes:
+        """The upstream reply for the question key (asked for `client`, with `client_subnet`); raises
+        Overloaded or NoAnswer."""
         if self.saturated():
             self.metrics.rejected()
             raise Overloaded()
+        options = client_subnet.option(client, scoped=False) if client and self.settings.client_subnet else b""
         self._in_flight += 1
         try:
-            return await self._ask_upstreams(key, payload, via_tcp)
+            return await self._ask_upstreams(key, payload, via_tcp, options)
         finally:
             self._in_flight -= 1
 
@@ -132,8 +136,8 @@ class Forwarder:
             pool.close()
 
     # -- exchanges -----------------------------------------------------------------------------
-    async def _ask_upstreams(self, key: bytes, payload: int, via_tcp: bool) -> bytes:
-        template = query_for_key(key, 0, payload)
+    async def _ask_upstreams(self, key: bytes, payload: int, via_tcp: bool, options: bytes) -> bytes:
+        template = query_for_key(key, 0, payload, options)
         question_len = len(key) - 1
         deadline = self._clock() + DEADLINE
         candidates = self.upstreams.order()

@@ -3,11 +3,13 @@
 Theory of operation.  The pipeline asks `cached()` on its hot path, synchronously: a hit costs a
 dict lookup and no task.  On a miss it runs `resolve()` as a task, which
 - shares one upstream exchange among identical questions in flight; the exchange runs in a task
-  of its own, so a client that goes away takes nothing from the others waiting for it;
+  of its own, so a client that goes away takes nothing from the others waiting for it (a forward
+  with `client_subnet` asks for each client on its own: the question carries the client's address);
 - asks the forward directive the resolver chose; when the upstream's rcode is one of that
   directive's `next` rcodes, asks the next forward directive that takes the name, if any
   (CoreDNS's `next`);
-- stores the reply in the cache (when there is one) and returns it with its TTLs as of now;
+- stores the reply in the cache (when there is one; never a reply for one client only, whose
+  client-subnet option has a scope) and returns it with its TTLs as of now;
 - when nothing answered in time, serves an expired entry within the `serve_stale` window, if any,
   else raises NoAnswer (-> SERVFAIL).  With serve-stale's `immediate` mode (CoreDNS's default) an
   expired entry is served at once from `cached()` and refreshed in the background.
@@ -33,6 +35,7 @@ from dns_server.plugins.cache import (
 )
 from dns_server.plugins.forward.forwarder import Forwarder
 from dns_server.plugins.forward.upstreams import NoAnswer
+from dns_server.protocol.names import canonical_address
 from dns_server.protocol.wire import decode_name
 
 log = logging.getLogger(__name__)
@@ -50,7 +53,7 @@ class Outbound:
         self.cache = cache
         self.bufsize = bufsize
         self._clock = clock
-        self._shared: dict[tuple[bytes, int], asyncio.Future[Entry]] = {}
+        self._shared: dict[tuple[bytes, int, str | None], asyncio.Future[Entry]] = {}
         self._background: set[asyncio.Task[None]] = set()
 
     # -- the pipeline's interface --------------------------------------------------------------
@@ -82,14 +85,16 @@ class Outbound:
         return False
 
     async def resolve(self, key: bytes, name: str, index: int, payload: int, via_tcp: bool, limit: int,
-                      share: bool = True) -> bytes:
+                      share: bool = True, client: str | None = None) -> bytes:
         """The reply for the question key from upstream (or served stale); raises Overloaded or NoAnswer.
 
         With `share`, an identical question already in flight is waited for instead of asked again.
+        `client`: the address a forward with `client_subnet` passes on.
         """
-        shared = self._shared.get((key, index)) if share else None
+        client = canonical_address(client) if client and self.forwarders[index].settings.client_subnet else None
+        shared = self._shared.get((key, index, client)) if share else None
         if shared is None:
-            shared = self._start(key, name, index, payload, via_tcp, share)
+            shared = self._start(key, name, index, payload, via_tcp, share, client)
         try:
             entry = await asyncio.shield(shared)
         except NoAnswer:
@@ -111,16 +116,17 @@ class Outbound:
 
     # -- exchanges -----------------------------------------------------------------------------
     def _start(self, key: bytes, name: str, index: int, payload: int, via_tcp: bool,
-               share: bool = True) -> asyncio.Future[Entry]:
+               share: bool = True, client: str | None = None) -> asyncio.Future[Entry]:
         """Start the exchange for a question as a task of its own, shared by everyone who asks meanwhile."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Entry] = loop.create_future()
+        shared_key = (key, index, client)
         if share:
-            self._shared[(key, index)] = future
+            self._shared[shared_key] = future
 
         async def run() -> None:
             try:
-                entry = await self._fetch(key, name, index, payload, via_tcp)
+                entry = await self._fetch(key, name, index, payload, via_tcp, client)
             except BaseException as error:  # noqa: BLE001 - handed to every waiter
                 if not future.done():
                     future.set_exception(error if isinstance(error, Exception) else NoAnswer("cancelled"))
@@ -130,17 +136,18 @@ class Outbound:
             else:
                 future.set_result(entry)
             finally:
-                if self._shared.get((key, index)) is future:
-                    del self._shared[(key, index)]
+                if self._shared.get(shared_key) is future:
+                    del self._shared[shared_key]
 
         self._spawn(run())
         return future
 
-    async def _fetch(self, key: bytes, name: str, index: int, payload: int, via_tcp: bool) -> Entry:
+    async def _fetch(self, key: bytes, name: str, index: int, payload: int, via_tcp: bool,
+                     client: str | None) -> Entry:
         """Ask forward directive `index` (and the next ones its `next` rcodes send the question to)."""
         while True:
             forwarder = self.forwarders[index]
-            raw = await forwarder.exchange(key, payload, via_tcp)
+            raw = await forwarder.exchange(key, payload, via_tcp, client)
             try:
                 reply = prepare(raw, self.bufsize, key[-1])
             except BadReply as error:
@@ -157,13 +164,13 @@ class Outbound:
         return -1
 
     def _keep(self, key: bytes, name: str, reply: Reply) -> Entry:
-        if self.cache is None:
+        if self.cache is None or reply.scoped:
             return uncached(reply, self._clock())
         return self.cache.store(key, name, reply, self._clock())
 
     def _refresh(self, key: bytes, entry: Entry) -> None:
         """Refresh an entry in the background (prefetch, or serve-stale's immediate mode)."""
-        if entry.refreshing or any(shared_key == key for shared_key, _ in self._shared):
+        if entry.refreshing or any(shared_key == key for shared_key, _, _ in self._shared):
             return
         target = self._refresh_target(key)
         if target is None or self.forwarders[target[1]].saturated():

@@ -1,5 +1,9 @@
 """The `forward` directive and its settings, as CoreDNS 1.14's forward plugin reads them.
 
+`client_subnet` (ours, no arguments): each question goes upstream with the client's whole address in
+an EDNS Client Subnet option, for a cluster server that trusts this one (`trust_client_subnet`) to
+answer as that client; replies scoped to the client are never cached (outbound.py).
+
 DNS over TLS (`tls://` TOs, RFC 7858): the `tls` and `tls_servername` options apply to the
 `tls://` TOs of their directive only.  The `tls` files are read here, at start, into the client
 context every connection of the directive uses: an unreadable or unusable file refuses the start.
@@ -86,6 +90,7 @@ class ForwardSettings:
     next_rcodes: frozenset[int] = frozenset()  # `next RCODE...`: these pass the query to the next forward
     failfast_all_unhealthy: bool = False
     tls_context: ssl.SSLContext | None = None  # the tls:// TOs' client side (None when there are none)
+    client_subnet: bool = False  # ours: pass the client's address upstream (EDNS Client Subnet, RFC 7871)
     location: str = ""  # `Corefile:12`, for messages about this forward
 
     def handles(self, name: str) -> bool:
@@ -212,7 +217,7 @@ def _forward_option(plugin: Reader, option: Directive) -> dict[str, object]:
         if not args:
             raise plugin.arg_error(option.name)
         return {"except_zones": plugin.zones(args)}
-    if name in ("force_tcp", "prefer_udp", "failfast_all_unhealthy_upstreams"):
+    if name in ("force_tcp", "prefer_udp", "failfast_all_unhealthy_upstreams", "client_subnet"):
         plugin.no_args(option)
         return {"failfast_all_unhealthy" if name.startswith("failfast") else name: True}
     if name == "max_fails":

@@ -408,3 +408,10 @@ def test_a_pod_keeps_what_autopath_decides_an_address_by() -> None:
 def test_malformed_autopath_fields_say_which(change: dict[str, Any], reason: str) -> None:
     with pytest.raises(MalformedObject, match=reason):
         convert({**pod({"phase": "Running"}), **change})
+
+
+def test_objects_of_one_namespace_share_its_name_string() -> None:
+    """150,000 pods in 50 namespaces hold 50 namespace strings, not 150,000 (8 MB)."""
+    first, second = (convert({"kind": "Pod", "metadata": {"name": name, "namespace": "".join(["Sh", "op"])}})
+                     for name in ("web-0", "web-1"))
+    assert first is not None and second is not None and first.namespace is second.namespace

@@ -121,7 +121,7 @@ def in_root(directive: Directive) -> list[Directive | str]:
 # --- plugin order and the plugin list ---
 
 def test_plugin_order_is_coredns_plugin_cfg() -> None:
-    assert len(PLUGIN_ORDER) == 60 == len(set(PLUGIN_ORDER))
+    assert len(PLUGIN_ORDER) == 61 == len(set(PLUGIN_ORDER))  # CoreDNS's 60, and our trust_client_subnet
     assert PLUGIN_ORDER[:3] == ("root", "metadata", "geoip") and PLUGIN_ORDER[-3:] == ("sign", "view", "nomad")
     kubeadm_chain = ["prometheus", "errors", "loadbalance", "cache", "hosts", "kubernetes", "loop", "forward"]
     assert sorted(kubeadm_chain, key=PLUGIN_ORDER.index) == kubeadm_chain
@@ -135,7 +135,7 @@ def test_our_plugins_are_listed_in_plugin_order_each_once() -> None:
 def test_plugins_text_lists_the_supported_plugins_sorted_one_a_line() -> None:
     assert plugins_text() == ("autopath\nbind\nbufsize\ncache\nchaos\nerrors\nforward\nhealth\nhosts\nk8s_external\n"
                               "kubernetes\nloadbalance\nlog\nloop\nmultisocket\nnsid\nprometheus\nready\nreload\nrewrite\n"
-                              "template\nwhoami\n")
+                              "template\ntrust_client_subnet\nwhoami\n")
 
 
 # --- directive names ---
