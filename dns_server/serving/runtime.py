@@ -364,8 +364,10 @@ async def _block(settings: ServerBlock, runtime: Runtime, metrics: Metrics | Non
         error_log = ErrorLog(errors_settings)
         runtime.error_logs.append(error_log)
 
-        def errors(rcode: int, name: str, qtype: int, reason: str) -> None:
+        def report(rcode: int, name: str, qtype: int, reason: str) -> None:
             error_log.report(rcode, name, qtype, reason, time.monotonic())
+
+        errors = report
 
     log_rules = settings.setting("log")
     block = Block(settings, view, chain, outbound, errors=errors, query_log=QueryLog(log_rules) if log_rules else None)
