@@ -36,6 +36,7 @@ from dns_server.plugins.log import QueryLogWriter
 from dns_server.protocol.names import zone_text
 from dns_server.serving.http import EndpointError, HttpEndpoints
 from dns_server.serving.runtime import Runtime, start
+from dns_server.tools import explain
 
 log = logging.getLogger("dns_server")
 
@@ -51,12 +52,16 @@ class Server:
         self.loader = loader
         self.runtime: Runtime | None = None
         self.metrics = Metrics(revision=os.environ.get("DNS_SERVER_REVISION", ""))
-        self.endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        self.endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config), self._explain)
         self.query_log = QueryLogWriter(log_format=config.log_format)
         self.stopping = asyncio.Event()
         self.exit_status = 0
         self._lameduck = False
         self._reloading = asyncio.Lock()
+
+    def _explain(self, query: str) -> tuple[int, str, bytes]:
+        """The /explain page (`--explain-http`), over what the server serves now."""
+        return explain.page(explain.served_by(self.runtime) if self.runtime is not None else [], query)
 
     def _readiness(self, config: Config) -> list[tuple[str, Callable[[], bool]]]:
         """The `ready` plugin's checks: `kubernetes` until every cluster has had its first sync."""
@@ -127,7 +132,7 @@ class Server:
             raise
 
     def _restart(self, config: Config) -> HttpEndpoints:
-        endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        endpoints = HttpEndpoints.for_config(config, self.metrics, self._readiness(config), self._explain)
         endpoints.start()
         return endpoints
 

@@ -123,6 +123,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"  # text | json: the server's own lines (start-up, sync, reload, shutdown)
     source: str = "flags"  # where it came from, for messages: a Corefile path or "flags"
+    explain_port: int = 0  # --explain-http: /explain on 127.0.0.1 at this port (0: off)
 
     def __post_init__(self) -> None:
         if not self.blocks:
