@@ -1,7 +1,9 @@
 """`dns-server explain` as a user runs it, on the bundled zones/, and `/explain` on a running server.
 
 The command's reply is checked against what the real server process, started on the same data,
-answers over UDP; the HTTP endpoint is asked with urllib as any HTTP client would.
+answers over UDP; the HTTP endpoint is asked with urllib as any HTTP client would.  The API source is
+read from tests/kube_api_standin.py (kube-apiserver's paged list protocol over real HTTP, through a
+kubeconfig), the most faithful stand-in for an API server these machines can run.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Iterator
 
 import dns.message
 import dns.rcode
 import pytest
 
+from dns_server.cluster.sources.fixtures import parse_manifest
 from tests.integration.server import REPO, ServerProcess, free_port, texts, wait_for
+from tests.kube_api_standin import KubeApiStandIn
 
 FLAGS = ["--fixtures", "zones", "--upstream", "192.0.2.1"]
 NOT_READY = "postgres-2.postgres.data.svc.cluster.local"
@@ -91,3 +96,24 @@ def test_explain_over_http_is_off_by_default(tmp_path: object) -> None:
         wait_for(lambda: get(health, "/health")[0] == 200, 10, "/health to answer")
         assert get(health, f"/explain?name={NOT_READY}") == (404, "404 page not found\n")
         assert running.ask("frontend.shop.svc.cluster.local").rcode() == dns.rcode.NOERROR
+
+
+def test_the_command_lists_the_api_once_and_names_what_the_label_selector_left_out(tmp_path: Path) -> None:
+    api = KubeApiStandIn().start()
+    try:
+        api.load(parse_manifest(REPO / "tests" / "data" / "explain" / "cluster.yaml"))
+        kubeconfig = api.write_kubeconfig(tmp_path / "kubeconfig")
+        corefile = tmp_path / "Corefile"
+        corefile.write_text(f".:5353 {{\n    kubernetes cluster.local {{\n        kubeconfig {kubeconfig}\n"
+                            "        labels app=web\n    }\n}\n")
+        canary = json.loads(explain("-conf", str(corefile), "canary.app.svc.cluster.local", "--json").stdout)
+        web = explain("-conf", str(corefile), "web-1.web.app.svc.cluster.local")
+        assert [api.lists(kind) != [] for kind in ("Namespace", "Service", "EndpointSlice")] == [True] * 3
+        assert all(not api.watches(kind) for kind in ("Namespace", "Service", "EndpointSlice"))
+        assert all("labelSelector" not in request.params for request in api.lists("Service"))
+    finally:
+        api.stop()
+    assert canary["reply"]["rcode"] == "NXDOMAIN"
+    assert canary["objects"]["left_out"] == [{"object": "Service app/canary", "reason": "label selector: `labels app=web`"}]
+    assert web.returncode == 0, web.stderr
+    assert "10.1.0.6 as web-1: ready=false serving=false terminating=true hostname=web-1" in web.stdout
