@@ -29,7 +29,7 @@ import dns.rcode
 import dns.rdatatype
 
 from dns_server.chain.chain import Chain, Step, admission
-from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, EndpointSlice, Pod, Record, Service
+from dns_server.cluster.records import NAMESPACE, SERVICE, EndpointSlice, Pod, Record, Service
 from dns_server.cluster.registry import endpoint_name
 from dns_server.cluster.snapshot import Snapshot
 from dns_server.config.model import Config, ServerBlock
@@ -41,7 +41,7 @@ from dns_server.plugins.forward.setup import Policy
 from dns_server.plugins.kubernetes.qname import Kind, Name, parse_qname
 from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
 from dns_server.protocol.answer import Answer, Outcome
-from dns_server.protocol.codes import NO_EDNS_PAYLOAD, REFUSED
+from dns_server.protocol.codes import NO_EDNS_PAYLOAD
 from dns_server.protocol.encode import encode, error_reply, fit
 from dns_server.protocol.names import canonical_address, longest_zone, zone_text
 from dns_server.protocol.wire import decode_query
@@ -68,14 +68,15 @@ class Served(NamedTuple):
     cluster: ClusterData | None
 
 
-def explanation(blocks: Sequence[Served], name: str, qtype: int, client: str | None = None) -> dict[str, Any]:
-    """Why `name` gets its answer: one JSON-ready object (see the README's "Explain an answer")."""
+def explanation(blocks: Sequence[Served], name: str, qtype: int, client: str | None = None,
+                port: int | None = None) -> dict[str, Any]:
+    """Why `name` gets its answer, asked on `port` (None: any): one JSON-ready object (see the README)."""
     name = name.lower().rstrip(".")
     result: dict[str, Any] = {"question": {"name": name + ".", "type": _type(qtype)},
                               "client": client, "block": None, "zone": None, "chain": [], "reading": None,
                               "objects": {"matched": [], "left_out": []}, "forward": None, "autopath": None,
                               "reply": None}
-    owner = _owner(blocks, name)
+    owner = _owner(blocks, name, port)
     if owner is None:
         result["reply"] = _reply(name, qtype, None, NO_EDNS_PAYLOAD,
                                  "no server block serves this name: the server answers REFUSED")
@@ -107,11 +108,11 @@ def _type(qtype: int) -> str:
     return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qtype))
 
 
-def _owner(blocks: Sequence[Served], name: str) -> tuple[Served, str] | None:
-    """The block with the longest zone the name lies in (the first such block, as the router routes)."""
+def _owner(blocks: Sequence[Served], name: str, port: int | None) -> tuple[Served, str] | None:
+    """The block with the longest zone the name lies in, among those on `port` (the first such, as the router)."""
     best: tuple[Served, str] | None = None
     for served in blocks:
-        zone = longest_zone(name, served.block.zones)
+        zone = longest_zone(name, served.block.zones if port is None else served.block.zones_on(port))
         if zone is not None and (best is None or len(zone) > len(best[1])):
             best = (served, zone)
     return best
@@ -554,7 +555,13 @@ def main(parser: argparse.ArgumentParser, argv: Sequence[str], configure: Callab
     parser.add_argument("type", nargs="?", default="A", help="the record type (default A)")
     parser.add_argument("--from", dest="client", metavar="ADDRESS", help="the address the question comes from")
     parser.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    parser.add_argument("--port", type=int, metavar="N",
+                        help="the port the question is asked on, when server blocks listen on several (default: any)")
     args = parser.parse_args(argv)
+    unused = [flag for flag, given in (("-version", args.version), ("-plugins", args.plugins),
+                                       ("--explain-http", args.explain_http)) if given]
+    if unused:
+        parser.error(f"{', '.join(unused)}: the server's, not explain's")
     try:
         qtype = dns.rdatatype.from_text(args.type.upper())
     except dns.rdatatype.UnknownRdatatype:
@@ -569,7 +576,7 @@ def main(parser: argparse.ArgumentParser, argv: Sequence[str], configure: Callab
     except (DnsServerError, OSError) as error:
         print(f"dns-server explain: error: {error}", file=sys.stderr)
         return 1
-    result = explanation(blocks, args.name, qtype, client)
+    result = explanation(blocks, args.name, qtype, client, args.port)
     sys.stdout.write(json.dumps(result, indent=2) + "\n" if args.json else render(result))
     return 0
 

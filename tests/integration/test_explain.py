@@ -66,6 +66,8 @@ def test_the_command_reads_the_corefile_and_refuses_bad_input() -> None:
                                                       "search_domain": "shop.svc.cluster.local."}
     bad = explain("example.org", "NOTATYPE", *FLAGS)
     assert bad.returncode == 2 and "NOTATYPE: not a record type" in bad.stderr
+    server_only = explain("example.org", "--explain-http", "8080", *FLAGS)
+    assert server_only.returncode == 2 and "--explain-http: the server's, not explain's" in server_only.stderr
     missing = explain("example.org", "--fixtures", "no/such/dir")
     assert missing.returncode == 1 and missing.stderr.startswith("dns-server explain: error: ")
 

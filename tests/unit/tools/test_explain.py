@@ -215,3 +215,11 @@ def test_a_rewritten_question_is_read_as_rewritten() -> None:
         "answered NOERROR with 1 record"]
     assert result["reading"]["service"] == "web"
     assert "db.example.com. 5 IN A 10.96.0.20" in result["reply"]["dig"]
+
+
+def test_port_picks_among_blocks_on_several_ports() -> None:
+    config = build_config(parse_text(".:53 {\n    whoami\n}\n.:5353 {\n    chaos\n}\n"))
+    blocks = [Served(block, chain_for(block), None) for block in config.blocks]
+    assert explanation(blocks, "example.org", dns.rdatatype.A)["block"]["keys"] == [".:53"]
+    assert explanation(blocks, "example.org", dns.rdatatype.A, port=5353)["block"]["keys"] == [".:5353"]
+    assert explanation(blocks, "example.org", dns.rdatatype.A, port=99)["reply"]["rcode"] == "REFUSED"
