@@ -6,7 +6,9 @@ With the server's configuration (`-conf Corefile`, or the same flags) and one re
 - the server block and zone that own the name, and each plugin's step (answered, passed on,
   rewrote the question, fell through, would forward);
 - how the kubernetes plugin reads the name (`plugins/kubernetes/qname.py`), a search-path miss;
-- the objects behind the answer and those left out, each with its reason (`objects`);
+- the objects behind the answer and those left out, each with its reason (`objects`): what the
+  registry and the selectors left out, and why the plugin itself says a name is missing
+  (`Answer.reason`, set beside each decision in plugins/kubernetes/zone.py);
 - the reply as dig prints it, made by the server's own encoder, and what a UDP client without EDNS
   gets; for a forwarded name the upstreams and their policy; with `--from`, the client's pod and
   the search path autopath walked.
@@ -29,6 +31,7 @@ import dns.rcode
 import dns.rdatatype
 
 from dns_server.chain.chain import Chain, Step, admission
+from dns_server.chain.plugin import Reads, Request
 from dns_server.cluster.records import NAMESPACE, SERVICE, EndpointSlice, Pod, Record, Service
 from dns_server.cluster.registry import endpoint_name
 from dns_server.cluster.snapshot import Snapshot
@@ -39,6 +42,7 @@ from dns_server.plugins.autopath import AutopathSettings
 from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.forward.setup import Policy
 from dns_server.plugins.kubernetes.qname import Kind, Name, parse_qname
+from dns_server.plugins.kubernetes.zone import Zone
 from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
 from dns_server.protocol.answer import Answer, Outcome
 from dns_server.protocol.codes import NO_EDNS_PAYLOAD
@@ -96,6 +100,9 @@ def explanation(blocks: Sequence[Served], name: str, qtype: int, client: str | N
             parsed = parse_qname(asked, cluster_zone)
             result["reading"] = _reading(asked, parsed, settings, snapshot)
             result["objects"] = _objects(parsed, settings, served.cluster)
+            reason = _cluster_answer(asked, parsed, qtype, settings, block, snapshot).reason
+            if reason:
+                result["objects"]["left_out"].append({"object": asked + ".", "reason": reason})
     if answer.outcome in (Outcome.FORWARD, Outcome.CHASE):
         result["forward"] = _forward(block, answer)
     if client is not None:
@@ -195,6 +202,15 @@ def _autopath(block: ServerBlock, client: str, snapshot: Snapshot, steps: Sequen
     return {"pod_namespace": namespace, "tried": tried, "note": note}
 
 
+def _cluster_answer(name: str, parsed: Name, qtype: int, settings: KubernetesSettings, block: ServerBlock,
+                    snapshot: Snapshot) -> Answer:
+    """The kubernetes plugin's own answer, before any `fallthrough`: its `reason` says why a name is missing."""
+    def rest(request: Request) -> Answer:
+        return Answer(Outcome.NXDOMAIN)  # an ExternalName's outside target: not asked here
+
+    return Zone(name, parsed, Request(name, qtype, Reads(snapshot)), rest, settings, block.bind).answer(qtype)
+
+
 # -- how the kubernetes plugin reads the name ---------------------------------------------------------
 def _reading(name: str, parsed: Name, settings: KubernetesSettings, snapshot: Snapshot) -> dict[str, Any]:
     reading: dict[str, Any] = {"kind": parsed.kind.value, "zone": zone_text(parsed.zone)}
@@ -255,7 +271,7 @@ def _objects(parsed: Name, settings: KubernetesSettings, cluster: ClusterData) -
     if kind in (Kind.NAMESPACE, Kind.SERVICE, Kind.ENDPOINT, Kind.PORT, Kind.POD, Kind.POD_NAMESPACE):
         _namespace(parsed.namespace, settings, cluster, matched, left_out)
     if kind in (Kind.POD, Kind.POD_NAMESPACE):
-        _pods(parsed, settings, cluster, matched, left_out)
+        _pods(parsed, settings, cluster, matched)
     if kind in (Kind.SERVICE, Kind.ENDPOINT, Kind.PORT):
         _service(parsed, settings, cluster, matched, left_out)
     if kind is Kind.REVERSE and parsed.address:
@@ -306,33 +322,9 @@ def _service(parsed: Name, settings: KubernetesSettings, cluster: ClusterData, m
         return
     if settings.noendpoints:
         left_out.append({"object": f"EndpointSlices of {label}", "reason": "noendpoints: EndpointSlices are not read"})
-    ready_names = [endpoint.name for endpoint in entry.endpoints]
     for record in cluster.records:
         if isinstance(record, EndpointSlice) and (record.namespace, record.service) == (namespace, name):
             matched.append(_slice_object(record, cluster, settings.endpoint_pod_names, left_out))
-    if not entry.endpoints:
-        if service.headless:
-            left_out.append({"object": label, "reason": "headless service with no ready endpoints: "
-                                                        "it has no records (NXDOMAIN)"})
-        elif settings.ignore_empty_service:
-            left_out.append({"object": label, "reason": "ignore empty_service: no ready endpoints, so the "
-                                                        "name does not exist (NXDOMAIN)"})
-    if parsed.kind is Kind.ENDPOINT and parsed.endpoint not in ready_names:
-        left_out.append({"object": f"endpoint {parsed.endpoint} of {label}",
-                         "reason": f"no ready endpoint is named {parsed.endpoint}"
-                                   f" (ready: {', '.join(ready_names) or 'none'})"})
-    if parsed.kind is Kind.PORT:
-        _port(parsed, service, entry.endpoints, label, left_out)
-
-
-def _port(parsed: Name, service: Service, endpoints: Sequence[Any], label: str,
-          left_out: list[dict[str, Any]]) -> None:
-    ports = [p for ep in endpoints for p in ep.ports] if service.headless else list(service.ports)
-    if not any(p.name == parsed.port and p.protocol.lower() == parsed.protocol for p in ports):
-        named = sorted({f"_{p.name}._{p.protocol.lower()}" for p in ports if p.name})
-        left_out.append({"object": f"port {parsed.port}/{parsed.protocol} of {label}",
-                         "reason": f"no named port {parsed.port} with protocol {parsed.protocol}"
-                                   f" (named ports: {', '.join(named) or 'none'}; an unnamed port has no SRV name)"})
 
 
 def _service_object(service: Service) -> dict[str, Any]:
@@ -365,28 +357,17 @@ def _slice_object(record: EndpointSlice, cluster: ClusterData, use_pod_names: bo
             "ports": [f"{p.name or '(unnamed)'} {p.port}/{p.protocol}" for p in record.ports], "endpoints": endpoints}
 
 
-def _pods(parsed: Name, settings: KubernetesSettings, cluster: ClusterData, matched: list[dict[str, Any]],
-          left_out: list[dict[str, Any]]) -> None:
-    mode = settings.pods
-    if mode is PodMode.DISABLED:
-        left_out.append({"object": f"pod names of namespace {parsed.namespace}",
-                         "reason": "pods disabled: the kubernetes plugin answers no pod names (`pods disabled`, "
-                                   "the default)"})
+def _pods(parsed: Name, settings: KubernetesSettings, cluster: ClusterData, matched: list[dict[str, Any]]) -> None:
+    if parsed.kind is not Kind.POD or not parsed.address or settings.pods is PodMode.DISABLED:
         return
-    if parsed.kind is not Kind.POD or not parsed.address:
-        return
-    if mode is PodMode.INSECURE:
+    if settings.pods is PodMode.INSECURE:
         matched.append({"kind": "pod address", "address": parsed.address,
                         "note": "pods insecure: any address answers in a namespace that exists, whether a pod "
                                 "has it or not"})
         return
-    pods = [r for r in cluster.records if isinstance(r, Pod) and r.namespace == parsed.namespace
-            and parsed.address in r.ips]
     matched += [{"kind": "Pod", "namespace": pod.namespace, "name": pod.name, "running": pod.running}
-                for pod in pods if pod.running]
-    if not any(pod.running for pod in pods):
-        left_out.append({"object": f"pod address {parsed.address} in {parsed.namespace}",
-                         "reason": "pods verified: no running pod in this namespace has this address"})
+                for pod in cluster.records if isinstance(pod, Pod) and pod.namespace == parsed.namespace
+                and parsed.address in pod.ips and pod.running]
 
 
 def _label(record: Record) -> str:

@@ -86,15 +86,16 @@ def test_an_endpoint_that_is_not_ready_is_left_out_with_its_reason() -> None:
     result, text = explain(f"web-1.web.app.svc.{Z}")
     assert result["reply"]["rcode"] == "NXDOMAIN"
     assert "not ready (conditions.ready is false), terminating" in reasons(result)
-    assert "no ready endpoint is named web-1 (ready: web-0)" in reasons(result)
-    assert "no ready endpoint is named web-1 (ready: web-0)" in text
+    assert "no ready endpoint of the service has this name" in reasons(result)
+    assert f"kubernetes: web-1.web.app.svc.{Z}. A: answered NXDOMAIN: no ready endpoint of the service has this name" \
+        in text
 
 
 def test_a_headless_service_without_ready_endpoints_is_nxdomain() -> None:
     result, text = explain(f"db.app.svc.{Z}")
     assert result["reply"]["rcode"] == "NXDOMAIN"
-    assert "headless service with no ready endpoints: it has no records (NXDOMAIN)" in reasons(result)
-    assert "Service app/db: headless service with no ready endpoints" in text
+    assert "a headless service with no ready endpoints has no records (as CoreDNS)" in reasons(result)
+    assert f"db.app.svc.{Z}.: a headless service with no ready endpoints has no records" in text
     assert f"{Z}. 5 IN SOA ns.dns.{Z}." in result["reply"]["dig"]  # the authority section
 
 
@@ -103,7 +104,7 @@ def test_ignore_empty_service_is_named() -> None:
     assert plain["reply"]["rcode"] == "NOERROR" and not reasons(plain)
     result, text = explain(f"empty.app.svc.{Z}", options="ignore empty_service")
     assert result["reply"]["rcode"] == "NXDOMAIN"
-    assert "ignore empty_service: no ready endpoints" in text
+    assert "ignore empty_service: the service has no ready endpoints" in text
 
 
 def test_a_namespace_the_namespaces_option_filters_out() -> None:
@@ -125,9 +126,9 @@ def test_objects_the_label_selectors_leave_out() -> None:
 
 
 @pytest.mark.parametrize("mode, rcode, reason", [
-    ("disabled", "NXDOMAIN", "pods disabled: the kubernetes plugin answers no pod names"),
+    ("disabled", "NXDOMAIN", "pods disabled: no pod names (the kubernetes plugin's default)"),
     ("insecure", "NOERROR", "pods insecure: any address answers"),
-    ("verified", "NXDOMAIN", "pods verified: no running pod in this namespace has this address"),
+    ("verified", "NXDOMAIN", "pods verified: no running pod in the namespace has this address"),
 ])
 def test_pod_names_follow_the_pods_mode(mode: str, rcode: str, reason: str) -> None:
     result, text = explain(f"10-1-0-9.app.pod.{Z}", options=f"pods {mode}")  # job-1 has finished
@@ -146,7 +147,8 @@ def test_an_srv_name_without_such_a_named_port() -> None:
     result, text = explain(f"_https._tcp.web.app.svc.{Z}", "SRV")
     assert result["reading"]["port"] == "https" and result["reading"]["protocol"] == "tcp"
     assert result["reply"]["rcode"] == "NXDOMAIN"
-    assert "no named port https with protocol tcp (named ports: _http._tcp; an unnamed port has no SRV name)" in text
+    assert ("the service has no named port of this name and protocol (an unnamed port has no SRV name)"
+            in reasons(result))
 
 
 def test_a_search_path_miss_is_named() -> None:
