@@ -136,9 +136,7 @@ def _did(step: Step, block: ServerBlock) -> str:
     assert answer is not None  # the trace is complete
     if not step.passed:
         return _outcome_text(answer, block)
-    asked = [(name, qtype) for name, qtype, _ in step.passed]
-    others = [f"{name}. {_type(qtype)}" for name, qtype in asked if (name, qtype) != (step.name,
-                                                                                                        step.qtype)]
+    others = [f"{name}. {_type(qtype)}" for name, qtype, _ in step.passed if (name, qtype) != (step.name, step.qtype)]
     if step.plugin == "autopath" and others:
         return f"walked the search path: tried {', '.join(others)}; {_outcome_text(answer, block)}"
     if others:
@@ -162,8 +160,8 @@ def _outcome_text(answer: Answer, block: ServerBlock) -> str:
         to = ", ".join(str(upstream) for upstream in directive.to) if directive is not None else "?"
         return f"would forward {target}to {to}" + (" (after the CNAME it answered)" if target else "")
     records = len(answer.answer)
-    text = f"answered {dns.rcode.to_text(dns.rcode.Rcode.make(answer.rcode))}" + (f" with {records} record{'s' if records > 1 else ''}"
-                                                            if records else "")
+    text = f"answered {dns.rcode.to_text(dns.rcode.Rcode.make(answer.rcode))}"
+    text += f" with {records} record{'s' if records > 1 else ''}" if records else ""
     text += " (NODATA)" if answer.outcome is Outcome.NODATA else ""
     return text + (f": {answer.reason}" if answer.reason else "")
 
@@ -524,7 +522,8 @@ def page(blocks: Sequence[Served], query: str) -> tuple[int, str, bytes]:
 
 
 # -- the command ---------------------------------------------------------------------------------------------
-def main(parser: argparse.ArgumentParser, argv: Sequence[str], configure: Callable[[argparse.Namespace], Config]) -> int:
+def main(parser: argparse.ArgumentParser, argv: Sequence[str],
+         configure: Callable[[argparse.Namespace], Config]) -> int:
     """`dns-server explain ...`, with the server's parser and its way from flags to a Config (cli.py):
     0 when explained, 1 for a configuration or data that cannot be read."""
     from dns_server.serving.runtime import read_hosts

@@ -116,6 +116,7 @@ def test_the_command_lists_the_api_once_and_names_what_the_label_selector_left_o
     finally:
         api.stop()
     assert canary["reply"]["rcode"] == "NXDOMAIN"
-    assert canary["objects"]["left_out"] == [{"object": "Service app/canary", "reason": "label selector: `labels app=web`"}]
+    assert canary["objects"]["left_out"] == [{"object": "Service app/canary",
+                                              "reason": "label selector: `labels app=web`"}]
     assert web.returncode == 0, web.stderr
     assert "10.1.0.6 as web-1: ready=false serving=false terminating=true hostname=web-1" in web.stdout

@@ -51,7 +51,8 @@ def reasons(result: dict[str, Any]) -> list[str]:
 def test_a_service_answer_names_the_block_the_plugins_the_objects_and_the_reply() -> None:
     result, text = explain(f"web.app.svc.{Z}")
     assert result["block"]["location"] == "Corefile:1" and result["zone"] == "."
-    assert [(step["plugin"], step["did"]) for step in result["chain"]] == [("kubernetes", "answered NOERROR with 1 record")]
+    assert [(step["plugin"], step["did"]) for step in result["chain"]] == [("kubernetes",
+                                                                           "answered NOERROR with 1 record")]
     assert result["reading"] == {"kind": "service", "zone": f"{Z}.", "namespace": "app", "service": "web",
                                  "means": "service web in namespace app"}
     service, endpoint_slice = [found for found in result["objects"]["matched"] if found["kind"] != "Namespace"]
@@ -184,7 +185,8 @@ def test_autopath_from_a_pod_walks_its_search_path() -> None:
     assert "10.1.0.5 is a pod in namespace app: autopath walks that pod's search path" in text
     stranger, _ = explain(f"web.app.app.svc.{Z}", options=options, extra=extra, client="192.0.2.99")
     assert stranger["reply"]["rcode"] == "NXDOMAIN"
-    assert stranger["autopath"]["note"] == "192.0.2.99 is no running pod's address: autopath leaves the question as asked"
+    assert stranger["autopath"]["note"] == ("192.0.2.99 is no running pod's address: autopath leaves the question "
+                                            "as asked")
 
 
 def test_a_name_no_block_serves_is_refused() -> None:
