@@ -40,7 +40,8 @@ from dns_server.plugins.health import lameduck_of
 from dns_server.plugins.log import QueryLogWriter
 from dns_server.protocol.names import zone_text
 from dns_server.serving.http import EndpointError, HttpEndpoints
-from dns_server.serving.runtime import Cluster, start
+from dns_server.serving.runtime import Cluster, Runtime, start
+from dns_server.tools import explain
 
 log = logging.getLogger("dns_server")
 
@@ -77,6 +78,13 @@ class Server:
         self.exit_status = 0
         self._lameduck = False
         self._reloading = asyncio.Lock()
+
+    def _explain(self, query: str) -> tuple[int, str, bytes]:
+        """The /explain page (`--explain-http`), over what the server serves now."""
+        return explain.page(self._served(), query)
+
+    def _served(self) -> list[explain.Served]:
+        return explain.served_by(self.runtime) if isinstance(self.runtime, Runtime) else []
 
     def _readiness(self, config: Config) -> list[tuple[str, Callable[[], bool]]]:
         """The `ready` plugin's checks: `kubernetes` until every cluster has had its first sync."""
@@ -124,7 +132,7 @@ class Server:
         return await start(config, previous, metrics=self.metrics, query_log=self.query_log, on_loop=self._loop_found)
 
     def _endpoints(self, config: Config) -> HttpEndpoints:
-        return HttpEndpoints.for_config(config, self.metrics, self._readiness(config))
+        return HttpEndpoints.for_config(config, self.metrics, self._readiness(config), explain=self._explain)
 
     def _loop_found(self, message: str) -> None:
         """The loop plugin saw its probe come back: CoreDNS's fatal line, exit status 1."""

@@ -8,7 +8,8 @@ Two ways to configure the server, as CoreDNS's own command line and as ours:
   for the root zone, equivalent to
       .:PORT { bind HOST...; kubernetes DOMAIN in-addr.arpa ip6.arpa { ... }; forward . UPSTREAMS; cache; errors }
   and, with none of them in a pod, the same with its service account.
-`-version` and `-plugins` print what CoreDNS's do, for this server.
+`-version` and `-plugins` print what CoreDNS's do, for this server.  `dns-server explain ...` is
+the tool in dns_server/tools/explain.py.
 """
 
 from __future__ import annotations
@@ -146,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--ready", metavar="HOST:PORT", help="serve /ready there (as `ready`; e.g. :8181)")
     ops.add_argument("--metrics", metavar="HOST:PORT", help="serve Prometheus /metrics there (as `prometheus`)")
     ops.add_argument("--log-queries", action="store_true", help="log every query (as `log`)")
+    ops.add_argument("--explain-http", metavar="PORT", type=int, default=0,
+                     help="serve /explain?name=...&type=...&from=... on 127.0.0.1:PORT (default off: it shows "
+                          "the cluster's objects to whoever can reach it)")
 
     parser.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     parser.add_argument("--log-format", default="text", choices=("text", "json"),
@@ -168,7 +172,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
     block = _without_own_addresses(config.blocks[0], listen)
     return dataclasses.replace(config, blocks=(block,), tcp_idle_timeout=args.tcp_idle_timeout,
                                max_tcp_connections=args.max_tcp_connections, log_level=args.log_level,
-                               log_format=args.log_format)
+                               log_format=args.log_format, explain_port=args.explain_http)
 
 
 def _check_combinations(args: argparse.Namespace) -> None:
@@ -324,6 +328,8 @@ def version_text() -> str:
 
 def load(args: argparse.Namespace, given: set[str]) -> Config:
     """The Config the command line asks for: a Corefile, or the flags."""
+    if not 0 <= args.explain_http <= 65535:
+        raise ConfigError(f"--explain-http {args.explain_http}: not a port number")
     corefile: Path | None = args.conf
     if corefile is None and not given & set(DATA_FLAGS) and Path("Corefile").is_file():
         corefile = Path("Corefile")
@@ -340,7 +346,8 @@ def load(args: argparse.Namespace, given: set[str]) -> Config:
                           "these flags are for running without one")
     config = load_config(corefile, dns_port=args.dns_port)
     return _with_workers(Config(config.blocks, config.files, config.corefile_hash, args.tcp_idle_timeout,
-                                args.max_tcp_connections, args.log_level, args.log_format, config.source), args.workers)
+                                args.max_tcp_connections, args.log_level, args.log_format, config.source,
+                                explain_port=args.explain_http), args.workers)
 
 
 def _with_workers(config: Config, flag: int | None) -> Config:
@@ -368,7 +375,12 @@ def given_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> se
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `dns-server` and `python -m dns_server`."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser()
+    if argv[:1] == ["explain"]:
+        from dns_server.tools import explain
+
+        return explain.main(parser, argv[1:], lambda args: load(args, given_flags(parser, args)))
     args = parser.parse_args(argv)
     if args.version:
         sys.stdout.write(version_text())

@@ -56,6 +56,7 @@ from dns_server.serving.workers import (
     frame,
     run_worker,
 )
+from dns_server.tools import explain
 
 log = logging.getLogger("dns_server")
 
@@ -128,7 +129,14 @@ class Supervisor(Server):
         self.restarts, self.running = self.metrics.worker_families()
 
     def _endpoints(self, config: Config) -> HttpEndpoints:
-        return HttpEndpoints.for_config(config, self.metrics, self._readiness(config), self.scraped)
+        return HttpEndpoints.for_config(config, self.metrics, self._readiness(config), self.scraped,
+                                        explain=self._explain)
+
+    def _served(self) -> list[explain.Served]:
+        """/explain here: the blocks' chains built afresh over the clusters this process feeds the workers."""
+        if self.runtime is None:
+            return []
+        return explain.served_from(self.config, self.runtime.clusters)
 
     # -- starting workers ----------------------------------------------------------------------
     async def _start(self, config: Config, previous: Generation | None) -> Generation:

@@ -9,6 +9,7 @@ rcodes the server gives before any block's chain runs.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Sequence
 
 from dns_server.chain.plugin import Handler, Next, Peer, Reads, Request
@@ -18,6 +19,18 @@ from dns_server.protocol.codes import BADVERS, CLASS_IN, FORMERR, NOERROR, NOTIM
 from dns_server.protocol.wire import Query
 
 NO_PLUGIN = "no next plugin found"  # CoreDNS's error when the chain ends without an answer
+
+
+@dataclass(slots=True)
+class Step:
+    """One plugin's turn in a traced question: what it was asked, what it passed on, what it returned."""
+
+    plugin: str
+    name: str
+    qtype: int
+    depth: int  # how many plugins called before it are still waiting for their `next`
+    passed: list[tuple[str, int, Answer]] = field(default_factory=list)  # what it asked `next`, and got
+    answer: Answer | None = None
 
 
 class Chain:
@@ -35,6 +48,8 @@ class Chain:
         for _, handler in reversed(handlers):
             first = _link(handler, first)
         self._first = first
+        self._end = end
+        self._order = tuple(handlers)
         self._rewrites = tuple(handler for _, handler in handlers
                                if type(handler).forwarded is not Handler.forwarded)
 
@@ -42,6 +57,14 @@ class Chain:
                 via_tcp: bool = False) -> Answer:
         """Answer one question (name: lower case, no trailing dot) as the block's plugins would."""
         return self._first(Request(name, qtype, Reads(snapshot), peer, qclass, via_tcp))
+
+    def trace(self, name: str, qtype: int, snapshot: Snapshot, peer: Peer = None) -> tuple[Answer, list[Step]]:
+        """`resolve`, recording each plugin's step in the order the plugins were called."""
+        steps: list[Step] = []
+        first: Next = self._end
+        for plugin, handler in reversed(self._order):
+            first = _traced(plugin, handler, first, steps)
+        return first(Request(name, qtype, Reads(snapshot), peer)), steps
 
     def forwarded(self, reply: bytes) -> bytes:
         """A reply from upstream, as the block's plugins change every reply (loadbalance)."""
@@ -58,6 +81,22 @@ def _link(handler: Handler, rest: Next) -> Next:
 
     def step(request: Request) -> Answer:
         return serve(request, rest)
+
+    return step
+
+
+def _traced(plugin: str, handler: Handler, rest: Next, steps: list[Step]) -> Next:
+    def step(request: Request) -> Answer:
+        record = Step(plugin, request.name, request.qtype, sum(1 for s in steps if s.answer is None))
+        steps.append(record)
+
+        def onward(passed: Request) -> Answer:
+            answer = rest(passed)
+            record.passed.append((passed.name, passed.qtype, answer))
+            return answer
+
+        record.answer = handler.serve(request, onward)
+        return record.answer
 
     return step
 

@@ -128,6 +128,11 @@ class Registry:
         with self._lock:
             return dict(self._counts)
 
+    def records(self) -> tuple[Record, ...]:
+        """Every object held (after the namespace filter)."""
+        with self._lock:
+            return tuple(self._objects.values())
+
     def apply(self, updates: Iterable[Update], now: float | None = None) -> Snapshot:
         """Apply a batch of updates and publish one snapshot (the same one if nothing changed)."""
         with self._lock:

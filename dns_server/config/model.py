@@ -125,6 +125,7 @@ class Config:
     log_format: str = "text"  # text | json: the server's own lines (start-up, sync, reload, shutdown)
     source: str = "flags"  # where it came from, for messages: a Corefile path or "flags"
     workers: int = 1  # processes answering on every listen address (dns_server.supervisor when more than one)
+    explain_port: int = 0  # --explain-http: /explain on 127.0.0.1 at this port (0: off)
 
     def __post_init__(self) -> None:
         if not self.blocks:

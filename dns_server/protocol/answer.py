@@ -84,7 +84,7 @@ class Answer(NamedTuple):
     forward: int = -1  # FORWARD and CHASE: which of the block's `forward` directives (-1: none)
     chase: str = ""  # CHASE: the CNAME target whose records come from upstream
     plugin: str = ""  # the plugin that answered ("kubernetes", "hosts"); "" when the server did
-    reason: str = ""  # SERVFAIL: why, for the errors plugin
+    reason: str = ""  # SERVFAIL: why, for the errors plugin; NXDOMAIN: why the name is missing (explain shows it)
     depends: frozenset[Dependency] = frozenset()
     rotations: tuple[tuple[RR, ...], ...] = ()  # loadbalance: the answer section in other orders, one per reply
     record_class: int = CLASS_IN  # the class of every record (chaos and whoami answer in the question's)

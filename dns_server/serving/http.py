@@ -13,6 +13,8 @@ Rules this module keeps (CoreDNS 1.14 plugin/health, plugin/ready, plugin/metric
   comma-separated names of those that do not.  A check that held once is not asked again
   (`monitor until-ready`).  After `begin_shutdown()` it answers 503 `Shutting down`.
 - /metrics answers the registry in the Prometheus text format 0.0.4.
+- /explain (our extension, `--explain-http PORT`, off by default) answers `dns-server explain` for
+  its query string, on 127.0.0.1 only: it shows the cluster's objects to whoever can reach it.
 - Any method is served; any other path gets Go's 404 `404 page not found`.
 - Read, write and idle timeouts are 5 s; one request per connection, so a stopped endpoint leaves
   no kept-alive connection answering.
@@ -23,6 +25,7 @@ Rules this module keeps (CoreDNS 1.14 plugin/health, plugin/ready, plugin/metric
 
 from __future__ import annotations
 
+import functools
 import http.client
 import logging
 import socket
@@ -42,6 +45,7 @@ from dns_server.observability.metrics import Metrics
 from dns_server.plugins.health import HealthSettings
 
 HEALTH_PATH, READY_PATH, METRICS_PATH = "/health", "/ready", "/metrics"  # fixed in CoreDNS
+EXPLAIN_PATH, EXPLAIN_HOST = "/explain", "127.0.0.1"
 TIMEOUT = 5.0  # ReadTimeout, WriteTimeout and IdleTimeout of CoreDNS's HTTP servers
 SELF_CHECK_INTERVAL = 1.0  # health: the local /health request runs once a second
 SELF_CHECK_TIMEOUT = 3.0  # health: its client timeout
@@ -52,6 +56,7 @@ NOT_FOUND = b"404 page not found\n"  # net/http NotFound
 
 Page = tuple[int, str, bytes]  # status, content type, body
 Readiness = tuple[str, Callable[[], bool]]  # a plugin's name and whether it is ready
+Explain = Callable[[str], Page]  # the /explain page for a query string
 
 log = logging.getLogger(__name__)
 health_log = logging.getLogger("dns_server.plugins.health")
@@ -71,10 +76,15 @@ class HttpEndpoints:
 
     def __init__(self, metrics: Metrics, *, health: Sequence[HealthSettings] = (),
                  ready: Sequence[tuple[str, int]] = (), prometheus: Sequence[tuple[str, int]] = (),
-                 readiness: Sequence[Readiness] = (), scraped: CollectorRegistry | None = None) -> None:
+                 readiness: Sequence[Readiness] = (), scraped: CollectorRegistry | None = None,
+                 explain: tuple[int, Explain] | None = None) -> None:
         self._metrics = metrics
         self._scraped = scraped or metrics.registry  # what /metrics serves
         self._routes: dict[tuple[str, int], dict[str, Callable[[], Page]]] = {}
+        self._queries: dict[tuple[str, int], dict[str, Explain]] = {}
+        if explain is not None:
+            self._queries[(EXPLAIN_HOST, explain[0])] = {EXPLAIN_PATH: explain[1]}
+            self._routes.setdefault((EXPLAIN_HOST, explain[0]), {})
         for settings in health:
             self._routes.setdefault(settings.address, {})[HEALTH_PATH] = self._health
         for address in ready:
@@ -92,22 +102,25 @@ class HttpEndpoints:
 
     @classmethod
     def for_config(cls, config: Config, metrics: Metrics, readiness: Sequence[Readiness] = (),
-                   scraped: CollectorRegistry | None = None) -> HttpEndpoints:
-        """The endpoints every block of `config` asks for; /metrics serves `scraped` (default: `metrics`)."""
+                   scraped: CollectorRegistry | None = None, explain: Explain | None = None) -> HttpEndpoints:
+        """The endpoints every block of `config` asks for, and /explain when the command line turned it on;
+        /metrics serves `scraped` (default: `metrics`)."""
         return cls(metrics, health=[b.setting("health") for b in config.blocks if b.setting("health") is not None],
                    ready=[b.setting("ready") for b in config.blocks if b.setting("ready") is not None],
                    prometheus=[b.setting("prometheus") for b in config.blocks if b.setting("prometheus") is not None],
-                   readiness=readiness, scraped=scraped)
+                   readiness=readiness, scraped=scraped,
+                   explain=(config.explain_port, explain) if config.explain_port and explain is not None else None)
 
     def start(self) -> None:
         """Bind every address, then serve; raises EndpointError (and binds nothing) if one cannot be bound."""
         for (host, port), routes in self._routes.items():
+            queries = self._queries.get((host, port), {})
             try:
-                self._servers[(host, port)] = _Server(_listen_host(host), port, routes)
+                self._servers[(host, port)] = _Server(_listen_host(host), port, routes, queries)
             except OSError as error:
                 self._close_servers()
                 raise EndpointError(f"cannot listen on {format_address(host, port)} for "
-                                    f"{', '.join(sorted(routes))}: {error.strerror or error}") from None
+                                    f"{', '.join(sorted([*routes, *queries]))}: {error.strerror or error}") from None
         for address, server in self._servers.items():
             self._spawn(f"http {format_address(*address)}", server.serve_forever, POLL_INTERVAL)
         for address in self._health_addresses:
@@ -197,8 +210,10 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True  # SO_REUSEADDR: restart while old connections linger; a listener still fails
 
-    def __init__(self, host: str, port: int, routes: dict[str, Callable[[], Page]]) -> None:
+    def __init__(self, host: str, port: int, routes: dict[str, Callable[[], Page]],
+                 queries: dict[str, Explain]) -> None:
         self.routes = routes
+        self.queries = queries  # the paths whose page depends on the query string
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         super().__init__((host, port), _Handler)
 
@@ -219,7 +234,10 @@ class _Handler(BaseHTTPRequestHandler):
         return f"dns-server/{dns_server.__version__}"
 
     def serve(self) -> None:
-        route = self.server.routes.get(urlsplit(self.path).path)
+        url = urlsplit(self.path)
+        route = self.server.routes.get(url.path)
+        if url.path in self.server.queries:
+            route = functools.partial(self.server.queries[url.path], url.query)
         if route is None:
             status, content_type, body = 404, TEXT, NOT_FOUND
         else:

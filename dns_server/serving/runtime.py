@@ -24,9 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol
 
-from dns_server.cluster.records import ENDPOINT_SLICE, MULTICLUSTER_KINDS, NAMESPACE, POD, SERVICE
-from dns_server.cluster.registry import Registry, Scope
-from dns_server.cluster.scope import FixedNamespaces, SelectedNamespaces
+from dns_server.cluster.registry import Registry
 from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.cluster.sources.fixtures import FixtureSource
 from dns_server.cluster.sources.replay import read_watch_file
@@ -290,13 +288,13 @@ async def _wait_for_sync(config: Config, clusters: dict[SourceSettings, Cluster]
 async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoop,
                         metrics: Metrics | None = None) -> Cluster:
     """A registry and its source: fixture files fully loaded, or the Kubernetes API connected but not listed."""
-    registry = Registry(required_kinds=_required_kinds(settings), endpoint_pod_names=settings.endpoint_pod_names,
-                        clock=time.time, scope=_scope_for(settings))
+    registry = Registry(required_kinds=settings.required_kinds, endpoint_pod_names=settings.endpoint_pod_names,
+                        clock=time.time, scope=settings.scope())
     source: Source
     try:
         if settings.fixtures is not None:
             overlay = await asyncio.to_thread(read_watch_file, settings.watch_file) if settings.watch_file else []
-            fixtures = FixtureSource(settings.fixtures, registry, overlay=overlay, kinds=_required_kinds(settings))
+            fixtures = FixtureSource(settings.fixtures, registry, overlay=overlay, kinds=settings.required_kinds)
             await asyncio.to_thread(fixtures.load)
             source = fixtures
         else:
@@ -316,27 +314,6 @@ async def _open_cluster(settings: SourceSettings, loop: asyncio.AbstractEventLoo
     if registry.snapshot.synced:
         freeze_heap()  # the fixture files were read before anyone listened
     return cluster
-
-
-def _required_kinds(settings: SourceSettings) -> frozenset[str]:
-    """The kinds whose first listing must arrive before a cluster name may be called missing."""
-    kinds = {NAMESPACE, SERVICE}
-    if not settings.noendpoints:
-        kinds.add(ENDPOINT_SLICE)
-    if settings.watch_pods:
-        kinds.add(POD)
-    if settings.multicluster:
-        kinds.update(MULTICLUSTER_KINDS)
-    return frozenset(kinds)
-
-
-def _scope_for(settings: SourceSettings) -> Scope | None:
-    """The namespace filter every update passes through, if the namespaces are limited."""
-    if settings.namespaces:
-        return FixedNamespaces(settings.namespaces)
-    if settings.namespace_labels:
-        return SelectedNamespaces()
-    return None
 
 
 async def _block(settings: ServerBlock, runtime: Runtime, metrics: Metrics | None) -> Block:
@@ -374,7 +351,7 @@ async def _block(settings: ServerBlock, runtime: Runtime, metrics: Metrics | Non
     hosts_settings: HostsSettings | None = settings.setting("hosts")
     if hosts_settings is not None:
         zones = hosts_settings.zones or settings.zones
-        table, signature = await asyncio.to_thread(_read_hosts, hosts_settings, zones, None)
+        table, signature = await asyncio.to_thread(read_hosts, hosts_settings, zones, None)
         _hosts_of(block).table = table
         _report_hosts(metrics, hosts_settings, table)
         if hosts_settings.reload > 0 and hosts_settings.path is not None:
@@ -391,7 +368,7 @@ def _hosts_of(block: Block) -> Hosts:
 Signature = tuple[int, int, int] | None  # size, mtime and inode of a hosts file (None: absent)
 
 
-def _read_hosts(settings: HostsSettings, zones: tuple[str, ...], known: Signature) -> tuple[HostsTable, Signature]:
+def read_hosts(settings: HostsSettings, zones: tuple[str, ...], known: Signature) -> tuple[HostsTable, Signature]:
     """The hosts table of a block: its file (if it can be read) and its inline entries."""
     entries: tuple[HostsEntry, ...] = ()
     signature: Signature = None
@@ -432,7 +409,7 @@ async def _reload_hosts(runtime: Runtime, block: Block, zones: tuple[str, ...], 
         except OSError:
             now = None
         if now != signature:
-            table, signature = await asyncio.to_thread(_read_hosts, settings, zones, signature)
+            table, signature = await asyncio.to_thread(read_hosts, settings, zones, signature)
             runtime.hosts_changed(block, table)
             _report_hosts(metrics, settings, table)
             log.info("plugin/hosts: reloaded %s", settings.path)

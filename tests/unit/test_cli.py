@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dns_server.cli import build_parser, config_from_args
+from dns_server.cli import build_parser, config_from_args, load
 from dns_server.config.corefile import parse_text
 from dns_server.errors import ConfigError
 from dns_server.plugins import build_config
@@ -79,3 +79,13 @@ def test_a_bad_flag_is_refused_by_the_setup_that_reads_it(flags: list[str], mess
 def test_listen_takes_an_address_and_a_port(text: str, expected: tuple[str, int], tmp_path: Path) -> None:
     block = from_flags("--fixtures", "zones", "--listen", text, "--upstream", "192.0.2.1", tmp_path=tmp_path).blocks[0]
     assert (block.bind, block.keys[0].port) == ((expected[0],), expected[1])
+
+
+def test_explain_http_takes_a_port_with_flags_or_a_corefile(tmp_path: Path) -> None:
+    corefile = Path(__file__).resolve().parents[2] / "Corefile.local"
+    parser = build_parser()
+    for flags in (["-conf", str(corefile)], ["--fixtures", "zones", "--upstream", "192.0.2.1"]):
+        assert load(parser.parse_args([*flags, "--explain-http", "8089"]), set()).explain_port == 8089
+        assert load(parser.parse_args(flags), set()).explain_port == 0
+        with pytest.raises(ConfigError, match="--explain-http 70000: not a port number"):
+            load(parser.parse_args([*flags, "--explain-http", "70000"]), set())

@@ -269,16 +269,7 @@ class KubeSource:
         self._threads: list[threading.Thread] = []
         self._streams: dict[str, Any] = {}  # kind -> the open watch response, to cut it on stop
         self.status = SyncStatus({r.kind: ResourceStatus(r.kind) for r in self._resources})
-        self._list_functions = self._bind_list_functions()
-
-    def _bind_list_functions(self) -> dict[str, Callable[..., Any]]:
-        core, discovery = client.CoreV1Api(self._api), client.DiscoveryV1Api(self._api)
-        custom = client.CustomObjectsApi(self._api)
-        return {NAMESPACE: core.list_namespace, SERVICE: core.list_service_for_all_namespaces,
-                ENDPOINT_SLICE: discovery.list_endpoint_slice_for_all_namespaces,
-                POD: core.list_pod_for_all_namespaces,
-                SERVICE_IMPORT: partial(custom.list_cluster_custom_object, MCS_GROUP, MCS_VERSION, "serviceimports"),
-                MULTICLUSTER_SLICE: discovery.list_endpoint_slice_for_all_namespaces}
+        self._list_functions = list_functions(api)
 
     def summary(self) -> str:
         kinds = ", ".join(r.plural for r in self._resources)
@@ -398,28 +389,10 @@ class KubeSource:
     def _fetch(self, resource: Resource) -> tuple[list[Record], str, int]:
         """Every page of a listing: the records, the list's resourceVersion, the number of pages."""
         records: list[Record] = []
-        token: str | None = None
-        pages = 0
-        list_function = self._list_functions[resource.kind]
-        while True:
-            try:
-                response = list_function(
-                    limit=self._page_size, _continue=token, label_selector=resource.label_selector,
-                    field_selector=resource.field_selector, _preload_content=False,
-                    _request_timeout=(CONNECT_TIMEOUT, LIST_READ_TIMEOUT))
-            except Exception as error:
-                if getattr(error, "status", None) == GONE:
-                    raise Gone(f"the list's continue token expired ({describe_error(error)})") from None
-                raise
-            try:
-                items, version, token = decode_list(resource.api_kind, response.data)
-            except MalformedInput as error:
-                raise WatchFailed(str(error)) from None
-            finally:
-                response.release_conn()
+        version, pages = "", 0
+        for items, version in list_pages(self._list_functions[resource.kind], resource, self._page_size):
             pages += 1
             for item in items:
-                item["kind"] = resource.api_kind  # list items carry no kind of their own
                 try:
                     update = update_for("ADDED", item)
                 except MalformedObject as bad:
@@ -427,8 +400,7 @@ class KubeSource:
                     continue
                 if isinstance(update, Put):
                     records.append(update.record)
-            if not token:
-                return records, version, pages
+        return records, version, pages
 
     def _watch(self, resource: Resource, status: ResourceStatus) -> bool:
         """Follow one watch stream until it ends; True if it made progress (delivered events or ran long)."""
@@ -518,6 +490,43 @@ class KubeSource:
 def _kind_of(update: Put | Remove) -> str:
     """The registry kind an update is of: a watch of local slices may see one labelled for an import."""
     return update.record.key[0] if isinstance(update, Put) else update.key[0]
+
+
+def list_functions(api: Any) -> dict[str, Callable[..., Any]]:
+    """The client's list (and watch) call of each kind."""
+    core, discovery, custom = client.CoreV1Api(api), client.DiscoveryV1Api(api), client.CustomObjectsApi(api)
+    return {NAMESPACE: core.list_namespace, SERVICE: core.list_service_for_all_namespaces,
+            ENDPOINT_SLICE: discovery.list_endpoint_slice_for_all_namespaces, POD: core.list_pod_for_all_namespaces,
+            SERVICE_IMPORT: partial(custom.list_cluster_custom_object, MCS_GROUP, MCS_VERSION, "serviceimports"),
+            MULTICLUSTER_SLICE: discovery.list_endpoint_slice_for_all_namespaces}
+
+
+def list_pages(list_function: Callable[..., Any], resource: Resource,
+               page_size: int = PAGE_SIZE) -> Iterator[tuple[list[dict[str, Any]], str]]:
+    """A listing, page by page: the objects (only the fields DNS reads, each with its `kind`) and the
+    list's resourceVersion.  Raises Gone for a stale continue token."""
+    token: str | None = None
+    while True:
+        try:
+            response = list_function(
+                limit=page_size, _continue=token, label_selector=resource.label_selector,
+                field_selector=resource.field_selector, _preload_content=False,
+                _request_timeout=(CONNECT_TIMEOUT, LIST_READ_TIMEOUT))
+        except Exception as error:
+            if getattr(error, "status", None) == GONE:
+                raise Gone(f"the list's continue token expired ({describe_error(error)})") from None
+            raise
+        try:
+            items, version, token = decode_list(resource.api_kind, response.data)
+        except MalformedInput as error:
+            raise WatchFailed(str(error)) from None
+        finally:
+            response.release_conn()
+        for item in items:
+            item["kind"] = resource.api_kind  # list items carry no kind of their own
+        yield items, version
+        if not token:
+            return
 
 
 def _enter(resource: Resource, status: ResourceStatus, phase: Phase) -> None:

@@ -157,6 +157,9 @@ def setup(found: Sequence[Directive], context: SetupContext) -> KubernetesSettin
         raise plugin.error(directive.name, "namespaces and namespace_labels cannot both be set")
     if "fixtures" in values and {"endpoint", "kubeconfig", "tls"} & values.keys():
         raise plugin.error(directive.name, "fixtures and endpoint/kubeconfig/tls cannot both be set")
+    if "fixtures" in values and {"labels", "namespace_labels"} & values.keys():
+        raise plugin.error(directive.name, "labels and namespace_labels are selectors the Kubernetes API applies: "
+                                           "they need the API source, not fixtures")
     if "watch_file" in values and "fixtures" not in values:
         raise plugin.error(directive.name, "watch_file replays events on top of fixtures: set fixtures too")
     return KubernetesSettings(**values)  # type: ignore[arg-type]

@@ -34,6 +34,13 @@ KUBERNETES = "kubernetes"
 A, AAAA, CNAME, NS, PTR, SOA, SRV, TXT = (QTYPE.A, QTYPE.AAAA, QTYPE.CNAME, QTYPE.NS, QTYPE.PTR,
                                           QTYPE.SOA, QTYPE.SRV, QTYPE.TXT)
 ANY_TYPES = (A, AAAA, SRV, TXT, SOA, NS, PTR)
+# Why a name the zone covers does not exist, beside the decisions (`Answer.reason`; dns-server explain shows it)
+HEADLESS_WITHOUT_ENDPOINTS = "a headless service with no ready endpoints has no records (as CoreDNS)"
+EMPTY_SERVICE_IGNORED = "ignore empty_service: the service has no ready endpoints"
+NO_SUCH_ENDPOINT = "no ready endpoint of the service has this name"
+NO_NAMED_PORT = "the service has no named port of this name and protocol (an unnamed port has no SRV name)"
+PODS_DISABLED = "pods disabled: no pod names (the kubernetes plugin's default)"
+POD_NOT_RUNNING = "pods verified: no running pod in the namespace has this address"
 
 
 class Zone:
@@ -65,10 +72,10 @@ class Zone:
     def nodata(self) -> Answer:
         return self.done(Outcome.NODATA, authority=(self.soa(),))
 
-    def nxdomain(self) -> Answer:
+    def nxdomain(self, reason: str = "") -> Answer:
         if not self.reads.synced():
             return self.done(Outcome.NOT_READY)  # never claim a name is missing before the first full sync
-        return self.done(Outcome.NXDOMAIN, authority=(self.soa(),))
+        return self.reads.answer(Outcome.NXDOMAIN, authority=(self.soa(),), plugin=KUBERNETES, reason=reason)
 
     def records(self, records: list[RR], additional: list[RR] | None = None) -> Answer:
         if not records:
@@ -95,8 +102,9 @@ class Zone:
         if kind is Kind.NAMESPACE:
             return self.nodata() if self.reads.namespace_exists(self.parsed.namespace) else self.nxdomain()
         if kind is Kind.POD_NAMESPACE:
-            exists = self.settings.pods is not PodMode.DISABLED and self.reads.namespace_exists(self.parsed.namespace)
-            return self.nodata() if exists else self.nxdomain()
+            if self.settings.pods is PodMode.DISABLED:
+                return self.nxdomain(PODS_DISABLED)
+            return self.nodata() if self.reads.namespace_exists(self.parsed.namespace) else self.nxdomain()
         if kind is Kind.POD:
             return self.pod(qtype)
         if kind is Kind.INVALID:
@@ -109,9 +117,9 @@ class Zone:
         if entry.service.external_name:
             return self.external_name(entry, qtype)
         if entry.service.headless and not entry.endpoints:
-            return self.nxdomain()  # CoreDNS: a headless service with no ready endpoint has no records
+            return self.nxdomain(HEADLESS_WITHOUT_ENDPOINTS)
         if self.settings.ignore_empty_service and not entry.endpoints:
-            return self.nxdomain()  # `ignore empty_service`: no ready endpoint, no name
+            return self.nxdomain(EMPTY_SERVICE_IGNORED)
         if kind is Kind.SERVICE:
             return self.service(entry, qtype)
         if kind is Kind.ENDPOINT:
@@ -147,7 +155,7 @@ class Zone:
     def endpoint(self, entry: ServiceEntry, qtype: int) -> Answer:
         found = [ep.address for ep in entry.endpoints if ep.name == self.parsed.endpoint]
         if not found:
-            return self.nxdomain()
+            return self.nxdomain(NO_SUCH_ENDPOINT)
         return self.addresses(self.name, found, qtype)
 
     def port(self, entry: ServiceEntry, qtype: int) -> Answer:
@@ -155,7 +163,7 @@ class Zone:
         ports = ([p for ep in entry.endpoints for p in ep.ports] if entry.service.headless
                  else list(entry.service.ports))
         if not any(matches(p) for p in ports):
-            return self.nxdomain()
+            return self.nxdomain(NO_NAMED_PORT)
         if qtype != SRV:
             return self.nodata()
         return self.srv(entry, matches)
@@ -273,10 +281,12 @@ class Zone:
         mode = self.settings.pods
         address = self.parsed.address
         namespace = self.parsed.namespace
-        if mode is PodMode.DISABLED or not address or not self.reads.namespace_exists(namespace):
+        if mode is PodMode.DISABLED:
+            return self.nxdomain(PODS_DISABLED)
+        if not address or not self.reads.namespace_exists(namespace):
             return self.nxdomain()
         if mode is PodMode.VERIFIED and not self.reads.pod_running(namespace, address):
-            return self.nxdomain()
+            return self.nxdomain(POD_NOT_RUNNING)
         return self.addresses(self.name, [address], qtype)
 
     def reverse(self, qtype: int) -> Answer:

@@ -889,6 +889,12 @@ KUBERNETES_ERRORS: list[tuple[Directive, str]] = [
      "plugin/kubernetes: Corefile:2 - Error during parsing: fixtures and endpoint/kubeconfig/tls cannot both be set"),
     (d("kubernetes", d("endpoint https://a"), d("fixtures zones")),
      "plugin/kubernetes: Corefile:2 - Error during parsing: fixtures and endpoint/kubeconfig/tls cannot both be set"),
+    (d("kubernetes", d("fixtures zones"), d("labels app=web")),
+     "plugin/kubernetes: Corefile:2 - Error during parsing: labels and namespace_labels are selectors the Kubernetes "
+     "API applies: they need the API source, not fixtures"),
+    (d("kubernetes", d("namespace_labels team=a"), d("fixtures zones")),
+     "plugin/kubernetes: Corefile:2 - Error during parsing: labels and namespace_labels are selectors the Kubernetes "
+     "API applies: they need the API source, not fixtures"),
 ]
 
 

@@ -31,7 +31,6 @@ from dns_server.cluster.sources.kube import (
 from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.errors import ConfigError, MalformedInput
 from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
-from dns_server.serving.runtime import _required_kinds, _scope_for
 
 
 def source(**options: object) -> SourceSettings:
@@ -70,14 +69,14 @@ def test_resources_and_their_server_side_selectors(options: dict[str, object], e
 
 
 def test_required_kinds_and_scope_follow_the_settings() -> None:
-    assert _required_kinds(source()) == {NAMESPACE, SERVICE, ENDPOINT_SLICE}
-    assert _required_kinds(source(pods=PodMode.VERIFIED)) == {NAMESPACE, SERVICE, ENDPOINT_SLICE, POD}
-    assert _required_kinds(source(noendpoints=True)) == {NAMESPACE, SERVICE}
-    assert _required_kinds(source(multicluster=("cluster.local",))) == {
+    assert source().required_kinds == {NAMESPACE, SERVICE, ENDPOINT_SLICE}
+    assert source(pods=PodMode.VERIFIED).required_kinds == {NAMESPACE, SERVICE, ENDPOINT_SLICE, POD}
+    assert source(noendpoints=True).required_kinds == {NAMESPACE, SERVICE}
+    assert source(multicluster=("cluster.local",)).required_kinds == {
         NAMESPACE, SERVICE, ENDPOINT_SLICE, SERVICE_IMPORT, MULTICLUSTER_SLICE}
-    assert _scope_for(source()) is None
-    assert isinstance(_scope_for(source(namespaces=("a", "b"))), FixedNamespaces)
-    assert isinstance(_scope_for(source(namespace_labels="team=a")), SelectedNamespaces)
+    assert source().scope() is None
+    assert isinstance(source(namespaces=("a", "b")).scope(), FixedNamespaces)
+    assert isinstance(source(namespace_labels="team=a").scope(), SelectedNamespaces)
 
 
 def test_in_a_pod_the_service_account_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

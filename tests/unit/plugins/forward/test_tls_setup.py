@@ -8,7 +8,6 @@ The TLS exchanges themselves: tests/integration/test_forward_tls.py, against unb
 from __future__ import annotations
 
 import ssl
-from pathlib import Path
 
 import pytest
 

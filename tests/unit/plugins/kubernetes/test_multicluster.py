@@ -40,7 +40,6 @@ from dns_server.config.syntax import CorefileError
 from dns_server.plugins import build_config
 from dns_server.plugins.kubernetes import settings_of
 from dns_server.serving.router import Pipeline
-from dns_server.serving.runtime import _required_kinds
 from tests.cluster_data import manifest_objects, records_from
 from tests.doubles import ask, pipeline_for
 
@@ -110,8 +109,8 @@ def test_multicluster_is_read_and_watched_only_when_configured() -> None:
     on = settings_of(block_of(COREFILE))
     off = settings_of(block_of("cluster.local {\n    kubernetes\n}\n"))
     assert on is not None and off is not None
-    assert _required_kinds(on.source) == ALL_KINDS - {"Pod"}
-    assert _required_kinds(off.source) == frozenset(KINDS) - {"Pod"}
+    assert on.source.required_kinds == ALL_KINDS - {"Pod"}
+    assert off.source.required_kinds == frozenset(KINDS) - {"Pod"}
     assert [r.kind for r in resources_for(off.source)] == ["Namespace", "Service", "EndpointSlice"]
     assert [r.kind for r in resources_for(on.source)] == [
         "Namespace", "Service", "EndpointSlice", "ServiceImport", "MulticlusterEndpointSlice"]
