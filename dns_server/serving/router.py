@@ -196,6 +196,7 @@ class Pipeline:
         if hit is not None:
             reply: bytes | Forward | None = data[:2] + hit.tail
             tally = hit.tally
+            self.table.counters.hits += 1
         else:
             self._tally = None
             reply = self._answer(data, via_tcp, peer)

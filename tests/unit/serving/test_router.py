@@ -30,6 +30,7 @@ from dns_server.config.model import FALLTHROUGH_ALL, NO_FALLTHROUGH, ZoneKey
 from dns_server.plugins import chain_for
 from dns_server.plugins.cache import CacheSettings
 from dns_server.plugins.hosts import HostsEntry, HostsSettings, HostsTable
+from dns_server.observability.metrics import Metrics
 from dns_server.protocol.answer import Answer, Outcome
 from dns_server.protocol.wire import decode_query, question_key
 from dns_server.serving.answer_table import AnswerTable, View
@@ -532,3 +533,12 @@ def test_a_forwarded_question_that_read_the_client_is_not_kept_for_others() -> N
     wire = dns.message.make_query("example.com", "A").to_wire()
     assert isinstance(pipeline.handle(wire, False, ("192.0.2.1", 1000)), Forward)
     assert not pipeline.table.entries
+
+
+def test_a_metered_listener_counts_exact_replies_as_answer_cache_hits() -> None:
+    """dns_server_answer_cache_hits_total: the second question is found by its key, the third by its bytes."""
+    pipeline = pipeline_for(metrics=Metrics().queries)
+    asked = query(f"frontend.shop.svc.{Z}")
+    for _ in range(3):
+        assert ask(pipeline, asked).rcode() == dns.rcode.NOERROR
+    assert (pipeline.table.counters.misses, pipeline.table.counters.hits) == (1, 2)
