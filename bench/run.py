@@ -39,8 +39,8 @@ round then measures:
 6. peak RSS (VmHWM), the CPU each server used in its saturated runs and the CPU other processes
    took from the two cores meanwhile; and that `prometheus` counted the queries (/metrics);
 7. for `Corefile+rewrite+template`: its rewritten and templated questions asked once more, each
-   once, and how many of them the answer table answered (`dns_server_answer_cache_hits_total` and
-   `_misses_total` before and after), with what `coredns_template_matches_total` counted.
+   once, and how many of them the answer table answered (`dns_server_answer_cache_misses_total`
+   before and after), with what `coredns_template_matches_total` counted.
 
 The tables quote medians over rounds; ratios are taken within each round, then the median.  The
 two comparisons of our own configurations (Corefile / flags, and the cost of `prometheus`) look for
@@ -465,9 +465,8 @@ def run_round(order: list[Server], processes: Processes, workdir: Path, scratch:
 
 def answered_from_table(server: Server, scratch: Path) -> tuple[int, int]:
     """The server's rewritten and templated questions (under example.org), asked once each: how many the
-    answer table answered, of how many were answered.  A query the table has no answer for is one of its
-    misses (`dns_server_answer_cache_misses_total`); one it answers from the exact bytes of an earlier
-    query counts in no hits, so the misses are what is counted."""
+    answer table answered, of how many were answered: every one but its misses
+    (`dns_server_answer_cache_misses_total`, before and after)."""
     asked = [question for question in dict.fromkeys(server.questions or ())
              if question[0].endswith(f".{TEMPLATE_ZONE}")]
     misses = "dns_server_answer_cache_misses_total"
