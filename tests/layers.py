@@ -3,8 +3,9 @@
 One rule, read by tests/unit/test_architecture.py and by scripts/mutate.py:
 - `LAYERS` lists the packages of `dns_server` from the bottom up.  A module may import modules of
   its own layer and of the layers below it, never one above: errors <- protocol <- logs <- cluster
-  <- cluster.sources <- config <- chain <- plugins <- serving and metrics <- the composition root
-  (app, cli).  Within `cluster`, the sources sit above the model: the model never imports a source.
+  <- cluster.sources <- config <- chain <- plugins <- serving and metrics <- tools (check) <- the
+  composition root (app, cli).  Within `cluster`, the sources sit above the model: the model never
+  imports a source.
 - A module is *pure* when neither it nor anything of ours it imports (transitively) imports an
   I/O module (`IO_MODULES`): sockets, threads, the event loop, the clock, files by path, the
   Kubernetes client.  The pure core is where mutation testing runs; `MUST_BE_PURE` are the
@@ -28,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("chain",),
     ("plugins",),
     ("serving", "observability.metrics"),
+    ("tools",),
     ("app", "cli", "__main__"),
 )
 # Pure in full: the DNS vocabulary and codec, the cluster model the answers read, the chain that makes them.
@@ -74,7 +76,8 @@ def imports_of(module: str) -> frozenset[str]:
     return frozenset(names)
 
 
-def ours(module: str) -> set[str]:
+@cache
+def ours(module: str) -> frozenset[str]:
     """The modules of ours a module imports (relative names, as `modules()` gives them)."""
     known = set(modules())
     found = set()
@@ -83,7 +86,7 @@ def ours(module: str) -> set[str]:
             relative = name[len("dns_server."):]
             if relative in known:
                 found.add(relative)
-    return found
+    return frozenset(found)
 
 
 def layer_of(module: str) -> int:
@@ -99,12 +102,16 @@ def layer_of(module: str) -> int:
 
 
 @cache
-def io_reached(module: str, seen: frozenset[str] = frozenset()) -> frozenset[str]:
-    """The I/O modules a module imports, itself or through modules of ours."""
-    found = {name for name in imports_of(module) if name.split(".")[0] in IO_MODULES}
-    for inner in ours(module):
-        if inner not in seen and inner != module:
-            found |= io_reached(inner, seen | {module})
+def io_reached(module: str) -> frozenset[str]:
+    """The I/O modules a module imports, itself or through modules of ours (each module walked once)."""
+    found: set[str] = set()
+    seen, todo = {module}, [module]
+    while todo:
+        current = todo.pop()
+        found |= {name for name in imports_of(current) if name.split(".")[0] in IO_MODULES}
+        for inner in ours(current) - seen:
+            seen.add(inner)
+            todo.append(inner)
     return frozenset(found)
 
 

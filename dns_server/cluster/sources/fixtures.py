@@ -149,7 +149,7 @@ class FixtureSource:
     # -- scanning and reading -----------------------------------------------------------------------
     def _scan(self) -> dict[Path, Signature]:
         signatures: dict[Path, Signature] = {}
-        for path in _manifest_paths(self.directory):
+        for path in manifest_paths(self.directory):
             try:
                 st = path.stat()
             except OSError:
@@ -207,7 +207,7 @@ class FixtureSource:
         return records
 
 
-def _manifest_paths(directory: Path) -> Iterator[Path]:
+def manifest_paths(directory: Path) -> Iterator[Path]:
     """Manifest files under `directory`, hidden entries skipped, symlinks followed once."""
     visited: set[tuple[int, int]] = set()
     for root, dirs, files in os.walk(directory, followlinks=True):

@@ -252,6 +252,10 @@ class KubeSource:
                 ENDPOINT_SLICE: discovery.list_endpoint_slice_for_all_namespaces,
                 POD: core.list_pod_for_all_namespaces}
 
+    def list_once(self) -> list[Record]:
+        """Every resource listed once, nothing applied or watched: the cluster as a tool reads it (`check`)."""
+        return [record for resource in self._resources for record in self._fetch(resource)[0]]
+
     def summary(self) -> str:
         kinds = ", ".join(r.plural for r in self._resources)
         return f"the Kubernetes API at {self._api.configuration.host} ({kinds})"

@@ -1,0 +1,1 @@
+"""Tools on top of the server: `dns-server check` (conformance of any cluster DNS server)."""
