@@ -83,6 +83,9 @@ def test_an_unreachable_server_or_bad_input_is_exit_status_2(tmp_path: Path) -> 
     assert result.stderr == f"dns-server check: no reply from 127.0.0.1:{port} over UDP or TCP within 0.5 s\n"
     result = run_check("127.0.0.1", "--fixtures", str(CLUSTERS["zones"]))
     assert (result.returncode, result.stderr) == (2, "dns-server check: --server 127.0.0.1: give HOST:PORT\n")
+    result = run_check(f"127.0.0.1:{port}", "-conf", str(tmp_path / "Corefile"))
+    assert (result.returncode, result.stdout) == (2, "") and result.stderr.startswith("dns-server check: ")
+    assert result.stderr.count("\n") == 1
     (tmp_path / "bad.yaml").write_text("kind: [unclosed\n")
     result = run_check(f"127.0.0.1:{port}", "--fixtures", str(tmp_path))
     assert result.returncode == 2 and result.stderr.startswith(f"dns-server check: {tmp_path / 'bad.yaml'}: cannot parse")

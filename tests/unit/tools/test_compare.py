@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import dns.flags
 import dns.message
 
+from dns_server.tools.check import settle, query_wire
 from dns_server.tools.compare import TCP, UDP, Reply, TtlRange, compare, mixed_case, reply_of
 from dns_server.tools.expectations import NOERROR, NXDOMAIN, Check, expected_checks
 from tests.cluster_data import example_records
@@ -134,3 +136,23 @@ def test_our_router_passes_every_check_of_the_example_cluster() -> None:
 
     for check in checks:
         assert compare(check, ZONE, TtlRange(), ask(check, UDP), ask(check, TCP)) == [], check
+
+
+def test_the_query_check_writes_is_the_one_dnspython_writes() -> None:
+    expected = dns.message.make_query("_Http._tcp.WeB.shop.svc.cluster.local.", "SRV", use_edns=False, id=4660)
+    assert query_wire(4660, "_Http._tcp.WeB.shop.svc.cluster.local.", "SRV") == expected.to_wire()
+
+
+def test_a_reply_is_taken_only_for_the_question_it_answers() -> None:
+    """A late reply to an earlier query with the same ID must not stand for the one asked now."""
+    loop = asyncio.new_event_loop()
+    try:
+        asked = query_wire(7, "WeB.shop.svc.cluster.local.", "A")
+        pending = {7: (asked[12:].lower(), loop.create_future())}
+        settle(pending, query_wire(7, "db.shop.svc.cluster.local.", "A"))
+        assert not pending[7][1].done()
+        echo = query_wire(7, "web.SHOP.svc.cluster.local.", "A")  # the same question in another case is the answer
+        settle(pending, echo)
+        assert pending[7][1].result() == echo
+    finally:
+        loop.close()
