@@ -81,7 +81,7 @@ class Check:
     name: str  # absolute, lower case
     qtype: str
     rcode: str
-    answers: tuple[str, ...] = ()  # the answer records' data, as `record_text` writes them; may hold ANY_LABEL
+    answers: tuple[str, ...] = ()  # the answer records' data, as compare.read_reply writes it; may hold ANY_LABEL
 
     @property
     def title(self) -> str:

@@ -1,7 +1,8 @@
 """`dns-server check` as a user runs it: a process against a real server, ours and NSD.
 
-- Our server (the real process) passes every check for every fixture cluster we ship, from flags
-  and from a Corefile (pods, ttl and cache as kubeadm's); an unreachable server is exit status 2.
+- Our server (the real process) passes every check for every fixture cluster we ship, from flags,
+  from a Corefile (pods, ttl and cache as kubeadm's) and with the cluster listed from the API
+  stand-in (`--kubeconfig`); an unreachable server or bad input is exit status 2.
 - NSD (Debian's, the standard authoritative server; started here on a free port) serving zones the
   test writes from the same fixtures (`write_zones`, its own reading of the objects) passes as well:
   a static zone can hold every record and every negative answer the checks ask about.  The one
@@ -25,10 +26,12 @@ import dns.exception
 import dns.message
 import dns.query
 import pytest
+import yaml
 
 from dns_server.cluster.records import Endpoint, EndpointSlice, Record, Service
 from dns_server.tools.check import read_fixtures
 from tests.integration.server import ServerProcess, free_port, wait_for
+from tests.kube_api_standin import KubeApiStandIn, objects_of
 
 REPO = Path(__file__).resolve().parents[2]
 CLUSTERS = {"zones": REPO / "zones", "k8s_external": REPO / "tests/data/k8s_external"}
@@ -74,6 +77,23 @@ def test_our_server_from_a_corefile_passes_with_its_pods_and_ttl(tmp_path: Path)
     assert first.returncode == 0 and second.returncode == 0, first.stdout + second.stdout
     names = [case.get("name") for case in ET.parse(tmp_path / "j.xml").getroot()]
     assert "10-244-1-5.shop.pod.cluster.local. A" in names and "192-0-2-1.data.pod.cluster.local. A" in names
+
+
+def test_the_cluster_read_from_the_api_with_a_kubeconfig(tmp_path: Path) -> None:
+    """--kubeconfig lists the cluster once from tests/kube_api_standin.py (kube-apiserver's list protocol),
+    the same stand-in our server watches; it holds the zones/ cluster, and pods are listed for --pods verified."""
+    api = KubeApiStandIn(bookmark_interval=3600).start()
+    try:
+        api.load(objects_of(d for f in sorted(CLUSTERS["zones"].glob("*.yaml")) for d in yaml.safe_load_all(f.read_text())))
+        kubeconfig = str(api.write_kubeconfig(tmp_path / "kubeconfig"))
+        with ServerProcess("--kubeconfig", kubeconfig, "--pods", "verified") as server:
+            result = run_check(f"{server.host}:{server.port}", "--kubeconfig", kubeconfig, "--pods", "verified",
+                               "--junit", str(tmp_path / "j.xml"))
+    finally:
+        api.stop()
+    assert result.returncode == 0, result.stdout + result.stderr
+    names = [case.get("name") for case in ET.parse(tmp_path / "j.xml").getroot()]
+    assert "10-244-1-5.shop.pod.cluster.local. A" in names and "_postgres._tcp.postgres.data.svc.cluster.local. SRV" in names
 
 
 def test_an_unreachable_server_or_bad_input_is_exit_status_2(tmp_path: Path) -> None:

@@ -7,9 +7,12 @@ import dataclasses
 
 import dns.flags
 import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
 
 from dns_server.tools.check import settle, query_wire
-from dns_server.tools.compare import TCP, UDP, Reply, TtlRange, compare, mixed_case, reply_of
+from dns_server.tools.compare import TCP, UDP, Reply, TtlRange, Unreadable, compare, mixed_case, read_reply
 from dns_server.tools.expectations import NOERROR, NXDOMAIN, Check, expected_checks
 from tests.cluster_data import example_records
 from tests.doubles import pipeline_for
@@ -110,15 +113,34 @@ def test_the_question_must_be_echoed_in_the_case_asked_and_a_missing_reply_is_na
     assert differences(SERVICE, None, good(SERVICE, TCP)) == {("no reply", "", "RFC 1035 4.2", "UDP")}
 
 
-def test_reply_of_reads_a_dnspython_message() -> None:
+def test_a_reply_is_read_from_the_wire_as_expectations_write_records() -> None:
     query = dns.message.make_query("_Http._tcp.Web.shop.svc.cluster.local.", "SRV")
     message = dns.message.make_response(query)
     message.flags |= dns.flags.AA
-    message.answer.append(dns.rrset.from_text(query.question[0].name, 5, "IN", "SRV",
-                                              "0 100 80 Web.Shop.svc.cluster.local."))
-    reply = reply_of(message, TCP)
-    assert reply == Reply(TCP, "_Http._tcp.Web.shop.svc.cluster.local.", NOERROR, True, False,
-                          (("_http._tcp.web.shop.svc.cluster.local.", "SRV", 5, "80 web.shop.svc.cluster.local."),), ())
+    message.set_rcode(dns.rcode.NXDOMAIN)
+    for rtype, data in (("SRV", "0 100 80 Web.Shop.svc.cluster.local."), ("A", "10.0.0.1"), ("AAAA", "fd00:0::a30"),
+                        ("PTR", "X.example."), ("CNAME", "Y.example."), ("TXT", '"1.1.0" "b"'), ("HINFO", "a b")):
+        message.answer.append(dns.rrset.from_text(query.question[0].name, 5, "IN", rtype, data))
+    message.authority.append(dns.rrset.from_text("Cluster.Local.", 30, "IN", "SOA", ". . 1 2 3 4 5"))
+    reply = read_reply(message.to_wire(), TCP)  # names compressed
+    owner = "_http._tcp.web.shop.svc.cluster.local."
+    assert reply == Reply(TCP, "_Http._tcp.Web.shop.svc.cluster.local.", NXDOMAIN, True, False, (
+        (owner, "SRV", 5, "80 web.shop.svc.cluster.local."), (owner, "A", 5, "10.0.0.1"),
+        (owner, "AAAA", 5, "fd00::a30"), (owner, "PTR", 5, "x.example."), (owner, "CNAME", 5, "y.example."),
+        (owner, "TXT", 5, '"1.1.0" "b"'), (owner, "HINFO", 5, "\\# 4 01610162")),
+        (("cluster.local.", 30),))
+
+
+def test_a_truncated_reply_may_end_anywhere() -> None:
+    cut = bytes.fromhex("000087800001000100000000") + b"\x01a\x00\x00\x01\x00\x01" + b"\xc0\x0c\x00\x01"
+    assert read_reply(cut, UDP) == Reply(UDP, "a.", NOERROR, True, True, (), ())
+
+
+@pytest.mark.parametrize("wire", [b"", b"\x00" * 11, bytes.fromhex("000081800001000000000000") + b"\xc0\x0c",
+                                  bytes.fromhex("000081800000000100000000") + b"\x00\x00\x01\x00\x01\x00\x00"])
+def test_a_reply_that_is_not_a_dns_message_is_unreadable(wire: bytes) -> None:
+    with pytest.raises(Unreadable):
+        read_reply(wire, UDP)
 
 
 def test_our_router_passes_every_check_of_the_example_cluster() -> None:
@@ -132,7 +154,7 @@ def test_our_router_passes_every_check_of_the_example_cluster() -> None:
         query = dns.message.make_query(mixed_case(check.name), check.qtype, use_edns=False)
         wire = pipeline.handle(query.to_wire(), transport == TCP, ("192.0.2.7", 40000))
         assert isinstance(wire, bytes)
-        return reply_of(dns.message.from_wire(wire), transport)
+        return read_reply(wire, transport)
 
     for check in checks:
         assert compare(check, ZONE, TtlRange(), ask(check, UDP), ask(check, TCP)) == [], check
