@@ -29,7 +29,7 @@ import dns.flags
 import dns.rdataclass
 import dns.rdatatype
 
-from dns_server.cluster.records import MalformedObject, Record, convert
+from dns_server.cluster.records import MalformedObject, Namespace, Record, convert
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.sources.fixtures import FixtureError, manifest_paths, parse_manifest
 from dns_server.cluster.sources.settings import SourceSettings
@@ -179,7 +179,8 @@ def _from_corefile(path: Path, target: Target) -> Target:
 
 
 def _namespace_of(record: Record) -> str:
-    return getattr(record, "namespace", getattr(record, "name", ""))
+    """The namespace an object lies in; a Namespace's own name."""
+    return record.name if isinstance(record, Namespace) else record.namespace
 
 
 def read_fixtures(directory: Path) -> tuple[Record, ...]:
