@@ -376,6 +376,10 @@ def given_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> se
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `dns-server` and `python -m dns_server`."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["check"]:
+        from dns_server.tools.check import main as check
+
+        return check(argv[1:])
     parser = build_parser()
     if argv[:1] == ["explain"]:
         from dns_server.tools import explain

@@ -3,8 +3,9 @@
 One rule, read by tests/unit/test_architecture.py and by scripts/mutate.py:
 - `LAYERS` lists the packages of `dns_server` from the bottom up.  A module may import modules of
   its own layer and of the layers below it, never one above: errors <- protocol <- logs <- cluster
-  <- cluster.sources <- config <- chain <- plugins <- serving and metrics <- the composition root
-  (app, supervisor, cli) and the tools beside it (explain).  Within `cluster`, the sources sit above the model: the model never imports a source.
+  <- cluster.sources <- config <- chain <- plugins <- serving and metrics <- tools (explain, check)
+  <- the composition root (app, supervisor, cli).  Within `cluster`, the sources sit above the model:
+  the model never imports a source.
 - A module is *pure* when neither it nor anything of ours it imports (transitively) imports an
   I/O module (`IO_MODULES`): sockets, threads, the event loop, the clock, files by path, the
   Kubernetes client.  The pure core is where mutation testing runs; `MUST_BE_PURE` are the
@@ -28,7 +29,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("chain",),
     ("plugins",),
     ("serving", "observability.metrics"),
-    ("app", "supervisor", "cli", "__main__", "tools"),
+    ("tools",),
+    ("app", "supervisor", "cli", "__main__"),
 )
 # Pure in full: the DNS vocabulary and codec, the cluster model the answers read, the chain that makes them.
 # (The registry takes a lock: it is the one writer, publishing from the sources' threads.)

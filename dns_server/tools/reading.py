@@ -41,7 +41,9 @@ def read_cluster(settings: SourceSettings, now: float) -> ClusterData:
     if settings.fixtures is not None:
         overlay = read_watch_file(settings.watch_file) if settings.watch_file is not None else []
         return cluster_data(settings, _fixture_objects(settings), overlay, now)
-    return cluster_data(settings, _api_objects(settings), (), now)
+    from dns_server.cluster.sources.kube import list_everything  # the client is heavy
+
+    return cluster_data(settings, list_everything(settings), (), now)
 
 
 def cluster_data(settings: SourceSettings, objects: Iterable[Mapping[str, Any]],
@@ -90,24 +92,3 @@ def _fixture_objects(settings: SourceSettings) -> list[Any]:
         except FixtureError as error:
             print(f"dns-server explain: {path}: {error}; skipped", file=sys.stderr)
     return objects
-
-
-def _api_objects(settings: SourceSettings) -> list[Any]:
-    """One list of each resource the server watches, without its label selectors (applied afterwards)."""
-    from dns_server.cluster.sources.kube import (  # the client is heavy
-        Resource,
-        api_client,
-        list_functions,
-        list_pages,
-        resources_for,
-    )
-
-    api = api_client(settings)
-    try:
-        calls = list_functions(api)
-        return [item for resource in resources_for(settings)
-                for items, _ in list_pages(calls[resource.kind], Resource(resource.kind,
-                                                                           field_selector=resource.field_selector))
-                for item in items]
-    finally:
-        api.close()

@@ -55,3 +55,11 @@ def test_configuration_knows_no_plugin() -> None:
         if module == "config" or module.startswith("config."):
             plugins = {m for m in ours(module) if m.startswith("plugins")}
             assert not plugins, f"dns_server.{module} imports a plugin"
+
+
+def test_check_shares_no_code_with_what_it_judges() -> None:
+    """`dns-server check` reads the objects and the Corefile as the server does, and derives answers on its own."""
+    for module in modules():
+        if module in ("tools.check", "tools.compare", "tools.expectations", "tools.junit"):
+            judged = {m for m in ours(module) if m.startswith(("serving", "chain", "plugins."))}
+            assert not judged, f"dns_server.{module} imports {judged}"

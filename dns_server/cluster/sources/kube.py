@@ -39,6 +39,7 @@ loop: answering DNS never waits for a list to be converted or a snapshot to be b
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -153,6 +154,19 @@ def resources_for(settings: SourceSettings) -> tuple[Resource, ...]:
         resources.append(Resource(SERVICE_IMPORT))
         resources.append(Resource(MULTICLUSTER_SLICE, label_selector=_selector(settings.labels, IMPORT_NAME_LABEL)))
     return tuple(resources)
+
+
+def list_everything(settings: SourceSettings) -> list[dict[str, Any]]:
+    """One list of each resource the settings need, no watch, nothing applied: what a tool reads (explain,
+    check).  The `labels` and `namespace_labels` selectors are not sent: a tool applies them itself."""
+    unselected = dataclasses.replace(settings, labels=None, namespace_labels=None)
+    api = api_client(settings)
+    try:
+        calls = list_functions(api)
+        return [item for resource in resources_for(unselected)
+                for items, _ in list_pages(calls[resource.kind], resource) for item in items]
+    finally:
+        api.close()
 
 
 def _selector(*requirements: str | None) -> str:
