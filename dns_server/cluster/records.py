@@ -8,23 +8,15 @@ kept: memory at a large cluster depends on it.
 A converter raises `MalformedObject` with a reason a person can act on; callers add the file or
 stream the object came from.
 
-A list page from the API decodes (`decode_list`) straight into only the fields the converters
-read (msgspec structs below, then plain dicts): a pod's JSON is about 2 kB of which DNS reads a
-few dozen bytes, and at 150,000 pods building every other field as Python objects was most of the
-time to sync.  A page whose objects do not have the expected shape is read whole instead, so one
-malformed object still costs only itself.
+A list page from the API is decoded by `sources/pages.py` into only the fields these converters read.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Mapping
-
-import msgspec
-from msgspec import UNSET, UnsetType
 
 from dns_server.errors import MalformedInput
 from dns_server.protocol.names import valid_domain
@@ -329,97 +321,6 @@ def _timestamp(value: Any) -> int:
         return int(datetime.fromisoformat(str(value)).timestamp())
     except (ValueError, OverflowError, OSError):
         raise MalformedObject(f"metadata.creationTimestamp is not a time: {value!r}") from None
-
-
-# What the converters read of each kind, for `decode_list`.  Leaves are Any: the converters check them.
-class _Meta(msgspec.Struct, omit_defaults=True):
-    name: Any = UNSET
-    namespace: Any = UNSET
-    labels: Any = UNSET
-
-
-class _PodMeta(_Meta, omit_defaults=True):
-    creationTimestamp: Any = UNSET
-    deletionTimestamp: Any = UNSET
-
-
-class _PodSpec(msgspec.Struct, omit_defaults=True):
-    hostNetwork: Any = UNSET
-
-
-class _ServiceSpec(msgspec.Struct, omit_defaults=True):
-    type: Any = UNSET
-    externalName: Any = UNSET
-    clusterIP: Any = UNSET
-    clusterIPs: Any = UNSET
-    ports: Any = UNSET
-    externalIPs: Any = UNSET
-
-
-class _ServiceStatus(msgspec.Struct, omit_defaults=True):
-    loadBalancer: Any = UNSET
-
-
-class _PodStatus(msgspec.Struct, omit_defaults=True):
-    phase: Any = UNSET
-    podIP: Any = UNSET
-    podIPs: Any = UNSET
-
-
-class _Namespace(msgspec.Struct, omit_defaults=True):
-    metadata: _Meta | UnsetType = UNSET
-
-
-class _Service(msgspec.Struct, omit_defaults=True):
-    metadata: _Meta | UnsetType = UNSET
-    spec: _ServiceSpec | UnsetType = UNSET
-    status: _ServiceStatus | UnsetType = UNSET
-
-
-class _EndpointSlice(msgspec.Struct, omit_defaults=True):
-    metadata: _Meta | UnsetType = UNSET
-    addressType: Any = UNSET
-    endpoints: Any = UNSET
-    ports: Any = UNSET
-
-
-class _Pod(msgspec.Struct, omit_defaults=True):
-    metadata: _PodMeta | UnsetType = UNSET
-    spec: _PodSpec | UnsetType = UNSET
-    status: _PodStatus | UnsetType = UNSET
-
-
-class _ListMeta(msgspec.Struct):
-    resourceVersion: Any = ""
-    continue_: Any = msgspec.field(default="", name="continue")
-
-
-def _page_of(item: type) -> Any:
-    return msgspec.defstruct(f"{item.__name__}List", [("items", list[item] | None, None),  # type: ignore[valid-type]
-                                                       ("metadata", _ListMeta, msgspec.field(default_factory=_ListMeta))])
-
-
-_PAGES = {kind: msgspec.json.Decoder(_page_of(item)) for kind, item in
-          ((NAMESPACE, _Namespace), (SERVICE, _Service), (ENDPOINT_SLICE, _EndpointSlice), (POD, _Pod))}
-
-
-def decode_list(kind: str, data: bytes) -> tuple[list[dict[str, Any]], str, str]:
-    """A list page of `kind`: its items (only the fields DNS reads), resourceVersion, continue token.
-
-    Raises MalformedInput for a page that is not a JSON object.
-    """
-    try:
-        page = _PAGES[kind].decode(data)
-    except msgspec.ValidationError:  # an object of an unexpected shape: read the page whole
-        body = json.loads(data)
-        meta, listed = (body.get("metadata") or {}, body.get("items") or []) if isinstance(body, dict) else (0, 0)
-        if not isinstance(meta, dict) or not isinstance(listed, list):
-            raise MalformedInput("the list page is not an object with metadata and a list of items") from None
-        return listed, str(meta.get("resourceVersion") or ""), str(meta.get("continue") or "")
-    except msgspec.DecodeError as error:
-        raise MalformedInput(f"the list page is not JSON: {error}") from None
-    items: list[dict[str, Any]] = msgspec.to_builtins(page.items or [])
-    return items, str(page.metadata.resourceVersion or ""), str(page.metadata.continue_ or "")
 
 
 _CONVERTERS: dict[str, Callable[[Mapping[str, Any]], Record]] = {

@@ -24,9 +24,9 @@ Reflector), following the API concepts page
 Where each loop is — `Phase.LISTING`, `WATCHING`, `BACKING_OFF`, `STOPPED` — is kept in its
 `ResourceStatus` and logged (debug) as it changes.
 
-Objects are read as raw JSON (`_preload_content=False`, then `records.decode_list` for list pages
-and `json.loads` for watch events), not as the client's model objects, and converted at once into
-the slim records of `records.py`.
+Objects are read as raw JSON (`_preload_content=False`), not as the client's model objects: a list
+page is decoded as it streams in (`pages.ListDecoder`: a page may hold the whole collection), a
+watch event with `json.loads`; each object is converted at once into a slim record of `records.py`.
 
 The watch threads never touch the registry themselves: they hand updates to one applier thread
 (`sources/applier.py`), which gathers everything that arrives within a short window (until
@@ -61,7 +61,6 @@ from dns_server.cluster.records import (
     SERVICE_NAME_LABEL,
     MalformedObject,
     Record,
-    decode_list,
     describe,
 )
 from dns_server.cluster.registry import Registry
@@ -75,6 +74,7 @@ from dns_server.cluster.sources.events import (
     resource_version,
     update_for,
 )
+from dns_server.cluster.sources.pages import ListDecoder
 from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.cluster.updates import Put, Replace, Update
 from dns_server.errors import ConfigError, DnsServerError, MalformedInput
@@ -383,22 +383,17 @@ class KubeSource:
                 if getattr(error, "status", None) == GONE:
                     raise Gone(f"the list's continue token expired ({describe_error(error)})") from None
                 raise
+            decoder = ListDecoder(resource.kind)
             try:
-                items, version, token = decode_list(resource.kind, response.data)
+                for data in response.stream(READ_SIZE):
+                    _convert(resource.kind, decoder.feed(data), records)
+                items, version, token = decoder.close()
             except MalformedInput as error:
                 raise WatchFailed(str(error)) from None
             finally:
                 response.release_conn()
+            _convert(resource.kind, items, records)
             pages += 1
-            for item in items:
-                item["kind"] = resource.kind  # list items carry no kind of their own
-                try:
-                    update = update_for("ADDED", item)
-                except MalformedObject as bad:
-                    log.error("%s: %s", describe(item), bad)
-                    continue
-                if isinstance(update, Put):
-                    records.append(update.record)
             if not token:
                 return records, version, pages
 
@@ -485,6 +480,19 @@ class KubeSource:
         version = resource_version(obj)
         if version:
             status.resource_version = version
+
+
+def _convert(kind: str, items: list[dict[str, Any]], records: list[Record]) -> None:
+    """Add the records of list items to `records`; a malformed item is logged and left out."""
+    for item in items:
+        item["kind"] = kind  # list items carry no kind of their own
+        try:
+            update = update_for("ADDED", item)
+        except MalformedObject as bad:
+            log.error("%s: %s", describe(item), bad)
+            continue
+        if isinstance(update, Put):
+            records.append(update.record)
 
 
 def _enter(resource: Resource, status: ResourceStatus, phase: Phase) -> None:

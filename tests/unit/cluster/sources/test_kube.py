@@ -13,7 +13,6 @@ from dns_server.cluster.records import (
     NAMESPACE,
     POD,
     SERVICE,
-    decode_list,
 )
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.scope import FixedNamespaces, SelectedNamespaces
@@ -146,24 +145,3 @@ def test_events_before_a_bad_line_are_applied_and_the_stream_is_resumed_after_th
     kube._applier.run()
     assert ("shop", "web") in registry.snapshot.services  # ... so that event must have been applied
     kube._api.close()
-
-
-def test_a_list_page_keeps_only_what_dns_reads_and_falls_back_for_odd_shapes() -> None:
-    """decode_list projects each item onto the fields the converters read; a page with an object of
-    another shape is read whole, so that object alone is rejected by its converter."""
-    page = json.dumps({"metadata": {"resourceVersion": "42", "continue": "abc"}, "items": [
-        {"metadata": {"name": "p", "namespace": "ns", "managedFields": [{"manager": "kubelet"}],
-                      "creationTimestamp": "2024-05-01T10:00:00Z"},
-         "spec": {"containers": [{"name": "app"}], "hostNetwork": True},
-         "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}], "conditions": []}}]}).encode()
-    items, version, token = decode_list(POD, page)
-    assert items == [{"metadata": {"name": "p", "namespace": "ns", "creationTimestamp": "2024-05-01T10:00:00Z"},
-                      "spec": {"hostNetwork": True},
-                      "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}]}}]
-    assert (version, token) == ("42", "abc")
-    odd = json.dumps({"metadata": {"resourceVersion": "7"},
-                      "items": [{"metadata": 5}, {"metadata": {"name": "q", "namespace": "ns"}}]}).encode()
-    items, version, token = decode_list(POD, odd)
-    assert items[0] == {"metadata": 5} and items[1]["metadata"]["name"] == "q" and (version, token) == ("7", "")
-    with pytest.raises(MalformedInput, match="not JSON"):
-        decode_list(POD, b"{not json")
