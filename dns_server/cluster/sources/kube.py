@@ -38,6 +38,7 @@ loop: answering DNS never waits for a list to be converted or a snapshot to be b
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import random
@@ -386,7 +387,10 @@ class KubeSource:
             decoder = ListDecoder(resource.kind)
             try:
                 for data in response.stream(READ_SIZE):
-                    _convert(resource.kind, decoder.feed(data), records)
+                    items = decoder.feed(data)
+                    if items:
+                        _convert(resource.kind, items, records)
+                        gc.freeze()  # the records stay: no later collection need walk them (runtime.freeze_heap)
                 items, version, token = decoder.close()
             except MalformedInput as error:
                 raise WatchFailed(str(error)) from None
