@@ -179,15 +179,15 @@ class Registry:
         external, external_touched = self._index_external(dirty_services, services, old.external)
         namespaces = (frozenset(self._explicit_namespaces) | frozenset(self._namespace_uses)
                       if namespaces_changed else old.namespaces)
-        pods = {key for key in pods if (key in self._pod_ips) != (key in old.pod_ips)}
-        pod_ips = frozenset(self._pod_ips) if pods else old.pod_ips
-        clients: set[str] = set()
+        appeared = frozenset(key for key in pods if (key in self._pod_ips) != (key in old.pod_ips))  # or disappeared
+        pod_ips = frozenset(self._pod_ips) if appeared else old.pod_ips
+        clients: list[str] = []  # each address once: `claimed` is a set
         claims: dict[str, str] | None = None  # a copy of the old index, once an address changes hands
         for address in claimed:
             claim = claimant(self._claims.get(address, ()))
             if claim == old.pod_namespaces.get(address):
                 continue
-            clients.add(address)
+            clients.append(address)
             if claims is None:
                 claims = _copy(old.pod_namespaces)
             if claim is None:
@@ -209,7 +209,7 @@ class Registry:
         change = Change(
             services=frozenset(k for k in dirty_services if old.services.get(k) != services.get(k)),
             namespaces=old.namespaces ^ namespaces,
-            pods=frozenset(pods),
+            pods=appeared,
             addresses=frozenset(a for a in addresses if old.reverse.get(a) != reverse.get(a)),
             external=frozenset(a for a in external_touched if old.external.get(a) != external.get(a)),
             clients=frozenset(clients),
