@@ -86,7 +86,8 @@ class Registry:
         self._reverse_of: dict[ServiceKey, tuple[tuple[str, str], ...]] = {}
         self._external_of: dict[ServiceKey, tuple[str, ...]] = {}
         self._pod_ips: Counter[PodAddress] = Counter()
-        self._claims: dict[str, tuple[Pod, ...]] = {}  # address -> the pods autopath may take it for
+        # address -> the pod autopath may take it for, or the pods (rarely): one tuple less per pod
+        self._claims: dict[str, Pod | tuple[Pod, ...]] = {}
         self._counts: Counter[str] = Counter()
         self._subscribers: list[Subscriber] = []
         self.snapshot = Snapshot.empty(synced=not self._required)
@@ -315,25 +316,28 @@ class Registry:
                 continue
             for ip in record.ips:
                 touched.add(ip)
-                held = self._claims.get(ip, ())
+                claim = self._claims.get(ip, ())
+                held = (claim,) if isinstance(claim, Pod) else claim
                 if held:  # most addresses have no claim yet when a pod arrives: nothing to filter
                     held = tuple(pod for pod in held if (pod.namespace, pod.name) != (record.namespace, record.name))
                 if adding:
                     held += (record,)
-                if held:
+                if len(held) > 1:
                     self._claims[ip] = held
+                elif held:
+                    self._claims[ip] = held[0]
                 else:
                     self._claims.pop(ip, None)
 
 
-def claimant(pods: Sequence[Pod]) -> str | None:
+def claimant(pods: Pod | Sequence[Pod]) -> str | None:
     """The namespace autopath takes an address for, the same whatever order the pods came in.
 
     A pod being deleted yields to a live one; between live pods the newest claim wins (an older
     one's deletion has not arrived yet), then the greatest (namespace, name), so the choice never
     depends on the order of events.  hostNetwork and finished pods never claim (see `_claim`).
     """
-    if len(pods) == 1:
-        return pods[0].namespace  # nearly every address: no contest
+    if isinstance(pods, Pod):
+        return pods.namespace  # nearly every address: no contest
     best = max(pods, key=lambda pod: (not pod.terminating, pod.created, pod.namespace, pod.name), default=None)
     return None if best is None else best.namespace
