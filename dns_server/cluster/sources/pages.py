@@ -147,7 +147,7 @@ class ListDecoder:
         self.last = ""  # namespace/name of the last item decoded
         self._head: bytes | None = None  # the page up to its items array; None until found
         self._pending = bytearray()  # from the items array's `[` (once found) on: not decoded yet
-        self._searched = 0  # where to search on for the next cut: cuts before it did not decode
+        self._searched = 0  # the bytes before this hold no cut not yet tried
         self._whole = False  # given up cutting: everything is decoded at `close`
 
     def feed(self, data: bytes) -> list[dict[str, Any]]:
