@@ -20,7 +20,9 @@ Reproduced behaviours, and where each is specified:
 - Paged lists: `limit` and `continue`; every page of one list comes from the snapshot taken for
   the first page and carries its resourceVersion; `remainingItemCount`; an empty `continue` on
   the last page; a continue token whose snapshot was compacted away answers `410 Gone` with a
-  Status of reason `Expired` (concepts, "Retrieving large results sets in chunks").
+  Status of reason `Expired` (concepts, "Retrieving large results sets in chunks").  With
+  `one_page=True` every list ignores `limit` and comes in one page, as kube-apiserver serves a
+  list from its watch cache (always for `resourceVersion=0`, in many versions for any list).
 - Watches (`watch=true` or `watch=1`) from a `resourceVersion`: `200`, `Transfer-Encoding:
   chunked`, one JSON event `{"type": ..., "object": ...}` per line and per chunk, every change
   after that resourceVersion in order, then live changes (concepts, "Efficient detection of
@@ -236,9 +238,10 @@ class _Snapshot:
 class KubeApiStandIn:
     """The stand-in server; start() it, point a kubeconfig at `url`, mutate objects, stop()."""
 
-    def __init__(self, *, bookmark_interval: float = 1.0, gone_as_event: bool = False,
+    def __init__(self, *, bookmark_interval: float = 1.0, gone_as_event: bool = False, one_page: bool = False,
                  token: str = TOKEN, tls: tuple[Path, Path] | None = None) -> None:
         self.bookmark_interval = bookmark_interval
+        self.one_page = one_page  # lists ignore `limit`: every list is one page
         self._tls: ssl.SSLContext | None = None
         if tls is not None:
             self._tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -412,7 +415,7 @@ class KubeApiStandIn:
     def _list(self, kind: str, params: dict[str, str]) -> tuple[int, dict[str, Any] | bytes]:
         labels = label_matcher(params.get("labelSelector"))
         fields = field_matcher(params.get("fieldSelector"), kind)
-        limit = int(params.get("limit") or 0)
+        limit = 0 if self.one_page else int(params.get("limit") or 0)
         token = params.get("continue")
         with self._cond:
             if token:
@@ -447,10 +450,11 @@ class KubeApiStandIn:
         return 200, b'%s, "items": [%s]}' % (head[:-1].encode(), b", ".join(selected))
 
     def _item_json(self, kind: str, key: tuple[str, str], obj: dict[str, Any]) -> bytes:
-        """A stored object as a list item (without kind and apiVersion), encoded once per version."""
+        """A stored object as a list item, encoded once per version: without kind and apiVersion, and
+        metadata first, as kube-apiserver writes the fields in the order of the Go struct."""
         cached = self._encoded.get((kind, key))
         if cached is None or cached[0] is not obj:
-            item = {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
+            item = {"metadata": obj["metadata"]} | {k: v for k, v in obj.items() if k not in ("kind", "apiVersion")}
             cached = self._encoded[(kind, key)] = (obj, json.dumps(item).encode())
         return cached[1]
 

@@ -25,7 +25,7 @@ import sys
 import threading
 from collections import Counter
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Mapping, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from dns_server.cluster.records import (
     ENDPOINT_SLICE,
@@ -152,18 +152,21 @@ class Registry:
                     changes[update.key] = None
                 else:
                     replaced = True
-                    wanted = {r.key: r for r in update.records if r.key[0] in update.kinds}
-                    for key in list(self._objects) + list(changes):
-                        if key[0] in update.kinds and key not in wanted:
-                            changes[key] = None
-                    changes.update(wanted)
+                    for key in [*self._objects, *changes]:
+                        if key[0] in update.kinds:
+                            changes[key] = None  # unless listed again
+                    for record in update.records:
+                        key = record.key
+                        if key[0] in update.kinds:
+                            changes[key] = record
                     if not update.kinds <= self._synced_kinds:
                         self._synced_kinds |= update.kinds
                         newly_synced = True
-            real = {k: v for k, v in changes.items() if self._objects.get(k) != v}
-            if not real and not newly_synced:
+            for key in [k for k, v in changes.items() if self._objects.get(k) == v]:
+                del changes[key]  # in place: a relist of a million objects makes no second dict of them
+            if not changes and not newly_synced:
                 return self.snapshot
-            snapshot, change = self._publish(real, now, replaced)
+            snapshot, change = self._publish(changes, now, replaced)
         for callback in self._subscribers:
             callback(snapshot, change)
         return snapshot
@@ -218,19 +221,22 @@ class Registry:
             self._rebuild_import(import_key, imports)  # type: ignore[arg-type]
         namespaces = (frozenset(self._explicit_namespaces) | frozenset(self._namespace_uses)
                       if namespaces_changed else old.namespaces)
-        pods = {key for key in pods if (key in self._pod_ips) != (key in old.pod_ips)}
-        pod_ips = frozenset(self._pod_ips) if pods else old.pod_ips
-        pod_namespaces = old.pod_namespaces
-        clients = {address for address in claimed
-                   if claimant(self._claimants(address)) != old.pod_namespaces.get(address)}
-        if clients:
-            pod_namespaces = _copy(old.pod_namespaces)
-            for address in clients:
-                claim = claimant(self._claimants(address))
-                if claim is None:
-                    del pod_namespaces[address]
-                else:
-                    pod_namespaces[address] = sys.intern(claim)
+        appeared = frozenset(key for key in pods if (key in self._pod_ips) != (key in old.pod_ips))  # or disappeared
+        pod_ips = frozenset(self._pod_ips) if appeared else old.pod_ips
+        clients: list[str] = []  # each address once: `claimed` is a set
+        claims: dict[str, str] | None = None  # a copy of the old index, once an address changes hands
+        for address in claimed:
+            claim = claimant(self._claims.get(address, ()))
+            if claim == old.pod_namespaces.get(address):
+                continue
+            clients.append(address)
+            if claims is None:
+                claims = _copy(old.pod_namespaces)
+            if claim is None:
+                del claims[address]
+            else:
+                claims[address] = sys.intern(claim)
+        pod_namespaces = old.pod_namespaces if claims is None else claims
         clock_now = now if now is not None else (self._clock() if self._clock else old.serial)
         self.snapshot = Snapshot(
             serial=max(old.serial, int(clock_now)),
@@ -246,7 +252,7 @@ class Registry:
         change = Change(
             services=frozenset(k for k in dirty_services if old.services.get(k) != services.get(k)),
             namespaces=old.namespaces ^ namespaces,
-            pods=frozenset(pods),
+            pods=appeared,
             addresses=frozenset(a for a in addresses if old.reverse.get(a) != reverse.get(a)),
             external=frozenset(a for a in external_touched if old.external.get(a) != external.get(a)),
             clients=frozenset(clients),
@@ -368,9 +374,12 @@ class Registry:
                 continue
             for ip in record.ips:
                 touched.add(ip)
-                others = tuple(pod for pod in self._claimants(ip)
-                               if (pod.namespace, pod.name) != (record.namespace, record.name))
-                held = others + (record,) if adding else others
+                claim = self._claims.get(ip, ())
+                held = (claim,) if isinstance(claim, Pod) else claim
+                if held:  # most addresses have no claim yet when a pod arrives: nothing to filter
+                    held = tuple(pod for pod in held if (pod.namespace, pod.name) != (record.namespace, record.name))
+                if adding:
+                    held += (record,)
                 if len(held) > 1:
                     self._claims[ip] = held
                 elif held:
@@ -378,9 +387,6 @@ class Registry:
                 else:
                     self._claims.pop(ip, None)
 
-    def _claimants(self, address: str) -> tuple[Pod, ...]:
-        claims = self._claims.get(address, ())
-        return (claims,) if isinstance(claims, Pod) else claims
 
 
 def _index_slice(index: dict[ServiceKey, set[str]], previous: Record | None, new: Record | None,
@@ -400,12 +406,14 @@ def _index_slice(index: dict[ServiceKey, set[str]], previous: Record | None, new
         index.setdefault(key, set()).add(new.name)
 
 
-def claimant(pods: Iterable[Pod]) -> str | None:
+def claimant(pods: Pod | Sequence[Pod]) -> str | None:
     """The namespace autopath takes an address for, the same whatever order the pods came in.
 
     A pod being deleted yields to a live one; between live pods the newest claim wins (an older
     one's deletion has not arrived yet), then the greatest (namespace, name), so the choice never
     depends on the order of events.  hostNetwork and finished pods never claim (see `_claim`).
     """
+    if isinstance(pods, Pod):
+        return pods.namespace  # nearly every address: no contest
     best = max(pods, key=lambda pod: (not pod.terminating, pod.created, pod.namespace, pod.name), default=None)
     return None if best is None else best.namespace

@@ -177,7 +177,7 @@ class AnswerTable:
 
     def publish(self, view: View, change: Change, serial_changed: bool) -> None:
         """`view` has moved on by `change` (its snapshot already replaced): drop the entries it touches."""
-        for dependency in invalidated(change):
+        for dependency in invalidated(change) if self._by_dependency else ():  # nothing cached: nothing to drop
             for key in self._by_dependency.pop(dependency, ()):
                 if key in self.entries:
                     self._drop(key)

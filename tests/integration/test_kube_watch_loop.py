@@ -98,6 +98,30 @@ def test_lists_are_paged_and_applied_as_one_replace(api: KubeApiStandIn, running
     assert counts <= {0, 9}
 
 
+def test_a_list_in_one_page_gives_what_the_same_list_in_pages_gives(api: KubeApiStandIn, tmp_path: Path) -> None:
+    """An API server answering from its watch cache ignores `limit`: the list comes whole, several
+    batches of the streaming decoder long, with names, labels and escapes of every sort."""
+    api.load([service(f"team-{i % 7}", f"bulk-{i}", f"10.97.{i // 250}.{i % 250 + 1}",
+                      labels={"note": f"caf\u00e9-{i}" if i % 2 else f"x{i}"},
+                      ports=[{"name": "h\u00e9", "port": 80, "protocol": "TCP"}] if i % 3 else None)
+              for i in range(4000)]
+             + [endpoint_slice(f"team-{i % 7}", f"bulk-{i}", [f"10.245.{i // 250}.{i % 250 + 1}"]) for i in range(0, 4000, 3)])
+    synced_with: list[tuple[object, dict[str, int]]] = []
+    for one_page in (False, True):
+        api.one_page = one_page
+        running = Running(api, tmp_path, page_size=500)
+        try:
+            synced(running)
+            synced_with.append((running.registry.snapshot.services, running.registry.counts()))
+        finally:
+            running.source.stop()
+    paged, whole = synced_with
+    assert paged[1] == whole[1] == {NAMESPACE: 1, SERVICE: 4009, ENDPOINT_SLICE: 1335}
+    assert paged[0] == whole[0]
+    lists = api.lists("Service")
+    assert [r.params.get("limit") for r in lists] == ["500"] * 10  # nine pages, then one page whole
+
+
 def test_an_expired_continue_token_restarts_the_list(api: KubeApiStandIn, tmp_path: Path) -> None:
     compacted = threading.Event()
 

@@ -25,9 +25,9 @@ concepts page (https://kubernetes.io/docs/reference/using-api/api-concepts/):
 Where each loop is — `Phase.LISTING`, `WATCHING`, `BACKING_OFF`, `STOPPED` — is kept in its
 `ResourceStatus` and logged (debug) as it changes.
 
-Objects are read as raw JSON (`_preload_content=False`, then `records.decode_list` for list pages
-and `json.loads` for watch events), not as the client's model objects, and converted at once into
-the slim records of `records.py`.
+Objects are read as raw JSON (`_preload_content=False`), not as the client's model objects: a list
+page is decoded as it streams in (`pages.ListDecoder`: a page may hold the whole collection), a
+watch event with `json.loads`; each object is converted at once into a slim record of `records.py`.
 
 The watch threads never touch the registry themselves: they hand updates to one applier thread
 (`sources/applier.py`), which gathers everything that arrives within a short window (until
@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import gc
 import json
 import logging
 import random
@@ -67,7 +68,6 @@ from dns_server.cluster.records import (
     SERVICE_NAME_LABEL,
     MalformedObject,
     Record,
-    decode_list,
     describe,
 )
 from dns_server.cluster.registry import Registry
@@ -81,6 +81,7 @@ from dns_server.cluster.sources.events import (
     resource_version,
     update_for,
 )
+from dns_server.cluster.sources.pages import ListDecoder, decode_list
 from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.cluster.updates import Put, Remove, Replace, Update
 from dns_server.errors import ConfigError, DnsServerError, MalformedInput
@@ -403,18 +404,35 @@ class KubeSource:
     def _fetch(self, resource: Resource) -> tuple[list[Record], str, int]:
         """Every page of a listing: the records, the list's resourceVersion, the number of pages."""
         records: list[Record] = []
-        version, pages = "", 0
-        for items, version in list_pages(self._list_functions[resource.kind], resource, self._page_size):
+        token: str | None = None
+        pages = 0
+        list_function = self._list_functions[resource.kind]
+        while True:
+            try:
+                response = list_function(
+                    limit=self._page_size, _continue=token, label_selector=resource.label_selector,
+                    field_selector=resource.field_selector, _preload_content=False,
+                    _request_timeout=(CONNECT_TIMEOUT, LIST_READ_TIMEOUT))
+            except Exception as error:
+                if getattr(error, "status", None) == GONE:
+                    raise Gone(f"the list's continue token expired ({describe_error(error)})") from None
+                raise
+            decoder = ListDecoder(resource.api_kind)
+            try:
+                for data in response.stream(READ_SIZE):
+                    items = decoder.feed(data)
+                    if items:
+                        _convert(resource.api_kind, items, records)
+                        gc.freeze()  # the records stay: no later collection need walk them (runtime.freeze_heap)
+                items, version, token = decoder.close()
+            except MalformedInput as error:
+                raise WatchFailed(str(error)) from None
+            finally:
+                response.release_conn()
+            _convert(resource.api_kind, items, records)
             pages += 1
-            for item in items:
-                try:
-                    update = update_for("ADDED", item)
-                except MalformedObject as bad:
-                    log.error("%s: %s", describe(item), bad)
-                    continue
-                if isinstance(update, Put):
-                    records.append(update.record)
-        return records, version, pages
+            if not token:
+                return records, version, pages
 
     def _watch(self, resource: Resource, status: ResourceStatus) -> bool:
         """Follow one watch stream until it ends; True if it made progress (delivered events or ran long)."""
@@ -541,6 +559,19 @@ def list_pages(list_function: Callable[..., Any], resource: Resource,
         yield items, version
         if not token:
             return
+
+
+def _convert(kind: str, items: list[dict[str, Any]], records: list[Record]) -> None:
+    """Add the records of list items to `records`; a malformed item is logged and left out."""
+    for item in items:
+        item["kind"] = kind  # list items carry no kind of their own
+        try:
+            update = update_for("ADDED", item)
+        except MalformedObject as bad:
+            log.error("%s: %s", describe(item), bad)
+            continue
+        if isinstance(update, Put):
+            records.append(update.record)
 
 
 def _enter(resource: Resource, status: ResourceStatus, phase: Phase) -> None:

@@ -8,7 +8,6 @@ malformed object with the reason a person would read in the log.
 from __future__ import annotations
 
 import ipaddress
-import json
 from typing import Any
 
 import pytest
@@ -28,12 +27,10 @@ from dns_server.cluster.records import (
     Port,
     Service,
     convert,
-    decode_list,
     describe,
     key_of,
     normalize_ip,
 )
-from dns_server.errors import MalformedInput
 
 
 def service(spec: dict[str, Any], name: str = "Web", namespace: str | None = "Shop") -> dict[str, Any]:
@@ -314,7 +311,7 @@ def test_the_fast_path_agrees_with_ipaddress(address: ipaddress.IPv4Address | ip
     assert normalize_ip(address.exploded) == str(address)
 
 
-# -- list pages --------------------------------------------------------------------------------------
+# -- one object of each kind, as a list page carries it (also read by sources/test_pages.py) ------------
 LIST_ITEMS = {
     NAMESPACE: {"kind": "Namespace", "metadata": {"name": "shop"}},
     SERVICE: service({"clusterIP": "10.96.0.1", "ports": [{"name": "http", "port": 80}],
@@ -324,39 +321,6 @@ LIST_ITEMS = {
                                    ports=[{"name": "http", "port": 80}]),
     POD: pod({"phase": "Running", "podIP": "10.244.1.5"}),
 }
-
-
-@pytest.mark.parametrize("kind", sorted(LIST_ITEMS))
-def test_a_list_page_gives_its_items_version_and_continue_token(kind: str) -> None:
-    item = {k: v for k, v in LIST_ITEMS[kind].items() if k not in ("kind", "apiVersion")}  # list items carry none
-    page = {"kind": f"{kind}List", "metadata": {"resourceVersion": "42", "continue": "next-page"},
-            "items": [item, item]}
-    items, version, token = decode_list(kind, json.dumps(page).encode())
-    assert (len(items), version, token) == (2, "42", "next-page")
-    assert convert({**items[0], "kind": kind}) == convert(LIST_ITEMS[kind])  # nothing DNS reads was lost
-
-
-@pytest.mark.parametrize("page", [{"items": None}, {"metadata": {}}, {}])
-def test_a_page_without_items_or_metadata_is_empty_and_the_last(page: dict[str, Any]) -> None:
-    assert decode_list(SERVICE, json.dumps(page).encode()) == ([], "", "")
-
-
-def test_a_page_of_an_unexpected_shape_is_read_whole() -> None:
-    odd = {"metadata": "not an object", "spec": {}}  # the converter reports it; the page must still be read
-    page = {"metadata": {"resourceVersion": "7", "continue": "c"}, "items": [odd]}
-    assert decode_list(SERVICE, json.dumps(page).encode()) == ([odd], "7", "c")
-    assert decode_list(SERVICE, json.dumps({"items": [odd]}).encode()) == ([odd], "", "")
-
-
-@pytest.mark.parametrize("data, reason", [
-    (b"{not json", "the list page is not JSON"),
-    (b"[1, 2]", "not an object with metadata and a list of items"),
-    (b'{"items": {"a": 1}}', "not an object with metadata and a list of items"),
-    (b'{"metadata": ["x"], "items": [{"metadata": 5}]}', "not an object with metadata and a list of items"),
-])
-def test_a_page_that_is_not_a_list_page_says_why(data: bytes, reason: str) -> None:
-    with pytest.raises(MalformedInput, match=reason):
-        decode_list(SERVICE, data)
 
 
 # -- any shape -----------------------------------------------------------------------------------------

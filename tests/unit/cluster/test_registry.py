@@ -63,3 +63,14 @@ def test_a_snapshot_built_change_by_change_equals_one_built_from_scratch(
         assert before.pod_ips ^ after.pod_ips <= change.pods
         assert differing(before.reverse, after.reverse) <= change.addresses
         assert differing(before.external, after.external) <= change.external
+
+
+def test_a_relist_drops_what_it_no_longer_lists_even_what_the_same_batch_put_before_it() -> None:
+    registry = Registry(required_kinds=KINDS)
+    kept, dropped, early, late = (Service("a", name, (f"10.96.0.{i}",), False, "", PORTS[:1])
+                                  for i, name in enumerate(("kept", "dropped", "early", "late"), 1))
+    registry.apply([Replace(frozenset(KINDS), (Namespace("a"), kept, dropped))], now=1)
+    registry.apply([Put(early), Replace(frozenset({"Service"}), (kept,)), Put(late)], now=2)
+    assert set(registry.snapshot.services) == {("a", "kept"), ("a", "late")}
+    assert registry.counts() == {"Namespace": 1, "Service": 2}
+    assert registry.snapshot.reverse.get("10.96.0.2") is None and registry.snapshot.reverse["10.96.0.1"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -15,7 +14,6 @@ from dns_server.cluster.records import (
     POD,
     SERVICE,
     SERVICE_IMPORT,
-    decode_list,
 )
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.scope import FixedNamespaces, SelectedNamespaces
@@ -29,7 +27,7 @@ from dns_server.cluster.sources.kube import (
     resources_for,
 )
 from dns_server.cluster.sources.settings import SourceSettings
-from dns_server.errors import ConfigError, MalformedInput
+from dns_server.errors import ConfigError
 from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
 
 
@@ -180,23 +178,3 @@ def test_a_watch_of_local_slices_keeps_none_labelled_for_a_service_import(tmp_pa
     assert registry.counts() == {ENDPOINT_SLICE: 1}
     kube._api.close()
 
-
-def test_a_list_page_keeps_only_what_dns_reads_and_falls_back_for_odd_shapes() -> None:
-    """decode_list projects each item onto the fields the converters read; a page with an object of
-    another shape is read whole, so that object alone is rejected by its converter."""
-    page = json.dumps({"metadata": {"resourceVersion": "42", "continue": "abc"}, "items": [
-        {"metadata": {"name": "p", "namespace": "ns", "managedFields": [{"manager": "kubelet"}],
-                      "creationTimestamp": "2024-05-01T10:00:00Z"},
-         "spec": {"containers": [{"name": "app"}], "hostNetwork": True},
-         "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}], "conditions": []}}]}).encode()
-    items, version, token = decode_list(POD, page)
-    assert items == [{"metadata": {"name": "p", "namespace": "ns", "creationTimestamp": "2024-05-01T10:00:00Z"},
-                      "spec": {"hostNetwork": True},
-                      "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}]}}]
-    assert (version, token) == ("42", "abc")
-    odd = json.dumps({"metadata": {"resourceVersion": "7"},
-                      "items": [{"metadata": 5}, {"metadata": {"name": "q", "namespace": "ns"}}]}).encode()
-    items, version, token = decode_list(POD, odd)
-    assert items[0] == {"metadata": 5} and items[1]["metadata"]["name"] == "q" and (version, token) == ("7", "")
-    with pytest.raises(MalformedInput, match="not JSON"):
-        decode_list(POD, b"{not json")
