@@ -81,7 +81,7 @@ from dns_server.cluster.sources.events import (
     resource_version,
     update_for,
 )
-from dns_server.cluster.sources.pages import ListDecoder, decode_list
+from dns_server.cluster.sources.pages import ListDecoder
 from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.cluster.updates import Put, Remove, Replace, Update
 from dns_server.errors import ConfigError, DnsServerError, MalformedInput
@@ -165,7 +165,7 @@ def list_everything(settings: SourceSettings) -> list[dict[str, Any]]:
     try:
         calls = list_functions(api)
         return [item for resource in resources_for(unselected)
-                for items, _ in list_pages(calls[resource.kind], resource) for item in items]
+                for items, _ in list_batches(calls[resource.kind], resource) for item in items]
     finally:
         api.close()
 
@@ -404,35 +404,13 @@ class KubeSource:
     def _fetch(self, resource: Resource) -> tuple[list[Record], str, int]:
         """Every page of a listing: the records, the list's resourceVersion, the number of pages."""
         records: list[Record] = []
-        token: str | None = None
-        pages = 0
-        list_function = self._list_functions[resource.kind]
-        while True:
-            try:
-                response = list_function(
-                    limit=self._page_size, _continue=token, label_selector=resource.label_selector,
-                    field_selector=resource.field_selector, _preload_content=False,
-                    _request_timeout=(CONNECT_TIMEOUT, LIST_READ_TIMEOUT))
-            except Exception as error:
-                if getattr(error, "status", None) == GONE:
-                    raise Gone(f"the list's continue token expired ({describe_error(error)})") from None
-                raise
-            decoder = ListDecoder(resource.api_kind)
-            try:
-                for data in response.stream(READ_SIZE):
-                    items = decoder.feed(data)
-                    if items:
-                        _convert(resource.api_kind, items, records)
-                        gc.freeze()  # the records stay: no later collection need walk them (runtime.freeze_heap)
-                items, version, token = decoder.close()
-            except MalformedInput as error:
-                raise WatchFailed(str(error)) from None
-            finally:
-                response.release_conn()
-            _convert(resource.api_kind, items, records)
-            pages += 1
-            if not token:
-                return records, version, pages
+        version, pages = "", 0
+        for items, page_version in list_batches(self._list_functions[resource.kind], resource, self._page_size):
+            _convert(items, records)
+            gc.freeze()  # the records stay: no later collection need walk them (runtime.freeze_heap)
+            if page_version is not None:
+                version, pages = page_version, pages + 1
+        return records, version, pages
 
     def _watch(self, resource: Resource, status: ResourceStatus) -> bool:
         """Follow one watch stream until it ends; True if it made progress (delivered events or ran long)."""
@@ -533,10 +511,12 @@ def list_functions(api: Any) -> dict[str, Callable[..., Any]]:
             MULTICLUSTER_SLICE: discovery.list_endpoint_slice_for_all_namespaces}
 
 
-def list_pages(list_function: Callable[..., Any], resource: Resource,
-               page_size: int = PAGE_SIZE) -> Iterator[tuple[list[dict[str, Any]], str]]:
-    """A listing, page by page: the objects (only the fields DNS reads, each with its `kind`) and the
-    list's resourceVersion.  Raises Gone for a stale continue token."""
+def list_batches(list_function: Callable[..., Any], resource: Resource,
+                 page_size: int = PAGE_SIZE) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
+    """A listing as it streams in: batches of objects (only the fields DNS reads, each with its `kind`);
+    the last batch of each page comes with the list's resourceVersion, the others with None.  A page
+    may hold the whole collection (the API's watch cache ignores `limit`): it is decoded a batch at a
+    time, never held whole.  Raises Gone for a stale continue token, WatchFailed for an unreadable page."""
     token: str | None = None
     while True:
         try:
@@ -548,23 +528,31 @@ def list_pages(list_function: Callable[..., Any], resource: Resource,
             if getattr(error, "status", None) == GONE:
                 raise Gone(f"the list's continue token expired ({describe_error(error)})") from None
             raise
+        decoder = ListDecoder(resource.api_kind)
         try:
-            items, version, token = decode_list(resource.api_kind, response.data)
+            for data in response.stream(READ_SIZE):
+                items = decoder.feed(data)
+                if items:
+                    yield _with_kind(resource.api_kind, items), None
+            items, version, token = decoder.close()
         except MalformedInput as error:
             raise WatchFailed(str(error)) from None
         finally:
             response.release_conn()
-        for item in items:
-            item["kind"] = resource.api_kind  # list items carry no kind of their own
-        yield items, version
+        yield _with_kind(resource.api_kind, items), version
         if not token:
             return
 
 
-def _convert(kind: str, items: list[dict[str, Any]], records: list[Record]) -> None:
-    """Add the records of list items to `records`; a malformed item is logged and left out."""
+def _with_kind(kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in items:
         item["kind"] = kind  # list items carry no kind of their own
+    return items
+
+
+def _convert(items: list[dict[str, Any]], records: list[Record]) -> None:
+    """Add the records of list items to `records`; a malformed item is logged and left out."""
+    for item in items:
         try:
             update = update_for("ADDED", item)
         except MalformedObject as bad:
