@@ -40,7 +40,7 @@ from dns_server.plugins.forward.tls import TlsPool
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded, Server, Upstreams
 from dns_server.protocol import client_subnet
 from dns_server.protocol.codes import CLASS_IN, MAX_TCP_MESSAGE, NS, TC
-from dns_server.protocol.wire import MODE_RD, name_to_wire, query_for_key, reply_matches
+from dns_server.protocol.wire import MODE_RD, key_question_len, name_to_wire, query_for_key, reply_matches
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class Forwarder:
     # -- exchanges -----------------------------------------------------------------------------
     async def _ask_upstreams(self, key: bytes, payload: int, via_tcp: bool, options: bytes) -> bytes:
         template = query_for_key(key, 0, payload, options)
-        question_len = len(key) - 1
+        question_len = key_question_len(key)
         deadline = self._clock() + DEADLINE
         candidates = self.upstreams.order()
         if not candidates:

@@ -1,8 +1,10 @@
 """A rewritten question asked upstream, and the upstream's reply written back for the client (pure).
 
 `Rewritten` is the `protocol.answer.Relay` a FORWARD or CHASE answer carries: the router asks
-upstream (and the forward cache) for the rewritten question's key, so every name rewritten to the
-same question shares one cache entry, and hands each reply to `restore`.  The reply is parsed and
+upstream (and the forward cache) for the rewritten question's key, with the EDNS options the
+edns0 rules made, so every name rewritten to the same question and options shares one cache
+entry, and hands each reply to `restore`.  A reply to a question whose options alone were
+rewritten only gets the client's ID and question.  The reply is parsed and
 written again (dnslib): the client's question as asked in place of the rewritten one (its length
 may differ, so the records' compression pointers cannot be kept), the response rules applied to
 every record, the client's ID, cut to the client's size.  TTL rules leave the OPT record alone
@@ -18,9 +20,11 @@ from dnslib import RD, DNSError, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.label import DNSLabelError
 
 from dns_server.plugins.forward.upstreams import NoAnswer
+from dns_server.plugins.rewrite.edns0 import carries
 from dns_server.plugins.rewrite.rules import DNAME, NAPTR, Reverse
 from dns_server.protocol.codes import CNAME, MX, NS, OPT, PTR, SOA, SRV
 from dns_server.protocol.encode import fit
+from dns_server.protocol.wire import HEADER_LEN
 
 _TYPE_CLASS = struct.Struct("!HH")
 _VALUE_FIELDS = {CNAME: "label", NS: "label", PTR: "label", MX: "label", SRV: "target", SOA: "mname",
@@ -35,11 +39,19 @@ class Rewritten(NamedTuple):
     qtype: int
     qclass: int
     reverse: Reverse
+    options: bytes = b""  # the EDNS options asked upstream with it (edns0 rules)
+    codes: frozenset[int] = frozenset()  # the option codes the edns0 rules read from the query
 
     def key(self, client_key: bytes) -> bytes:
-        return self.wire + _TYPE_CLASS.pack(self.qtype, self.qclass) + client_key[-1:]
+        return self.wire + _TYPE_CLASS.pack(self.qtype, self.qclass) + self.options + client_key[-1:]
+
+    def fits(self, options: bytes) -> bool:
+        return not self.codes or not carries(options, self.codes)
 
     def restore(self, reply: bytes, head: bytes, question: bytes, limit: int) -> bytes:
+        if not any(self.reverse) and question[:-4].lower() == self.wire \
+                and question[-4:] == _TYPE_CLASS.pack(self.qtype, self.qclass):  # only the options were rewritten
+            return fit(head + reply[2:HEADER_LEN] + question + reply[HEADER_LEN + len(question):], limit)
         try:
             message = DNSRecord.parse(reply)
         except (DNSError, ValueError, IndexError, struct.error) as error:
