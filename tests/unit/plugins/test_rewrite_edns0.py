@@ -48,7 +48,7 @@ def sent(pipeline: Pipeline) -> list[list[tuple[int, bytes]]]:
 
 
 def local(data: bytes, code: int = LOCAL) -> dns.edns.GenericOption:
-    return dns.edns.GenericOption(code, data)
+    return dns.edns.GenericOption(dns.edns.OptionType(code), data)
 
 
 # -- setup ---------------------------------------------------------------------------------------------
