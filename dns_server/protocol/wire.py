@@ -242,6 +242,20 @@ def has_option(options: bytes, code: int) -> bool:
     return False
 
 
+def edns_options(options: bytes) -> list[tuple[int, bytes]]:
+    """An OPT record's RDATA as (code, data) pairs, up to the first option that runs past the end."""
+    found = []
+    at = 0
+    while at + EDNS_OPTION.size <= len(options):
+        code, length = EDNS_OPTION.unpack_from(options, at)
+        at += EDNS_OPTION.size
+        if at + length > len(options):
+            break
+        found.append((code, options[at:at + length]))
+        at += length
+    return found
+
+
 def header_only_reply(data: bytes, rcode: int) -> bytes | None:
     """A reply with only a header (for queries whose question cannot be read), or None to drop."""
     if len(data) < HEADER_LEN or data[2] & QR:

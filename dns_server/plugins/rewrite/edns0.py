@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from dns_server.chain.plugin import Request
 from dns_server.protocol.codes import EDNS_OPTION, NSID
+from dns_server.protocol.wire import edns_options
 
 SUBNET = 8  # EDNS Client Subnet (RFC 7871)
 LOCAL, NSID_RULE, SUBNET_RULE = "local", "nsid", "subnet"
@@ -26,9 +27,8 @@ SET, APPEND, REPLACE, UNSET = "set", "append", "replace", "unset"
 QNAME, QTYPE, CLIENT_IP, CLIENT_PORT, PROTOCOL, SERVER_IP, SERVER_PORT = (
     "{qname}", "{qtype}", "{client_ip}", "{client_port}", "{protocol}", "{server_ip}", "{server_port}")
 VARIABLES = (QNAME, QTYPE, CLIENT_IP, CLIENT_PORT, PROTOCOL, SERVER_IP, SERVER_PORT)
-_OF_CLIENT = (CLIENT_IP, CLIENT_PORT, PROTOCOL, SERVER_IP)  # SERVER_IP: written in the client's address family
 # The codes miekg/dns reads as an option type of their own: a `local` rule never matches them, as in CoreDNS.
-TYPED_CODES = frozenset((1, 2, NSID, 5, 6, 7, SUBNET, 9, 10, 11, 12, 15))
+TYPED_CODES = frozenset((1, 2, NSID, 4, 5, 6, 7, SUBNET, 9, 10, 11, 12, 15))  # miekg/dns v1.1.72
 _U16 = struct.Struct("!H")
 _SUBNET_HEAD = struct.Struct("!HBB")  # family, source prefix length, scope prefix length
 
@@ -40,7 +40,7 @@ class Edns:
 
     def __init__(self, request: Request, codes: frozenset[int]) -> None:
         self.request = request
-        self.options = [option for option in options_of(request.options or b"") if option[0] in codes]
+        self.options = [option for option in edns_options(request.options or b"") if option[0] in codes]
         self.per_client = bool(self.options)
 
     def find(self, code: int, typed: bool) -> int:
@@ -104,17 +104,19 @@ class Edns0Rule(NamedTuple):
             return name.encode("latin-1")
         if self.variable == QTYPE:
             return _U16.pack(qtype)
-        edns.per_client = edns.per_client or self.variable in _OF_CLIENT
-        if request.peer is None:
-            return None
-        if self.variable == CLIENT_PORT:
-            return _U16.pack(request.peer[1])
-        if self.variable == PROTOCOL:
-            return b"tcp" if request.via_tcp else b"udp"
         if self.variable == SERVER_PORT:
             return None if request.local is None else _U16.pack(request.local[1])
-        address = request.peer[0] if self.variable == CLIENT_IP else request.local[0] if request.local else ""
-        return _in_family(address, _family(request.peer[0]))
+        edns.per_client = True  # the rest is the client's, or written in its address family
+        peer = request.peer
+        if peer is None:
+            return None
+        if self.variable == CLIENT_PORT:
+            return _U16.pack(peer[1])
+        if self.variable == PROTOCOL:
+            return b"tcp" if request.via_tcp else b"udp"
+        if self.variable == CLIENT_IP:
+            return _in_family(peer[0], _family(peer[0]))
+        return None if request.local is None else _in_family(request.local[0], _family(peer[0]))
 
     def subnet(self, edns: Edns) -> bytes | None:
         """The client's subnet option (CoreDNS's fillEcsData): its address cut to the family's prefix length."""
@@ -130,25 +132,6 @@ class Edns0Rule(NamedTuple):
         return _SUBNET_HEAD.pack(family, prefix, 0) + network.network_address.packed[:(prefix + 7) // 8]
 
 
-def options_of(rdata: bytes) -> list[tuple[int, bytes]]:
-    """An OPT record's options, up to the first that runs past the end."""
-    found = []
-    at = 0
-    while at + EDNS_OPTION.size <= len(rdata):
-        code, length = EDNS_OPTION.unpack_from(rdata, at)
-        at += EDNS_OPTION.size
-        if at + length > len(rdata):
-            break
-        found.append((code, rdata[at:at + length]))
-        at += length
-    return found
-
-
-def carries(rdata: bytes, codes: frozenset[int]) -> bool:
-    """Whether an OPT record's options include one of these codes."""
-    return any(code in codes for code, _ in options_of(rdata))
-
-
 def _family(address: str) -> int:
     """Go's Request.Family(): 1 for an IPv4 (or IPv4-mapped) address, else 2."""
     ip = ipaddress.ip_address(address)
@@ -157,10 +140,7 @@ def _family(address: str) -> int:
 
 def _in_family(address: str, family: int) -> bytes | None:
     """Go's ipToWire: 4 bytes (None when the address has no IPv4 form) or 16."""
-    try:
-        ip = ipaddress.ip_address(address or "::")
-    except ValueError:
-        return None
+    ip = ipaddress.ip_address(address)
     if family == 1:
         if ip.version == 4:
             return ip.packed

@@ -20,11 +20,10 @@ from dnslib import RD, DNSError, DNSLabel, DNSQuestion, DNSRecord
 from dnslib.label import DNSLabelError
 
 from dns_server.plugins.forward.upstreams import NoAnswer
-from dns_server.plugins.rewrite.edns0 import carries
 from dns_server.plugins.rewrite.rules import DNAME, NAPTR, Reverse
 from dns_server.protocol.codes import CNAME, MX, NS, OPT, PTR, SOA, SRV
 from dns_server.protocol.encode import fit
-from dns_server.protocol.wire import HEADER_LEN
+from dns_server.protocol.wire import HEADER_LEN, edns_options, with_options
 
 _TYPE_CLASS = struct.Struct("!HH")
 _VALUE_FIELDS = {CNAME: "label", NS: "label", PTR: "label", MX: "label", SRV: "target", SOA: "mname",
@@ -43,10 +42,10 @@ class Rewritten(NamedTuple):
     codes: frozenset[int] = frozenset()  # the option codes the edns0 rules read from the query
 
     def key(self, client_key: bytes) -> bytes:
-        return self.wire + _TYPE_CLASS.pack(self.qtype, self.qclass) + self.options + client_key[-1:]
+        return with_options(self.wire + _TYPE_CLASS.pack(self.qtype, self.qclass) + client_key[-1:], self.options)
 
     def fits(self, options: bytes) -> bool:
-        return not self.codes or not carries(options, self.codes)
+        return not self.codes or all(code not in self.codes for code, _ in edns_options(options))
 
     def restore(self, reply: bytes, head: bytes, question: bytes, limit: int) -> bytes:
         if not any(self.reverse) and question[:-4].lower() == self.wire \

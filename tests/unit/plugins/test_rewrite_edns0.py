@@ -242,3 +242,15 @@ def test_a_cluster_answer_does_not_depend_on_the_options_and_is_kept() -> None:
     assert first.rcode() == dns.rcode.NOERROR and first.answer[0].to_text().endswith("A 10.96.0.1")
     assert len(pipeline.table) == 1
     assert fakes(pipeline)[0].queries == []
+
+
+def test_an_externalname_target_is_chased_with_the_options() -> None:
+    """The kubernetes plugin's CNAME to a name outside: its target goes upstream with the rules' options."""
+    pipeline = pipeline_with("    rewrite edns0 local set 0xffee abc")
+    for _ in range(2):
+        reply = ask(pipeline, "payments-api.shop.svc.cluster.local.")
+        assert [rrset.to_text() for rrset in reply.answer] == [
+            "payments-api.shop.svc.cluster.local. 5 IN CNAME api.payments.example.com.",
+            "api.payments.example.com. 300 IN A 192.0.2.20"]
+    assert fakes(pipeline)[0].asked == ["api.payments.example.com."]
+    assert sent(pipeline) == [[(LOCAL, b"abc")]]
