@@ -102,7 +102,8 @@ def test_a_constant_option_is_asked_once_and_the_answer_kept_for_everyone(server
 
 
 def test_a_client_that_sends_the_option_itself_gets_it_replaced(server: ServerProcess, upstream: Recorder) -> None:
-    reply = server.ask("mine.example.org", "A", use_edns=0, options=[dns.edns.GenericOption(dns.edns.OptionType(0xFFEE), b"mine")])
+    mine = dns.edns.GenericOption(dns.edns.OptionType(0xFFEE), b"mine")
+    reply = server.ask("mine.example.org", "A", use_edns=0, options=[mine])
     assert reply.rcode() == dns.rcode.NOERROR
     (sent,) = upstream.received("mine.example.org.")
     assert options(sent) == [(0xFFEE, b"abcd")]

@@ -3,9 +3,9 @@
 Rules (setup.py, rules.py, edns0.py): `name` (exact, prefix, suffix, substring, regex with `{n}`
 groups, and `answer auto|name|value`), `type`, `class`, `ttl` (a value or a range), `rcode`,
 `edns0` (`local`, `nsid`, `subnet`: `set`, `append`, `replace`, `unset`, and `revert`); each
-`stop` (the default) or `continue`.  All `rewrite` directives of a block are one ordered list.  The rules run
-on the question as asked; a rule that applies hands the question it made to the next rule, and a
-`stop` rule that applies ends the list.  A name that is not a domain name after a rewrite is
+`stop` (the default) or `continue`.  All `rewrite` directives of a block are one ordered list.
+The rules run on the question as asked; a rule that applies hands the question it made to the
+next rule, and a `stop` rule that applies ends the list.  A name that is not a domain name after a rewrite is
 SERVFAIL ("invalid name after rewrite").
 
 Design: the rewrite is a handler, not a step of the router.  `serve` runs the rules and calls

@@ -3,9 +3,9 @@
 One directive is one rule; all of a block's `rewrite` directives are one list, in Corefile order.
 `rewrite stop {...}` and `rewrite continue {...}` (fewer than two arguments on the line) read every
 token of the block into that rule.  Error texts are CoreDNS's, with the file, line and token.
-Refused by name: the `cname` rule type, metadata labels as `edns0 local` variables, a replacement rcode above 15 (it needs the
-OPT record of an EDNS query), and the regular-expression features of Go's RE2 that Python's `re`
-reads differently.  Go's RE2 refuses what `re` alone has (look-around, back references): so do we.
+Refused by name: the `cname` rule type, metadata labels as `edns0 local` variables, a replacement
+rcode above 15 (it needs the OPT record of an EDNS query), and the regular-expression features of
+Go's RE2 that Python's `re` reads differently.  Go's RE2 refuses what `re` alone has (look-around, back references): so do we.
 """
 
 from __future__ import annotations
