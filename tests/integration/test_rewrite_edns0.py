@@ -38,6 +38,13 @@ example.org {
     forward . {$UPSTREAM}
     cache
 }
+example.net {
+    bind 127.0.0.1
+    rewrite edns0 subnet set 16 56
+    forward . {$UPSTREAM} {
+        client_subnet
+    }
+}
 """
 TRANSPORTS = ["udp", "tcp"]
 
@@ -115,3 +122,10 @@ def test_a_bad_edns0_rule_stops_the_start_naming_its_line(tmp_path: Path) -> Non
     assert server.refused_start(10.0) == 1
     assert server.log() == (f"dns-server: error: plugin/rewrite: {tmp_path}/Corefile:3 - Error during parsing: "
                             'unsupported variable name "{client_mac}"\n')
+
+
+def test_a_subnet_rule_wins_over_forwards_own_client_subnet(server: ServerProcess, upstream: Recorder) -> None:
+    """`forward { client_subnet }` (ours) adds no second client-subnet option to a query whose subnet a rule wrote."""
+    assert server.ask("subnet.example.net", "A").rcode() == dns.rcode.NOERROR
+    (sent,) = upstream.received("subnet.example.net.")
+    assert options(sent) == [(8, b"\x00\x01\x10\x00\x7f\x00")]
