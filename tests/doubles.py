@@ -201,8 +201,10 @@ def connect(registry: Registry, view: View, pipeline: Pipeline) -> None:
 def pipeline_for(records: Iterable[Record] | None = None, *, settings: ServerBlock | None = None,
                  registry: Registry | None = None, forwarders: list[FakeForwarder] | None = None,
                  hosts: HostsTable | None = None, clock: Callable[[], float] | None = None,
-                 table: AnswerTable | None = None, metrics: QueryMetrics | None = None) -> Pipeline:
-    """A pipeline with one block (the flags' by default) over a registry of `records` (the example cluster)."""
+                 table: AnswerTable | None = None, metrics: QueryMetrics | None = None,
+                 local: tuple[str, int] = ("", 0)) -> Pipeline:
+    """A pipeline with one block (the flags' by default) over a registry of `records` (the example cluster);
+    `local`: the listener's address and port."""
     settings = settings or block()
     if registry is None:
         registry = registry_with(records if records is not None else example_records())
@@ -213,7 +215,8 @@ def pipeline_for(records: Iterable[Record] | None = None, *, settings: ServerBlo
     if isinstance(handler, Hosts) and hosts is not None:
         handler.table = hosts
     served = Block(settings, view, chain, outbound)
-    pipeline = Pipeline([(zone, served) for zone in settings.zones], table=table, metrics=metrics)
+    pipeline = Pipeline([(zone, served) for zone in settings.zones], table=table, metrics=metrics,
+                        local=local[0], port=local[1])
     connect(registry, view, pipeline)
     return pipeline
 

@@ -1,6 +1,6 @@
 """One server block's query chain: its plugins' handlers in plugin.cfg order, as one pure function.
 
-`Chain.resolve(name, qtype, snapshot, peer) -> Answer`: the first handler gets the request and a
+`Chain.resolve(name, qtype, snapshot, peer, ...) -> Answer`: the first handler gets the request and a
 `next` that runs the rest of the chain; the end of the chain answers SERVFAIL with CoreDNS's "no
 next plugin found", naming the last plugin of the block that has a handler in CoreDNS.  The `next`
 functions are made once per chain, not per question.  `admission` and `undecodable` are the
@@ -54,9 +54,9 @@ class Chain:
                                if type(handler).forwarded is not Handler.forwarded)
 
     def resolve(self, name: str, qtype: int, snapshot: Snapshot, peer: Peer = None, qclass: int = CLASS_IN,
-                via_tcp: bool = False) -> Answer:
+                via_tcp: bool = False, options: bytes | None = None, local: Peer = None) -> Answer:
         """Answer one question (name: lower case, no trailing dot) as the block's plugins would."""
-        return self._first(Request(name, qtype, Reads(snapshot), peer, qclass, via_tcp))
+        return self._first(Request(name, qtype, Reads(snapshot), peer, qclass, via_tcp, options, local))
 
     def trace(self, name: str, qtype: int, snapshot: Snapshot, peer: Peer = None) -> tuple[Answer, list[Step]]:
         """`resolve`, recording each plugin's step in the order the plugins were called."""

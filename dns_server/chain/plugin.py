@@ -127,16 +127,18 @@ class Reads:
 class Request:
     """One question as the plugins see it: the name (lower case, no trailing dot), type and class, the reads."""
 
-    __slots__ = ("name", "qtype", "reads", "peer", "qclass", "via_tcp")
+    __slots__ = ("name", "qtype", "reads", "peer", "qclass", "via_tcp", "options", "local")
 
     def __init__(self, name: str, qtype: int, reads: Reads, peer: Peer = None, qclass: int = CLASS_IN,
-                 via_tcp: bool = False) -> None:
+                 via_tcp: bool = False, options: bytes | None = None, local: Peer = None) -> None:
         self.name = name
         self.qtype = qtype
         self.reads = reads
         self.peer = peer
         self.qclass = qclass  # IN, unless the listener takes other classes (see `PluginSpec.other_classes`)
         self.via_tcp = via_tcp
+        self.options = options  # the query's EDNS options (its OPT record's RDATA), None without EDNS (rewrite edns0)
+        self.local = local  # the listener's address and port (rewrite edns0's {server_ip}, {server_port})
 
     def client(self) -> Client | None:
         """Who asked, and over which transport; the answer now depends on it (the router keeps it for no one else)."""
@@ -146,7 +148,7 @@ class Request:
     def renamed(self, name: str, qtype: int | None = None, qclass: int | None = None) -> Request:
         """The same request for another name (a CNAME target, a rewritten question), with the same reads."""
         return Request(name, self.qtype if qtype is None else qtype, self.reads, self.peer,
-                       self.qclass if qclass is None else qclass, self.via_tcp)
+                       self.qclass if qclass is None else qclass, self.via_tcp, self.options, self.local)
 
 
 Next = Callable[[Request], Answer]

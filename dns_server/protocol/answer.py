@@ -70,6 +70,11 @@ class Relay(Protocol):
         """The question key asked upstream, from the client's question key (its mode byte kept)."""
         ...
 
+    def fits(self, options: bytes) -> bool:
+        """Whether a query with these EDNS options (its OPT record's RDATA) is asked upstream as the
+        query this relay was made for (the table keeps the relay for its question key)."""
+        ...
+
     def restore(self, reply: bytes, head: bytes, question: bytes, limit: int) -> bytes:
         """A reply from upstream (or one the router made) with the client's ID (`head`, two bytes) and
         question (as asked), its records written back, cut to `limit` bytes."""

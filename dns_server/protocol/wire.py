@@ -242,6 +242,20 @@ def has_option(options: bytes, code: int) -> bool:
     return False
 
 
+def edns_options(options: bytes) -> list[tuple[int, bytes]]:
+    """An OPT record's RDATA as (code, data) pairs, up to the first option that runs past the end."""
+    found = []
+    at = 0
+    while at + EDNS_OPTION.size <= len(options):
+        code, length = EDNS_OPTION.unpack_from(options, at)
+        at += EDNS_OPTION.size
+        if at + length > len(options):
+            break
+        found.append((code, options[at:at + length]))
+        at += length
+    return found
+
+
 def header_only_reply(data: bytes, rcode: int) -> bytes | None:
     """A reply with only a header (for queries whose question cannot be read), or None to drop."""
     if len(data) < HEADER_LEN or data[2] & QR:
@@ -261,16 +275,29 @@ def name_to_wire(name: str) -> bytes:
     return wire
 
 
+def with_options(key: bytes, options: bytes) -> bytes:
+    """A question key that also carries EDNS options to send upstream, between the question and the
+    mode byte (rewrite's edns0 rules): a key of its own for the forward cache and exchanges in flight."""
+    return key[:-1] + options + key[-1:]
+
+
+def key_question_len(key: bytes) -> int:
+    """The length of the question at the start of a question key (which may carry options after it)."""
+    return skip_name(key, 0) + 4
+
+
 def query_for_key(key: bytes, qid: int, payload: int, options: bytes = b"") -> bytes:
     """The query a question key stands for: its question, RD and CD, and EDNS with the DO bit.
 
     `payload` is the UDP size announced in the OPT record (RFC 6891 6.2.5), when the key asks for EDNS
-    or there are EDNS `options` to send.
+    or there are EDNS `options` to send: those the key carries (`with_options`), then `options`.
     """
     mode = key[-1]
+    question_len = key_question_len(key)
+    options = key[question_len:-1] + options
     edns = bool(mode & (MODE_EDNS | MODE_DO)) or bool(options)
     message = _HEADER.pack(qid, RD if mode & MODE_RD else 0, CD if mode & MODE_CD else 0, 1, 0, 0,
-                           1 if edns else 0) + key[:-1]
+                           1 if edns else 0) + key[:question_len]
     if edns:
         message += OPT_RECORD.pack(0, OPT, payload, 0, 0, DO if mode & MODE_DO else 0, len(options)) + options
     return message

@@ -154,7 +154,7 @@ class Pipeline:
 
     def __init__(self, routes: list[tuple[str, Block]], server: str = "dns://:53", family: str = "1",
                  metrics: QueryMetrics | None = None, table: AnswerTable | None = None,
-                 query_log: QueryLogWriter | None = None, local: str = "",
+                 query_log: QueryLogWriter | None = None, local: str = "", port: int = 0,
                  panicked: Callable[[], None] | None = None) -> None:
         self.routes = sorted(routes, key=lambda route: -len(route[0]))
         self._zones = tuple(zone for zone, _ in self.routes)
@@ -171,6 +171,7 @@ class Pipeline:
         self._last_error_log = 0.0
         self._writer = query_log if any(block.query_log for _, block in self.routes) else None
         self._local = local  # our address, for the query log
+        self._address = (local, port) if local else None  # the listener's, for the chain (rewrite's {server_ip})
         self._panicked = panicked  # counts internal errors (coredns_panics_total)
         self._observed = metrics is not None or self._writer is not None
 
@@ -240,6 +241,8 @@ class Pipeline:
         target: ForwardTarget | None = entry.forward
         if target is not None:
             relay = target.relay
+            if relay is not None and not relay.fits(data[end + 15:]):  # past a plain query's OPT header
+                return self._slow(data, via_tcp, peer)
             cached = target.outbound.cached(key if relay is None else relay.key(key), limit)
             if cached is None:
                 return self._slow(data, via_tcp, peer)  # becomes a Forward
@@ -284,7 +287,8 @@ class Pipeline:
         snapshot = block.view.snapshot
         named = _named_client(block.trusted, data, peer) if block.trusted is not None else None
         client = peer if named is None else (named, 0)  # the option carries no port
-        answer = block.chain.resolve(query.name, query.qtype, snapshot, client, query.qclass, via_tcp)
+        answer = block.chain.resolve(query.name, query.qtype, snapshot, client, query.qclass, via_tcp,
+                                     query.options if query.edns else None, self._address)
         echo = client_subnet.option(named, scoped=True) if named is not None and CLIENT in answer.depends else b""
         key = question_key(query)
         labels = self._labels.get((zone, answer.plugin, answer.counts))

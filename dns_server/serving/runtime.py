@@ -223,7 +223,7 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
                 table.counters = metered.answer_cache(server, _entries_of(tables[server]))
             pipeline = Pipeline(blocks, server, "2" if ":" in host else "1",
                                 metered.queries if metered is not None else None, table, query_log=query_log,
-                                local=host, panicked=metrics.panics.inc if metrics is not None else None)
+                                local=host, port=port, panicked=metrics.panics.inc if metrics is not None else None)
             reused_listener = previous.listeners.get((host, port)) if previous is not None else None
             if reused_listener is not None:
                 swaps.append((reused_listener, pipeline))

@@ -8,6 +8,7 @@ buffer, so a forwarder must retry over TCP to get a large answer.  Given a certi
 it also serves DNS over TLS (RFC 7858) on `tls_port` (`tls-service-pem`, `tls-service-key`).
 
 `Blackhole` is a UDP socket that receives queries and never answers: a dead upstream.
+`Recorder` answers every A question itself and keeps each query as it came: what a forwarder sends.
 `SlowRelay` passes TCP queries on to a real upstream and holds each one for a while: a slow upstream.
 `StreamRelay` passes TCP connections through to an upstream byte for byte (TLS inside untouched),
 counting the connections and closing them when told: the upstream side of connection reuse.
@@ -27,6 +28,7 @@ import dns.exception
 import dns.message
 import dns.query
 import dns.rdatatype
+import dns.rrset
 
 from tests.integration.server import free_port, read_framed, wait_for
 
@@ -384,3 +386,77 @@ class StreamRelay(Relay):
                 pass
             sock.close()
 
+
+
+class Recorder:
+    """An upstream on 127.0.0.1 (UDP and TCP, one port) that answers every A question with 192.0.2.10 and
+    keeps each query it gets as dnspython parsed it: what a forwarder put on the wire, EDNS options included."""
+
+    ADDRESS = "192.0.2.10"
+
+    def __init__(self) -> None:
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.bind(("127.0.0.1", 0))
+        self.port = int(self.udp.getsockname()[1])
+        self.tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.tcp.bind(("127.0.0.1", self.port))
+        self.tcp.listen()
+        self.address = f"127.0.0.1:{self.port}"
+        self.queries: list[dns.message.Message] = []
+        self._lock = threading.Lock()
+        for serve in (self._serve_udp, self._serve_tcp):
+            threading.Thread(target=serve, daemon=True).start()
+
+    def received(self, name: str) -> list[dns.message.Message]:
+        """The queries for `name` (lower case, with the trailing dot) received so far."""
+        with self._lock:
+            return [query for query in self.queries if query.question[0].name.to_text().lower() == name]
+
+    def _reply(self, data: bytes) -> bytes:
+        query = dns.message.from_wire(data)
+        with self._lock:
+            self.queries.append(query)
+        reply = dns.message.make_response(query)
+        question = query.question[0]
+        if question.rdtype == dns.rdatatype.A:
+            reply.answer.append(dns.rrset.from_text(question.name, 300, "IN", "A", self.ADDRESS))
+        return reply.to_wire()
+
+    def _serve_udp(self) -> None:
+        while True:
+            try:
+                data, peer = self.udp.recvfrom(65535)
+                self.udp.sendto(self._reply(data), peer)
+            except OSError:
+                return
+            except dns.exception.DNSException:
+                continue
+
+    def _serve_tcp(self) -> None:
+        while True:
+            try:
+                client, _ = self.tcp.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve_connection, args=(client,), daemon=True).start()
+
+    def _serve_connection(self, client: socket.socket) -> None:
+        with client:
+            while (data := read_framed(client)) is not None:
+                try:
+                    reply = self._reply(data)
+                except dns.exception.DNSException:
+                    return
+                client.sendall(len(reply).to_bytes(2, "big") + reply)
+
+    def close(self) -> None:
+        self.udp.close()
+        self.tcp.shutdown(socket.SHUT_RDWR)
+        self.tcp.close()
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -39,8 +39,9 @@ from dns_server.plugins.forward.setup import ForwardSettings
 from dns_server.plugins.forward.tls import TlsPool
 from dns_server.plugins.forward.upstreams import NoAnswer, Overloaded, Server, Upstreams
 from dns_server.protocol import client_subnet
+from dns_server.protocol.client_subnet import CLIENT_SUBNET
 from dns_server.protocol.codes import CLASS_IN, MAX_TCP_MESSAGE, NS, TC
-from dns_server.protocol.wire import MODE_RD, name_to_wire, query_for_key, reply_matches
+from dns_server.protocol.wire import MODE_RD, has_option, key_question_len, name_to_wire, query_for_key, reply_matches
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,9 @@ class Forwarder:
         if self.saturated():
             self.metrics.rejected()
             raise Overloaded()
-        options = client_subnet.option(client, scoped=False) if client and self.settings.client_subnet else b""
+        options = b""
+        if client and self.settings.client_subnet and not has_option(key[key_question_len(key):-1], CLIENT_SUBNET):
+            options = client_subnet.option(client, scoped=False)  # unless a rewrite rule wrote the client's subnet
         self._in_flight += 1
         try:
             return await self._ask_upstreams(key, payload, via_tcp, options)
@@ -138,7 +141,7 @@ class Forwarder:
     # -- exchanges -----------------------------------------------------------------------------
     async def _ask_upstreams(self, key: bytes, payload: int, via_tcp: bool, options: bytes) -> bytes:
         template = query_for_key(key, 0, payload, options)
-        question_len = len(key) - 1
+        question_len = key_question_len(key)
         deadline = self._clock() + DEADLINE
         candidates = self.upstreams.order()
         if not candidates:

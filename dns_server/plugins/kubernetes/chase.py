@@ -11,12 +11,12 @@ from dnslib import DNSRecord
 
 from dns_server.protocol.answer import Answer, Outcome
 from dns_server.protocol.encode import encode, fit
-from dns_server.protocol.wire import HEADER_LEN, Query, name_to_wire
+from dns_server.protocol.wire import HEADER_LEN, Query, name_to_wire, skip_name
 
 
 def target_key(key: bytes, target: str) -> bytes:
-    """The question key for the target: the query's type, class and mode, the target's name."""
-    return name_to_wire(target) + key[-5:]
+    """The question key for the target: the query's type, class, mode (and options), the target's name."""
+    return name_to_wire(target) + key[skip_name(key, 0):]
 
 
 def joined(query: Query, answer: Answer, target: bytes, bufsize: int, limit: int) -> bytes:

@@ -1,10 +1,11 @@
 """The `rewrite` plugin: the question rewritten before the rest of the chain, the reply written back (CoreDNS 1.14).
 
-Rules (setup.py, rules.py): `name` (exact, prefix, suffix, substring, regex with `{n}` groups, and
-`answer auto|name|value`), `type`, `class`, `ttl` (a value or a range), `rcode`; each `stop` (the
-default) or `continue`.  All `rewrite` directives of a block are one ordered list.  The rules run
-on the question as asked; a rule that applies hands the question it made to the next rule, and a
-`stop` rule that applies ends the list.  A name that is not a domain name after a rewrite is
+Rules (setup.py, rules.py, edns0.py): `name` (exact, prefix, suffix, substring, regex with `{n}`
+groups, and `answer auto|name|value`), `type`, `class`, `ttl` (a value or a range), `rcode`,
+`edns0` (`local`, `nsid`, `subnet`: `set`, `append`, `replace`, `unset`, and `revert`); each
+`stop` (the default) or `continue`.  All `rewrite` directives of a block are one ordered list.
+The rules run on the question as asked; a rule that applies hands the question it made to the
+next rule, and a `stop` rule that applies ends the list.  A name that is not a domain name after a rewrite is
 SERVFAIL ("invalid name after rewrite").
 
 Design: the rewrite is a handler, not a step of the router.  `serve` runs the rules and calls
@@ -21,16 +22,32 @@ chain sends upstream (FORWARD, or an ExternalName's target: CHASE) comes back wi
 `relay.Rewritten`: the router asks upstream, and the forward cache, for the rewritten question,
 which names rewritten to it share, and passes every reply it relays through `Rewritten.restore`.
 
-Not supported, refused at start by name: the `edns0` rules (the upstream query is made from the
-question key alone, so an option could not reach it) and `cname` rules (a second lookup during the
-reply); a replacement rcode above 15.  Unlike CoreDNS, a reply never shows the rewritten question,
+EDNS options.  The request carries its OPT record's options as received (`Request.options`); only
+a block with edns0 rules reads them (`edns0.Edns`), those of the codes its rules name, and the
+rules edit that list.  What matters of it is what goes upstream: the relay carries the edited
+options inside its question key (`wire.with_options`), so the forwarder sends them and the forward
+cache and the exchanges in flight keep each set of options apart; a cluster answer does not depend
+on them.  The answer table keeps an answer for everyone only when its options are the same for
+everyone: an answer forwarded with a client's address, port or transport in its options, or with
+options the client itself sent of the named codes, records the CLIENT dependency; a kept relay is
+not used for a query that carries such options (`Rewritten.fits`: it takes the slow path); and a
+`stop` edns0 rule that applies to some requests only (`replace`, a variable's or a subnet's) makes
+every answer after it CLIENT, since it decides which rules follow.  Differences from CoreDNS: the
+client's other options do not go upstream (they never do here); a query without EDNS gets none
+in its reply even when a rule gave the upstream query an OPT record; `{qname}` is the name lower
+case; `revert` is accepted and changes nothing, since replies never carry the upstream's options
+(they are what it would remove or restore); metadata labels as variables are refused at start.
+
+Not supported, refused at start by name: `cname` rules (a second lookup during the reply); a
+replacement rcode above 15.  Unlike CoreDNS, a reply never shows the rewritten question,
 even when only `continue` rules without response rules applied (CoreDNS then restores nothing).
 """
 
 from __future__ import annotations
 
-from dns_server.chain.plugin import Handler, Next, PluginSpec, Request
+from dns_server.chain.plugin import CLIENT, Handler, Next, PluginSpec, Request
 from dns_server.config.model import ServerBlock
+from dns_server.plugins.rewrite.edns0 import Edns, Edns0Rule
 from dns_server.plugins.rewrite.relay import Rewritten
 from dns_server.plugins.rewrite.rules import STOP, Question, ResponseRule, Reverse, fqdn
 from dns_server.plugins.rewrite.setup import NAME, RewriteSettings, setup
@@ -44,36 +61,57 @@ __all__ = ["NAME", "PLUGIN", "Rewrite", "RewriteSettings"]
 class Rewrite(Handler):
     def __init__(self, settings: RewriteSettings, block: ServerBlock) -> None:
         self.rules = settings.rules
+        self.codes = frozenset(rule.code for rule in self.rules if isinstance(rule, Edns0Rule))
+        # a `stop` edns0 rule that applies or not depending on the request decides which rules follow
+        self.deciding = frozenset(index for index, rule in enumerate(self.rules[:-1])
+                                  if isinstance(rule, Edns0Rule) and rule.mode == STOP and rule.decided_by_request)
 
     def serve(self, request: Request, next: Next) -> Answer:
         asked = Question(fqdn(request.name), request.qtype, request.qclass)
         question = asked
         collected: list[ResponseRule] = []
         applied = False
-        for rule in self.rules:
-            done = rule.apply(question)
-            if done is None:
-                continue
-            question, responses = done
-            name = question.name[:-1] if question.name.endswith(".") else question.name
-            if not question.name.endswith(".") or not valid_domain(name):
-                return request.reads.answer(Outcome.SERVFAIL, reason=f"invalid name after rewrite: {question.name}")
-            applied = True
-            collected.extend(responses)
+        edns: Edns | None = None
+        decided = False
+        for index, rule in enumerate(self.rules):
+            if isinstance(rule, Edns0Rule):
+                if edns is None:
+                    edns = Edns(request, self.codes)
+                decided = decided or index in self.deciding
+                if not rule.edit(edns, question.name, question.qtype):
+                    continue
+            else:
+                done = rule.apply(question)
+                if done is None:
+                    continue
+                question, responses = done
+                name = question.name[:-1] if question.name.endswith(".") else question.name
+                if not question.name.endswith(".") or not valid_domain(name):
+                    return request.reads.answer(Outcome.SERVFAIL, reason=f"invalid name after rewrite: {question.name}")
+                applied = True
+                collected.extend(responses)
             if rule.mode == STOP:
                 break
-        if not applied:
+        if not applied and edns is None:
             return next(request)
         name = question.name[:-1]
-        answer = next(request.renamed(name, question.qtype, question.qclass))
+        answer = next(request.renamed(name, question.qtype, question.qclass) if applied else request)
+        if decided:
+            answer = answer._replace(depends=answer.depends | {CLIENT})
         reverse = Reverse.of(collected)
         if answer.outcome is Outcome.FORWARD or answer.outcome is Outcome.CHASE:
             try:
                 wire = name_to_wire(name)
             except (FormErr, UnicodeError):
                 return request.reads.answer(Outcome.SERVFAIL, reason=f"invalid name after rewrite: {question.name}")
-            return answer._replace(relay=Rewritten(name, wire, question.qtype, question.qclass, reverse))
-        return reverse.answer(answer)
+            options = b""
+            if edns is not None:
+                options = edns.wire()
+                if edns.per_client:
+                    answer = answer._replace(depends=answer.depends | {CLIENT})
+            return answer._replace(relay=Rewritten(name, wire, question.qtype, question.qclass, reverse, options,
+                                                   self.codes))
+        return reverse.answer(answer) if applied else answer
 
 
 PLUGIN = PluginSpec(NAME, setup, Rewrite, in_chain=True)

@@ -1,8 +1,10 @@
 """A rewritten question asked upstream, and the upstream's reply written back for the client (pure).
 
 `Rewritten` is the `protocol.answer.Relay` a FORWARD or CHASE answer carries: the router asks
-upstream (and the forward cache) for the rewritten question's key, so every name rewritten to the
-same question shares one cache entry, and hands each reply to `restore`.  The reply is parsed and
+upstream (and the forward cache) for the rewritten question's key, with the EDNS options the
+edns0 rules made, so every name rewritten to the same question and options shares one cache
+entry, and hands each reply to `restore`.  A reply to a question whose options alone were
+rewritten only gets the client's ID and question.  The reply is parsed and
 written again (dnslib): the client's question as asked in place of the rewritten one (its length
 may differ, so the records' compression pointers cannot be kept), the response rules applied to
 every record, the client's ID, cut to the client's size.  TTL rules leave the OPT record alone
@@ -21,6 +23,7 @@ from dns_server.plugins.forward.upstreams import NoAnswer
 from dns_server.plugins.rewrite.rules import DNAME, NAPTR, Reverse
 from dns_server.protocol.codes import CNAME, MX, NS, OPT, PTR, SOA, SRV
 from dns_server.protocol.encode import fit
+from dns_server.protocol.wire import HEADER_LEN, edns_options, with_options
 
 _TYPE_CLASS = struct.Struct("!HH")
 _VALUE_FIELDS = {CNAME: "label", NS: "label", PTR: "label", MX: "label", SRV: "target", SOA: "mname",
@@ -35,11 +38,19 @@ class Rewritten(NamedTuple):
     qtype: int
     qclass: int
     reverse: Reverse
+    options: bytes = b""  # the EDNS options asked upstream with it (edns0 rules)
+    codes: frozenset[int] = frozenset()  # the option codes the edns0 rules read from the query
 
     def key(self, client_key: bytes) -> bytes:
-        return self.wire + _TYPE_CLASS.pack(self.qtype, self.qclass) + client_key[-1:]
+        return with_options(self.wire + _TYPE_CLASS.pack(self.qtype, self.qclass) + client_key[-1:], self.options)
+
+    def fits(self, options: bytes) -> bool:
+        return not self.codes or all(code not in self.codes for code, _ in edns_options(options))
 
     def restore(self, reply: bytes, head: bytes, question: bytes, limit: int) -> bytes:
+        if not any(self.reverse) and question[:-4].lower() == self.wire \
+                and question[-4:] == _TYPE_CLASS.pack(self.qtype, self.qclass):  # only the options were rewritten
+            return fit(head + reply[2:HEADER_LEN] + question + reply[HEADER_LEN + len(question):], limit)
         try:
             message = DNSRecord.parse(reply)
         except (DNSError, ValueError, IndexError, struct.error) as error:

@@ -3,20 +3,32 @@
 One directive is one rule; all of a block's `rewrite` directives are one list, in Corefile order.
 `rewrite stop {...}` and `rewrite continue {...}` (fewer than two arguments on the line) read every
 token of the block into that rule.  Error texts are CoreDNS's, with the file, line and token.
-Refused by name: the `edns0` and `cname` rule types, a replacement rcode above 15 (it needs the
-OPT record of an EDNS query), and the regular-expression features of Go's RE2 that Python's `re`
-reads differently.  Go's RE2 refuses what `re` alone has (look-around, back references): so do we.
+Refused by name: the `cname` rule type, metadata labels as `edns0 local` variables, a replacement
+rcode above 15 (it needs the OPT record of an EDNS query), and the regular-expression features of
+Go's RE2 that Python's `re` reads differently.  Go's RE2 refuses what `re` alone has (look-around, back references): so do we.
 """
 
 from __future__ import annotations
 
 import re
-from typing import NamedTuple, Sequence
+from typing import NamedTuple, Sequence, Union
 
 from dnslib import QTYPE
 
 from dns_server.config.setup import MAX_UINT32, Reader, SetupContext, last
 from dns_server.config.syntax import CorefileError, Directive, Token
+from dns_server.plugins.rewrite.edns0 import (
+    APPEND,
+    LOCAL,
+    NSID_RULE,
+    REPLACE,
+    SET,
+    SUBNET,
+    SUBNET_RULE,
+    UNSET,
+    VARIABLES,
+    Edns0Rule,
+)
 from dns_server.plugins.rewrite.rules import (
     CONTINUE,
     EXACT,
@@ -40,13 +52,13 @@ from dns_server.plugins.rewrite.rules import (
     TypeRule,
     ValueRule,
 )
-from dns_server.protocol.codes import RCODE_NAMES
+from dns_server.protocol.codes import NSID, RCODE_NAMES
 
 NAME = "rewrite"
 MAX_REGEX = 10000  # CoreDNS's maxRegexpLen
 MAX_TTL_RANGE = 2147483647  # `MIN-`: CoreDNS's upper bound
 MAX_REPLACEMENT_RCODE = 15  # higher rcodes need an OPT record to carry their upper bits
-UNSUPPORTED_TYPES = ("edns0", "cname")
+UNSUPPORTED_TYPES = ("cname",)
 # miekg/dns's StringToType: dnslib's names, and those it lacks
 TYPES: dict[str, int] = {**{name: value for name, value in QTYPE.reverse.items() if name != "A6"},
                          "MD": 3, "MF": 4, "MB": 7, "MG": 8, "MR": 9, "WKS": 11, "MINFO": 14, "X25": 19,
@@ -63,8 +75,11 @@ _RE2_ONLY = re.compile(r"\\[pPQCz]|\[\[:|\(\?<[A-Za-z]|\(\?[a-zA-Z]*U")
 _RE_ONLY = re.compile(r"\(\?(?:[=!#>(]|<[=!]|P=)|\\[1-9Z]")
 
 
+AnyRule = Union[Rule, Edns0Rule]
+
+
 class RewriteSettings(NamedTuple):
-    rules: tuple[Rule, ...]
+    rules: tuple[AnyRule, ...]
 
 
 def setup(found: Sequence[Directive], context: SetupContext) -> RewriteSettings:
@@ -95,7 +110,7 @@ class _Rules:
     def error(self, token: Token | None, message: str) -> CorefileError:
         return self.plugin.error(token or (self.tokens[-1] if self.tokens else self.directive.name), message)
 
-    def rule(self) -> Rule:
+    def rule(self) -> AnyRule:
         tokens = self.tokens
         if not tokens:
             raise self.error(None, "no rule type specified for rewrite")
@@ -123,6 +138,8 @@ class _Rules:
             return self.ttl_rule(mode, args)
         if kind == "rcode":
             return self.rcode_rule(mode, args)
+        if kind == "edns0":
+            return self.edns0_rule(mode, args)
         raise self.error(kind_token, f'invalid rule type "{tokens[0].text}"')
 
     def lookup(self, names: dict[str, int], token: Token, kind: str) -> int:
@@ -265,6 +282,91 @@ class _Rules:
         if new > MAX_REPLACEMENT_RCODE:
             raise self.error(args[-1], f"the extended replacement RCODE '{new_text}' is not supported by this server")
         return ReplyRule(mode, self.matcher(args[:-2], "rcode"), RcodeRule(old, new))
+
+    # -- edns0 ----------------------------------------------------------------------------------------
+    def edns0_rule(self, mode: str, args: list[Token]) -> Edns0Rule:
+        """CoreDNS's newEdns0Rule: `local|nsid|subnet set|append|replace|unset ...`, `revert` last."""
+        if len(args) < 2:
+            raise self.error(None, "too few arguments for an EDNS0 rule")
+        kind, action = args[0].text.lower(), args[1].text.lower()
+        if action not in (SET, APPEND, REPLACE, UNSET):
+            raise self.error(args[1], f'invalid action: "{action}"')
+        if kind not in (LOCAL, NSID_RULE, SUBNET_RULE):
+            raise self.error(args[0], f'invalid rule type "{kind}"')
+        if action == UNSET:
+            wanted = {LOCAL: (3, "exactly two arguments"), NSID_RULE: (2, "exactly one argument"),
+                      SUBNET_RULE: (2, "exactly one argument")}[kind]
+            if len(args) != wanted[0]:
+                raise self.error(None, f"{kind} unset action requires {wanted[1]}")
+            code = {LOCAL: 0, NSID_RULE: NSID, SUBNET_RULE: SUBNET}[kind]
+            return Edns0Rule(mode, kind, action, self.uint(args[2], 16) if kind == LOCAL else code)
+        revert = args[-1].text == "revert"
+        if revert:
+            args = args[:-1]
+        if kind == NSID_RULE:
+            if len(args) != 2:
+                raise self.error(None, "EDNS0 NSID rules can accept no more than one arg")
+            return Edns0Rule(mode, kind, action, NSID, revert=revert)
+        if len(args) != 4:
+            raise self.error(None, f"EDNS0 {kind} rules require three or four args")
+        if kind == SUBNET_RULE:
+            v4, v6 = self.uint(args[2], 16), self.uint(args[3], 16)
+            if v4 > 32:
+                raise self.error(args[2], f"invalid IPv4 bit mask length {v4}")
+            if v6 > 128:
+                raise self.error(args[3], f"invalid IPv6 bit mask length {v6}")
+            return Edns0Rule(mode, kind, action, SUBNET, v4_prefix=v4, v6_prefix=v6, revert=revert)
+        code, value = self.uint(args[2], 16), args[3]
+        if value.text.startswith("{") and value.text.endswith("}"):
+            if value.text in VARIABLES:
+                return Edns0Rule(mode, kind, action, code, variable=value.text, revert=revert)
+            if "/" in value.text:
+                raise self.error(value, f"the metadata variable {value.text} is not supported by this server")
+            raise self.error(value, f'unsupported variable name "{value.text}"')
+        return Edns0Rule(mode, kind, action, code, self.hex_or_text(value), revert=revert)
+
+    def uint(self, token: Token, bits: int) -> int:
+        """Go's strconv.ParseUint(text, 0, bits), with its error text."""
+        text = token.text
+        value = _go_uint(text)
+        if value is None:
+            raise self.error(token, f'strconv.ParseUint: parsing "{text}": invalid syntax')
+        if value >= 1 << bits:
+            raise self.error(token, f'strconv.ParseUint: parsing "{text}": value out of range')
+        return value
+
+    def hex_or_text(self, token: Token) -> bytes:
+        """A local option's data: hex after `0x` (Go's hex.DecodeString, with its errors), else the text."""
+        text = token.text
+        if not text.startswith("0x"):
+            return text.encode()
+        digits = text[2:]
+        for char in digits:
+            if char not in "0123456789abcdefABCDEF":
+                raise self.error(token, f"encoding/hex: invalid byte: U+{ord(char):04X} {char!r}")
+        if len(digits) % 2:
+            raise self.error(token, "encoding/hex: odd length hex string")
+        return bytes.fromhex(digits)
+
+
+def _go_uint(text: str) -> int | None:
+    """Go's ParseUint with base 0 (0x, 0o, 0b, a leading 0 for octal, `_` between digits), None if invalid."""
+    body, base = text, 10
+    for prefix, prefix_base in (("0x", 16), ("0o", 8), ("0b", 2)):
+        if text[:2].lower() == prefix:
+            body, base = text[2:], prefix_base
+            break
+    else:
+        if len(text) > 1 and text[0] == "0":
+            body, base = text[1:], 8
+    if base != 10 and body.startswith("_"):
+        body = body[1:]
+    if not body.isascii() or not body.replace("_", "").isalnum() or body[0] == "_" or body[-1] == "_" or "__" in body:
+        return None
+    try:
+        return int(body.replace("_", ""), base)
+    except ValueError:
+        return None
 
 
 def _uint32(text: str) -> int | None:

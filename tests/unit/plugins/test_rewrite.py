@@ -127,7 +127,6 @@ def test_every_rewrite_line_of_a_block_is_one_rule_in_corefile_order() -> None:
     ("rewrite rcode a.com SERVFAIL BADCOOKIE", 2,
      "the extended replacement RCODE 'BADCOOKIE' is not supported by this server"),
     ("rewrite rcode regex ( 2 0", 2, "invalid regex pattern in a rcode rule: ("),
-    ("rewrite edns0 local set 0xffee abcd", 2, "rule type 'edns0' is not supported by this server"),
     ("rewrite continue cname exact a.com b.com", 2, "rule type 'cname' is not supported by this server"),
     ("rewrite name a.com b.com {\n    answer auto\n}", 3, "a rule written on the directive's line takes no block"),
     ("rewrite stop {\n    name a.com b.com {\n    }\n}", 3, "Unexpected token '{', expecting argument"),
