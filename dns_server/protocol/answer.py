@@ -88,6 +88,11 @@ class Follow(Protocol):
     it asks the whole server (any block, its rewrite rules again) for it and `join`s the two.
     """
 
+    @property
+    def qtype(self) -> int:
+        """The type the new target is asked for (in class IN)."""
+        ...
+
     def target(self, reply: bytes) -> Optional[str]:
         """The new target (lower case, no trailing dot) of the reply's CNAME, None when no rule matches."""
         ...

@@ -32,6 +32,7 @@ place a reply is counted and logged; a listener with neither metrics nor a query
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from dataclasses import dataclass
 from time import perf_counter
@@ -51,7 +52,7 @@ from dns_server.plugins.nsid import identified, nsid_of
 from dns_server.plugins.trust_client_subnet import Network, trusted_networks, trusts
 from dns_server.protocol import client_subnet
 from dns_server.protocol.answer import Answer, Count, Outcome, Relay
-from dns_server.protocol.codes import HINFO, MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
+from dns_server.protocol.codes import CLASS_IN, HINFO, MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
 from dns_server.protocol.encode import Unencodable, encode, error_reply, fit, with_option
 from dns_server.protocol.names import canonical_address, longest_zone, zone_text
 from dns_server.protocol.wire import (
@@ -73,6 +74,7 @@ log = logging.getLogger(__name__)
 
 DROPPED = "dropped"  # the metrics zone of queries no block takes (CoreDNS's vars.Dropped)
 FIRST_BUCKET = 0.00025  # the first bucket of CoreDNS's TimeBuckets
+_TYPE_CLASS = struct.Struct("!HH")
 MAX_FOLLOWS = 8  # CNAME targets a rewrite cname rule may have looked up again for one query (CoreDNS: no bound)
 
 
@@ -412,14 +414,14 @@ class Pipeline:
 
     async def _followed(self, reply: bytes, forward: Forward, follows: int) -> bytes:
         """The reply with its CNAME retargeted and the new target's records (rewrite cname: CoreDNS's
-        upstream.Lookup, the target asked of the whole server, with the query's type, flags and options)."""
+        upstream.Lookup, the target asked of the whole server, with the query's flags and options)."""
         follow, query = forward.answer.follow, forward.query
         assert follow is not None
         target = follow.target(reply)
         if target is None or not follows:
             return reply
         try:
-            question = name_to_wire(target) + query.question[-4:]
+            question = name_to_wire(target) + _TYPE_CLASS.pack(follow.qtype, CLASS_IN)
         except (FormErr, UnicodeError):  # not a name: nothing to look up
             return reply
         data = forward.data[:HEADER_LEN] + question + forward.data[HEADER_LEN + len(query.question):]

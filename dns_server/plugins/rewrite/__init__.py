@@ -113,7 +113,7 @@ class Rewrite(Handler):
         name = question.name[:-1]
         answer = next(request.renamed(name, question.qtype, question.qclass) if applied else request)
         if not applied and edns is None:  # cname rules alone
-            return _retargeted(answer, retargets)
+            return _retargeted(answer, retargets, question.qtype)
         if decided:
             answer = answer._replace(depends=answer.depends | {CLIENT})
         reverse = Reverse.of(collected)
@@ -128,15 +128,15 @@ class Rewrite(Handler):
                 if edns.per_client:
                     answer = answer._replace(depends=answer.depends | {CLIENT})
             relay = Rewritten(name, wire, question.qtype, question.qclass, reverse, options, self.codes)
-            return _retargeted(answer, retargets)._replace(relay=relay)
-        return _retargeted(reverse.answer(answer) if applied else answer, retargets)
+            return _retargeted(answer, retargets, question.qtype)._replace(relay=relay)
+        return _retargeted(reverse.answer(answer) if applied else answer, retargets, question.qtype)
 
 
-def _retargeted(answer: Answer, rules: list[CnameRule]) -> Answer:
+def _retargeted(answer: Answer, rules: list[CnameRule], qtype: int) -> Answer:
     """The answer with the cname rules to follow, if its reply may have a CNAME (the router reads the reply)."""
     if rules and (answer.outcome is Outcome.FORWARD or answer.outcome is Outcome.CHASE
                   or any(rr.rtype == CNAME for rr in answer.answer)):
-        return answer._replace(follow=Retarget(tuple(rules[::-1])))
+        return answer._replace(follow=Retarget(tuple(rules[::-1]), qtype))
     return answer
 
 

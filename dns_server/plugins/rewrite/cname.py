@@ -5,7 +5,7 @@ list) and adds a response rule.  In the reply, the first CNAME of the answer sec
 a rule matches (the rules of one question tried last collected first) gets the new target; the
 CNAMEs before it stay, everything after it is dropped, and the answer records of the new target's
 reply, which the router asks of the whole server with the question's type (`Follow`), take its
-place, with that reply's TC bit.  The header, the authority and additional sections stay.
+place, with that reply's TC bit (asked in class IN, with the type the rules left).  The header, the authority and additional sections stay.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class Retarget(NamedTuple):
     """The cname rules collected for one question (last collected first): the `protocol.answer.Follow`."""
 
     rules: tuple[CnameRule, ...]
+    qtype: int  # the question's type after the rules: the new target's
 
     def target(self, reply: bytes) -> Optional[str]:
         found = self._found(_parsed(reply))

@@ -115,21 +115,32 @@ def test_a_stop_cname_rule_ends_the_rules_for_every_question() -> None:
     assert fakes(pipeline)[0].asked == ["my.example.org."]
 
 
-def test_the_new_target_is_asked_of_the_block_that_owns_it() -> None:
-    """As CoreDNS's upstream.Lookup (the whole server): the root block's reply, the cluster block's target."""
+def with_cluster_block(rules: str) -> tuple[Pipeline, FakeForwarder]:
+    """A root block (the rules, forward) and a cluster.local block (kubernetes alone) on one listener."""
     root, cluster = build_config(parse_text(
-        f". {{\n    rewrite cname exact my-app.com.cdn.example.net. {KUBERNETES}.\n    forward . 192.0.2.53\n}}\n"
-        f"{Z} {{\n    kubernetes\n}}\n")).blocks
+        f". {{\n{rules}\n    forward . 192.0.2.53\n}}\n{Z} {{\n    kubernetes\n}}\n")).blocks
     view = View(registry_with(example_records()).snapshot)
     forwarder = FakeForwarder(root.setting("forward")[0], respond)
     blocks = [Block(root, view, chain_for(root), outbound_for(root, [forwarder])),
               Block(cluster, view, chain_for(cluster))]
-    pipeline = Pipeline([(zone, block) for block in blocks for zone in block.settings.zones])
+    return Pipeline([(zone, block) for block in blocks for zone in block.settings.zones]), forwarder
+
+
+def test_the_new_target_is_asked_of_the_block_that_owns_it() -> None:
+    """As CoreDNS's upstream.Lookup (the whole server): the root block's reply, the cluster block's target."""
+    pipeline, forwarder = with_cluster_block(f"    rewrite cname exact my-app.com.cdn.example.net. {KUBERNETES}.")
     reply = ask(pipeline, "my-app.com")
     assert records(reply) == ["my-app.com. 200 IN CNAME my-app.example.",
                               f"my-app.example. 200 IN CNAME {KUBERNETES}.",
                               f"{KUBERNETES}. 5 IN A 10.96.0.1"]
     assert forwarder.asked == ["my-app.com."]
+
+
+def test_the_new_target_is_asked_with_the_type_the_rules_left() -> None:
+    """As CoreDNS, whose lookup copies the request as the rules left it (in class IN)."""
+    pipeline, _ = with_cluster_block(f"    rewrite continue type TXT A\n"
+                                     f"    rewrite cname exact my-app.com.cdn.example.net. {KUBERNETES}.")
+    assert records(ask(pipeline, "my-app.com", "TXT"))[-1] == f"{KUBERNETES}. 5 IN A 10.96.0.1"
 
 
 def test_a_rule_that_retargets_to_the_same_name_ends() -> None:
