@@ -4,8 +4,9 @@ CoreDNS 1.14's cname_target.go: the rule applies to every question (so a `stop` 
 list) and adds a response rule.  In the reply, the first CNAME of the answer section whose target
 a rule matches (the rules of one question tried last collected first) gets the new target; the
 CNAMEs before it stay, everything after it is dropped, and the answer records of the new target's
-reply, which the router asks of the whole server with the question's type (`Follow`), take its
-place, with that reply's TC bit (asked in class IN, with the type the rules left).  The header, the authority and additional sections stay.
+reply take its place, with that reply's TC bit.  The router asks the whole server for the new
+target (`protocol.answer.Follow`), in class IN, with the type the rules left.  The header, the
+authority and additional sections stay.
 """
 
 from __future__ import annotations

@@ -14,6 +14,8 @@ import dns.rdatatype
 import dns.rrset
 import pytest
 
+from dns_server.cluster.records import Service
+from dns_server.cluster.updates import Put
 from dns_server.config.corefile import parse_text
 from dns_server.plugins import build_config, chain_for
 from dns_server.serving.answer_table import View
@@ -83,6 +85,19 @@ def test_an_externalname_cname_is_retargeted_to_a_cluster_name() -> None:
     reply = ask(pipeline, f"payments-api.shop.svc.{Z}")
     assert records(reply) == [f"payments-api.shop.svc.{Z}. 5 IN CNAME {KUBERNETES}.",
                               f"{KUBERNETES}. 5 IN A 10.96.0.1"]
+
+
+def test_a_retargeted_reply_follows_a_change_of_the_new_target() -> None:
+    """The reply is never kept; the new target's answer is dropped from the table when the cluster changes."""
+    registry = registry_with(example_records())
+    settings = block_of(f"rewrite cname exact api.payments.example.com. new.shop.svc.{Z}.")
+    pipeline = pipeline_for(registry=registry, settings=settings,
+                            forwarders=[FakeForwarder(settings.setting("forward")[0], respond)])
+    assert records(ask(pipeline, f"payments-api.shop.svc.{Z}")) == [
+        f"payments-api.shop.svc.{Z}. 5 IN CNAME new.shop.svc.{Z}."]
+    registry.apply([Put(Service("shop", "new", ("10.96.9.9",), False, "", ()))])
+    assert records(ask(pipeline, f"payments-api.shop.svc.{Z}")) == [
+        f"payments-api.shop.svc.{Z}. 5 IN CNAME new.shop.svc.{Z}.", f"new.shop.svc.{Z}. 5 IN A 10.96.9.9"]
 
 
 def test_a_cname_the_chain_makes_is_retargeted_and_looked_up_upstream() -> None:
