@@ -81,6 +81,27 @@ class Relay(Protocol):
         ...
 
 
+class Follow(Protocol):
+    """A reply whose CNAME target is replaced and looked up again through the server (rewrite cname).
+
+    The router hands it every reply of the answer that carries it; when `target` names a new target,
+    it asks the whole server (any block, its rewrite rules again) for it and `join`s the two.
+    """
+
+    @property
+    def qtype(self) -> int:
+        """The type the new target is asked for (in class IN)."""
+        ...
+
+    def target(self, reply: bytes) -> Optional[str]:
+        """The new target (lower case, no trailing dot) of the reply's CNAME, None when no rule matches."""
+        ...
+
+    def join(self, reply: bytes, looked_up: bytes) -> bytes:
+        """The reply up to its retargeted CNAME, then the answer records of the new target's reply."""
+        ...
+
+
 class Answer(NamedTuple):
     outcome: Outcome
     answer: tuple[RR, ...] = ()
@@ -96,6 +117,7 @@ class Answer(NamedTuple):
     set_rcode: int = -1  # rewrite: the rcode the reply carries instead of the outcome's (-1: the outcome's)
     relay: Optional[Relay] = None  # FORWARD and CHASE: the rewritten question asked upstream (rewrite)
     counts: tuple[Count, ...] = ()  # the plugins' counters each reply of this answer adds one to (template)
+    follow: Optional[Follow] = None  # rewrite cname: its CNAME target replaced and looked up again (never kept)
 
     @property
     def rcode(self) -> int:

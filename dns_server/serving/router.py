@@ -16,7 +16,9 @@ Theory of operation.  A query goes one way:
 Whatever the slow path cannot finish at once (an upstream exchange) comes back as `Forward`, which
 the transport completes with `complete()` as a bounded task.  An answer whose question the chain
 rewrote (`Answer.relay`, the rewrite plugin) is asked upstream, and of the forward cache, as
-rewritten, and every reply to it, errors included, is written back by `relay.restore`.
+rewritten, and every reply to it, errors included, is written back by `relay.restore`.  An answer
+whose CNAME a rewrite cname rule may retarget (`Answer.follow`) is finished in `complete()` too and
+never kept: the new target is asked of the whole listener again (`_followed`) and joined.
 
 The table keeps answers across snapshots: a registry publication reaches `publish()` through the
 event loop and drops only the answers that change touches (answer_table.py).  Everything that
@@ -30,6 +32,7 @@ place a reply is counted and logged; a listener with neither metrics nor a query
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from dataclasses import dataclass
 from time import perf_counter
@@ -49,8 +52,8 @@ from dns_server.plugins.nsid import identified, nsid_of
 from dns_server.plugins.trust_client_subnet import Network, trusted_networks, trusts
 from dns_server.protocol import client_subnet
 from dns_server.protocol.answer import Answer, Count, Outcome, Relay
-from dns_server.protocol.codes import HINFO, MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
-from dns_server.protocol.encode import Unencodable, encode, error_reply, with_option
+from dns_server.protocol.codes import CLASS_IN, HINFO, MAX_TCP_MESSAGE, NO_EDNS_PAYLOAD, REFUSED, SERVFAIL
+from dns_server.protocol.encode import Unencodable, encode, error_reply, fit, with_option
 from dns_server.protocol.names import canonical_address, longest_zone, zone_text
 from dns_server.protocol.wire import (
     HEADER_LEN,
@@ -60,6 +63,7 @@ from dns_server.protocol.wire import (
     Query,
     decode_query,
     header_only_reply,
+    name_to_wire,
     plain_query,
     question_key,
     read_plain,
@@ -70,6 +74,8 @@ log = logging.getLogger(__name__)
 
 DROPPED = "dropped"  # the metrics zone of queries no block takes (CoreDNS's vars.Dropped)
 FIRST_BUCKET = 0.00025  # the first bucket of CoreDNS's TimeBuckets
+_TYPE_CLASS = struct.Struct("!HH")
+MAX_FOLLOWS = 8  # CNAME targets a rewrite cname rule may have looked up again for one query (CoreDNS: no bound)
 
 
 class Tally(Protocol):
@@ -302,7 +308,7 @@ class Pipeline:
             relay = answer.relay
             upstream = key if relay is None else relay.key(key)  # the question asked upstream
             limit = reply_limit(via_tcp, payload, block.bufsize) - len(echo)
-            if answer.outcome is Outcome.FORWARD:
+            if answer.follow is None and answer.outcome is Outcome.FORWARD:  # (rewrite cname: `complete`, not kept)
                 target = ForwardTarget(block, block.outbound, answer.forward,
                                        query.name if relay is None else relay.name, relay)
                 if CLIENT not in answer.depends:  # a client's own question goes upstream each time
@@ -313,7 +319,7 @@ class Pipeline:
                     reply = identified(block.chain.forwarded(_from_upstream(data, cached, end, relay, limit)),
                                        block.nsid, key, limit)
                     return self._count_reply(data, with_option(reply, echo), labels.zone, CACHE, via_tcp)
-            else:
+            elif answer.follow is None:
                 chased = block.outbound.cached(target_key(upstream, answer.chase), MAX_TCP_MESSAGE)
                 if chased is not None:
                     reply = identified(_restored(joined(query, answer, chased, block.bufsize, limit), query, relay,
@@ -323,6 +329,9 @@ class Pipeline:
             if block.outbound.refuses(answer.forward):
                 refused = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
                 return self._count_reply(data, refused, zone_text(zone), FORWARD, via_tcp)
+            return Forward(data, query, answer, via_tcp, block, zone, peer, not probe, perf_counter(),
+                           None if client is None else client[0], echo)
+        if answer.follow is not None:  # rewrite cname: a CNAME target to look up again (complete), never kept
             return Forward(data, query, answer, via_tcp, block, zone, peer, not probe, perf_counter(),
                            None if client is None else client[0], echo)
         try:
@@ -349,10 +358,30 @@ class Pipeline:
 
     # -- forwarded questions -----------------------------------------------------------------------
     async def complete(self, forward: Forward) -> bytes | None:
-        """Finish a Forward: relay the question upstream, or append upstream records to a CNAME."""
+        """Finish a Forward: relay the question upstream, append upstream records to a CNAME, or (rewrite
+        cname) look a retargeted CNAME's new target up again."""
+        reply = await self._finish(forward, MAX_FOLLOWS)
+        if self._observed:
+            answer = forward.answer
+            plugin = FORWARD if answer.outcome is Outcome.FORWARD else answer.plugin  # a CHASE: the CNAME's
+            tally = self._tally_for_raw(zone_text(forward.zone), plugin, forward.data, reply, forward.via_tcp) \
+                if self.metrics is not None else None
+            self._observe(forward.data, reply, forward.via_tcp, forward.peer, tally, perf_counter() - forward.started)
+        return reply
+
+    async def _finish(self, forward: Forward, follows: int) -> bytes:
+        """`complete` without counting: `follows` more CNAME targets may be looked up again (rewrite cname)."""
         query, block, answer = forward.query, forward.block, forward.answer
-        assert block.outbound is not None
         limit = reply_limit(forward.via_tcp, query.payload, block.bufsize) - len(forward.echo)
+        if answer.outcome is not Outcome.FORWARD and answer.outcome is not Outcome.CHASE:
+            try:
+                reply = identified(encode(query, answer, block.bufsize).wire, block.nsid, question_key(query),
+                                   MAX_TCP_MESSAGE)
+                return fit(await self._followed(with_option(reply, forward.echo), forward, follows), limit)
+            except Exception:
+                self._log_bug()
+                return error_reply(query, SERVFAIL, block.bufsize)
+        assert block.outbound is not None
         key, name, asked = question_key(query), query.name, limit
         relay = answer.relay
         if relay is not None:
@@ -360,8 +389,9 @@ class Pipeline:
         if answer.outcome is Outcome.CHASE:
             key, name, asked = target_key(key, answer.chase), answer.chase, MAX_TCP_MESSAGE
         try:
-            reply = await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp, asked,
-                                                 share=forward.share, client=forward.client)
+            cached = block.outbound.cached(key, asked) if answer.follow is not None else None  # see _resolve
+            reply = cached or await block.outbound.resolve(key, name, answer.forward, query.payload, forward.via_tcp,
+                                                           asked, share=forward.share, client=forward.client)
             if answer.outcome is Outcome.CHASE:
                 reply = _restored(joined(query, answer, reply, block.bufsize, limit), query, relay, limit)
             elif relay is not None:
@@ -369,6 +399,8 @@ class Pipeline:
             else:
                 reply = block.chain.forwarded(_relayed(reply, query))
             reply = with_option(identified(reply, block.nsid, question_key(query), limit), forward.echo)
+            if answer.follow is not None:
+                reply = fit(await self._followed(reply, forward, follows), limit)
         except Overloaded:
             reply = _restored(error_reply(query, REFUSED, block.bufsize), query, relay, limit)
         except NoAnswer as failure:
@@ -378,12 +410,25 @@ class Pipeline:
         except Exception:
             self._log_bug()
             reply = error_reply(query, SERVFAIL, block.bufsize)
-        if self._observed:
-            plugin = answer.plugin if answer.outcome is Outcome.CHASE else FORWARD
-            tally = self._tally_for_raw(zone_text(forward.zone), plugin, forward.data, reply, forward.via_tcp) \
-                if self.metrics is not None else None
-            self._observe(forward.data, reply, forward.via_tcp, forward.peer, tally, perf_counter() - forward.started)
         return reply
+
+    async def _followed(self, reply: bytes, forward: Forward, follows: int) -> bytes:
+        """The reply with its CNAME retargeted and the new target's records (rewrite cname: CoreDNS's
+        upstream.Lookup, the target asked of the whole server, with the query's flags and options)."""
+        follow, query = forward.answer.follow, forward.query
+        assert follow is not None
+        target = follow.target(reply)
+        if target is None or not follows:
+            return reply
+        try:
+            question = name_to_wire(target) + _TYPE_CLASS.pack(follow.qtype, CLASS_IN)
+        except (FormErr, UnicodeError):  # not a name: nothing to look up
+            return reply
+        data = forward.data[:HEADER_LEN] + question + forward.data[HEADER_LEN + len(query.question):]
+        looked_up = self._answer(data, True, forward.peer)  # over TCP: the whole answer, cut to the client's limit
+        if isinstance(looked_up, Forward):
+            looked_up = await self._finish(looked_up, follows - 1)
+        return reply if looked_up is None else follow.join(reply, looked_up)
 
     def refuse(self, forward: Forward) -> bytes:
         """The reply to a Forward the transport cannot take on (too many in flight on a connection)."""

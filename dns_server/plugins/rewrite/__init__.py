@@ -2,8 +2,8 @@
 
 Rules (setup.py, rules.py, edns0.py): `name` (exact, prefix, suffix, substring, regex with `{n}`
 groups, and `answer auto|name|value`), `type`, `class`, `ttl` (a value or a range), `rcode`,
-`edns0` (`local`, `nsid`, `subnet`: `set`, `append`, `replace`, `unset`, and `revert`); each
-`stop` (the default) or `continue`.  All `rewrite` directives of a block are one ordered list.
+`edns0` (`local`, `nsid`, `subnet`: `set`, `append`, `replace`, `unset`, and `revert`), `cname`
+(cname.py); each `stop` (the default) or `continue`.  All `rewrite` directives of a block are one ordered list.
 The rules run on the question as asked; a rule that applies hands the question it made to the
 next rule, and a `stop` rule that applies ends the list.  A name that is not a domain name after a rewrite is
 SERVFAIL ("invalid name after rewrite").
@@ -38,8 +38,19 @@ in its reply even when a rule gave the upstream query an OPT record; `{qname}` i
 case; `revert` is accepted and changes nothing, since replies never carry the upstream's options
 (they are what it would remove or restore); metadata labels as variables are refused at start.
 
-Not supported, refused at start by name: `cname` rules (a second lookup during the reply); a
-replacement rcode above 15.  Unlike CoreDNS, a reply never shows the rewritten question,
+CNAME targets (`cname`).  A cname rule applies to every question (a `stop` one ends the list) and
+gives the answer a `cname.Retarget` (`Answer.follow`) when its reply may hold a CNAME: a forwarded
+or chased one always, one the chain made when it has a CNAME.  The router makes that reply, and when
+a rule retargets its CNAME, asks the whole server for the new target (CoreDNS's upstream.Lookup:
+any block, its rewrite rules again) and joins the two.  Such a reply is never kept in the answer
+table: it is made again each time, from the forward cache's entries (which end with their TTLs) and
+the table's entries for the new target (which a cluster change drops).  Differences from CoreDNS:
+only the first CNAME a rule matches is retargeted (CoreDNS goes on through the old records and
+looks up again for each further match); the new target is asked with the client's type, even when
+a `type` rule changed it; a target looked up again eight times for one query ends there (CoreDNS
+has no bound: a rule to the same name recurses without end).
+
+Not supported, refused at start by name: a replacement rcode above 15.  Unlike CoreDNS, a reply never shows the rewritten question,
 even when only `continue` rules without response rules applied (CoreDNS then restores nothing).
 """
 
@@ -47,11 +58,13 @@ from __future__ import annotations
 
 from dns_server.chain.plugin import CLIENT, Handler, Next, PluginSpec, Request
 from dns_server.config.model import ServerBlock
+from dns_server.plugins.rewrite.cname import CnameRule, Retarget
 from dns_server.plugins.rewrite.edns0 import Edns, Edns0Rule
 from dns_server.plugins.rewrite.relay import Rewritten
 from dns_server.plugins.rewrite.rules import STOP, Question, ResponseRule, Reverse, fqdn
 from dns_server.plugins.rewrite.setup import NAME, RewriteSettings, setup
 from dns_server.protocol.answer import Answer, Outcome
+from dns_server.protocol.codes import CNAME
 from dns_server.protocol.names import valid_domain
 from dns_server.protocol.wire import FormErr, name_to_wire
 
@@ -73,8 +86,11 @@ class Rewrite(Handler):
         applied = False
         edns: Edns | None = None
         decided = False
+        retargets: list[CnameRule] = []
         for index, rule in enumerate(self.rules):
-            if isinstance(rule, Edns0Rule):
+            if isinstance(rule, CnameRule):
+                retargets.append(rule)
+            elif isinstance(rule, Edns0Rule):
                 if edns is None:
                     edns = Edns(request, self.codes)
                 decided = decided or index in self.deciding
@@ -92,10 +108,12 @@ class Rewrite(Handler):
                 collected.extend(responses)
             if rule.mode == STOP:
                 break
-        if not applied and edns is None:
+        if not applied and edns is None and not retargets:
             return next(request)
         name = question.name[:-1]
         answer = next(request.renamed(name, question.qtype, question.qclass) if applied else request)
+        if not applied and edns is None:  # cname rules alone
+            return _retargeted(answer, retargets, question.qtype)
         if decided:
             answer = answer._replace(depends=answer.depends | {CLIENT})
         reverse = Reverse.of(collected)
@@ -109,9 +127,17 @@ class Rewrite(Handler):
                 options = edns.wire()
                 if edns.per_client:
                     answer = answer._replace(depends=answer.depends | {CLIENT})
-            return answer._replace(relay=Rewritten(name, wire, question.qtype, question.qclass, reverse, options,
-                                                   self.codes))
-        return reverse.answer(answer) if applied else answer
+            relay = Rewritten(name, wire, question.qtype, question.qclass, reverse, options, self.codes)
+            return _retargeted(answer, retargets, question.qtype)._replace(relay=relay)
+        return _retargeted(reverse.answer(answer) if applied else answer, retargets, question.qtype)
+
+
+def _retargeted(answer: Answer, rules: list[CnameRule], qtype: int) -> Answer:
+    """The answer with the cname rules to follow, if its reply may have a CNAME (the router reads the reply)."""
+    if rules and (answer.outcome is Outcome.FORWARD or answer.outcome is Outcome.CHASE
+                  or any(rr.rtype == CNAME for rr in answer.answer)):
+        return answer._replace(follow=Retarget(tuple(rules[::-1]), qtype))
+    return answer
 
 
 PLUGIN = PluginSpec(NAME, setup, Rewrite, in_chain=True)

@@ -3,7 +3,7 @@
 One directive is one rule; all of a block's `rewrite` directives are one list, in Corefile order.
 `rewrite stop {...}` and `rewrite continue {...}` (fewer than two arguments on the line) read every
 token of the block into that rule.  Error texts are CoreDNS's, with the file, line and token.
-Refused by name: the `cname` rule type, metadata labels as `edns0 local` variables, a replacement
+Refused by name: metadata labels as `edns0 local` variables, a replacement
 rcode above 15 (it needs the OPT record of an EDNS query), and the regular-expression features of
 Go's RE2 that Python's `re` reads differently.  Go's RE2 refuses what `re` alone has (look-around, back references): so do we.
 """
@@ -17,6 +17,7 @@ from dnslib import QTYPE
 
 from dns_server.config.setup import MAX_UINT32, Reader, SetupContext, last
 from dns_server.config.syntax import CorefileError, Directive, Token
+from dns_server.plugins.rewrite.cname import CnameRule
 from dns_server.plugins.rewrite.edns0 import (
     APPEND,
     LOCAL,
@@ -58,7 +59,6 @@ NAME = "rewrite"
 MAX_REGEX = 10000  # CoreDNS's maxRegexpLen
 MAX_TTL_RANGE = 2147483647  # `MIN-`: CoreDNS's upper bound
 MAX_REPLACEMENT_RCODE = 15  # higher rcodes need an OPT record to carry their upper bits
-UNSUPPORTED_TYPES = ("cname",)
 # miekg/dns's StringToType: dnslib's names, and those it lacks
 TYPES: dict[str, int] = {**{name: value for name, value in QTYPE.reverse.items() if name != "A6"},
                          "MD": 3, "MF": 4, "MB": 7, "MG": 8, "MR": 9, "WKS": 11, "MINFO": 14, "X25": 19,
@@ -75,7 +75,7 @@ _RE2_ONLY = re.compile(r"\\[pPQCz]|\[\[:|\(\?<[A-Za-z]|\(\?[a-zA-Z]*U")
 _RE_ONLY = re.compile(r"\(\?(?:[=!#>(]|<[=!]|P=)|\\[1-9Z]")
 
 
-AnyRule = Union[Rule, Edns0Rule]
+AnyRule = Union[Rule, Edns0Rule, CnameRule]
 
 
 class RewriteSettings(NamedTuple):
@@ -124,8 +124,6 @@ class _Rules:
         kind = kind_token.text.lower()
         if kind == "answer":
             raise self.error(kind_token, "response rewrites must begin with a name rule")
-        if kind in UNSUPPORTED_TYPES:
-            raise self.error(kind_token, f"rule type '{kind}' is not supported by this server")
         if kind == "name":
             return self.name_rule(mode, args)
         if kind in ("type", "class"):
@@ -138,6 +136,8 @@ class _Rules:
             return self.ttl_rule(mode, args)
         if kind == "rcode":
             return self.rcode_rule(mode, args)
+        if kind == "cname":
+            return self.cname_rule(mode, args)
         if kind == "edns0":
             return self.edns0_rule(mode, args)
         raise self.error(kind_token, f'invalid rule type "{tokens[0].text}"')
@@ -260,6 +260,25 @@ class _Rules:
             raise self.error(args[0], f"{rule} rule supports only exact, prefix, suffix, substring, and regex name "
                                       "matching")
         return Matcher(kind, normalize(source.text))
+
+    def cname_rule(self, mode: str, args: list[Token]) -> CnameRule:
+        if len(args) == 2:
+            kind, source, to = EXACT, args[0], args[1]
+        elif len(args) == 3:
+            kind, source, to = args[0].text.lower(), args[1], args[2]
+            if kind not in MATCH_TYPES:
+                raise self.error(args[0], f"unknown cname rewrite type: {kind}")
+        else:
+            raise self.error(None, f"too few ({len(args)}) arguments for a cname rule")
+        if kind == EXACT:
+            return CnameRule(mode, kind, normalize(source.text), normalize(to.text))
+        if kind != REGEX:
+            return CnameRule(mode, kind, source.text.lower(), to.text.lower())
+        text = source.text.lower()
+        if len(text) > MAX_REGEX:
+            raise self.error(source, f"regex pattern too long in a cname rule: {len(text)} > {MAX_REGEX}")
+        pattern = self.compile(text, source, f"invalid cname rewrite regex pattern: {text}")
+        return CnameRule(mode, kind, text, to.text.lower(), pattern)
 
     def ttl_rule(self, mode: str, args: list[Token]) -> ReplyRule:
         if len(args) < 2:

@@ -127,7 +127,11 @@ def test_every_rewrite_line_of_a_block_is_one_rule_in_corefile_order() -> None:
     ("rewrite rcode a.com SERVFAIL BADCOOKIE", 2,
      "the extended replacement RCODE 'BADCOOKIE' is not supported by this server"),
     ("rewrite rcode regex ( 2 0", 2, "invalid regex pattern in a rcode rule: ("),
-    ("rewrite continue cname exact a.com b.com", 2, "rule type 'cname' is not supported by this server"),
+    ("rewrite cname a.com", 2, "too few (1) arguments for a cname rule"),
+    ("rewrite cname exact a.com b.com c.com", 2, "too few (4) arguments for a cname rule"),
+    ("rewrite continue cname fuzzy a.com b.com", 2, "unknown cname rewrite type: fuzzy"),
+    ("rewrite cname regex [bad[ b.com", 2, "invalid cname rewrite regex pattern: [bad["),
+    ("rewrite cname regex " + "a" * 10001 + " b", 2, "regex pattern too long in a cname rule: 10001 > 10000"),
     ("rewrite name a.com b.com {\n    answer auto\n}", 3, "a rule written on the directive's line takes no block"),
     ("rewrite stop {\n    name a.com b.com {\n    }\n}", 3, "Unexpected token '{', expecting argument"),
 ])
