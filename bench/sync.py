@@ -33,8 +33,8 @@ allocator keeps included.
 With `--workers N` (N > 1) the server runs N worker processes (not pinned: they share the cores
 with the stand-in and the probes); memory adds the PSS of all its processes
 (/proc/PID/smaps_rollup: shared pages split among the processes sharing them), and event -> answer
-waits until each of 8 sockets per worker (their ports spread them over the workers) has the new
-address, so it is the time until every worker answers it.
+waits until each of 8 sockets per worker (their ports spread them over the workers), all asked at
+once round after round, has the new address, so it is the time until every worker answers it.
 
 Targets (issue 10): ready within 10 s, peak RSS under 300 MB, lists in pages or in one page (issue
 20); and (issue 4) event -> answer p99 under 200 ms.  `--huge` is the largest clusters run (issue
@@ -70,6 +70,9 @@ from common import (
     CORES,
     REPO,
     BenchError,
+    EveryWorker,
+    addresses_of,
+    ask,
     Processes,
     Target,
     family,
@@ -155,24 +158,6 @@ class Server:
         self.processes.stop(self.process)
 
 
-def ask(sock: socket.socket, port: int, name: str, qtype: str = "A") -> dns.message.Message | None:
-    """One question; the reply, or None after a second."""
-    query = dns.message.make_query(name, qtype)
-    sock.settimeout(1.0)
-    sock.sendto(query.to_wire(), ("127.0.0.1", port))
-    try:
-        while True:
-            reply = dns.message.from_wire(sock.recv(4096))
-            if reply.id == query.id:
-                return reply
-    except socket.timeout:
-        return None
-
-
-def addresses_of(reply: dns.message.Message | None) -> set[str]:
-    return {rr.to_text() for rrset in (reply.answer if reply is not None else ()) for rr in rrset}
-
-
 # -- the latency probe (a process of its own) --------------------------------------------------------------
 def probe(port: int, names: list[str], seconds: float, rate: int, results: Any) -> None:
     """Sequential queries paced at `rate`/s; puts (round trips in ms, rounded to 1 us; lost) in `results`."""
@@ -237,18 +222,13 @@ def one_round(api: KubeApiStandIn, changes: Changes, cluster: Cluster, kubeconfi
     result = Round(ready_s=server.ready_s, peak_mb=server.memory("VmHWM"), rss_mb=server.memory("VmRSS"),
                    pss_mb=server.pss())
     result.sync_s = server.sync_s()
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(1 if workers == 1 else 8 * workers)]
+    every_worker = EveryWorker(server.port, workers)
     try:
-        check_served(sockets[0], server.port, cluster)
+        check_served(every_worker.sockets[0], server.port, cluster)
         for _ in range(events):
             service, address = changes.next()
             version = changes.apply(service, address)
-            deadline = time.monotonic() + ANSWER_DEADLINE
-            for sock in sockets:  # each worker that answers one of them has the change
-                while address not in addresses_of(ask(sock, server.port, service.fqdn)):
-                    if time.monotonic() > deadline:
-                        raise BenchError(f"{service.fqdn} never showed {address}")
-                    time.sleep(0.001)
+            every_worker.wait_for(service.fqdn, address, time.monotonic() + ANSWER_DEADLINE)
             seen = time.monotonic()
             result.events_ms[round((seen - api.sent_at[str(version)]) * 1000, 1)] += 1
 
@@ -277,8 +257,7 @@ def one_round(api: KubeApiStandIn, changes: Changes, cluster: Cluster, kubeconfi
         result.events_per_s = applied[0] / (time.monotonic() - began)
         result.peak_mb = max(result.peak_mb, server.memory("VmHWM"))
     finally:
-        for sock in sockets:
-            sock.close()
+        every_worker.close()
         server.stop()
     return result
 

@@ -4,8 +4,8 @@ The supervisor (dns_server.supervisor) runs the sources and their registries; a 
 from it, so it starts with a copy of every registry (shared copy-on-write), and from then on
 applies the same batches of updates in the same order, at the same time stamps, to its copy: the
 registry's `journal` frames each batch once for every worker, and each worker's `WorkerLink`
-applies it on the worker's event loop as soon as it arrives.  The copies never differ for long, and
-the sources talk to the API once.
+applies it as soon as it arrives.  The copies never differ for long, and the sources talk to the
+API once.
 
 The channel is a socket pair carrying length-prefixed pickles, one message per frame:
 - supervisor -> worker: `("batch", number, cluster, updates, now)`, `("ping", number)` (a
@@ -106,58 +106,41 @@ def relayed(cluster: Cluster, loop: asyncio.AbstractEventLoop) -> Cluster:
 
 
 class WorkerLink:
-    """The worker's end of the channel, read by its event loop: a batch is applied as soon as it
-    arrives, and every numbered message is acknowledged once handled, so the supervisor can tell a
-    worker that serves the current data from one that is late or hung."""
+    """The worker's end of the channel: a thread applying batches and answering scrapes, and the
+    event loop that answers DNS acknowledging every numbered message once it has run what the
+    message scheduled there (a batch's publication): a worker whose loop is stopped or stuck
+    acknowledges nothing, and the supervisor finds it hung."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 registries: dict[int, Registry], metrics: Metrics) -> None:
-        self._reader = reader
-        self._writer = writer
+    def __init__(self, channel: socket.socket, registries: dict[int, Registry], metrics: Metrics,
+                 loop: asyncio.AbstractEventLoop, closed: Callable[[], None]) -> None:
+        self._channel = channel
         self._registries = registries
         self._metrics = metrics
+        self._loop = loop
+        self._closed = closed
+        self._sending = threading.Lock()
         self._synced = self.synced()
-
-    @classmethod
-    async def open(cls, channel: socket.socket, registries: dict[int, Registry], metrics: Metrics) -> WorkerLink:
-        reader, writer = await asyncio.open_unix_connection(sock=channel, limit=1 << 20)
-        return cls(reader, writer, registries, metrics)
+        threading.Thread(target=self._run, name="supervisor link", daemon=True).start()
 
     def synced(self) -> bool:
         return all(registry.snapshot.synced for registry in self._registries.values())
 
     def send(self, message: Message) -> None:
-        if not self._writer.is_closing():  # else the supervisor is gone: `follow` has returned
-            self._writer.write(frame(message))
+        with self._sending:
+            try:
+                self._channel.sendall(frame(message))
+            except OSError:
+                pass  # the supervisor is gone: the reading thread stops the worker
 
-    async def close(self) -> None:
-        """Send what is queued, then close the channel."""
-        self._writer.close()
-        try:
-            await self._writer.wait_closed()
-        except OSError:
-            pass
-
-    async def follow(self) -> None:
-        """Handle the supervisor's messages until it closes the channel."""
-        loop = asyncio.get_running_loop()
-        while (message := await self._next()) is not None:
+    def _run(self) -> None:
+        while (message := read_message(self._channel)) is not None:
             if message[0] == "batch":
-                number, cluster, updates, now = message[1:]
-                self._apply(cluster, updates, now)
-                loop.call_soon(self.send, ("ack", number))  # after the publication the batch scheduled
-            elif message[0] == "ping":
-                self.send(("ack", message[1]))
+                self._apply(*message[2:])
             elif message[0] == "scrape":
                 self.send(("metrics", list(self._metrics.registry.collect())))
-
-    async def _next(self) -> Message | None:
-        try:
-            header = await self._reader.readexactly(LENGTH.size)
-            message: Message = pickle.loads(await self._reader.readexactly(LENGTH.unpack(header)[0]))
-        except (asyncio.IncompleteReadError, OSError):
-            return None
-        return message
+            if message[0] in ("batch", "ping"):
+                self._loop.call_soon_threadsafe(self.send, ("ack", message[1]))
+        self._closed()
 
     def _apply(self, cluster: int, updates: list[Any], now: float | None) -> None:
         registry = self._registries.get(cluster)
@@ -200,25 +183,23 @@ async def _serve(config: Config, clusters: dict[SourceSettings, Cluster], ids: d
         status = LOOP_FOUND
         stopping.set()
 
-    link = await WorkerLink.open(channel, {ids[settings]: cluster.registry for settings, cluster in own.items()},
-                                 metrics)
-    following = asyncio.create_task(link.follow(), name="supervisor link")
-    following.add_done_callback(lambda _: stopping.set())  # the supervisor is gone
+    def supervisor_gone() -> None:
+        loop.call_soon_threadsafe(stopping.set)
+
+    link = WorkerLink(channel, {ids[settings]: cluster.registry for settings, cluster in own.items()}, metrics,
+                      loop, supervisor_gone)
     try:
         runtime = await start(config, Runtime(config, clusters=own), metrics=metrics, query_log=query_log,
                               on_loop=loop_found if index == 0 else None, worker=True)
     except StartupError as error:
         link.send(("failed", str(error)))
-        await link.close()
         query_log.close()
         return FAILED
     runtime.adopt()
     _handle_signals(loop, config, stopping)
     link.send(("up", list(runtime.listeners), link.synced()))
     await stopping.wait()
-    following.cancel()
     await runtime.stop_unused(None)
-    await link.close()
     query_log.close()
     return status
 
