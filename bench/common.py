@@ -202,6 +202,19 @@ def memory_mb(pids: Sequence[int], name: str) -> float:
     return total / 1024
 
 
+def pss_mb(pids: Sequence[int]) -> float:
+    """The proportional set size of `pids` together, in MB (/proc/PID/smaps_rollup): pages shared by
+    several processes are split among them, so forked workers sharing their data count it once."""
+    total = 0
+    for pid in pids:
+        try:
+            total += sum(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                         if line.startswith("Pss:"))
+        except OSError:
+            continue
+    return total / 1024
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User plus system CPU time used so far by `pids`."""
     ticks = 0

@@ -71,10 +71,10 @@ from common import (
     REPO,
     BenchError,
     EveryWorker,
-    addresses_of,
-    ask,
     Processes,
     Target,
+    addresses_of,
+    ask,
     family,
     free_port,
     median,
@@ -82,6 +82,7 @@ from common import (
     percentile,
     pinned,
     print_table,
+    pss_mb,
     report_targets,
     run_main,
     wait_for_answer,
@@ -142,17 +143,6 @@ class Server:
 
     def memory(self, name: str) -> float:
         return memory_mb([self.process.pid], name)
-
-    def pss(self) -> float:
-        """MB of proportional set size of the server and its workers."""
-        total = 0
-        for pid in family(self.process):
-            try:
-                total += sum(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-                             if line.startswith("Pss:"))
-            except OSError:
-                continue
-        return total / 1024
 
     def stop(self) -> None:
         self.processes.stop(self.process)
@@ -220,7 +210,7 @@ def one_round(api: KubeApiStandIn, changes: Changes, cluster: Cluster, kubeconfi
               processes: Processes, events: int, workers: int) -> Round:
     server = Server(processes, kubeconfig, workdir, workers)
     result = Round(ready_s=server.ready_s, peak_mb=server.memory("VmHWM"), rss_mb=server.memory("VmRSS"),
-                   pss_mb=server.pss())
+                   pss_mb=pss_mb(family(server.process)))
     result.sync_s = server.sync_s()
     every_worker = EveryWorker(server.port, workers)
     try:
