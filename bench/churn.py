@@ -18,7 +18,8 @@ What runs (issue 10):
 After the two runs of each rate, the churn going on, PROBE (a ClusterIP service no sampled name
 reads) changes its address `--events` times, one after another: event -> answer is the time from
 the stand-in writing the watch event until every worker answers the new address (bench/common.py
-EveryWorker: 8 sockets per worker, asked at once round after round, from the stand-in's process).
+EveryWorker: 8 sockets per worker, asked at once round after round, from the benchmark's process,
+not the stand-in's, whose churn holds its interpreter lock).
 
 `--workers N` (N > 1) runs the server with N worker processes, not pinned: they share both cores
 with dnsperf and the stand-in.
@@ -168,8 +169,9 @@ def cluster_side(connection: Connection, sizes: dict[str, int], kubeconfig: Path
     """The stand-in process: serve the cluster, churn on request.
 
     Requests: ("churn", rate) starts changes at `rate` a second (answer: None); ("stop",) ends them
-    (answer: events applied, seconds); ("timed", port, workers, count) answers event -> answer
-    delays (`time_events`); ("state",) answers the headless endpoints; ("quit",) ends.
+    (answer: events applied, seconds); ("move probe", address) gives PROBE that address (answer:
+    the change's resourceVersion); ("sent at", version) answers when that change's watch event was
+    written (monotonic); ("state",) answers the headless endpoints; ("quit",) ends.
     """
     sys.path.insert(0, str(REPO))
     from tests.kube_api_standin import KubeApiStandIn
@@ -180,7 +182,6 @@ def cluster_side(connection: Connection, sizes: dict[str, int], kubeconfig: Path
     api = KubeApiStandIn(bookmark_interval=60).start()
     api.load([*api_objects(cluster, kinds=("Namespace", "Service", "EndpointSlice")), service_object(PROBE),
               *([pod_object(AUTOPATH_CLIENT)] if sizes["autopath"] else [])])
-    addresses = (f"10.99.{n // 250 % 250 + 1}.{n % 250 + 1}" for n in itertools.count(1))
     api.write_kubeconfig(kubeconfig)
     churn = Churn(cluster)
     stop = threading.Event()
@@ -210,28 +211,15 @@ def cluster_side(connection: Connection, sizes: dict[str, int], kubeconfig: Path
             if worker is not None:
                 worker.join()
             connection.send(tuple(counted))
-        elif request[0] == "timed":
-            connection.send(time_events(api, addresses, *request[1:]))
+        elif request[0] == "move probe":
+            connection.send(api.apply(service_object(dataclasses.replace(PROBE, ip=request[1]))))
+        elif request[0] == "sent at":
+            connection.send(api.sent_at[str(request[1])])
         elif request[0] == "state":
             connection.send(churn.state())
         else:
             api.stop()
             return
-
-
-def time_events(api: Any, addresses: Iterator[str], port: int, workers: int, count: int) -> list[float]:
-    """`count` changes of PROBE's address, one after another: for each, the ms from the stand-in
-    writing its watch event until every worker answers the new address."""
-    every_worker = EveryWorker(port, workers)
-    delays = []
-    try:
-        for address in itertools.islice(addresses, count):
-            version = api.apply(service_object(dataclasses.replace(PROBE, ip=address)))
-            every_worker.wait_for(PROBE.fqdn, address, time.monotonic() + ANSWER_DEADLINE)
-            delays.append((time.monotonic() - api.sent_at[str(version)]) * 1000)
-    finally:
-        every_worker.close()
-    return delays
 
 
 class ClusterSide:
@@ -249,6 +237,21 @@ class ClusterSide:
     def ask(self, *request: Any) -> Any:
         self.connection.send(request)
         return self.connection.recv()
+
+    def time_events(self, addresses: Iterator[str], port: int, workers: int, count: int) -> list[float]:
+        """`count` changes of PROBE's address, one after another: for each, the ms from the stand-in
+        writing its watch event until every worker answers the new address.  Asked from this
+        process, not the stand-in's, whose churn would hold its interpreter's lock."""
+        every_worker = EveryWorker(port, workers)
+        delays = []
+        try:
+            for address in itertools.islice(addresses, count):
+                version = self.ask("move probe", address)
+                every_worker.wait_for(PROBE.fqdn, address, time.monotonic() + ANSWER_DEADLINE)
+                delays.append((time.monotonic() - self.ask("sent at", version)) * 1000)
+        finally:
+            every_worker.close()
+        return delays
 
     def close(self) -> None:
         if self.process.is_alive():
@@ -398,6 +401,7 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
             rounds: list[dict[int, Measured]] = []
             correctness = Correctness()
             rng = random.Random(4)
+            addresses = (f"10.99.{n // 250 % 250 + 1}.{n % 250 + 1}" for n in itertools.count(1))  # PROBE's
             for number in range(args.rounds):
                 turn = number % len(args.rates)
                 results: dict[int, Measured] = {}
@@ -407,7 +411,7 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
                     measured.saturated = dnsperf(port, query_file, [*load, "-l", str(args.duration)])
                     measured.tail = dnsperf(port, query_file, [*load, "-l", str(args.duration)],
                                             verbose_file=Path(scratch) / "verbose.out")
-                    measured.event_ms = side.ask("timed", port, args.workers, args.events)
+                    measured.event_ms = side.time_events(addresses, port, args.workers, args.events)
                     applied, seconds = side.ask("stop")
                     measured.events_per_s = applied / seconds if seconds else 0.0
                     if rate:
