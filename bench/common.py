@@ -202,6 +202,19 @@ def memory_mb(pids: Sequence[int], name: str) -> float:
     return total / 1024
 
 
+def pss_mb(pids: Sequence[int]) -> float:
+    """The proportional set size of `pids` together, in MB (/proc/PID/smaps_rollup): pages shared by
+    several processes are split among them, so forked workers sharing their data count it once."""
+    total = 0
+    for pid in pids:
+        try:
+            total += sum(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                         if line.startswith("Pss:"))
+        except OSError:
+            continue
+    return total / 1024
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User plus system CPU time used so far by `pids`."""
     ticks = 0
@@ -259,6 +272,63 @@ def wait_for_answer(port: int, name: str, process: subprocess.Popen[bytes], log:
                 return time.monotonic() - started
             time.sleep(POLL)
     raise BenchError(f"no acceptable answer for {name} from port {port} within {deadline:g} s")
+
+
+class EveryWorker:
+    """UDP sockets spread over a server's worker processes: the kernel gives each a worker by its
+    port, so once all of them get a new answer, every worker (with more than a few per worker,
+    nearly surely) serves it.  One socket when the server is one process."""
+
+    PER_WORKER = 8
+    PAUSE = 0.001  # seconds between two rounds of questions
+
+    def __init__(self, port: int, workers: int) -> None:
+        self.port = port
+        self.sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                        for _ in range(1 if workers == 1 else self.PER_WORKER * workers)]
+        for sock in self.sockets:
+            sock.settimeout(1.0)
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+
+    def wait_for(self, name: str, address: str, deadline: float) -> None:
+        """Ask `name` (A) from every socket at once, round after round, until each has been answered
+        with `address` (the asking costs one round trip, not one per socket); BenchError at `deadline`."""
+        waiting = list(self.sockets)
+        while waiting:
+            if time.monotonic() > deadline:
+                raise BenchError(f"{name} never showed {address} from {len(waiting)} of {len(self.sockets)} sockets")
+            query = dns.message.make_query(name, "A")
+            wire = query.to_wire()
+            for sock in waiting:
+                sock.sendto(wire, ("127.0.0.1", self.port))
+            waiting = [sock for sock in waiting if address not in addresses_of(reply_to(sock, query.id))]
+            if waiting:
+                time.sleep(self.PAUSE)
+
+
+def ask(sock: socket.socket, port: int, name: str) -> dns.message.Message | None:
+    """One question (A) from `sock`; the reply, or None after the socket's timeout."""
+    query = dns.message.make_query(name, "A")
+    sock.sendto(query.to_wire(), ("127.0.0.1", port))
+    return reply_to(sock, query.id)
+
+
+def reply_to(sock: socket.socket, query_id: int) -> dns.message.Message | None:
+    """The reply to `query_id` on `sock`, or None after the socket's timeout."""
+    try:
+        while True:
+            reply = dns.message.from_wire(sock.recv(4096))
+            if reply.id == query_id:
+                return reply
+    except (OSError, dns.exception.DNSException):
+        return None
+
+
+def addresses_of(reply: dns.message.Message | None) -> set[str]:
+    return {rr.to_text() for rrset in (reply.answer if reply is not None else ()) for rr in rrset}
 
 
 # -- dnsperf -----------------------------------------------------------------------------------------

@@ -42,6 +42,14 @@ round then measures:
    once, and how many of them the answer table answered (`dns_server_answer_cache_misses_total`
    before and after), with what `coredns_template_matches_total` counted.
 
+With `--workers N` (N > 1), as many rounds again of two more servers, in turns as above: ours with
+N worker processes (`--workers N`) and NSD with N server processes (`server-count: N`), neither
+pinned, so both use both cores, while dnsperf stays pinned to core 1 and takes its share of them
+(on two cores, dnsperf competes with the servers: the table says how the cores were shared during
+the saturated runs: the server's CPU, dnsperf's, everyone else's).  Its table: QPS, p50/p99
+saturated, TCP, first pass, p99 and CPU per query at `--rate`, lost queries, PSS of all the
+server's processes together; then the QPS ratio and the p99 ratio.
+
 The tables quote medians over rounds; ratios are taken within each round, then the median.  The
 two comparisons of our own configurations (Corefile / flags, and the cost of `prometheus`) look for
 a few percent, less than the shared machine drifts in a minute: they pair each saturated slice with
@@ -70,7 +78,14 @@ import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
-from cluster import AUTOPATH_CLIENT, ZONE, build_cluster, pod_object, write_fixtures, write_zone
+from cluster import (
+    AUTOPATH_CLIENT,
+    ZONE,
+    build_cluster,
+    pod_object,
+    write_fixtures,
+    write_zone,
+)
 from common import (
     CORES,
     RECEIVE_BUFFER,
@@ -92,12 +107,20 @@ from common import (
     pinned,
     print_table,
     program,
+    pss_mb,
     report_targets,
     require,
     run_main,
     wait_for_answer,
 )
-from queries import DEFAULT_COUNT, REWRITTEN_SUFFIX, TEMPLATE_ZONE, build_queries, with_rewrites, write_queries
+from queries import (
+    DEFAULT_COUNT,
+    REWRITTEN_SUFFIX,
+    TEMPLATE_ZONE,
+    build_queries,
+    with_rewrites,
+    write_queries,
+)
 
 STARTUP_DEADLINE = 60.0
 CHECK_SAMPLE = 400  # questions asked of every server to confirm they give the same answers
@@ -161,6 +184,7 @@ class Server:
     cwd: Path
     full: bool  # measured in every way (flags, NSD), or for its QPS (the Corefile variants)
     prometheus: bool = False
+    pinned: bool = True  # to core CORES.server; else free to run on every core (`--workers`)
     rules: str = ""  # Corefile lines added to the block
     questions: list[tuple[str, str]] | None = None  # its own query mix, in the query file's place
     query_file: Path | None = None
@@ -178,7 +202,8 @@ class Server:
         self.port, self.metrics_port = free_port(), free_port()
         self.log = workdir / f"{self.name.replace(' ', '-')}-{self.port}.log"
         started = time.monotonic()
-        self.process = processes.start(pinned(CORES.server, self.command(self)), self.log, self.cwd)
+        command = self.command(self)
+        self.process = processes.start(pinned(CORES.server, command) if self.pinned else command, self.log, self.cwd)
         return wait_for_answer(self.port, probe, self.process, self.log, started=started, deadline=STARTUP_DEADLINE)
 
     def queries_counted(self) -> int | None:
@@ -195,10 +220,26 @@ class Server:
         return round(sum(float(line.rsplit(None, 1)[1]) for line in text.splitlines() if line.startswith(family)))
 
 
+def flags_command(fixtures: Path, workers: int = 1) -> Callable[[Server], list[str]]:
+    def flags(server: Server) -> list[str]:
+        return [sys.executable, "-m", "dns_server", "--fixtures", str(fixtures), "--listen", f"127.0.0.1:{server.port}",
+                *(["--workers", str(workers)] if workers > 1 else [])]  # one: pinned to one core, it is one process
+
+    return flags
+
+
+def nsd_command(zone_file: Path, workdir: Path, threads: int = 1) -> Callable[[Server], list[str]]:
+    def nsd(server: Server) -> list[str]:
+        config = workdir / f"nsd-{server.port}.conf"
+        config.write_text(nsd_config(workdir, zone_file, server.port, threads))
+        return [program("nsd"), "-d", "-c", str(config)]
+
+    return nsd
+
+
 def servers(fixtures: Path, zone_file: Path, workdir: Path, questions: list[tuple[str, str]],
             baseline: Path | None = None, autopath: bool = False) -> list[Server]:
-    def flags(server: Server) -> list[str]:
-        return [sys.executable, "-m", "dns_server", "--fixtures", str(fixtures), "--listen", f"127.0.0.1:{server.port}"]
+    flags = flags_command(fixtures)
 
     def corefile(server: Server) -> list[str]:
         path = workdir / f"Corefile-{server.port}"
@@ -209,27 +250,29 @@ def servers(fixtures: Path, zone_file: Path, workdir: Path, questions: list[tupl
             rules=server.rules))
         return [sys.executable, "-m", "dns_server", "-conf", str(path)]
 
-    def nsd(server: Server) -> list[str]:
-        config = workdir / f"nsd-{server.port}.conf"
-        config.write_text(nsd_config(workdir, zone_file, server.port))
-        return [program("nsd"), "-d", "-c", str(config)]
-
     # the baseline next to `flags`, so that the two slices of a turn are mostly seconds apart
     other = [Server(BASELINE, flags, baseline, True)] if baseline is not None else []
     rewritten = with_rewrites(questions)
     return [Server(FLAGS, flags, REPO, True), *other, Server(COREFILE, corefile, REPO, False, prometheus=True),
             Server(REWRITE, corefile, REPO, False, prometheus=True, rules=REWRITE_RULES, questions=rewritten,
                    query_file=write_queries(rewritten, workdir / "rewritten-queries.txt")),
-            Server(NO_PROMETHEUS, corefile, REPO, False), Server(NSD, nsd, workdir, True)]
+            Server(NO_PROMETHEUS, corefile, REPO, False), Server(NSD, nsd_command(zone_file, workdir), workdir, True)]
 
 
-def nsd_config(directory: Path, zone_file: Path, port: int) -> str:
-    """NSD serving the zone file on one core, without response rate limiting, as this user."""
+def worker_servers(fixtures: Path, zone_file: Path, workdir: Path, count: int) -> list[Server]:
+    """`--workers N`: ours with N worker processes and NSD with N server processes, neither pinned."""
+    return [Server(f"flags, {count} workers", flags_command(fixtures, count), REPO, True, pinned=False),
+            Server(f"NSD, {count} servers", nsd_command(zone_file, workdir, count), workdir, True, pinned=False)]
+
+
+def nsd_config(directory: Path, zone_file: Path, port: int, threads: int = 1) -> str:
+    """NSD serving the zone file with `threads` server processes (one: on one core), without response
+    rate limiting, as this user."""
     return f"""server:
     ip-address: 127.0.0.1@{port}
     port: {port}
     do-ip6: no
-    server-count: 1
+    server-count: {threads}
     username: ""
     chroot: ""
     zonesdir: "{directory}"
@@ -368,10 +411,13 @@ class Result:
     fixed: Run = field(default_factory=Run)
     rss_mb: float = 0.0  # peak
     rss_end_mb: float = 0.0  # after the runs
+    pss_end_mb: float = 0.0  # ... every process of the server together, shared pages split among them
     cpu_seconds: float = 0.0  # used by the server during the saturated runs
     fixed_cpu_seconds: float = 0.0  # ... and during the fixed-rate runs
     foreign_server_core: float = 0.0  # CPU seconds other processes used on the server's core meanwhile
     foreign_client_core: float = 0.0  # ... and on dnsperf's core
+    cores_busy: float = 0.0  # CPU seconds both cores were busy (anyone's) during the saturated runs
+    dnsperf_cpu: float = 0.0  # ... of which dnsperf's
     wall_seconds: float = 0.0  # of the saturated runs
     rcvbuf: str = ""
     counted: int | None = None  # queries /metrics counted (prometheus)
@@ -410,6 +456,8 @@ def saturated_slice(server: Server, result: Result, query_file: Path, load: list
     result.foreign_server_core += max(0.0, core_busy_seconds(CORES.server) - before[1] - used)
     result.foreign_client_core += max(0.0, core_busy_seconds(CORES.client) - before[2]
                                       - (children_cpu_seconds() - before[3]))
+    result.cores_busy += core_busy_seconds(CORES.server) - before[1] + core_busy_seconds(CORES.client) - before[2]
+    result.dnsperf_cpu += children_cpu_seconds() - before[3]
     result.wall_seconds += time.monotonic() - before[4]
 
 
@@ -452,6 +500,7 @@ def run_round(order: list[Server], processes: Processes, workdir: Path, scratch:
         for server in order:
             result = results[server.name]
             result.rss_mb, result.rss_end_mb = memory_mb(server.pids(), "VmHWM"), memory_mb(server.pids(), "VmRSS")
+            result.pss_end_mb = pss_mb(server.pids())
             result.counted = server.queries_counted() if server.prometheus else None
             if server.rules:
                 result.from_table = answered_from_table(server, scratch)
@@ -620,6 +669,42 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
 
 
 
+def report_workers(rounds: list[dict[str, Result]], pair: list[Server], args: argparse.Namespace) -> None:
+    """The table of `--workers N`: ours with N workers against NSD with N servers, both on every core."""
+    ours, nsd = (server.name for server in pair)
+
+    def med(name: str, get: Callable[[Result], float]) -> float:
+        return median(get(r[name]) for r in rounds)
+
+    def share(seconds: Callable[[Result], float]) -> Callable[[Result], float]:
+        return lambda r: seconds(r) / r.wall_seconds * 100 if r.wall_seconds else float("nan")
+
+    rows: list[tuple[str, Callable[[Result], float], str]] = [
+        ("QPS (saturated)", lambda r: r.saturated.qps, ",.0f"),
+        ("p50 latency ms (saturated)", lambda r: r.tail.percentile_ms(0.5), ".3f"),
+        ("p99 latency ms (saturated)", lambda r: r.tail.percentile_ms(0.99), ".3f"),
+        (f"QPS over TCP ({TCP_CLIENTS} connections)", lambda r: r.tcp.qps, ",.0f"),
+        ("first pass QPS (cold answers)", lambda r: r.cold.qps, ",.0f"),
+        (f"p99 latency ms at {args.rate:,} qps", lambda r: r.fixed.percentile_ms(0.99), ".3f"),
+        (f"server CPU us per query at {args.rate:,} qps", lambda r: r.cpu_us_per_query, ".1f"),
+        ("lost queries (all runs, max)", lambda r: r.lost, ",.0f"),
+        ("PSS after the runs MB, every process", lambda r: r.pss_end_mb, ".1f"),
+        ("saturated: server CPU % (of 200)", share(lambda r: r.cpu_seconds), ".0f"),
+        ("saturated: dnsperf CPU %", share(lambda r: r.dnsperf_cpu), ".0f"),
+        ("saturated: others' CPU % on the two cores",
+         share(lambda r: max(0.0, r.cores_busy - r.cpu_seconds - r.dnsperf_cpu)), ".0f"),
+    ]
+    print(f"\n--workers {args.workers}: medians over {len(rounds)} round(s), the servers taking turns as above; "
+          f"neither server pinned (both run on cores {CORES.server} and {CORES.client}), dnsperf on core "
+          f"{CORES.client}: it takes a share of the cores the servers would have")
+    print_table(("", ours, nsd), [(label, format(med(ours, get), fmt), format(med(nsd, get), fmt))
+                                  for label, get, fmt in rows])
+    lost = max(r[ours].lost for r in rounds)
+    print(f"QPS {ours} / {nsd}: {median(r[ours].saturated.qps / r[nsd].saturated.qps for r in rounds):.1%}; "
+          f"p99 {median(r[ours].tail.percentile_ms(0.99) / r[nsd].tail.percentile_ms(0.99) for r in rounds):.2f}x; "
+          f"lost queries {lost}\n")
+
+
 # -- main --------------------------------------------------------------------------------------------
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -644,6 +729,9 @@ def main() -> int:
                         help="never-seen questions timed for the cold-answer cost (default %(default)s)")
     parser.add_argument("--data", type=Path, help="write the generated data here and keep it (default: a temp dir)")
     parser.add_argument("--generate-only", action="store_true", help="write the data to --data and stop")
+    parser.add_argument("--workers", type=int, default=1, metavar="N",
+                        help="after the rounds, as many rounds of ours with N workers against NSD with N servers, "
+                             "neither pinned (default %(default)s: none)")
     parser.add_argument("--quick", action="store_true", help="1 round of 3 s runs: does it work?")
     parser.add_argument("--autopath", action="store_true",
                         help="the Corefile servers with `pods verified` and `autopath @kubernetes`, dnsperf's address "
@@ -684,7 +772,8 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
             client = pod_object(AUTOPATH_CLIENT, managed_fields=False)
             (fixtures / "autopath-client.json").write_text(json.dumps(client))
         every = servers(fixtures, zone_file, workdir, questions, args.baseline, args.autopath)
-        check(every, processes, workdir, probe, questions)
+        pair = worker_servers(fixtures, zone_file, workdir, args.workers) if args.workers > 1 else []
+        check(every + pair, processes, workdir, probe, questions)
         cold_us = cold_answer_us(fixtures, questions, args.cold)
         rounds: list[dict[str, Result]] = []
         for number in range(args.rounds):
@@ -699,7 +788,11 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
                       f"cores {r.foreign_share(r.foreign_server_core):.0%}/{r.foreign_share(r.foreign_client_core):.0%}"
                       f", peak RSS {r.rss_mb:.1f} MB", flush=True)
             rounds.append({server.name: results[server.name] for server in every})
-        return 0 if report(rounds, cold_us, args) else 1
+        held = report(rounds, cold_us, args)
+        if pair:
+            report_workers([run_round(pair if number % 2 == 0 else pair[::-1], processes, workdir, Path(scratch),
+                                      query_file, probe, args) for number in range(args.rounds)], pair, args)
+        return 0 if held else 1
 
 
 if __name__ == "__main__":

@@ -33,8 +33,8 @@ allocator keeps included.
 With `--workers N` (N > 1) the server runs N worker processes (not pinned: they share the cores
 with the stand-in and the probes); memory adds the PSS of all its processes
 (/proc/PID/smaps_rollup: shared pages split among the processes sharing them), and event -> answer
-waits until each of 8 sockets per worker (their ports spread them over the workers) has the new
-address, so it is the time until every worker answers it.
+waits until each of 8 sockets per worker (their ports spread them over the workers), all asked at
+once round after round, has the new address, so it is the time until every worker answers it.
 
 Targets (issue 10): ready within 10 s, peak RSS under 300 MB, lists in pages or in one page (issue
 20); and (issue 4) event -> answer p99 under 200 ms.  `--huge` is the largest clusters run (issue
@@ -70,8 +70,11 @@ from common import (
     CORES,
     REPO,
     BenchError,
+    EveryWorker,
     Processes,
     Target,
+    addresses_of,
+    ask,
     family,
     free_port,
     median,
@@ -79,6 +82,7 @@ from common import (
     percentile,
     pinned,
     print_table,
+    pss_mb,
     report_targets,
     run_main,
     wait_for_answer,
@@ -140,37 +144,8 @@ class Server:
     def memory(self, name: str) -> float:
         return memory_mb([self.process.pid], name)
 
-    def pss(self) -> float:
-        """MB of proportional set size of the server and its workers."""
-        total = 0
-        for pid in family(self.process):
-            try:
-                total += sum(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
-                             if line.startswith("Pss:"))
-            except OSError:
-                continue
-        return total / 1024
-
     def stop(self) -> None:
         self.processes.stop(self.process)
-
-
-def ask(sock: socket.socket, port: int, name: str, qtype: str = "A") -> dns.message.Message | None:
-    """One question; the reply, or None after a second."""
-    query = dns.message.make_query(name, qtype)
-    sock.settimeout(1.0)
-    sock.sendto(query.to_wire(), ("127.0.0.1", port))
-    try:
-        while True:
-            reply = dns.message.from_wire(sock.recv(4096))
-            if reply.id == query.id:
-                return reply
-    except socket.timeout:
-        return None
-
-
-def addresses_of(reply: dns.message.Message | None) -> set[str]:
-    return {rr.to_text() for rrset in (reply.answer if reply is not None else ()) for rr in rrset}
 
 
 # -- the latency probe (a process of its own) --------------------------------------------------------------
@@ -235,20 +210,15 @@ def one_round(api: KubeApiStandIn, changes: Changes, cluster: Cluster, kubeconfi
               processes: Processes, events: int, workers: int) -> Round:
     server = Server(processes, kubeconfig, workdir, workers)
     result = Round(ready_s=server.ready_s, peak_mb=server.memory("VmHWM"), rss_mb=server.memory("VmRSS"),
-                   pss_mb=server.pss())
+                   pss_mb=pss_mb(family(server.process)))
     result.sync_s = server.sync_s()
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(1 if workers == 1 else 8 * workers)]
+    every_worker = EveryWorker(server.port, workers)
     try:
-        check_served(sockets[0], server.port, cluster)
+        check_served(every_worker.sockets[0], server.port, cluster)
         for _ in range(events):
             service, address = changes.next()
             version = changes.apply(service, address)
-            deadline = time.monotonic() + ANSWER_DEADLINE
-            for sock in sockets:  # each worker that answers one of them has the change
-                while address not in addresses_of(ask(sock, server.port, service.fqdn)):
-                    if time.monotonic() > deadline:
-                        raise BenchError(f"{service.fqdn} never showed {address}")
-                    time.sleep(0.001)
+            every_worker.wait_for(service.fqdn, address, time.monotonic() + ANSWER_DEADLINE)
             seen = time.monotonic()
             result.events_ms[round((seen - api.sent_at[str(version)]) * 1000, 1)] += 1
 
@@ -277,8 +247,7 @@ def one_round(api: KubeApiStandIn, changes: Changes, cluster: Cluster, kubeconfi
         result.events_per_s = applied[0] / (time.monotonic() - began)
         result.peak_mb = max(result.peak_mb, server.memory("VmHWM"))
     finally:
-        for sock in sockets:
-            sock.close()
+        every_worker.close()
         server.stop()
     return result
 

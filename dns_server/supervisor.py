@@ -15,7 +15,13 @@ kept current by the batches of updates the supervisor streams to it.
 - SIGTERM reaches every worker, which keeps answering through the lameduck; the supervisor exits
   when they all have.  SIGINT stops them at once.
 - A worker that exits unasked is started again, with a log line and
-  `dns_server_worker_restarts_total`; one whose loop check found a loop stops the server (status 1).
+  `dns_server_worker_restarts_total{reason="exited"}`; one whose loop check found a loop stops the
+  server (status 1).
+- Every batch and a ping each `HEARTBEAT` are numbered; a worker's event loop acknowledges each.
+  While one has left a message unacknowledged for `LATE`, /ready answers 503 (it may not serve the
+  current data: asked at every request, unlike the first sync's check); for `HUNG` (stopped, or
+  stuck in a loop), it is killed and started again, with a log line and
+  `dns_server_worker_restarts_total{reason="hung"}`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import os
 import signal
 import socket
 import sys
+import time
 import traceback
 import weakref
 from contextlib import ExitStack
@@ -63,6 +70,9 @@ log = logging.getLogger("dns_server")
 SCRAPE_TIMEOUT = 2.0  # how long a scrape waits for each worker's counts
 STOP_GRACE = 5.0  # after the lameduck: how long stopping workers get before SIGKILL
 RESTART_DELAY = 1.0  # before starting again a worker that exited before it answered
+HEARTBEAT = 1.0  # seconds between two pings of each worker
+LATE = 1.0  # a worker that has not acknowledged a batch or ping this long may not serve the current data
+HUNG = 5.0  # ... this long (a DNS client's timeout: its clients have all timed out) is hung: killed, started again
 
 
 @dataclass(eq=False)
@@ -74,6 +84,7 @@ class Generation:
     ids: dict[SourceSettings, int]  # each cluster's number in the batches streamed to the workers
     workers: list[WorkerHandle] = field(default_factory=list)
     listeners: list[tuple[str, int]] = field(default_factory=list)
+    watchdog: asyncio.Task[None] | None = None
 
     def not_ready(self) -> list[str]:
         """`kubernetes` until every cluster, and every worker's copy of it, has had its first sync."""
@@ -81,12 +92,19 @@ class Generation:
             return ["kubernetes"]
         return ["kubernetes"] if any(not worker.synced for worker in self.workers) else []
 
+    def late(self) -> bool:
+        """Whether a worker has left a batch or a ping unacknowledged for `LATE`: it may not serve the current data."""
+        now = time.monotonic()
+        return any(worker.silent_for(now) > LATE for worker in self.workers)
+
     def adopt(self) -> None:
         """Nothing to do: the clusters here publish to no pipeline, the workers' do."""
 
     async def stop_unused(self, successor: Generation | None) -> None:
         """Stop the workers (at once: a successor answers already, or the server stops), then the
         sources `successor` does not keep."""
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         for worker in self.workers:
             worker.retiring = True
             worker.signal(signal.SIGINT)
@@ -123,14 +141,20 @@ class Supervisor(Server):
         self._retired: list[Metric] = []  # what workers that are gone counted
         self._cluster_ids: weakref.WeakKeyDictionary[Registry, int] = weakref.WeakKeyDictionary()
         self._numbers = itertools.count(1)
+        self._messages = itertools.count(1)  # the numbers of batches and pings, which workers acknowledge
         self._generation_of: dict[WorkerHandle, Generation] = {}
         self._shutting_down = False
         super().__init__(config, loader)
         self.restarts, self.running = self.metrics.worker_families()
 
     def _endpoints(self, config: Config) -> HttpEndpoints:
-        return HttpEndpoints.for_config(config, self.metrics, self._readiness(config), self.scraped,
-                                        explain=self._explain)
+        readiness = self._readiness(config)
+        current = [("kubernetes", self._workers_current)] if readiness else []
+        return HttpEndpoints.for_config(config, self.metrics, readiness, current, self.scraped, explain=self._explain)
+
+    def _workers_current(self) -> bool:
+        """/ready's check at every request (the first sync's holds once for all): no worker is late."""
+        return not isinstance(self.runtime, Generation) or not self.runtime.late()
 
     def _served(self) -> list[explain.Served]:
         """/explain here: the blocks' chains built afresh over the clusters this process feeds the workers."""
@@ -156,6 +180,7 @@ class Supervisor(Server):
             await generation.stop_unused(previous)
             raise
         generation.listeners = listeners[0]
+        generation.watchdog = asyncio.create_task(self._watch(generation), name="worker watchdog")
         log_event(log, "startup", f"{config.workers} worker processes answer on every listen address (pids "
                   f"{', '.join(str(worker.pid) for worker in generation.workers)})", workers=config.workers,
                   pids=[worker.pid for worker in generation.workers])
@@ -165,9 +190,10 @@ class Supervisor(Server):
         """The registry's journal: every batch it applies, sent to every worker (under its lock, in order)."""
 
         def journal(updates: list[Update], now: float | None) -> None:
-            data = frame(("batch", number, updates, now))
+            message = next(self._messages)
+            data = frame(("batch", message, number, updates, now))
             for worker in list(self.workers):
-                worker.post(data)
+                worker.post(data, message)
 
         return journal
 
@@ -195,6 +221,27 @@ class Supervisor(Server):
         return worker
 
     # -- watching them -------------------------------------------------------------------------
+    async def _watch(self, generation: Generation) -> None:
+        """Ping `generation`'s workers every HEARTBEAT; kill one that has acknowledged nothing for HUNG
+        (`_worker_exited` starts it again)."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            now = time.monotonic()
+            message = next(self._messages)
+            ping = frame(("ping", message))
+            for worker in generation.workers:
+                if not worker.up.done() or worker.retiring or worker.hung:
+                    continue
+                silent = worker.silent_for(now)
+                if silent <= HUNG:
+                    worker.post(ping, message)
+                    continue
+                log.error("worker %d (pid %d) has acknowledged nothing for %.1f s: killing it and starting it again",
+                          worker.index, worker.pid, silent)
+                worker.hung = True
+                self.restarts.labels("hung").inc()
+                worker.signal(signal.SIGKILL)
+
     def _worker_exited(self, worker: WorkerHandle, status: int) -> None:
         self.workers.remove(worker)
         self._retired = merge_families([self._retired, counting_only(worker.last_families)])
@@ -211,8 +258,9 @@ class Supervisor(Server):
             return
         if self.stopping.is_set() or self.runtime is None or generation is not self.runtime:
             return  # a worker of a generation still starting: its start fails
-        log.error("worker %d (pid %d) %s: starting it again", worker.index, worker.pid, describe_exit(status))
-        self.restarts.inc()
+        if not worker.hung:  # a hung one was logged and counted when it was killed
+            log.error("worker %d (pid %d) %s: starting it again", worker.index, worker.pid, describe_exit(status))
+            self.restarts.labels("exited").inc()
         delay = 0.0 if worker.up.done() and not worker.up.exception() else RESTART_DELAY
         asyncio.get_running_loop().call_later(delay, self._replace, generation, worker)
 

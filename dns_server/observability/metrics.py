@@ -453,8 +453,12 @@ class Metrics:
 
     def worker_families(self) -> tuple[Counter, Gauge]:
         """`dns_server_worker_restarts_total` and `dns_server_workers`, for a server with worker processes."""
-        return (Counter("dns_server_worker_restarts", "Worker processes started again after one exited unasked.",
-                        registry=self._instruments),
+        restarts = Counter("dns_server_worker_restarts", "Worker processes started again: after one exited unasked "
+                           "(reason exited), or after one acknowledged nothing for a while and was killed (hung).",
+                           ["reason"], registry=self._instruments)
+        for reason in ("exited", "hung"):
+            restarts.labels(reason)
+        return (restarts,
                 Gauge("dns_server_workers", "Worker processes answering DNS.", registry=self._instruments))
 
     def source(self) -> SourceCounters:

@@ -11,7 +11,9 @@ Rules this module keeps (CoreDNS 1.14 plugin/health, plugin/ready, plugin/metric
   `coredns_health_request_duration_seconds`, a failure `coredns_health_request_failures_total`.
 - /ready answers 200 `OK` when every readiness check holds, else 503 and the sorted,
   comma-separated names of those that do not.  A check that held once is not asked again
-  (`monitor until-ready`).  After `begin_shutdown()` it answers 503 `Shutting down`.
+  (`monitor until-ready`); a `current` check (ours: the supervisor's "every worker has
+  acknowledged the data it was sent") is asked at every request.  After `begin_shutdown()` it
+  answers 503 `Shutting down`.
 - /metrics answers the registry in the Prometheus text format 0.0.4.
 - /explain (our extension, `--explain-http PORT`, off by default) answers `dns-server explain` for
   its query string, on 127.0.0.1 only: it shows the cluster's objects to whoever can reach it.
@@ -76,8 +78,8 @@ class HttpEndpoints:
 
     def __init__(self, metrics: Metrics, *, health: Sequence[HealthSettings] = (),
                  ready: Sequence[tuple[str, int]] = (), prometheus: Sequence[tuple[str, int]] = (),
-                 readiness: Sequence[Readiness] = (), scraped: CollectorRegistry | None = None,
-                 explain: tuple[int, Explain] | None = None) -> None:
+                 readiness: Sequence[Readiness] = (), current: Sequence[Readiness] = (),
+                 scraped: CollectorRegistry | None = None, explain: tuple[int, Explain] | None = None) -> None:
         self._metrics = metrics
         self._scraped = scraped or metrics.registry  # what /metrics serves
         self._routes: dict[tuple[str, int], dict[str, Callable[[], Page]]] = {}
@@ -94,6 +96,7 @@ class HttpEndpoints:
         self._health_addresses = list(dict.fromkeys(settings.address for settings in health))
         self.lameduck = max((settings.lameduck for settings in health), default=0.0)
         self._not_ready = list(readiness)  # the checks not yet seen to hold
+        self._current = list(current)  # the checks asked every time
         self._ready_lock = threading.Lock()
         self._shutting_down = False
         self._servers: dict[tuple[str, int], _Server] = {}
@@ -102,13 +105,14 @@ class HttpEndpoints:
 
     @classmethod
     def for_config(cls, config: Config, metrics: Metrics, readiness: Sequence[Readiness] = (),
-                   scraped: CollectorRegistry | None = None, explain: Explain | None = None) -> HttpEndpoints:
+                   current: Sequence[Readiness] = (), scraped: CollectorRegistry | None = None,
+                   explain: Explain | None = None) -> HttpEndpoints:
         """The endpoints every block of `config` asks for, and /explain when the command line turned it on;
         /metrics serves `scraped` (default: `metrics`)."""
         return cls(metrics, health=[b.setting("health") for b in config.blocks if b.setting("health") is not None],
                    ready=[b.setting("ready") for b in config.blocks if b.setting("ready") is not None],
                    prometheus=[b.setting("prometheus") for b in config.blocks if b.setting("prometheus") is not None],
-                   readiness=readiness, scraped=scraped,
+                   readiness=readiness, current=current, scraped=scraped,
                    explain=(config.explain_port, explain) if config.explain_port and explain is not None else None)
 
     def start(self) -> None:
@@ -160,7 +164,8 @@ class HttpEndpoints:
             if self._shutting_down:
                 return 503, TEXT, b"Shutting down"
             self._not_ready = [(name, ready) for name, ready in self._not_ready if not ready()]
-            names = ",".join(sorted(name for name, _ in self._not_ready))
+            failing = {name for name, _ in self._not_ready} | {name for name, ready in self._current if not ready()}
+            names = ",".join(sorted(failing))
         if not names:
             return 200, TEXT, b"OK"
         ready_log.info('Plugins not ready: "%s"', names)

@@ -3,14 +3,18 @@
 The supervisor (dns_server.supervisor) runs the sources and their registries; a worker is forked
 from it, so it starts with a copy of every registry (shared copy-on-write), and from then on
 applies the same batches of updates in the same order, at the same time stamps, to its copy: the
-registry's `journal` hands each batch to `Channel.batch_frame`, and every worker's `WorkerLink`
-applies it.  The copies never differ for long, and the sources talk to the API once.
+registry's `journal` frames each batch once for every worker, and each worker's `WorkerLink`
+applies it as soon as it arrives.  The copies never differ for long, and the sources talk to the
+API once.
 
 The channel is a socket pair carrying length-prefixed pickles, one message per frame:
-- supervisor -> worker: `("batch", cluster, updates, now)`, `("scrape",)`;
-- worker -> supervisor: `("up", listeners, synced)` once its listeners are bound,
-  `("synced",)` when every cluster it serves has had its first sync, `("failed", message)` when
-  it cannot start, `("metrics", families)` in reply to a scrape.
+- supervisor -> worker: `("batch", number, cluster, updates, now)`, `("ping", number)` (a
+  heartbeat), `("scrape",)`;
+- worker -> supervisor: `("ack", number)` once a batch is published or a ping read, by the event
+  loop that answers DNS (a worker that stops acknowledging is hung: the supervisor restarts it),
+  `("up", listeners, synced)` once its listeners are bound, `("synced",)` when every cluster it
+  serves has had its first sync, `("failed", message)` when it cannot start, `("metrics",
+  families)` in reply to a scrape.
 A worker whose channel closes (its supervisor is gone) stops.
 """
 
@@ -25,6 +29,7 @@ import signal
 import socket
 import struct
 import threading
+import time
 from typing import Any, Callable
 
 from prometheus_client.metrics_core import Metric
@@ -101,13 +106,17 @@ def relayed(cluster: Cluster, loop: asyncio.AbstractEventLoop) -> Cluster:
 
 
 class WorkerLink:
-    """The worker's end of the channel: a thread applying batches and answering scrapes."""
+    """The worker's end of the channel: a thread applying batches and answering scrapes, and the
+    event loop that answers DNS acknowledging every numbered message once it has run what the
+    message scheduled there (a batch's publication): a worker whose loop is stopped or stuck
+    acknowledges nothing, and the supervisor finds it hung."""
 
     def __init__(self, channel: socket.socket, registries: dict[int, Registry], metrics: Metrics,
-                 closed: Callable[[], None]) -> None:
+                 loop: asyncio.AbstractEventLoop, closed: Callable[[], None]) -> None:
         self._channel = channel
         self._registries = registries
         self._metrics = metrics
+        self._loop = loop
         self._closed = closed
         self._sending = threading.Lock()
         self._synced = self.synced()
@@ -126,9 +135,11 @@ class WorkerLink:
     def _run(self) -> None:
         while (message := read_message(self._channel)) is not None:
             if message[0] == "batch":
-                self._apply(*message[1:])
+                self._apply(*message[2:])
             elif message[0] == "scrape":
                 self.send(("metrics", list(self._metrics.registry.collect())))
+            if message[0] in ("batch", "ping"):
+                self._loop.call_soon_threadsafe(self.send, ("ack", message[1]))
         self._closed()
 
     def _apply(self, cluster: int, updates: list[Any], now: float | None) -> None:
@@ -176,7 +187,7 @@ async def _serve(config: Config, clusters: dict[SourceSettings, Cluster], ids: d
         loop.call_soon_threadsafe(stopping.set)
 
     link = WorkerLink(channel, {ids[settings]: cluster.registry for settings, cluster in own.items()}, metrics,
-                      supervisor_gone)
+                      loop, supervisor_gone)
     try:
         runtime = await start(config, Runtime(config, clusters=own), metrics=metrics, query_log=query_log,
                               on_loop=loop_found if index == 0 else None, worker=True)
@@ -229,6 +240,7 @@ class WorkerHandle:
         self.exited: asyncio.Future[int] = loop.create_future()  # its wait status
         self.synced = False
         self.retiring = False  # asked to stop: its exit is no crash
+        self.hung = False  # killed for acknowledging nothing (supervisor.HUNG)
         self.last_families: list[Metric] = []  # its latest scrape: what it counted, once it is gone
         self._loop = loop
         self._on_exit = on_exit
@@ -236,14 +248,26 @@ class WorkerHandle:
         self._outbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._replies: queue.SimpleQueue[list[Metric]] = queue.SimpleQueue()
         self._scraping = threading.Lock()
+        self._posting = threading.Lock()
+        self._unacknowledged: dict[int, float] = {}  # number -> when posted (monotonic), oldest first
 
     def start(self) -> None:
         threading.Thread(target=self._send, name=f"worker {self.index} out", daemon=True).start()
         threading.Thread(target=self._receive, name=f"worker {self.index} in", daemon=True).start()
 
-    def post(self, data: bytes) -> None:
-        """Queue a frame for the worker (from any thread; never blocks)."""
+    def post(self, data: bytes, number: int | None = None) -> None:
+        """Queue a frame for the worker (from any thread; never blocks); a `number`ed one (a batch,
+        a ping) is to be acknowledged."""
+        if number is not None:
+            with self._posting:
+                self._unacknowledged[number] = time.monotonic()
         self._outbox.put(data)
+
+    def silent_for(self, now: float) -> float:
+        """Seconds the oldest message the worker has not acknowledged has waited (0 when none has)."""
+        with self._posting:
+            oldest = next(iter(self._unacknowledged.values()), now)
+        return now - oldest
 
     def signal(self, signum: int) -> None:
         try:
@@ -274,6 +298,9 @@ class WorkerHandle:
         while (message := read_message(self.channel)) is not None:
             if message[0] == "up":
                 self._loop.call_soon_threadsafe(self._came_up, message[1], message[2])
+            elif message[0] == "ack":
+                with self._posting:
+                    self._unacknowledged.pop(message[1], None)
             elif message[0] == "synced":
                 self.synced = True
             elif message[0] == "failed":

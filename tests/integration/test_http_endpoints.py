@@ -115,6 +115,22 @@ def test_ready_names_the_plugins_not_ready_then_stays_ready(running: list[HttpEn
     assert request(port, "/ready") == (200, "text/plain; charset=utf-8", "OK")
 
 
+def test_a_current_check_is_asked_at_every_request(running: list[HttpEndpoints]) -> None:
+    """The supervisor's "every worker has acknowledged its data" check: unlike a plugin's, it can
+    make /ready 503 again after 200, under the same name as the latched check of that plugin."""
+    port = free_port()
+    state = {"synced": False, "current": True}
+    start(running, HttpEndpoints(Metrics(), ready=[(HOST, port)], readiness=[("kubernetes", lambda: state["synced"])],
+                                 current=[("kubernetes", lambda: state["current"])]))
+    assert request(port, "/ready")[::2] == (503, "kubernetes")
+    state["synced"] = True
+    assert request(port, "/ready")[::2] == (200, "OK")
+    state["current"] = False  # a worker is late
+    assert request(port, "/ready")[::2] == (503, "kubernetes")
+    state["current"] = True
+    assert request(port, "/ready")[::2] == (200, "OK")
+
+
 def test_ready_without_checks_is_ready(running: list[HttpEndpoints]) -> None:
     """The ready endpoint with no plugin that reports readiness (CoreDNS: ready at once)."""
     port = free_port()

@@ -166,8 +166,43 @@ def test_a_killed_worker_is_started_again_and_no_query_is_lost(zones_copy: Path)
         wait_for(lambda: asker.answered > answered + 50, DEADLINE, "answers after the restart")
         asker.stop.set()
         asker.thread.join()
-        assert samples(metrics, "dns_server_worker_restarts_total") == {"": 1.0}
+        assert samples(metrics, "dns_server_worker_restarts_total") == {'{reason="exited"}': 1.0,
+                                                                       '{reason="hung"}': 0.0}
         assert asker.lost <= 2, f"{asker.lost} queries lost, {asker.answered} answered"
+
+
+def test_a_stopped_worker_is_found_hung_killed_and_started_again(zones_copy: Path) -> None:
+    """SIGSTOP of one worker while a client asks without pause: it acknowledges nothing (batches,
+    pings), so /ready says 503, then the supervisor logs it as hung, counts it, kills it and forks
+    a new one, and both workers answer queries again."""
+    server, metrics, ready = workers_server(zones_copy)
+    with server:
+        wait_for(lambda: fetch(ready, "/ready") == (200, "OK"), DEADLINE, "/ready to say OK")
+        asker = Asker(server)
+        asker.thread.start()
+        wait_for(lambda: asker.answered > 50, DEADLINE, "answers before the stop")
+        victim = worker_pids(server)[1]
+        os.kill(victim, signal.SIGSTOP)
+        try:
+            wait_for(lambda: fetch(ready, "/ready")[0] == 503, DEADLINE, "/ready to say 503")
+            wait_for(lambda: any(f"(pid {victim}) has acknowledged nothing for" in line
+                                 for line in server.log_lines("[ERROR]")), DEADLINE, "the hung worker's log line")
+            wait_for(lambda: len(worker_pids(server)) == 2 and victim not in worker_pids(server), DEADLINE,
+                     "a new worker")
+        finally:
+            if not gone(victim):
+                os.kill(victim, signal.SIGCONT)
+        wait_for(lambda: fetch(ready, "/ready") == (200, "OK"), DEADLINE, "/ready to say OK again")
+        before = samples(metrics, "dns_server_worker_requests_total")
+        wait_for(lambda: all(count > before[worker]
+                             for worker, count in samples(metrics, "dns_server_worker_requests_total").items()),
+                 DEADLINE, "both workers to answer")
+        asker.stop.set()
+        asker.thread.join()
+        assert samples(metrics, "dns_server_worker_restarts_total") == {'{reason="exited"}': 0.0,
+                                                                       '{reason="hung"}': 1.0}
+        assert not [line for line in server.log_lines("[ERROR]") if "starting it again" in line
+                    and "has acknowledged nothing" not in line]  # logged once, as hung
 
 
 def test_sigterm_stops_every_worker_after_the_lameduck(zones_copy: Path) -> None:

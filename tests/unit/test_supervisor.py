@@ -1,4 +1,5 @@
-"""The supervisor's readiness: every cluster synced, in the supervisor and in every worker."""
+"""The supervisor's readiness: every cluster synced, in the supervisor and in every worker, and no
+worker late acknowledging what it was sent."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from dns_server.config.model import Config, ServerBlock, ZoneKey
-from dns_server.supervisor import Generation
+from dns_server.supervisor import LATE, Generation
 
 
 @pytest.mark.parametrize("clusters, workers, not_ready", [
@@ -21,5 +22,17 @@ def test_ready_once_every_cluster_and_every_worker_synced(clusters: list[bool], 
                                                          not_ready: list[str]) -> None:
     generation = Generation(Config((ServerBlock((ZoneKey(""),)),)),
                             {index: SimpleNamespace(synced=synced) for index, synced in enumerate(clusters)},  # type: ignore[misc]
-                            {}, [SimpleNamespace(synced=synced) for synced in workers])  # type: ignore[list-item]
+                            {}, [SimpleNamespace(synced=synced) for synced in workers])  # type: ignore[misc]
     assert generation.not_ready() == not_ready
+
+
+@pytest.mark.parametrize("silences, late", [
+    ([0.0, 0.0], False),
+    ([LATE / 2, 0.0], False),  # a batch on its way
+    ([0.0, LATE * 2], True),  # a worker that has not acknowledged a batch or a ping
+])
+def test_late_while_a_worker_has_not_acknowledged_what_it_was_sent(silences: list[float], late: bool) -> None:
+    generation = Generation(Config((ServerBlock((ZoneKey(""),)),)), {}, {},
+                            [SimpleNamespace(silent_for=lambda now, silence=silence: silence)  # type: ignore[misc]
+                             for silence in silences])
+    assert generation.late() is late
