@@ -88,9 +88,9 @@ def decode_name(wire: bytes) -> str:
     """Dotted lower-case text of an uncompressed wire name (already validated).
 
     A dot or backslash inside a label is escaped (RFC 4343 2.1), so such a label never matches a
-    cluster name by accident.  Every fresh question is decoded here, so the usual name (no such
-    byte, nor a label 46 bytes long whose length byte is a dot) is copied whole and its length
-    bytes overwritten with dots, rather than read a label at a time.
+    cluster name by accident.  Every fresh question is decoded here, so a name without either byte
+    is copied whole and its length bytes overwritten with dots, rather than read a label at a time
+    (a length byte of 46 is a dot too: that name takes the slow way, to the same text).
     """
     dots = []  # where the length bytes after the first stand in the text
     at = 0
