@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from dns_server.protocol.answer import Answer, Outcome
 from dns_server.protocol.codes import (
@@ -68,8 +67,7 @@ class Unencodable(ValueError):
     """An answer that cannot be written: a bad name, address, TTL or record type (answer SERVFAIL)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Encoded:
+class Encoded(NamedTuple):
     wire: bytes  # the reply: ID, question exactly as query.key (lower case), records, OPT
     serial_at: int  # offset of the first SOA record's SERIAL in `wire`, -1 if none (see patch_serial)
 

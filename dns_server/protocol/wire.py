@@ -88,8 +88,27 @@ def decode_name(wire: bytes) -> str:
     """Dotted lower-case text of an uncompressed wire name (already validated).
 
     A dot or backslash inside a label is escaped (RFC 4343 2.1), so such a label never matches a
-    cluster name by accident.
+    cluster name by accident.  Every fresh question is decoded here, so a name without either byte
+    is copied whole and its length bytes overwritten with dots, rather than read a label at a time
+    (a length byte of 46 is a dot too: that name takes the slow way, to the same text).
     """
+    dots = []  # where the length bytes after the first stand in the text
+    at = 0
+    while length := wire[at]:
+        if at:
+            dots.append(at - 1)
+        at += length + 1
+    raw = wire[1:at]
+    if b"." in raw or b"\\" in raw:
+        return _escaped_name(wire)
+    text = bytearray(raw)
+    for dot in dots:
+        text[dot] = 0x2E
+    return text.decode("latin-1").lower()
+
+
+def _escaped_name(wire: bytes) -> str:
+    """`decode_name` a label at a time, escaping a dot or backslash inside one."""
     labels = []
     i = 0
     while wire[i]:

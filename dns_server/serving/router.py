@@ -343,7 +343,7 @@ class Pipeline:
                                      via_tcp, answer.counts)
         nsid = None if answer.outcome is Outcome.SERVFAIL else block.nsid  # a plugin's error: the server writes it
         rotations = tuple(identified(encode(query, answer._replace(answer=records), block.bufsize).wire, nsid, key,
-                                     MAX_TCP_MESSAGE) for records in answer.rotations)
+                                     MAX_TCP_MESSAGE) for records in answer.rotations) if answer.rotations else ()
         entry = Entry(identified(encoded.wire, nsid, key, MAX_TCP_MESSAGE), encoded.serial_at, block.view,
                       answer.depends, block.bufsize, labels, rotations=rotations, serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:

@@ -29,8 +29,9 @@ one whole address.  The caller picks the zone (the longest of the plugin's zones
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 from dns_server.protocol.names import in_zone
 
@@ -71,10 +72,9 @@ def parse_qname(name: str, zone: str, clusterset: bool = False) -> Name:
     """Classify a lower-case dotted name (no trailing dot) that lies in `zone` (root: "")."""
     if name == zone:
         return Name(Kind.APEX, zone)
-    if in_zone(zone, IPV4_REVERSE):
-        return Name(Kind.REVERSE, zone, address=_reverse_v4(name))
-    if in_zone(zone, IPV6_REVERSE):
-        return Name(Kind.REVERSE, zone, address=_reverse_v6(name))
+    reverse = _reverse_reader(zone)
+    if reverse is not None:
+        return Name(Kind.REVERSE, zone, address=reverse(name))
     relative = name[: -len(zone) - 1] if zone else name
     parsed = _parse_cluster(relative.split("."), zone, clusterset)
     return parsed._replace(clusterset=True) if clusterset else parsed
@@ -127,6 +127,17 @@ def pod_address(label: str) -> str:
         return str(ipaddress.ip_address(text))
     except ValueError:
         return ""
+
+
+@functools.cache
+def _reverse_reader(zone: str) -> Callable[[str], str] | None:
+    """What reads the address a name in `zone` spells, if it is a reverse zone (a zone is one of a
+    few: asked once each, not for every name)."""
+    if in_zone(zone, IPV4_REVERSE):
+        return _reverse_v4
+    if in_zone(zone, IPV6_REVERSE):
+        return _reverse_v6
+    return None
 
 
 def _reverse_v4(name: str) -> str:

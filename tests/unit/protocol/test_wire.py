@@ -91,6 +91,8 @@ GOLDEN = [
     ("the root", header() + b"\x00\x00\x02\x00\x01", query("", question=b"\x00\x00\x02\x00\x01")),
     ("a dot and a backslash inside labels are escaped", header() + b"\x03a.b\x03c\\d\x00" + A_IN,
      query("a\\.b.c\\\\d", question=b"\x03a.b\x03c\\d\x00" + A_IN)),
+    ("a 46-byte label, whose length byte is a dot", header() + b"\x02ab\x2e" + b"c" * 46 + b"\x00" + A_IN,
+     query("ab." + "c" * 46, question=b"\x02ab\x2e" + b"c" * 46 + b"\x00" + A_IN)),
     ("class CH", header() + WWW + b"\x00\x10\x00\x03", query(question=WWW + b"\x00\x10\x00\x03")),
     ("a 255-byte name", header() + b"\x3f" + b"a" * 63 + b"\x3f" + b"b" * 63 + b"\x3f" + b"c" * 63 + b"\x3d"
      + b"d" * 61 + b"\x00" + A_IN,
@@ -345,3 +347,11 @@ def test_a_query_asking_for_the_nsid_has_a_key_of_its_own() -> None:
 ])
 def test_anything_but_a_plain_query_is_left_to_decoding(what: str, packet: bytes) -> None:
     assert read_plain(packet) is None, what
+
+
+@given(st.lists(st.lists(st.sampled_from(b"aZ09-_.\\\xe9\xc9"), min_size=1, max_size=63).map(bytes), max_size=3))
+def test_a_name_reads_as_its_labels_lower_case_with_dots_and_backslashes_in_them_escaped(labels: list[bytes]) -> None:
+    """The question name, whatever bytes its labels hold (RFC 4343 2.1: `\\.` and `\\\\` inside a label)."""
+    question = b"".join(bytes((len(label),)) + label for label in labels) + b"\x00" + A_IN
+    escaped = [label.decode("latin-1").lower().replace("\\", "\\\\").replace(".", "\\.") for label in labels]
+    assert decode_query(header() + question).name == ".".join(escaped)
