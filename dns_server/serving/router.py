@@ -7,12 +7,15 @@ Theory of operation.  A query goes one way:
    DO and an NSID asked for), read from the raw bytes without decoding the message
    (`protocol.wire.read_plain`): the answer table's entry for it, cut to the client's UDP limit,
    with the query's ID and the question's case patched in.  An entry whose answer comes from upstream sends the question to
-   its block's outbound side, whose cache may answer at once.
+   its block's outbound side, whose cache may answer at once.  A question whose answer depends on the
+   client's namespace (autopath's walk) has an entry per namespace: the client's is looked up in the
+   current snapshot, for this query.
 3. the slow path: the query decoded properly; what the server answers before any plugin (FORMERR,
    NOTIMP, BADVERS, REFUSED: `chain.chain.admission`) is decided here, where messages enter; the
    query is routed to the server block with the longest zone that covers the name, answered by the
    block's chain of plugins (chain/chain.py) against its registry view, encoded, and kept in the
-   answer table, unless the answer depends on the client.
+   answer table, unless the answer depends on the client (per namespace when it depends on the
+   client's namespace only).
 Whatever the slow path cannot finish at once (an upstream exchange) comes back as `Forward`, which
 the transport completes with `complete()` as a bounded task.  An answer whose question the chain
 rewrote (`Answer.relay`, the rewrite plugin) is asked upstream, and of the forward cache, as
@@ -36,8 +39,8 @@ from time import perf_counter
 from typing import Callable, NamedTuple, Optional, Protocol
 
 from dns_server.chain.chain import Chain, admission, undecodable
-from dns_server.chain.plugin import CLIENT
-from dns_server.cluster.snapshot import Change
+from dns_server.chain.plugin import CLIENT, CLIENT_NAMESPACE
+from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.config.model import ServerBlock
 from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.forward.outbound import CACHE, FORWARD, Outbound
@@ -226,6 +229,12 @@ class Pipeline:
             entry = self.table.get(key)
             if entry is not None:
                 return self._serve(entry, data, key, end, payload, via_tcp, peer)
+            group = self.table.namespaced.get(key)
+            if group is not None:
+                named = _named_client(group.trusted, data, peer) if group.trusted is not None else None
+                entry = self.table.for_namespace(group, _client_namespace(group.view.snapshot, named, peer))
+                if entry is not None:
+                    return self._serve_one_client(entry, data, key, end, payload, via_tcp, _echo(named))
             return self._resolve(data, plain_query(data, key, end, payload), via_tcp, peer)
         except (FormErr, Drop):
             return self._slow(data, via_tcp, peer)
@@ -254,6 +263,16 @@ class Pipeline:
             labels = entry.labels
             tally = self._tally = self._tally_for(labels.zone, labels.plugin, data, reply, key, via_tcp, labels.counts)
         self.table.remember(entry, via_tcp, data[2:], reply[2:], tally)
+        return reply
+
+    def _serve_one_client(self, entry: Entry, data: bytes, key: bytes, end: int, payload: int, via_tcp: bool,
+                          echo: bytes) -> bytes:
+        """An entry's reply for this client alone (never kept by its query's bytes), with the client-subnet echo."""
+        limit = reply_limit(via_tcp, payload, entry.bufsize) - len(echo)
+        reply = with_option(_as_asked(data, entry.reply(limit), end), echo)
+        if self.metrics is not None:
+            labels = entry.labels
+            self._tally = self._tally_for(labels.zone, labels.plugin, data, reply, key, via_tcp, labels.counts)
         return reply
 
     # -- the slow path -----------------------------------------------------------------------------
@@ -285,7 +304,8 @@ class Pipeline:
         named = _named_client(block.trusted, data, peer) if block.trusted is not None else None
         client = peer if named is None else (named, 0)  # the option carries no port
         answer = block.chain.resolve(query.name, query.qtype, snapshot, client, query.qclass, via_tcp)
-        echo = client_subnet.option(named, scoped=True) if named is not None and CLIENT in answer.depends else b""
+        per_client = CLIENT in answer.depends or CLIENT_NAMESPACE in answer.depends
+        echo = _echo(named) if per_client else b""
         key = question_key(query)
         labels = self._labels.get((zone, answer.plugin, answer.counts))
         if labels is None:
@@ -301,7 +321,7 @@ class Pipeline:
             if answer.outcome is Outcome.FORWARD:
                 target = ForwardTarget(block, block.outbound, answer.forward,
                                        query.name if relay is None else relay.name, relay)
-                if CLIENT not in answer.depends:  # a client's own question goes upstream each time
+                if not per_client:  # a client's own question goes upstream each time
                     self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels,
                                               forward=target))
                 cached = block.outbound.cached(upstream, limit)
@@ -335,10 +355,12 @@ class Pipeline:
                       answer.depends, block.bufsize, labels, rotations=rotations, serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
-        elif CLIENT in answer.depends:  # only for this client: counted, never kept
-            reply = _as_asked(data, entry.reply(reply_limit(via_tcp, payload, block.bufsize) - len(echo)), end)
-            return self._count_reply(data, with_option(reply, echo), labels.zone, answer.plugin, via_tcp,
-                                     answer.counts)
+        elif CLIENT in answer.depends:  # only for this client: never kept
+            return self._serve_one_client(entry, data, key, end, payload, via_tcp, echo)
+        elif CLIENT_NAMESPACE in answer.depends:  # for the clients of this namespace only
+            namespace = _client_namespace(snapshot, named, peer)
+            self.table.put_for_namespace(key, namespace, entry, block.trusted)
+            return self._serve_one_client(entry, data, key, end, payload, via_tcp, echo)
         else:
             self.table.put(key, entry)
         return self._serve(entry, data, key, end, payload, via_tcp, peer)
@@ -470,6 +492,18 @@ def _named_client(trusted: tuple[Network, ...], data: bytes, peer: Peer) -> str 
     if peer is None or not trusts(trusted, canonical_address(peer[0])):
         return None
     return client_subnet.client_address(data)
+
+
+def _client_namespace(snapshot: Snapshot, named: str | None, peer: Peer) -> str | None:
+    """The namespace of the client: the one a trusted client-subnet option named, else the peer."""
+    if named is not None:
+        return snapshot.client_namespace(named)
+    return None if peer is None else snapshot.client_namespace(peer[0])
+
+
+def _echo(named: str | None) -> bytes:
+    """The client-subnet option a reply made for the client a trusted option named carries (scope /32): none else."""
+    return b"" if named is None else client_subnet.option(named, scoped=True)
 
 
 def _question_type_and_do(data: bytes) -> tuple[int, bool]:
