@@ -25,7 +25,9 @@ dependency) is kept in `namespaced`, a `Namespaced` per question key holding one
 (`Snapshot.client_namespace`), so an address that changes hands gets its new namespace's entry at
 once, and serves an entry only to clients of its namespace, never from `exact` (whose keys are a
 query's bytes, which do not say who sent them).  Only questions no plain entry answers look there:
-plain hits cost nothing more.  An answer that depends on the client itself (`CLIENT`) is not kept.
+plain hits cost nothing more.  Such a question counts as one answer against the table's room (its
+entries are one per namespace that asked).  An answer that depends on the client itself (`CLIENT`)
+is not kept.
 
 Blocks of one listener may read different registries (kubernetes blocks with different sources),
 so each entry knows the `View` it was resolved against: the snapshot of its registry as the event
@@ -40,8 +42,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from dns_server.cluster.snapshot import Change, Snapshot, invalidated
-from dns_server.protocol.answer import Dependency
 from dns_server.plugins.trust_client_subnet import Network
+from dns_server.protocol.answer import Dependency
 from dns_server.protocol.encode import fit, patch_serial
 
 MAX_ENTRIES = 100_000  # answers kept per listener; past it the oldest eighth is dropped

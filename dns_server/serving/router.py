@@ -355,14 +355,13 @@ class Pipeline:
                       answer.depends, block.bufsize, labels, rotations=rotations, serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
-        elif CLIENT in answer.depends:  # only for this client: never kept
             return self._serve_one_client(entry, data, key, end, payload, via_tcp, echo)
-        elif CLIENT_NAMESPACE in answer.depends:  # for the clients of this namespace only
-            namespace = _client_namespace(snapshot, named, peer)
-            self.table.put_for_namespace(key, namespace, entry, block.trusted)
+        if CLIENT in answer.depends:  # only for this client: never kept
             return self._serve_one_client(entry, data, key, end, payload, via_tcp, echo)
-        else:
-            self.table.put(key, entry)
+        if CLIENT_NAMESPACE in answer.depends:  # for the clients of this namespace only
+            self.table.put_for_namespace(key, _client_namespace(snapshot, named, peer), entry, block.trusted)
+            return self._serve_one_client(entry, data, key, end, payload, via_tcp, echo)
+        self.table.put(key, entry)
         return self._serve(entry, data, key, end, payload, via_tcp, peer)
 
     # -- forwarded questions -----------------------------------------------------------------------
