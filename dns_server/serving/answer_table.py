@@ -170,7 +170,9 @@ class AnswerTable:
                 self.counters.misses += 1
             return None
         self.counters.hits += 1
-        return _current(entry)
+        if entry.serial_at >= 0 and entry.serial != entry.view.snapshot.serial:  # `_current`, inline: the hot path
+            entry.restamp(entry.view.snapshot.serial)
+        return entry
 
     def for_namespace(self, group: Namespaced, namespace: str | None) -> Entry | None:
         """The entry of a question kept per namespace for a client of `namespace`, its serial brought up to date."""
