@@ -24,7 +24,8 @@ dependency) is kept in `namespaced`, a `Namespaced` per question key holding one
 (None: clients that are no pod's).  The router finds the client's namespace afresh for each query
 (`Snapshot.client_namespace`), so an address that changes hands gets its new namespace's entry at
 once, and serves an entry only to clients of its namespace, never from `exact` (whose keys are a
-query's bytes, which do not say who sent them).  Only questions no plain entry answers look there:
+query's bytes, which do not say who sent them: its exact replies are kept apart, per namespace, in
+`namespaced_udp` and `namespaced_tcp`).  Only questions no plain entry answers look there:
 plain hits cost nothing more.  Such a question counts as one answer against the table's room (its
 entries are one per namespace that asked).  An answer that depends on the client itself (`CLIENT`)
 is not kept.
@@ -55,8 +56,9 @@ MAX_EXACT_PER_ENTRY = 8  # query byte patterns remembered per answer (case and E
 class AnswerCacheCounters:
     """What the table counts for metrics: plain ints added to on the event loop, read when scraped.
 
-    Hits are the queries answered by an entry or an exact reply (exact replies are counted only on a
-    listener with `prometheus`, where counting is already paid for).
+    Hits are the queries answered by an entry or an exact reply (plain exact replies are counted only
+    on a listener with `prometheus`, where counting is already paid for; those kept per namespace,
+    which cost a lookup of the client anyway, always).
     """
 
     hits: int = 0
@@ -103,7 +105,7 @@ class Entry:
     serial: int = 0  # the serial written at `serial_at`
     turn: int = 0
     fitted: dict[int, bytes] | None = None  # the reply cut to each UDP limit asked for (made when first needed)
-    exact: list[tuple[dict[bytes, ExactHit], bytes]] | None = None  # its exact replies (where they are kept)
+    exact: list[tuple[dict[Any, ExactHit], Any]] | None = None  # its exact replies (where they are kept, under what)
 
     def reply(self, limit: int) -> bytes:
         """The reply for a client that accepts `limit` bytes (a TCP client: 65535)."""
@@ -130,6 +132,14 @@ class Entry:
 
 
 @dataclass(slots=True, eq=False)
+class NamespacedHits:
+    """The final replies for one query's exact bytes whose answer depends on the client's namespace, per namespace."""
+
+    view: View  # where the client's namespace is looked up
+    by_namespace: dict[str | None, ExactHit]
+
+
+@dataclass(slots=True, eq=False)
 class Namespaced:
     """The entries of one question whose answer depends on the namespace of the pod that asks.
 
@@ -153,6 +163,8 @@ class AnswerTable:
         self.namespaced: dict[bytes, Namespaced] = {}
         self.exact_udp: dict[bytes, ExactHit] = {}
         self.exact_tcp: dict[bytes, ExactHit] = {}
+        self.namespaced_udp: dict[bytes, NamespacedHits] = {}  # exact replies of questions kept per namespace
+        self.namespaced_tcp: dict[bytes, NamespacedHits] = {}
         self._by_dependency: dict[Dependency, set[bytes]] = {}
         self._stamped: list[Entry] = []  # entries with a serial and exact replies
         self._max_entries = max_entries
@@ -218,17 +230,40 @@ class AnswerTable:
         """Keep a final reply under its query's exact bytes (both without the ID)."""
         if entry.rotations or entry.forward is not None:
             return  # rotating answers turn per query; forwarded ones age: neither is fixed bytes
-        if entry.exact is None:
-            entry.exact = []
-        elif len(entry.exact) >= MAX_EXACT_PER_ENTRY:
-            return
         exact = self.exact_tcp if via_tcp else self.exact_udp
+        if self._room_for_exact(entry, exact):
+            exact[query] = ExactHit(reply, tally)
+            self._kept_exact(entry, exact, query)
+
+    def remember_for_namespace(self, entry: Entry, group: Namespaced, namespace: str | None, via_tcp: bool,
+                               query: bytes, reply: bytes, tally: Any) -> None:
+        """Keep a final reply for the clients of one namespace under its query's exact bytes.
+
+        Not behind trust_client_subnet: whether a sender may name the client is not in the bytes.
+        """
+        if entry.rotations or group.trusted is not None:
+            return
+        exact = self.namespaced_tcp if via_tcp else self.namespaced_udp
+        if self._room_for_exact(entry, exact):
+            hits = exact.get(query)
+            if hits is None:
+                hits = exact[query] = NamespacedHits(group.view, {})
+            hits.by_namespace[namespace] = ExactHit(reply, tally)
+            self._kept_exact(entry, hits.by_namespace, namespace)
+
+    def _room_for_exact(self, entry: Entry, exact: dict[bytes, Any]) -> bool:
+        if entry.exact is not None and len(entry.exact) >= MAX_EXACT_PER_ENTRY:
+            return False
         if len(exact) >= self._max_exact:
             exact.clear()  # the entries keep their (now stale) references: dropping them is harmless
-        exact[query] = ExactHit(reply, tally)
+        return True
+
+    def _kept_exact(self, entry: Entry, exact: dict[Any, ExactHit], under: Any) -> None:
+        if entry.exact is None:
+            entry.exact = []
         if entry.serial_at >= 0 and not entry.exact:
             self._stamped.append(entry)
-        entry.exact.append((exact, query))
+        entry.exact.append((exact, under))
 
     def publish(self, view: View, change: Change, serial_changed: bool) -> None:
         """`view` has moved on by `change` (its snapshot already replaced): drop the entries it touches."""
@@ -253,7 +288,10 @@ class AnswerTable:
             _forget_exact(entry)
             deps: frozenset[Dependency] | set[Dependency] = entry.deps
         else:
-            deps = self.namespaced.pop(key).deps
+            group = self.namespaced.pop(key)
+            for kept in group.by_namespace.values():
+                _forget_exact(kept)
+            deps = group.deps
         for dependency in deps:
             keys = self._by_dependency.get(dependency)
             if keys is not None:

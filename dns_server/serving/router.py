@@ -2,7 +2,9 @@
 
 Theory of operation.  A query goes one way:
 1. `exact`: the reply already sent for these exact query bytes (after the ID): one dict lookup, the
-   query's ID in front, done.  Stub resolvers repeat themselves, so this answers most queries.
+   query's ID in front, done.  Stub resolvers repeat themselves, so this answers most queries.  The
+   replies of questions kept per namespace (below) are kept by their bytes apart, per namespace,
+   and looked up, with the client's namespace, only when the table holds such questions.
 2. the question key (the question with its name lower-cased, plus a mode byte for RD, CD, EDNS,
    DO and an NSID asked for), read from the raw bytes without decoding the message
    (`protocol.wire.read_plain`): the answer table's entry for it, cut to the client's UDP limit,
@@ -169,6 +171,8 @@ class Pipeline:
         self.metrics = metrics
         self._exact_udp = self.table.exact_udp
         self._exact_tcp = self.table.exact_tcp
+        self._namespaced_udp = self.table.namespaced_udp
+        self._namespaced_tcp = self.table.namespaced_tcp
         self._tally: Tally | None = None  # the tally of the reply `_answer` returned last (metered only)
         self._labels: dict[tuple[str, str, tuple[Count, ...]], Labels] = {}
         self._last_error_log = 0.0
@@ -222,6 +226,14 @@ class Pipeline:
 
     def _answer(self, data: bytes, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
         try:
+            if self.table.namespaced:
+                hits = (self._namespaced_tcp if via_tcp else self._namespaced_udp).get(data[2:])
+                if hits is not None:
+                    hit = hits.by_namespace.get(_client_namespace(hits.view.snapshot, None, peer))
+                    if hit is not None:
+                        self._tally = hit.tally
+                        self.table.counters.hits += 1
+                        return data[:2] + hit.tail
             plain = read_plain(data)
             if plain is None:
                 return self._slow(data, via_tcp, peer)
@@ -232,9 +244,13 @@ class Pipeline:
             group = self.table.namespaced.get(key)
             if group is not None:
                 named = _named_client(group.trusted, data, peer) if group.trusted is not None else None
-                entry = self.table.for_namespace(group, _client_namespace(group.view.snapshot, named, peer))
+                namespace = _client_namespace(group.view.snapshot, named, peer)
+                entry = self.table.for_namespace(group, namespace)
                 if entry is not None:
-                    return self._serve_one_client(entry, data, key, end, payload, via_tcp, _echo(named))
+                    reply = self._serve_one_client(entry, data, key, end, payload, via_tcp, _echo(named))
+                    self.table.remember_for_namespace(entry, group, namespace, via_tcp, data[2:], reply[2:],
+                                                      self._tally)
+                    return reply
             return self._resolve(data, plain_query(data, key, end, payload), via_tcp, peer)
         except (FormErr, Drop):
             return self._slow(data, via_tcp, peer)
@@ -267,7 +283,7 @@ class Pipeline:
 
     def _serve_one_client(self, entry: Entry, data: bytes, key: bytes, end: int, payload: int, via_tcp: bool,
                           echo: bytes) -> bytes:
-        """An entry's reply for this client alone (never kept by its query's bytes), with the client-subnet echo."""
+        """An entry's reply for this client (not kept by its query's bytes here), with the client-subnet echo."""
         limit = reply_limit(via_tcp, payload, entry.bufsize) - len(echo)
         reply = with_option(_as_asked(data, entry.reply(limit), end), echo)
         if self.metrics is not None:
