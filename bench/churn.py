@@ -34,8 +34,8 @@ stand-in's state says they must be; a name that differs is asked again until the
 
 `--autopath`: the server runs from a Corefile with `pods verified` and `autopath @kubernetes`, and
 the stand-in also serves one pod, at 127.0.0.1 where dnsperf asks from, in a namespace of its own
-(bench/cluster.py AUTOPATH_CLIENT): every search-path miss then reads its client and is resolved
-afresh, never from the answer table, while the answers stay those the checks expect.
+(bench/cluster.py AUTOPATH_CLIENT): every search-path miss then reads its client's namespace and is
+kept in the answer table for that namespace only, while the answers stay those the checks expect.
 
 Targets: at 100 events/s at least 80% of the QPS without changes, at 1,000 events/s at least 50%,
 event -> answer p99 under 100 ms at both (issue 20), every sampled answer correct.  Exit status 0 when they hold, 1 when one does not, 2 when the

@@ -16,8 +16,9 @@ to core 0 while dnsperf runs pinned to core 1:
   under a rewritten name or in the template's zone (bench/queries.py `with_rewrites`);
   with `--autopath` the Corefile servers run `pods verified` and `autopath @kubernetes`, and the
   fixtures hold a pod at 127.0.0.1, dnsperf's address, in a namespace of its own (bench/cluster.py
-  AUTOPATH_CLIENT): every search-path miss then reads its client and is resolved afresh, never from
-  the answer table, while every answer stays NSD's;
+  AUTOPATH_CLIENT): every search-path miss then reads its client's namespace and is kept in the
+  answer table for that namespace only (served after a lookup of the client's address), while every
+  answer stays NSD's;
 - `NSD`: serving the same cluster as a zone file;
 - `baseline`, with `--baseline DIR`: ours started as `flags` is, but from the checkout DIR (the
   process runs in DIR, so `python -m dns_server` imports DIR's package), measured as `flags` is.

@@ -15,9 +15,11 @@ A handler is pure: `serve(request, next) -> Answer`, no I/O, no clock.  How each
   answer back to the name asked; the router keeps the answer under the question as asked.  A
   forwarded answer carries an `Answer.relay`: the question asked upstream, and how its reply is
   written back (`forwarded(reply)` sees no question);
-- one whose answer depends on the client (autopath, whoami): reads `request.client()` (address, port,
-  transport), which records the `CLIENT` dependency: the router never keeps such an answer for
-  another client;
+- one whose answer depends on the client (whoami, template's `.Remote`): reads `request.client()`
+  (address, port, transport), which records the `CLIENT` dependency: the router never keeps such an
+  answer for another client.  One whose answer depends only on the namespace of the pod that asks
+  (autopath) reads `request.client_namespace()` instead, which records `CLIENT_NAMESPACE`: the
+  router keeps the answer per namespace and serves it only to clients it finds in that namespace;
 - one that serves a second zone from the same cluster data (k8s_external): reads the snapshot
   through `request.reads`, as kubernetes does, so the answer table invalidates it the same way;
 - one that forwards (forward): returns `Outcome.FORWARD` naming its directive; the router hands the
@@ -42,7 +44,6 @@ from dns_server.cluster.snapshot import (
     ServiceKey,
     Snapshot,
     address_dependency,
-    client_namespace_dependency,
     external_dependency,
     import_dependency,
     namespace_dependency,
@@ -56,6 +57,8 @@ from dns_server.protocol.codes import CLASS_IN
 Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them (or a trusted
 # node-local cache named them: plugins/trust_client_subnet.py)
 CLIENT: Dependency = ("client",)  # an answer that depends on who asked: never served to another client
+# an answer that depends on the namespace of the pod that asked: served only to clients of that namespace
+CLIENT_NAMESPACE: Dependency = ("client namespace",)
 
 
 class Client(NamedTuple):
@@ -95,11 +98,6 @@ class Reads:
     def pod_running(self, namespace: str, address: str) -> bool:
         self.deps.add(pod_dependency((namespace, address)))
         return (namespace, address) in self.snapshot.pod_ips
-
-    def client_namespace(self, address: str) -> str | None:
-        """The namespace of the pod whose address this is (autopath), None when it is no pod's."""
-        self.deps.add(client_namespace_dependency(address))
-        return self.snapshot.pod_namespaces.get(address)
 
     def reverse(self, address: str) -> tuple[str, ...]:
         self.deps.add(address_dependency(address))
@@ -144,6 +142,14 @@ class Request:
         """Who asked, and over which transport; the answer now depends on it (the router keeps it for no one else)."""
         self.reads.deps.add(CLIENT)
         return None if self.peer is None else Client(*self.peer, self.via_tcp)
+
+    def client_namespace(self) -> str | None:
+        """The namespace of the pod that asked (None: no pod's address); the answer now depends on it.
+
+        Narrower than `client()`: the router keeps the answer for every client in that namespace.
+        """
+        self.reads.deps.add(CLIENT_NAMESPACE)
+        return None if self.peer is None else self.reads.snapshot.client_namespace(self.peer[0])
 
     def renamed(self, name: str, qtype: int | None = None, qclass: int | None = None) -> Request:
         """The same request for another name (a CNAME target, a rewritten question), with the same reads."""

@@ -223,13 +223,11 @@ class Registry:
                       if namespaces_changed else old.namespaces)
         appeared = frozenset(key for key in pods if (key in self._pod_ips) != (key in old.pod_ips))  # or disappeared
         pod_ips = frozenset(self._pod_ips) if appeared else old.pod_ips
-        clients: list[str] = []  # each address once: `claimed` is a set
         claims: dict[str, str] | None = None  # a copy of the old index, once an address changes hands
         for address in claimed:
             claim = claimant(self._claims.get(address, ()))
             if claim == old.pod_namespaces.get(address):
                 continue
-            clients.append(address)
             if claims is None:
                 claims = _copy(old.pod_namespaces)
             if claim is None:
@@ -255,7 +253,6 @@ class Registry:
             pods=appeared,
             addresses=frozenset(a for a in addresses if old.reverse.get(a) != reverse.get(a)),
             external=frozenset(a for a in external_touched if old.external.get(a) != external.get(a)),
-            clients=frozenset(clients),
             imports=frozenset(k for k in dirty_imports if old.imports.get(k) != imports.get(k)),
             synced=self.snapshot.synced and not old.synced,
             replaced=replaced,

@@ -8,7 +8,8 @@ reverse names, services' external addresses and ServiceImports differ from the s
 what they read as dependencies (the resolver's `Reads`); `invalidated(change)` is the one rule that
 says which dependencies a change touches, so the answer table drops exactly the cached replies that
 may differ and keeps every other one.  The SOA serial is not a dependency: cached negative answers get the new serial
-patched in (answer_table.py).
+patched in (answer_table.py).  Nor is a client's namespace (`pod_namespaces`, autopath's): answers that depend on
+it are kept per namespace, which is looked up afresh for each query.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Iterator, Mapping
 
 from dns_server.cluster.records import Port, Service, ServiceImport
 from dns_server.protocol.answer import Dependency
+from dns_server.protocol.names import canonical_address
 
 ServiceKey = tuple[str, str]  # (namespace, service name), lower case
 PodAddress = tuple[str, str]  # (namespace, address) of a running pod
@@ -73,6 +75,10 @@ class Snapshot:
     def empty(synced: bool) -> Snapshot:
         return Snapshot(serial=0, synced=synced, namespaces=frozenset(), services={}, reverse={})
 
+    def client_namespace(self, address: str) -> str | None:
+        """The namespace of the pod a client's address is taken for (autopath), None when it is no pod's."""
+        return self.pod_namespaces.get(canonical_address(address))
+
 
 # Dependencies: what an answer was read from.
 def service_dependency(key: ServiceKey) -> Dependency:
@@ -99,10 +105,6 @@ def import_dependency(key: ServiceKey) -> Dependency:
     return ("import", *key)
 
 
-def client_namespace_dependency(address: str) -> Dependency:
-    return ("client namespace", address)
-
-
 SYNCED: Dependency = ("synced",)  # a "not synced yet" answer
 HOSTS: Dependency = ("hosts",)  # an answer from the hosts plugin's table
 
@@ -116,7 +118,6 @@ class Change:
     pods: frozenset[PodAddress] = frozenset()  # running pod addresses that appeared or disappeared
     addresses: frozenset[str] = frozenset()  # reverse names that appeared, disappeared or changed
     external: frozenset[str] = frozenset()  # external addresses whose services changed
-    clients: frozenset[str] = frozenset()  # addresses whose entry in `pod_namespaces` changed
     imports: frozenset[ServiceKey] = frozenset()  # ServiceImport entries added, removed or different
     synced: bool = False  # the snapshot became synced
     hosts: bool = False
@@ -133,7 +134,6 @@ def invalidated(change: Change) -> Iterator[Dependency]:
     yield from (pod_dependency(key) for key in change.pods)
     yield from (address_dependency(address) for address in change.addresses)
     yield from (external_dependency(address) for address in change.external)
-    yield from (client_namespace_dependency(address) for address in change.clients)
     yield from (import_dependency(key) for key in change.imports)
     if change.synced:
         yield SYNCED

@@ -17,7 +17,12 @@ and tries the rest of the path in one go, so the pod gets its answer on the firs
   first try's answer is the reply.
 - The first try is the name asked itself, so it is made before the client is read: when it is not
   NXDOMAIN it is every client's answer and the answer table keeps it.  Only a first-try NXDOMAIN
-  reads the client (`request.client()`): that answer is never served to another client.
+  reads the client's namespace (`request.client_namespace()`): the answer table keeps that answer
+  per namespace and serves it only to clients whose address it takes for a pod of that namespace,
+  looking the address up afresh for each query (an address that changes hands gets its new
+  namespace's answer at once).  Clients that are no pod's (hostNetwork, finished, outside the
+  cluster) share one answer: the first try's.  Behind a trusted node-local cache the reply echoes
+  the client-subnet option with scope /32, so the cache keeps it for that one pod.
 - A try that goes upstream (`forward`): the chain cannot see the upstream's rcode, so the walk stops
   there, as CoreDNS's stops at any relayed reply that is not NXDOMAIN: the reply is a CNAME from the
   name asked to the tried name (TTL `FORWARDED_TTL`) with the upstream's records and rcode appended
@@ -47,7 +52,7 @@ from dns_server.config.syntax import Directive, Token
 from dns_server.plugins.kubernetes.setup import KubernetesSettings, PodMode
 from dns_server.protocol.answer import RR, Answer, Outcome
 from dns_server.protocol.codes import CNAME
-from dns_server.protocol.names import canonical_address, in_zone, longest_zone
+from dns_server.protocol.names import in_zone, longest_zone
 
 NAME = "autopath"
 KUBERNETES = "kubernetes"
@@ -140,8 +145,7 @@ class Autopath(Handler):
         first = next(request)  # base.N.svc.Z is the name asked: the same answer for every client
         if first.outcome is not Outcome.NXDOMAIN:
             return first
-        client = request.client()
-        namespace = request.reads.client_namespace(canonical_address(client.address)) if client else None
+        namespace = request.client_namespace()
         if namespace != labels[-2]:
             return _for_this_client(first, request)
         svc_zone = f"svc.{zone}" if zone else "svc"
@@ -171,7 +175,7 @@ class Autopath(Handler):
 
 
 def _for_this_client(answer: Answer, request: Request) -> Answer:
-    """The answer, depending on everything the walk read (the client among it)."""
+    """The answer, depending on everything the walk read (with @kubernetes, the client's namespace among it)."""
     return answer._replace(depends=answer.depends | request.reads.deps)
 
 

@@ -5,7 +5,10 @@ plugins whose answer depends on the client (autopath, whoami) would see the cach
 (CoreDNS issue 4308).  A node-local cache of ours that forwards with `client_subnet` puts its
 client's whole address in an EDNS Client Subnet option (protocol/client_subnet.py).  A query whose
 source address lies in one of these networks and that carries such an option is answered for that
-address: `Request.client()` gives it (port 0: the option carries none), to every plugin alike.
+address: `Request.client()` gives it (port 0: the option carries none) and `Request.client_namespace()`
+its pod's namespace, to every plugin alike.  A reply that read either echoes the option with the
+whole address as its scope (/32, /128), so the cache keeps it for that client alone: a cache cannot
+tell pods of one namespace from another's.
 
 Only trusted sources: the option is anyone's to write, and autopath answers with the namespace of the
 pod whose address asks, so a client that could choose the address could make another namespace's

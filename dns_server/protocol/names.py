@@ -6,6 +6,7 @@ Every zone test of the server is one of these functions.
 from __future__ import annotations
 
 import ipaddress
+from functools import lru_cache
 
 from dns_server.errors import ConfigError
 from dns_server.protocol.codes import MAX_LABEL, MAX_NAME_LEN
@@ -55,6 +56,7 @@ def normalize_zone(text: str) -> str:
     return zone
 
 
+@lru_cache(maxsize=4096)  # the router reads each query's client (autopath): the same few addresses, often
 def canonical_address(text: str) -> str:
     """`fe80::1%eth0` -> `fe80::1`, `::ffff:10.0.0.1` -> `10.0.0.1`; raises ValueError if not an address."""
     address = ipaddress.ip_address(text.partition("%")[0])

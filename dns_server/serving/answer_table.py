@@ -19,6 +19,17 @@ records.  In front of the keys, `exact` maps the exact bytes of a query (after i
 reply (after its ID): stub resolvers send the same bytes again and again, so most queries cost one
 dict lookup.  An exact entry belongs to the entry it was made from and goes with it.
 
+An answer that depends on the namespace of the pod that asks (autopath's walk: the `CLIENT_NAMESPACE`
+dependency) is kept in `namespaced`, a `Namespaced` per question key holding one entry per namespace
+(None: clients that are no pod's).  The router finds the client's namespace afresh for each query
+(`Snapshot.client_namespace`), so an address that changes hands gets its new namespace's entry at
+once, and serves an entry only to clients of its namespace, never from `exact` (whose keys are a
+query's bytes, which do not say who sent them: its exact replies are kept apart, per namespace, in
+`namespaced_udp` and `namespaced_tcp`).  Only questions no plain entry answers look there:
+plain hits cost nothing more.  Such a question counts as one answer against the table's room (its
+entries are one per namespace that asked).  An answer that depends on the client itself (`CLIENT`)
+is not kept.
+
 Blocks of one listener may read different registries (kubernetes blocks with different sources),
 so each entry knows the `View` it was resolved against: the snapshot of its registry as the event
 loop sees it.  Entries are dropped oldest first when the table is full, a slice at a time.  The
@@ -32,6 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dns_server.cluster.snapshot import Change, Snapshot, invalidated
+from dns_server.plugins.trust_client_subnet import Network
 from dns_server.protocol.answer import Dependency
 from dns_server.protocol.encode import fit, patch_serial
 
@@ -44,8 +56,9 @@ MAX_EXACT_PER_ENTRY = 8  # query byte patterns remembered per answer (case and E
 class AnswerCacheCounters:
     """What the table counts for metrics: plain ints added to on the event loop, read when scraped.
 
-    Hits are the queries answered by an entry or an exact reply (exact replies are counted only on a
-    listener with `prometheus`, where counting is already paid for).
+    Hits are the queries answered by an entry or an exact reply (plain exact replies are counted only
+    on a listener with `prometheus`, where counting is already paid for; those kept per namespace,
+    which cost a lookup of the client anyway, always).
     """
 
     hits: int = 0
@@ -92,7 +105,7 @@ class Entry:
     serial: int = 0  # the serial written at `serial_at`
     turn: int = 0
     fitted: dict[int, bytes] | None = None  # the reply cut to each UDP limit asked for (made when first needed)
-    exact: list[tuple[dict[bytes, ExactHit], bytes]] | None = None  # its exact replies (where they are kept)
+    exact: list[tuple[dict[Any, ExactHit], Any]] | None = None  # its exact replies (where they are kept, under what)
 
     def reply(self, limit: int) -> bytes:
         """The reply for a client that accepts `limit` bytes (a TCP client: 65535)."""
@@ -118,14 +131,40 @@ class Entry:
         self.serial = serial
 
 
+@dataclass(slots=True, eq=False)
+class NamespacedHits:
+    """The final replies for one query's exact bytes whose answer depends on the client's namespace, per namespace."""
+
+    view: View  # where the client's namespace is looked up
+    by_namespace: dict[str | None, ExactHit]
+
+
+@dataclass(slots=True, eq=False)
+class Namespaced:
+    """The entries of one question whose answer depends on the namespace of the pod that asks.
+
+    `view` and `trusted` (the block's trust_client_subnet networks, None without it) are what the
+    router needs to find a client's namespace.  `deps` are all its entries' dependencies: a change
+    that touches one of them drops every namespace's entry.
+    """
+
+    view: View
+    trusted: tuple[Network, ...] | None
+    by_namespace: dict[str | None, Entry]
+    deps: set[Dependency]
+
+
 class AnswerTable:
-    """Entries by question key and final replies by exact query bytes, invalidated by change."""
+    """Entries by question key (and namespace) and final replies by exact query bytes, invalidated by change."""
 
     def __init__(self, *, max_entries: int = MAX_ENTRIES, max_exact: int = MAX_EXACT,
                  counters: AnswerCacheCounters | None = None) -> None:
         self.entries: dict[bytes, Entry] = {}
+        self.namespaced: dict[bytes, Namespaced] = {}
         self.exact_udp: dict[bytes, ExactHit] = {}
         self.exact_tcp: dict[bytes, ExactHit] = {}
+        self.namespaced_udp: dict[bytes, NamespacedHits] = {}  # exact replies of questions kept per namespace
+        self.namespaced_tcp: dict[bytes, NamespacedHits] = {}
         self._by_dependency: dict[Dependency, set[bytes]] = {}
         self._stamped: list[Entry] = []  # entries with a serial and exact replies
         self._max_entries = max_entries
@@ -133,27 +172,55 @@ class AnswerTable:
         self.counters = AnswerCacheCounters() if counters is None else counters
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.entries) + len(self.namespaced)
 
     def get(self, key: bytes) -> Entry | None:
         """The entry for a question key, its serial brought up to date."""
         entry = self.entries.get(key)
         if entry is None:
-            self.counters.misses += 1
+            if key not in self.namespaced:  # a question kept per namespace is counted by `for_namespace`
+                self.counters.misses += 1
             return None
         self.counters.hits += 1
-        if entry.serial_at >= 0 and entry.serial != entry.view.snapshot.serial:
+        if entry.serial_at >= 0 and entry.serial != entry.view.snapshot.serial:  # `_current`, inline: the hot path
             entry.restamp(entry.view.snapshot.serial)
         return entry
 
+    def for_namespace(self, group: Namespaced, namespace: str | None) -> Entry | None:
+        """The entry of a question kept per namespace for a client of `namespace`, its serial brought up to date."""
+        entry = group.by_namespace.get(namespace)
+        if entry is None:
+            self.counters.misses += 1
+            return None
+        self.counters.hits += 1
+        return _current(entry)
+
     def put(self, key: bytes, entry: Entry) -> None:
         """Keep an entry resolved against its view's current snapshot."""
-        if key in self.entries:
-            self._drop(key)
-        elif len(self.entries) >= self._max_entries:
-            self._evict()
+        self._make_room(key)
         self.entries[key] = entry
-        for dependency in entry.deps:
+        self._index(key, entry.deps)
+
+    def put_for_namespace(self, key: bytes, namespace: str | None, entry: Entry,
+                          trusted: tuple[Network, ...] | None) -> None:
+        """Keep an entry for the clients of one namespace (`trusted`: whose client-subnet options name the client)."""
+        group = self.namespaced.get(key)
+        if group is None:
+            self._make_room(key)
+            group = self.namespaced[key] = Namespaced(entry.view, trusted, {}, set())
+        group.by_namespace[namespace] = entry
+        group.deps.update(entry.deps)
+        self._index(key, entry.deps)
+
+    def _make_room(self, key: bytes) -> None:
+        """Drop what is kept for `key`, or the oldest answers when the table is full."""
+        if key in self.entries or key in self.namespaced:
+            self._drop(key)
+        elif len(self) >= self._max_entries:
+            self._evict()
+
+    def _index(self, key: bytes, deps: frozenset[Dependency]) -> None:
+        for dependency in deps:
             keys = self._by_dependency.get(dependency)
             if keys is None:
                 keys = self._by_dependency[dependency] = set()
@@ -163,23 +230,46 @@ class AnswerTable:
         """Keep a final reply under its query's exact bytes (both without the ID)."""
         if entry.rotations or entry.forward is not None:
             return  # rotating answers turn per query; forwarded ones age: neither is fixed bytes
-        if entry.exact is None:
-            entry.exact = []
-        elif len(entry.exact) >= MAX_EXACT_PER_ENTRY:
-            return
         exact = self.exact_tcp if via_tcp else self.exact_udp
+        if self._room_for_exact(entry, exact):
+            exact[query] = ExactHit(reply, tally)
+            self._kept_exact(entry, exact, query)
+
+    def remember_for_namespace(self, entry: Entry, group: Namespaced, namespace: str | None, via_tcp: bool,
+                               query: bytes, reply: bytes, tally: Any) -> None:
+        """Keep a final reply for the clients of one namespace under its query's exact bytes.
+
+        Not behind trust_client_subnet: whether a sender may name the client is not in the bytes.
+        """
+        if entry.rotations or group.trusted is not None:
+            return
+        exact = self.namespaced_tcp if via_tcp else self.namespaced_udp
+        if self._room_for_exact(entry, exact):
+            hits = exact.get(query)
+            if hits is None:
+                hits = exact[query] = NamespacedHits(group.view, {})
+            hits.by_namespace[namespace] = ExactHit(reply, tally)
+            self._kept_exact(entry, hits.by_namespace, namespace)
+
+    def _room_for_exact(self, entry: Entry, exact: dict[bytes, Any]) -> bool:
+        if entry.exact is not None and len(entry.exact) >= MAX_EXACT_PER_ENTRY:
+            return False
         if len(exact) >= self._max_exact:
             exact.clear()  # the entries keep their (now stale) references: dropping them is harmless
-        exact[query] = ExactHit(reply, tally)
+        return True
+
+    def _kept_exact(self, entry: Entry, exact: dict[Any, ExactHit], under: Any) -> None:
+        if entry.exact is None:
+            entry.exact = []
         if entry.serial_at >= 0 and not entry.exact:
             self._stamped.append(entry)
-        entry.exact.append((exact, query))
+        entry.exact.append((exact, under))
 
     def publish(self, view: View, change: Change, serial_changed: bool) -> None:
         """`view` has moved on by `change` (its snapshot already replaced): drop the entries it touches."""
         for dependency in invalidated(change) if self._by_dependency else ():  # nothing cached: nothing to drop
             for key in self._by_dependency.pop(dependency, ()):
-                if key in self.entries:
+                if key in self.entries or key in self.namespaced:
                     self._drop(key)
                     self.counters.invalidations += 1
         if serial_changed and self._stamped:
@@ -193,9 +283,16 @@ class AnswerTable:
             self._stamped = kept
 
     def _drop(self, key: bytes) -> None:
-        entry = self.entries.pop(key)
-        _forget_exact(entry)
-        for dependency in entry.deps:
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            _forget_exact(entry)
+            deps: frozenset[Dependency] | set[Dependency] = entry.deps
+        else:
+            group = self.namespaced.pop(key)
+            for kept in group.by_namespace.values():
+                _forget_exact(kept)
+            deps = group.deps
+        for dependency in deps:
             keys = self._by_dependency.get(dependency)
             if keys is not None:
                 keys.discard(key)
@@ -203,12 +300,19 @@ class AnswerTable:
                     del self._by_dependency[dependency]
 
     def _evict(self) -> None:
-        """Drop the oldest eighth of the entries (dicts keep insertion order)."""
-        count = max(len(self.entries) // 8, 1)
-        oldest = [key for key, _ in zip(self.entries, range(count))]
-        for key in oldest:
-            self._drop(key)
-        self.counters.evictions += count
+        """Drop the oldest eighth of the entries and of the questions kept per namespace (dicts keep insertion order)."""
+        for kept in (self.entries, self.namespaced):
+            oldest = [key for key, _ in zip(kept, range(max(len(kept) // 8, 1)))]
+            for key in oldest:
+                self._drop(key)
+            self.counters.evictions += len(oldest)
+
+
+def _current(entry: Entry) -> Entry:
+    """The entry with its view's current serial written in."""
+    if entry.serial_at >= 0 and entry.serial != entry.view.snapshot.serial:
+        entry.restamp(entry.view.snapshot.serial)
+    return entry
 
 
 def _restamp_exact(entry: Entry, serial: int) -> None:

@@ -2,17 +2,22 @@
 
 Theory of operation.  A query goes one way:
 1. `exact`: the reply already sent for these exact query bytes (after the ID): one dict lookup, the
-   query's ID in front, done.  Stub resolvers repeat themselves, so this answers most queries.
+   query's ID in front, done.  Stub resolvers repeat themselves, so this answers most queries.  The
+   replies of questions kept per namespace (below) are kept by their bytes apart, per namespace,
+   and looked up, with the client's namespace, only when the table holds such questions.
 2. the question key (the question with its name lower-cased, plus a mode byte for RD, CD, EDNS,
    DO and an NSID asked for), read from the raw bytes without decoding the message
    (`protocol.wire.read_plain`): the answer table's entry for it, cut to the client's UDP limit,
    with the query's ID and the question's case patched in.  An entry whose answer comes from upstream sends the question to
-   its block's outbound side, whose cache may answer at once.
+   its block's outbound side, whose cache may answer at once.  A question whose answer depends on the
+   client's namespace (autopath's walk) has an entry per namespace: the client's is looked up in the
+   current snapshot, for this query.
 3. the slow path: the query decoded properly; what the server answers before any plugin (FORMERR,
    NOTIMP, BADVERS, REFUSED: `chain.chain.admission`) is decided here, where messages enter; the
    query is routed to the server block with the longest zone that covers the name, answered by the
    block's chain of plugins (chain/chain.py) against its registry view, encoded, and kept in the
-   answer table, unless the answer depends on the client.
+   answer table, unless the answer depends on the client (per namespace when it depends on the
+   client's namespace only).
 Whatever the slow path cannot finish at once (an upstream exchange) comes back as `Forward`, which
 the transport completes with `complete()` as a bounded task.  An answer whose question the chain
 rewrote (`Answer.relay`, the rewrite plugin) is asked upstream, and of the forward cache, as
@@ -39,8 +44,8 @@ from time import perf_counter
 from typing import Callable, NamedTuple, Optional, Protocol
 
 from dns_server.chain.chain import Chain, admission, undecodable
-from dns_server.chain.plugin import CLIENT
-from dns_server.cluster.snapshot import Change
+from dns_server.chain.plugin import CLIENT, CLIENT_NAMESPACE
+from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.config.model import ServerBlock
 from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.forward.outbound import CACHE, FORWARD, Outbound
@@ -172,6 +177,8 @@ class Pipeline:
         self.metrics = metrics
         self._exact_udp = self.table.exact_udp
         self._exact_tcp = self.table.exact_tcp
+        self._namespaced_udp = self.table.namespaced_udp
+        self._namespaced_tcp = self.table.namespaced_tcp
         self._tally: Tally | None = None  # the tally of the reply `_answer` returned last (metered only)
         self._labels: dict[tuple[str, str, tuple[Count, ...]], Labels] = {}
         self._last_error_log = 0.0
@@ -226,6 +233,14 @@ class Pipeline:
 
     def _answer(self, data: bytes, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
         try:
+            if self.table.namespaced:
+                hits = (self._namespaced_tcp if via_tcp else self._namespaced_udp).get(data[2:])
+                if hits is not None:
+                    hit = hits.by_namespace.get(_client_namespace(hits.view.snapshot, None, peer))
+                    if hit is not None:
+                        self._tally = hit.tally
+                        self.table.counters.hits += 1
+                        return data[:2] + hit.tail
             plain = read_plain(data)
             if plain is None:
                 return self._slow(data, via_tcp, peer)
@@ -233,6 +248,16 @@ class Pipeline:
             entry = self.table.get(key)
             if entry is not None:
                 return self._serve(entry, data, key, end, payload, via_tcp, peer)
+            group = self.table.namespaced.get(key)
+            if group is not None:
+                named = _named_client(group.trusted, data, peer) if group.trusted is not None else None
+                namespace = _client_namespace(group.view.snapshot, named, peer)
+                entry = self.table.for_namespace(group, namespace)
+                if entry is not None:
+                    reply = self._serve_one_client(entry, data, key, end, payload, via_tcp, _echo(named))
+                    self.table.remember_for_namespace(entry, group, namespace, via_tcp, data[2:], reply[2:],
+                                                      self._tally)
+                    return reply
             return self._resolve(data, plain_query(data, key, end, payload), via_tcp, peer)
         except (FormErr, Drop):
             return self._slow(data, via_tcp, peer)
@@ -265,6 +290,16 @@ class Pipeline:
         self.table.remember(entry, via_tcp, data[2:], reply[2:], tally)
         return reply
 
+    def _serve_one_client(self, entry: Entry, data: bytes, key: bytes, end: int, payload: int, via_tcp: bool,
+                          echo: bytes) -> bytes:
+        """An entry's reply for this client (not kept by its query's bytes here), with the client-subnet echo."""
+        limit = reply_limit(via_tcp, payload, entry.bufsize) - len(echo)
+        reply = with_option(_as_asked(data, entry.reply(limit), end), echo)
+        if self.metrics is not None:
+            labels = entry.labels
+            self._tally = self._tally_for(labels.zone, labels.plugin, data, reply, key, via_tcp, labels.counts)
+        return reply
+
     # -- the slow path -----------------------------------------------------------------------------
     def _slow(self, data: bytes, via_tcp: bool, peer: Peer) -> bytes | Forward | None:
         try:
@@ -295,7 +330,8 @@ class Pipeline:
         client = peer if named is None else (named, 0)  # the option carries no port
         answer = block.chain.resolve(query.name, query.qtype, snapshot, client, query.qclass, via_tcp,
                                      query.options if query.edns else None, self._address)
-        echo = client_subnet.option(named, scoped=True) if named is not None and CLIENT in answer.depends else b""
+        per_client = CLIENT in answer.depends or CLIENT_NAMESPACE in answer.depends
+        echo = _echo(named) if per_client else b""
         key = question_key(query)
         labels = self._labels.get((zone, answer.plugin, answer.counts))
         if labels is None:
@@ -311,7 +347,7 @@ class Pipeline:
             if answer.follow is None and answer.outcome is Outcome.FORWARD:  # (rewrite cname: `complete`, not kept)
                 target = ForwardTarget(block, block.outbound, answer.forward,
                                        query.name if relay is None else relay.name, relay)
-                if CLIENT not in answer.depends:  # a client's own question goes upstream each time
+                if not per_client:  # a client's own question goes upstream each time
                     self.table.put(key, Entry(b"", -1, block.view, answer.depends, block.bufsize, labels,
                                               forward=target))
                 cached = block.outbound.cached(upstream, limit)
@@ -348,12 +384,13 @@ class Pipeline:
                       answer.depends, block.bufsize, labels, rotations=rotations, serial=snapshot.serial)
         if answer.outcome is Outcome.SERVFAIL and answer.reason and block.errors is not None:
             block.errors(SERVFAIL, query.name, query.qtype, answer.reason)  # not kept: logged every time, as CoreDNS
-        elif CLIENT in answer.depends:  # only for this client: counted, never kept
-            reply = _as_asked(data, entry.reply(reply_limit(via_tcp, payload, block.bufsize) - len(echo)), end)
-            return self._count_reply(data, with_option(reply, echo), labels.zone, answer.plugin, via_tcp,
-                                     answer.counts)
-        else:
-            self.table.put(key, entry)
+            return self._serve_one_client(entry, data, key, end, payload, via_tcp, echo)
+        if CLIENT in answer.depends:  # only for this client: never kept
+            return self._serve_one_client(entry, data, key, end, payload, via_tcp, echo)
+        if CLIENT_NAMESPACE in answer.depends:  # for the clients of this namespace only
+            self.table.put_for_namespace(key, _client_namespace(snapshot, named, peer), entry, block.trusted)
+            return self._serve_one_client(entry, data, key, end, payload, via_tcp, echo)
+        self.table.put(key, entry)
         return self._serve(entry, data, key, end, payload, via_tcp, peer)
 
     # -- forwarded questions -----------------------------------------------------------------------
@@ -519,6 +556,18 @@ def _named_client(trusted: tuple[Network, ...], data: bytes, peer: Peer) -> str 
     if peer is None or not trusts(trusted, canonical_address(peer[0])):
         return None
     return client_subnet.client_address(data)
+
+
+def _client_namespace(snapshot: Snapshot, named: str | None, peer: Peer) -> str | None:
+    """The namespace of the client: the one a trusted client-subnet option named, else the peer."""
+    if named is not None:
+        return snapshot.client_namespace(named)
+    return None if peer is None else snapshot.client_namespace(peer[0])
+
+
+def _echo(named: str | None) -> bytes:
+    """The client-subnet option a reply made for the client a trusted option named carries (scope /32): none else."""
+    return b"" if named is None else client_subnet.option(named, scoped=True)
 
 
 def _question_type_and_do(data: bytes) -> tuple[int, bool]:

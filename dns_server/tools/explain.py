@@ -188,7 +188,7 @@ def _forward(block: ServerBlock, answer: Answer) -> dict[str, Any] | None:
 
 def _autopath(block: ServerBlock, client: str, snapshot: Snapshot, steps: Sequence[Step]) -> dict[str, Any]:
     settings: AutopathSettings | None = block.setting("autopath")
-    namespace = snapshot.pod_namespaces.get(client)
+    namespace = snapshot.client_namespace(client)
     tried = [name + "." for step in steps if step.plugin == "autopath" for name, _, _ in step.passed]
     if settings is None:
         note = "the block has no autopath: every client gets the same answer"

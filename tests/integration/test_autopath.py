@@ -1,7 +1,13 @@
-"""autopath in the real server process: the test's own address, 127.0.0.1, is a running pod's in `shop`."""
+"""autopath in the real server process, over UDP and TCP with dnspython.
+
+From manifests: the test's own address, 127.0.0.1, is a running pod's in `shop`.  From the Kubernetes API
+(the stand-in tests/kube_api_standin.py, listed and watched by the official client): pods on loopback
+addresses, each asked from as dnspython's source address.
+"""
 
 from __future__ import annotations
 
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -12,7 +18,8 @@ import dns.rdatatype
 import pytest
 import yaml
 
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, free_port, wait_for
+from tests.kube_api_standin import KubeApiStandIn, namespace, pod, service
 
 COREFILE = """cluster.local {
     kubernetes cluster.local {
@@ -68,3 +75,59 @@ def test_names_nowhere_on_the_path_stay_nxdomain_and_direct_hits_have_no_cname(s
     assert ask(server, "nothing.shop.svc.cluster.local.", via_tcp).rcode() == dns.rcode.NXDOMAIN
     reply = ask(server, FOUND, via_tcp)
     assert [rrset.rdtype for rrset in reply.answer] == [dns.rdatatype.A]
+
+
+SHOP_POD, SHOP_POD_2, DATA_POD = "127.0.0.5", "127.0.0.6", "127.0.0.7"
+API_COREFILE = """cluster.local {{
+    kubernetes cluster.local {{
+        kubeconfig {kubeconfig}
+        pods verified
+    }}
+    autopath @kubernetes
+    prometheus 127.0.0.1:{metrics}
+}}
+"""
+CHANGE_WAIT = 15.0  # a change in the API until DNS serves it: generous, for a loaded machine
+
+
+def ask_from(server: ServerProcess, source: str, via_tcp: bool) -> tuple[str, list[str]]:
+    """(rcode, the answer's record types) of SEARCHED asked from `source`."""
+    query = dns.message.make_query(SEARCHED, "A")
+    exchange = dns.query.tcp if via_tcp else dns.query.udp
+    reply = exchange(query, server.host, port=server.port, timeout=5, source=source)
+    return dns.rcode.to_text(reply.rcode()), [dns.rdatatype.to_text(rrset.rdtype) for rrset in reply.answer]
+
+
+def table_hits(metrics: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("dns_server_answer_cache_hits_total{"))
+
+
+@pytest.mark.parametrize("via_tcp", [False, True])
+def test_pods_of_a_namespace_share_its_kept_answer_and_no_other_namespace_gets_it(tmp_path: Path,
+                                                                                  via_tcp: bool) -> None:
+    """Two shop pods and a data pod from the API; then the data pod's address passes to a new shop pod."""
+    api = KubeApiStandIn(bookmark_interval=3600).start()
+    api.load([namespace("shop"), namespace("data"), service("shop", "frontend", "10.96.0.10"),
+              pod("shop", "web-0", SHOP_POD), pod("shop", "web-1", SHOP_POD_2), pod("data", "pg-0", DATA_POD)])
+    metrics = free_port()
+    text = API_COREFILE.format(kubeconfig=api.write_kubeconfig(tmp_path / "kubeconfig"), metrics=metrics)
+    walked = ("NOERROR", ["CNAME", "A"])
+    try:
+        with ServerProcess.from_corefile(tmp_path, text, ready_name=FOUND, ready_type="A") as server:
+            assert ask_from(server, SHOP_POD, via_tcp) == walked
+            hits = table_hits(metrics)
+            assert ask_from(server, SHOP_POD_2, via_tcp) == walked
+            assert table_hits(metrics) == hits + 1  # the second shop pod's answer came from the table
+            for _ in range(2):  # walked for data (nothing there), then from the table: never shop's answer
+                assert ask_from(server, DATA_POD, via_tcp) == ("NXDOMAIN", [])
+            assert ask_from(server, "127.0.0.1", via_tcp) == ("NXDOMAIN", [])  # no pod's address
+            api.delete("Pod", "data", "pg-0")
+            api.apply(pod("shop", "web-2", DATA_POD))
+            wait_for(lambda: ask_from(server, DATA_POD, via_tcp) == walked, CHANGE_WAIT,
+                     "the address's new pod in shop to get shop's answer")
+            assert ask_from(server, SHOP_POD, via_tcp) == walked
+    finally:
+        api.stop()

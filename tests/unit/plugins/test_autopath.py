@@ -238,6 +238,78 @@ def test_the_answer_is_never_served_to_another_client() -> None:
     assert records(ask(pipeline, SEARCHED))[0][1] == "CNAME"  # nor the other client's answer to this one
 
 
+# -- kept per namespace ----------------------------------------------------------------------------------
+
+SHOP_POD_2 = "10.244.1.6"
+DATA_POD = "10.244.2.7"
+
+
+def hits(pipeline: Pipeline) -> int:
+    return pipeline.table.counters.hits
+
+
+def test_a_second_pod_of_the_namespace_gets_the_walked_answer_from_the_table() -> None:
+    pipeline = pipeline_of(pod("shop", "web-0", SHOP_POD), pod("shop", "web-1", SHOP_POD_2))
+    assert records(ask(pipeline, SEARCHED)) == [(SEARCHED, "CNAME", FOUND), (FOUND, "A", "10.96.0.10")]
+    before = hits(pipeline)
+    for via_tcp in (False, True):
+        assert records(ask(pipeline, SEARCHED, peer=SHOP_POD_2, via_tcp=via_tcp)) == [
+            (SEARCHED, "CNAME", FOUND), (FOUND, "A", "10.96.0.10")]
+    assert hits(pipeline) == before + 2  # neither was walked again
+
+
+def test_a_pod_of_another_namespace_never_gets_the_kept_answer() -> None:
+    """The same query bytes from a data pod after a shop pod's: not the exact-bytes reply, not the shop entry."""
+    pipeline = pipeline_of(pod("shop", "web-0", SHOP_POD), pod("data", "pg-0", DATA_POD))
+    query = dns.message.make_query(SEARCHED, "A", use_edns=0).to_wire()
+    *shop, data = (dns.message.from_wire(pipeline.handle(query, False, (peer, 40000)))  # type: ignore[arg-type]
+                   for peer in (SHOP_POD, SHOP_POD, SHOP_POD, DATA_POD))  # resolved, from the table, by its bytes
+    assert all(records(reply)[0] == (SEARCHED, "CNAME", FOUND) for reply in shop)
+    assert pipeline.table.namespaced_udp
+    assert data.rcode() == dns.rcode.NXDOMAIN and data.answer == []
+    before = hits(pipeline)
+    assert ask(pipeline, SEARCHED, peer=DATA_POD).rcode() == dns.rcode.NXDOMAIN  # its own namespace's, kept too
+    assert records(ask(pipeline, SEARCHED))[0][1] == "CNAME"
+    assert hits(pipeline) == before + 2
+
+
+def test_a_pod_moved_to_another_namespace_gets_its_new_namespaces_answer_at_once() -> None:
+    registry = registry_with(cluster(pod("shop", "web-0", SHOP_POD), pod("shop", "web-1", SHOP_POD_2)))
+    pipeline = pipeline_of(registry=registry)
+    assert records(ask(pipeline, SEARCHED, peer=SHOP_POD_2))[0][1] == "CNAME"
+    registry.apply([Remove(("Pod", "shop", "web-0")), Put(pod("data", "pg-0", SHOP_POD))], now=1_700_000_100)
+    assert ask(pipeline, SEARCHED).rcode() == dns.rcode.NXDOMAIN
+    assert records(ask(pipeline, SEARCHED, peer=SHOP_POD_2))[0][1] == "CNAME"  # the shop entry stays for shop
+    registry.apply([Remove(("Pod", "data", "pg-0")), Put(pod("shop", "web-2", SHOP_POD))], now=1_700_000_200)
+    assert records(ask(pipeline, SEARCHED))[0][1] == "CNAME"
+
+
+@pytest.mark.parametrize("peer, pods", [
+    ("192.0.2.9", ()),  # no pod's address
+    (SHOP_POD_2, (pod("shop", "node-agent", SHOP_POD_2, host_network=True),)),
+])
+def test_a_client_that_is_no_pod_gets_the_first_try_whatever_was_kept(peer: str, pods: tuple[Record, ...]) -> None:
+    pipeline = pipeline_of(pod("shop", "web-0", SHOP_POD), *pods)
+    assert records(ask(pipeline, SEARCHED))[0][1] == "CNAME"
+    for _ in range(2):  # resolved, then from the table
+        reply = ask(pipeline, SEARCHED, peer=peer)
+        assert reply.rcode() == dns.rcode.NXDOMAIN and reply.answer == []
+    assert set(pipeline.table.namespaced[next(iter(pipeline.table.namespaced))].by_namespace) == {"shop", None}
+
+
+def test_a_change_to_a_name_the_walk_read_drops_the_kept_answers() -> None:
+    registry = registry_with(cluster(pod("shop", "web-0", SHOP_POD), pod("data", "pg-0", DATA_POD)))
+    pipeline = pipeline_of(registry=registry)
+    assert records(ask(pipeline, SEARCHED))[0][1] == "CNAME"
+    assert ask(pipeline, SEARCHED, peer=DATA_POD).rcode() == dns.rcode.NXDOMAIN
+    registry.apply([Remove(("Service", "shop", "frontend"))], now=1_700_000_100)
+    assert not pipeline.table.namespaced
+    assert ask(pipeline, SEARCHED).rcode() == dns.rcode.NXDOMAIN
+    frontend = next(r for r in cluster() if getattr(r, "name", "") == "frontend")
+    registry.apply([Put(frontend)], now=1_700_000_200)
+    assert records(ask(pipeline, SEARCHED))[0][1] == "CNAME"
+
+
 def test_a_name_outside_the_cluster_is_forwarded_behind_a_cname() -> None:
     """www.example.com asked as www.example.com.shop.svc.Z: the cluster's tries are NXDOMAIN, then upstream."""
     corefile = COREFILE.replace("cluster.local {\n    kubernetes", ". {\n    forward . 192.0.2.53\n    kubernetes")

@@ -17,10 +17,19 @@ from dns_server.protocol import client_subnet
 from dns_server.serving.router import Forward, Pipeline
 from tests.cluster_data import registry_with
 from tests.doubles import FakeForwarder, fakes, pipeline_for
-from tests.unit.plugins.test_autopath import COREFILE, FOUND, SEARCHED, SHOP_POD, block_of, cluster, pod
+from tests.unit.plugins.test_autopath import (
+    COREFILE,
+    DATA_POD,
+    FOUND,
+    SEARCHED,
+    SHOP_POD,
+    SHOP_POD_2,
+    block_of,
+    cluster,
+    pod,
+)
 
 NODE_CACHE = "10.0.0.9"  # the node-local cache's own address, as the cluster server sees it
-DATA_POD = "10.244.2.7"
 TRUSTING = COREFILE.replace("    autopath @kubernetes\n",
                             "    autopath @kubernetes\n    trust_client_subnet 10.0.0.0/24\n")
 NODE_LOCAL = """cluster.local {
@@ -95,6 +104,19 @@ def test_a_trusted_caches_option_names_the_pod_and_the_reply_echoes_it_with_its_
     reply = send(cluster_server(), for_client(SEARCHED, SHOP_POD), NODE_CACHE)
     assert answer_of(reply) == [(SEARCHED, "CNAME"), (FOUND, "A")]
     assert subnet(reply) == (SHOP_POD, 32, 32)  # for this client only
+
+
+def test_a_kept_namespace_answer_echoes_the_option_of_the_pod_asking_now() -> None:
+    """A second shop pod behind the cache gets the walked answer from the table, scoped to its own address."""
+    server = pipeline_for(settings=block_of(TRUSTING), registry=registry_with(cluster(
+        pod("shop", "web-0", SHOP_POD), pod("shop", "web-1", SHOP_POD_2), pod("data", "pg-0", DATA_POD))))
+    send(server, for_client(SEARCHED, SHOP_POD), NODE_CACHE)
+    hits = server.table.counters.hits
+    reply = send(server, for_client(SEARCHED, SHOP_POD_2), NODE_CACHE)
+    assert answer_of(reply) == [(SEARCHED, "CNAME"), (FOUND, "A")] and server.table.counters.hits == hits + 1
+    assert subnet(reply) == (SHOP_POD_2, 32, 32)
+    reply = send(server, for_client(SEARCHED, DATA_POD), NODE_CACHE)
+    assert reply.rcode() == dns.rcode.NXDOMAIN and subnet(reply) == (DATA_POD, 32, 32)
 
 
 def test_an_untrusted_senders_option_is_ignored_and_not_echoed() -> None:

@@ -317,3 +317,23 @@ def test_a_rotation_too_big_for_the_client_is_cut_to_its_limit() -> None:
     cut = rotating.reply(512)
     assert cut == fit(wire, 512) and len(cut) <= 512 and dns.message.from_wire(cut).flags & dns.flags.TC
     assert rotating.reply(1232) == fit(wire, 1232) and rotating.reply(65535) == wire
+
+
+def test_questions_kept_per_namespace_share_the_tables_room_and_its_invalidation() -> None:
+    """A question's namespaces make one item; a change of what any of them read drops them all."""
+    table = AnswerTable(max_entries=16)
+    for i in range(8):
+        table.put(b"p%02d" % i, entry(("service", "shop", f"s{i}")))
+        for namespace in ("shop", "data", None):
+            table.put_for_namespace(b"n%02d" % i, namespace, entry(("service", str(namespace), f"s{i}")), None)
+    assert len(table) == 16
+    table.put(b"p08", entry())
+    assert b"p00" not in table.entries and b"n00" not in table.namespaced and table.counters.evictions == 2
+    table.publish(VIEW, Change(services=frozenset({("data", "s1")})), False)
+    assert b"n01" not in table.namespaced and b"p01" in table.entries and table.counters.invalidations == 1
+    group = table.namespaced[b"n02"]
+    assert table.for_namespace(group, "shop") is group.by_namespace["shop"]
+    assert table.for_namespace(group, "web") is None and table.get(b"n02") is None
+    assert (table.counters.hits, table.counters.misses) == (1, 1)  # the namespace missed, not the question twice
+    table.put(b"n02", entry())  # the answer no longer depends on the namespace: it replaces them all
+    assert b"n02" not in table.namespaced and table.get(b"n02") is not None

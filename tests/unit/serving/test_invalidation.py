@@ -6,7 +6,8 @@ SOA serial sometimes changes and sometimes not.  One pipeline keeps its answer t
 publication, as the server does, and is asked every question of every shape before each batch;
 after each batch, every answer it holds (by question key, and by the exact bytes of the queries
 that made them) is compared with the reply of a pipeline built afresh on the same snapshot.  They must be identical, byte for byte.  This is the rule
-`snapshot.invalidated` and the dependencies the resolver records must keep between them.
+`snapshot.invalidated` and the dependencies the resolver records must keep between them.  With autopath, the
+answers kept per namespace meet the same rule for every client, while pods come, go and move between namespaces.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.cluster.updates import Put, Remove, Replace, Update
 from dns_server.config.model import Fallthrough, ServerBlock, ZoneKey
 from dns_server.plugins import chain_for
+from dns_server.plugins.autopath import AutopathSettings
 from dns_server.plugins.bufsize import bufsize_of
 from dns_server.plugins.forward.forwarder import Forwarder
 from dns_server.plugins.forward.outbound import Outbound
@@ -136,20 +138,16 @@ def pipeline_on(view: View, settings: ServerBlock) -> Pipeline:
     return Pipeline([("", Block(settings, view, chain_for(settings), outbound))])
 
 
-def reply(pipeline: Pipeline, query: bytes, via_tcp: bool) -> bytes | str:
-    answer = pipeline.handle(query, via_tcp)
+def reply(pipeline: Pipeline, query: bytes, via_tcp: bool, peer: str | None = None) -> bytes | str:
+    answer = pipeline.handle(query, via_tcp, None if peer is None else (peer, 40000))
     if isinstance(answer, Forward):
         return "forward"
     assert answer is not None
     return answer
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batches=batches, cases=st.lists(st.booleans(), min_size=8, max_size=8))
-def test_every_kept_answer_equals_a_fresh_one(batches: list[tuple[list[Update], int]], cases: list[bool]) -> None:
-    clock = Clock(1_700_000_000.0)
-    registry = Registry(required_kinds=KINDS, clock=clock)
-    settings_ = block()
+def following(registry: Registry, settings_: ServerBlock) -> tuple[View, Pipeline]:
+    """A pipeline that keeps its answer table across every publication of `registry`, as the server does."""
     view = View(registry.snapshot)
     kept = pipeline_on(view, settings_)
 
@@ -159,6 +157,16 @@ def test_every_kept_answer_equals_a_fresh_one(batches: list[tuple[list[Update], 
         kept.publish(view, change, serial_changed)
 
     registry.subscribe(deliver)
+    return view, kept
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=batches, cases=st.lists(st.booleans(), min_size=8, max_size=8))
+def test_every_kept_answer_equals_a_fresh_one(batches: list[tuple[list[Update], int]], cases: list[bool]) -> None:
+    clock = Clock(1_700_000_000.0)
+    registry = Registry(required_kinds=KINDS, clock=clock)
+    settings_ = block()
+    view, kept = following(registry, settings_)
     ids = itertools.count(1)
     sent: list[tuple[bytes, bool]] = []
 
@@ -193,10 +201,7 @@ def test_every_kept_answer_equals_a_fresh_one(batches: list[tuple[list[Update], 
 def test_a_change_keeps_the_answers_it_does_not_touch() -> None:
     """The point of the table: a change of one service leaves every other service's answer in place."""
     registry = Registry(required_kinds=(NAMESPACE, SERVICE, ENDPOINT_SLICE, POD))
-    view = View(registry.snapshot)
-    pipeline = pipeline_on(view, block())
-    registry.subscribe(lambda snapshot, change: (setattr(view, "snapshot", snapshot),
-                                                 pipeline.publish(view, change, False)))
+    _, pipeline = following(registry, block())
     registry.apply([Replace(frozenset(KINDS), (Namespace("a"), Service("a", "s1", ("10.96.0.1",), False, "", ()),
                                                Service("a", "s2", ("10.96.0.2",), False, "", ())))])
     for name in ("s1", "s2"):
@@ -205,3 +210,52 @@ def test_a_change_keeps_the_answers_it_does_not_touch() -> None:
     registry.apply([Put(Service("a", "s1", ("10.96.0.9",), False, "", ()))])
     kept = {bytes(key) for key in pipeline.table.entries}
     assert any(b"\x02s2" in key for key in kept) and not any(b"\x02s1" in key for key in kept)
+
+
+# -- autopath: answers kept per client namespace -------------------------------------------------------------
+
+CLIENTS = ENDPOINT_IPS + ("192.0.2.9",)  # pods' addresses (when some pod claims them), and no pod's
+claiming_pods = st.builds(Pod, st.sampled_from(NAMESPACES + ("c",)), st.sampled_from(("p1", "p2", "p3")),
+                          st.lists(st.sampled_from(ENDPOINT_IPS), max_size=1).map(tuple), st.booleans(),
+                          st.booleans(), st.booleans(), st.integers(0, 2))
+pod_updates = st.one_of(claiming_pods.map(Put), claiming_pods.map(lambda p: Remove(p.key)))
+autopath_batches = st.lists(st.tuples(st.lists(st.one_of(updates, pod_updates, pod_updates), min_size=1, max_size=4),
+                                      st.integers(0, 2)), min_size=1, max_size=6)
+AUTOPATH_QUESTIONS = [f"{svc}.{ns}.svc.{Z}" for ns in NAMESPACES + ("c",) for svc in SERVICES + ("nope",)] + [
+    f"{svc}.{other}.{ns}.svc.{Z}" for ns in NAMESPACES + ("c",) for other in NAMESPACES for svc in SERVICES]
+
+
+def autopath_block() -> ServerBlock:
+    return block().with_setting("autopath", AutopathSettings(("",), (), True))
+
+
+def fresh_reply(settings_: ServerBlock, snapshot: Snapshot, query: bytes, via_tcp: bool, peer: str) -> bytes | str:
+    """The reply of a pipeline that has kept nothing (built for this query alone)."""
+    return reply(pipeline_on(View(snapshot), settings_), query, via_tcp, peer)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(batches=autopath_batches)
+def test_every_answer_kept_per_namespace_equals_a_fresh_one(batches: list[tuple[list[Update], int]]) -> None:
+    clock = Clock(1_700_000_000.0)
+    registry = Registry(required_kinds=KINDS, clock=clock)
+    settings_ = autopath_block()
+    view, kept = following(registry, settings_)
+    registry.apply([Replace(frozenset(KINDS), (Namespace("a"), Service("a", "s1", ("10.96.0.1",), False, "", ()),
+                                               Pod("a", "p1", (ENDPOINT_IPS[0],), True)))])
+    ids = itertools.count(1)
+    queries = []
+    for n, name in enumerate(AUTOPATH_QUESTIONS):
+        message = dns.message.make_query(name, "A", use_edns=0 if n % 2 else False)
+        message.id = next(ids)
+        queries.append((message.to_wire(), n % 5 == 0))
+    for batch, seconds in batches:
+        for query, via_tcp in queries:  # every client asks every question, so the table holds every namespace's
+            for peer in CLIENTS:
+                reply(kept, query, via_tcp, peer)
+        clock.now += seconds
+        registry.apply(batch)
+        for query, via_tcp in queries:
+            for peer in CLIENTS:
+                assert reply(kept, query, via_tcp, peer) == fresh_reply(settings_, view.snapshot, query, via_tcp,
+                                                                        peer), (query, peer)

@@ -535,6 +535,27 @@ def test_a_forwarded_question_that_read_the_client_is_not_kept_for_others() -> N
     assert not pipeline.table.entries
 
 
+class Fails(Handler):
+    """A plugin's error: SERVFAIL with the reason the `errors` plugin logs."""
+
+    def serve(self, request: Request, next: Next) -> Answer:
+        return request.reads.answer(Outcome.SERVFAIL, reason="it broke")
+
+
+def test_a_servfail_the_errors_plugin_logs_is_logged_for_every_query_never_kept() -> None:
+    """As CoreDNS without `cache`: the same query bytes again are not answered from the exact replies."""
+    pipeline = pipeline_for()
+    logged: list[tuple[int, str, int, str]] = []
+    the_block(pipeline).chain = Chain([("template", Fails())])
+    the_block(pipeline).errors = lambda *report: logged.append(report)
+    wire = dns.message.make_query("example.com", "A").to_wire()
+    for _ in range(3):
+        reply = pipeline.handle(wire, False, ("192.0.2.1", 1000))
+        assert isinstance(reply, bytes) and dns.message.from_wire(reply).rcode() == dns.rcode.SERVFAIL
+    assert logged == [(dns.rcode.SERVFAIL, "example.com", dns.rdatatype.A, "it broke")] * 3
+    assert not pipeline.table.entries and not pipeline.table.exact_udp
+
+
 def test_a_metered_listener_counts_exact_replies_as_answer_cache_hits() -> None:
     """dns_server_answer_cache_hits_total: the second question is found by its key, the third by its bytes."""
     pipeline = pipeline_for(metrics=Metrics().queries)
