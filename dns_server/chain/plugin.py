@@ -94,7 +94,7 @@ class Reads:
 
     def pod_running(self, namespace: str, address: str) -> bool:
         self.deps.add(pod_dependency((namespace, address)))
-        return (namespace, address) in self.snapshot.pod_ips
+        return self.snapshot.pod_running(namespace, address)
 
     def client_namespace(self, address: str) -> str | None:
         """The namespace of the pod whose address this is (autopath), None when it is no pod's."""
