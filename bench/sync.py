@@ -242,8 +242,8 @@ class Changes:
 def one_round(api: KubeApiStandIn, changes: Changes, cluster: Cluster, kubeconfig: Path, workdir: Path,
               processes: Processes, events: int, workers: int) -> Round:
     server = Server(processes, kubeconfig, workdir, workers)
-    result = Round(ready_s=server.ready_s, cpu_s=server.cpu_s, peak_mb=server.memory("VmHWM"), rss_mb=server.memory("VmRSS"),
-                   pss_mb=server.pss())
+    result = Round(ready_s=server.ready_s, cpu_s=server.cpu_s, peak_mb=server.memory("VmHWM"),
+                   rss_mb=server.memory("VmRSS"), pss_mb=server.pss())
     result.sync_s = server.sync_s()
     sockets = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(1 if workers == 1 else 8 * workers)]
     try:

@@ -175,7 +175,7 @@ class Registry:
         old = self.snapshot
         dirty_services: set[ServiceKey] = set()
         dirty_imports: set[ServiceKey] = set()
-        pods_before: dict[str, PodsAt | None] = {}  # address -> its pods before this batch, for the addresses it touches
+        pods_before: dict[str, PodsAt | None] = {}  # address -> its pods before this batch, for the addresses touched
         namespaces_changed = False
         for key, new in changes.items():
             previous = self._objects.pop(key, None)
