@@ -108,6 +108,7 @@ KINDS = ("Namespace", "Service", "EndpointSlice", "Pod")
 @dataclass
 class Round:
     ready_s: float = 0.0
+    cpu_s: float = float("nan")  # the server's CPU seconds (user + system) until ready: what holds on a loaded machine
     sync_s: float = float("nan")
     peak_mb: float = 0.0
     rss_mb: float = 0.0
@@ -136,6 +137,7 @@ class Server:
         self.ready_s = wait_for_answer(self.port, f"no-such-service.ns0.svc.{ZONE}", self.process, self.log,
                                        started=self.started, deadline=READY_DEADLINE,
                                        accept=lambda reply: reply.rcode() == dns.rcode.NXDOMAIN)  # synced
+        self.cpu_s = cpu_seconds(self.process.pid)
 
     def sync_s(self) -> float:
         found = re.search(r"initial sync complete in ([\d.]+) s", self.log.read_text(errors="replace"))
@@ -146,6 +148,12 @@ class Server:
 
     def stop(self) -> None:
         self.processes.stop(self.process)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU seconds a process has used (/proc/PID/stat), its threads included."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the latency probe (a process of its own) --------------------------------------------------------------
@@ -209,8 +217,8 @@ class Changes:
 def one_round(api: KubeApiStandIn, changes: Changes, cluster: Cluster, kubeconfig: Path, workdir: Path,
               processes: Processes, events: int, workers: int) -> Round:
     server = Server(processes, kubeconfig, workdir, workers)
-    result = Round(ready_s=server.ready_s, peak_mb=server.memory("VmHWM"), rss_mb=server.memory("VmRSS"),
-                   pss_mb=pss_mb(family(server.process)))
+    result = Round(ready_s=server.ready_s, cpu_s=server.cpu_s, peak_mb=server.memory("VmHWM"),
+                   rss_mb=server.memory("VmRSS"), pss_mb=pss_mb(family(server.process)))
     result.sync_s = server.sync_s()
     every_worker = EveryWorker(server.port, workers)
     try:
@@ -370,7 +378,8 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
                 if not args.one_page:
                     r.one_page_ready_s, r.one_page_peak_mb = one_page_sync(api, kubeconfig, workdir, processes)
                 rounds.append(r)
-                print(f"round {number}: ready {r.ready_s:.2f} s (initial sync {r.sync_s:.2f} s), peak RSS "
+                print(f"round {number}: ready {r.ready_s:.2f} s (initial sync {r.sync_s:.2f} s, server CPU "
+                      f"{r.cpu_s:.2f} s), peak RSS "
                       f"{r.peak_mb:.0f} MB, RSS {r.rss_mb:.0f} MB, PSS of all processes {r.pss_mb:.0f} MB | "
                       f"event->answer p50 "
                       f"{percentile(r.events_ms, 0.5):.1f} ms p99 {percentile(r.events_ms, 0.99):.1f} ms | queries "
@@ -393,6 +402,7 @@ def report(rounds: list[Round], steps: list[tuple[str, int, float]], counts: Cou
           f"{CORES.client}")
     rows = [("ready (missing name NXDOMAIN)", f"{ready:.2f} s"),
             ("initial sync (the source's log)", f"{median(r.sync_s for r in rounds):.2f} s"),
+            ("server CPU until ready (user + system)", f"{median(r.cpu_s for r in rounds):.2f} s"),
             ("floor: listing + parsing everything", f"{floor:.2f} s"),
             ("peak RSS once synced", f"{peak:.1f} MB"),
             ("RSS once synced", f"{median(r.rss_mb for r in rounds):.1f} MB"),

@@ -97,7 +97,7 @@ class Reads:
 
     def pod_running(self, namespace: str, address: str) -> bool:
         self.deps.add(pod_dependency((namespace, address)))
-        return (namespace, address) in self.snapshot.pod_ips
+        return self.snapshot.pod_running(namespace, address)
 
     def reverse(self, address: str) -> tuple[str, ...]:
         self.deps.add(address_dependency(address))

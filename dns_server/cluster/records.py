@@ -18,7 +18,7 @@ import re
 import sys
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from dns_server.errors import MalformedInput
 from dns_server.protocol.names import valid_domain
@@ -201,15 +201,24 @@ def describe(obj: Mapping[str, Any]) -> str:
 
 
 def _meta(obj: Mapping[str, Any], namespaced: bool) -> tuple[str, str]:
+    meta = _metadata(obj)
+    return _names(meta.get("name"), meta.get("namespace") if namespaced else None, namespaced)
+
+
+def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     meta = obj.get("metadata")
     if not isinstance(meta, _OBJECT):
         raise MalformedObject("metadata is missing")
-    name = meta.get("name")
+    return meta
+
+
+def _names(name: Any, namespace: Any, namespaced: bool = True) -> tuple[str, str]:
+    """(namespace, name) of metadata.namespace and metadata.name, lower case; namespace "" if not `namespaced`."""
     if not isinstance(name, str) or not name:
         raise MalformedObject("metadata.name is missing")
     if not namespaced:
         return "", name.lower()
-    namespace = meta.get("namespace") or "default"
+    namespace = namespace or "default"
     if not isinstance(namespace, str):
         raise MalformedObject("metadata.namespace is not a string")
     return sys.intern(namespace.lower()), name.lower()  # a namespace's name is held once, not once per object
@@ -372,22 +381,30 @@ def service_import_from_api(obj: Mapping[str, Any]) -> ServiceImport:
 
 
 def pod_from_api(obj: Mapping[str, Any]) -> Pod:
-    namespace, name = _meta(obj, namespaced=True)
+    meta = _metadata(obj)
     status = _section(obj, "status")
-    raw = [entry.get("ip") if isinstance(entry, _OBJECT) else entry
-           for entry in _list(status.get("podIPs"), "status.podIPs")]
-    if not raw and status.get("podIP"):
-        raw = [status["podIP"]]
-    ips = tuple(_ip(ip, f"status.podIPs[{i}]") for i, ip in enumerate(raw))
-    phase = status.get("phase")
+    addresses = [entry.get("ip") if isinstance(entry, _OBJECT) else entry
+                 for entry in _list(status.get("podIPs"), "status.podIPs")]
+    if not addresses and status.get("podIP"):
+        addresses = [status["podIP"]]
+    return pod_record(meta.get("name"), meta.get("namespace"), addresses, status.get("phase"),
+                      _section(obj, "spec").get("hostNetwork"), meta.get("deletionTimestamp"),
+                      meta.get("creationTimestamp"))
+
+
+def pod_record(name: Any, namespace: Any, addresses: Sequence[Any], phase: Any, host_network: Any,
+               deletion: Any, creation: Any) -> Pod:
+    """A Pod from the fields DNS reads of it (status.podIPs, or status.podIP, as `addresses`), however
+    they were decoded: from an API object's dict (`pod_from_api`) or a list page's struct (`sources/pages.py`)."""
+    namespace, name = _names(name, namespace)
+    ips = tuple(_ip(ip, f"status.podIPs[{i}]") for i, ip in enumerate(addresses))
     if phase is not None and not isinstance(phase, str):
         raise MalformedObject("status.phase is not a string")
-    meta = obj["metadata"]  # a mapping: _meta checked it
-    host_network = _section(obj, "spec").get("hostNetwork") or False
+    host_network = host_network or False
     if not isinstance(host_network, bool):
         raise MalformedObject("spec.hostNetwork is not a boolean")
-    return Pod(namespace, name, ips, phase not in TERMINAL_POD_PHASES, host_network,
-               meta.get("deletionTimestamp") is not None, _timestamp(meta.get("creationTimestamp")))
+    return Pod(namespace, name, ips, phase not in TERMINAL_POD_PHASES, host_network, deletion is not None,
+               _timestamp(creation))
 
 
 def _timestamp(value: Any) -> int:

@@ -21,11 +21,10 @@ Service's from the others: neither zone ever sees the other's endpoints.
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections import Counter
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
+from typing import Callable, Iterable, Iterator, Mapping, TypeVar
 
 from dns_server.cluster.records import (
     ENDPOINT_SLICE,
@@ -63,6 +62,7 @@ V = TypeVar("V")
 Scope = Callable[[Iterable[Update]], Iterable[Update]]  # dns_server.cluster.scope: which namespaces are served
 Subscriber = Callable[[Snapshot, Change], None]
 Journal = Callable[[list[Update], float | None], None]  # every batch, as applied, with its time
+PodsAt = Pod | tuple[Pod, ...]  # the running pods at one address: nearly always one
 
 
 def _copy(index: Mapping[K, V]) -> dict[K, V]:
@@ -101,10 +101,9 @@ class Registry:
         self._namespace_uses: Counter[str] = Counter()
         self._reverse_of: dict[ServiceKey, tuple[tuple[str, str], ...]] = {}
         self._external_of: dict[ServiceKey, tuple[str, ...]] = {}
-        self._pod_ips: Counter[PodAddress] = Counter()
-        # address -> the pods autopath may take it for: the one pod itself, as nearly every address has one
-        # (a 1-tuple per address would cost 48 bytes more each: 7 MB at 150,000 pods)
-        self._claims: dict[str, Pod | tuple[Pod, ...]] = {}
+        # address -> its running pods: the one pod itself, as nearly every address has one (a 1-tuple per
+        # address would cost 48 bytes more each: 7 MB at 150,000 pods)
+        self._pods_at: dict[str, PodsAt] = {}
         self._counts: Counter[str] = Counter()
         self._subscribers: list[Subscriber] = []
         self.journal: Journal | None = None
@@ -176,8 +175,7 @@ class Registry:
         old = self.snapshot
         dirty_services: set[ServiceKey] = set()
         dirty_imports: set[ServiceKey] = set()
-        pods: set[PodAddress] = set()
-        claimed: set[str] = set()
+        pods_before: dict[str, PodsAt | None] = {}  # address -> its pods before this batch, for the addresses touched
         namespaces_changed = False
         for key, new in changes.items():
             previous = self._objects.pop(key, None)
@@ -206,9 +204,7 @@ class Registry:
             elif kind == MULTICLUSTER_SLICE:
                 _index_slice(self._import_slices_of, previous, new, dirty_imports)
             elif kind == POD:
-                self._count_pod(previous, -1, pods)
-                self._count_pod(new, +1, pods)
-                self._claim(previous, new, claimed)
+                self._place(previous, new, pods_before)
 
         services = _copy(old.services) if dirty_services else old.services
         reverse = _copy(old.reverse) if dirty_services else old.reverse
@@ -221,20 +217,7 @@ class Registry:
             self._rebuild_import(import_key, imports)  # type: ignore[arg-type]
         namespaces = (frozenset(self._explicit_namespaces) | frozenset(self._namespace_uses)
                       if namespaces_changed else old.namespaces)
-        appeared = frozenset(key for key in pods if (key in self._pod_ips) != (key in old.pod_ips))  # or disappeared
-        pod_ips = frozenset(self._pod_ips) if appeared else old.pod_ips
-        claims: dict[str, str] | None = None  # a copy of the old index, once an address changes hands
-        for address in claimed:
-            claim = claimant(self._claims.get(address, ()))
-            if claim == old.pod_namespaces.get(address):
-                continue
-            if claims is None:
-                claims = _copy(old.pod_namespaces)
-            if claim is None:
-                del claims[address]
-            else:
-                claims[address] = sys.intern(claim)
-        pod_namespaces = old.pod_namespaces if claims is None else claims
+        pod_namespaces, other_pod_ips, appeared = self._index_pods(pods_before, old)
         clock_now = now if now is not None else (self._clock() if self._clock else old.serial)
         self.snapshot = Snapshot(
             serial=max(old.serial, int(clock_now)),
@@ -242,7 +225,7 @@ class Registry:
             namespaces=namespaces,
             services=services,
             reverse=reverse,
-            pod_ips=pod_ips,
+            other_pod_ips=other_pod_ips,
             external=external,
             pod_namespaces=pod_namespaces,
             imports=imports,
@@ -250,7 +233,7 @@ class Registry:
         change = Change(
             services=frozenset(k for k in dirty_services if old.services.get(k) != services.get(k)),
             namespaces=old.namespaces ^ namespaces,
-            pods=appeared,
+            pods=frozenset(appeared),
             addresses=frozenset(a for a in addresses if old.reverse.get(a) != reverse.get(a)),
             external=frozenset(a for a in external_touched if old.external.get(a) != external.get(a)),
             imports=frozenset(k for k in dirty_imports if old.imports.get(k) != imports.get(k)),
@@ -355,35 +338,65 @@ class Registry:
             touched.update(before, after)
         return index, touched
 
-    def _count_pod(self, record: Record | None, delta: int, touched: set[PodAddress]) -> None:
-        if isinstance(record, Pod) and record.running:
-            for ip in record.ips:
-                key = (record.namespace, ip)
-                touched.add(key)
-                self._pod_ips[key] += delta
-                if self._pod_ips[key] <= 0:
-                    del self._pod_ips[key]
-
-    def _claim(self, previous: Record | None, new: Record | None, touched: set[str]) -> None:
-        """Keep `_claims`: the running pods outside the host's network, by address."""
+    def _place(self, previous: Record | None, new: Record | None, before: dict[str, PodsAt | None]) -> None:
+        """Keep `_pods_at` (running pods by address); `before` gets what an address held before the batch."""
         for record, adding in ((previous, False), (new, True)):
-            if not isinstance(record, Pod) or not record.running or record.host_network:
+            if not isinstance(record, Pod) or not record.running:
                 continue
             for ip in record.ips:
-                touched.add(ip)
-                claim = self._claims.get(ip, ())
-                held = (claim,) if isinstance(claim, Pod) else claim
-                if held:  # most addresses have no claim yet when a pod arrives: nothing to filter
-                    held = tuple(pod for pod in held if (pod.namespace, pod.name) != (record.namespace, record.name))
+                held = self._pods_at.get(ip)
+                if ip not in before:
+                    before[ip] = held
+                pods = () if held is None else (held,) if isinstance(held, Pod) else held
+                if pods:  # most addresses hold no pod yet when a pod arrives: nothing to filter
+                    pods = tuple(pod for pod in pods if (pod.namespace, pod.name) != (record.namespace, record.name))
                 if adding:
-                    held += (record,)
-                if len(held) > 1:
-                    self._claims[ip] = held
-                elif held:
-                    self._claims[ip] = held[0]
+                    pods += (record,)
+                if len(pods) > 1:
+                    self._pods_at[ip] = pods
+                elif pods:
+                    self._pods_at[ip] = pods[0]
                 else:
-                    self._claims.pop(ip, None)
+                    self._pods_at.pop(ip, None)
 
+    def _index_pods(self, before: dict[str, PodsAt | None], old: Snapshot
+                    ) -> tuple[Mapping[str, str], frozenset[PodAddress], list[PodAddress]]:
+        """The snapshot's pod indexes once the addresses in `before` changed, and what changed.
+
+        (pod_namespaces, other_pod_ips, the (namespace, address) pairs that started or stopped
+        running).  The indexes are copied only when they change.
+        """
+        claims: dict[str, str] | None = None
+        others: set[PodAddress] | None = None
+        appeared: list[PodAddress] = []  # or disappeared
+        for address, held_before in before.items():
+            held = self._pods_at.get(address)
+            if held_before is None and isinstance(held, Pod) and not held.host_network:  # a listing's nearly every pod
+                appeared.append((held.namespace, address))
+                if claims is None:
+                    claims = _copy(old.pod_namespaces)
+                claims[address] = held.namespace
+                continue
+            claim, old_claim = claimant(held), old.pod_namespaces.get(address)
+            running, was_running = _namespaces(held), _namespaces(held_before)
+            if running != was_running:
+                appeared.extend((namespace, address) for namespace in running ^ was_running)
+            if claim != old_claim:
+                if claims is None:
+                    claims = _copy(old.pod_namespaces)
+                if claim is None:
+                    del claims[address]
+                else:
+                    claims[address] = claim
+            unclaimed = running - {claim}
+            was_unclaimed = was_running - {old_claim}
+            if unclaimed or was_unclaimed:  # rare: a hostNetwork pod, or pods of two namespaces at one address
+                if others is None:
+                    others = set(old.other_pod_ips)
+                others.difference_update((namespace, address) for namespace in was_unclaimed)
+                others.update((namespace, address) for namespace in unclaimed)
+        return (old.pod_namespaces if claims is None else claims,
+                old.other_pod_ips if others is None else frozenset(others), appeared)
 
 
 def _index_slice(index: dict[ServiceKey, set[str]], previous: Record | None, new: Record | None,
@@ -403,14 +416,23 @@ def _index_slice(index: dict[ServiceKey, set[str]], previous: Record | None, new
         index.setdefault(key, set()).add(new.name)
 
 
-def claimant(pods: Pod | Sequence[Pod]) -> str | None:
+def claimant(pods: PodsAt | None) -> str | None:
     """The namespace autopath takes an address for, the same whatever order the pods came in.
 
     A pod being deleted yields to a live one; between live pods the newest claim wins (an older
     one's deletion has not arrived yet), then the greatest (namespace, name), so the choice never
-    depends on the order of events.  hostNetwork and finished pods never claim (see `_claim`).
+    depends on the order of events.  hostNetwork pods never claim (their address is the node's),
+    nor finished ones (`_place` holds running pods only).
     """
     if isinstance(pods, Pod):
-        return pods.namespace  # nearly every address: no contest
-    best = max(pods, key=lambda pod: (not pod.terminating, pod.created, pod.namespace, pod.name), default=None)
+        return None if pods.host_network else pods.namespace  # nearly every address: no contest
+    best = max((pod for pod in pods or () if not pod.host_network),
+               key=lambda pod: (not pod.terminating, pod.created, pod.namespace, pod.name), default=None)
     return None if best is None else best.namespace
+
+
+def _namespaces(pods: PodsAt | None) -> frozenset[str]:
+    """The namespaces with a running pod at an address."""
+    if pods is None:
+        return frozenset()
+    return frozenset((pods.namespace,)) if isinstance(pods, Pod) else frozenset(pod.namespace for pod in pods)

@@ -63,13 +63,20 @@ class Snapshot:
     namespaces: frozenset[str]
     services: Mapping[ServiceKey, ServiceEntry]
     reverse: Mapping[str, tuple[str, ...]]  # address -> names relative to `svc.<zone>` ("svc.ns", "ep.svc.ns")
-    pod_ips: frozenset[PodAddress] = frozenset()  # running pods' addresses (the registry counts the pods per address)
+    # running pods' (namespace, address) pairs that `pod_namespaces` does not give: hostNetwork pods', and those
+    # of another namespace than their address's claimant (nearly every pod is its address's claimant: one pair
+    # held per pod would cost about 100 bytes each, 100 MB at a million pods)
+    other_pod_ips: frozenset[PodAddress] = frozenset()
     # external address -> the services ("svc.ns") it belongs to (k8s_external's PTR); apart from `reverse`,
     # as the cluster zone must not answer PTR for addresses outside the cluster
     external: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     # autopath: a client's address -> the namespace of the one pod it is taken to be (registry.claimant)
     pod_namespaces: Mapping[str, str] = field(default_factory=dict)
     imports: Mapping[ServiceKey, ImportEntry] = field(default_factory=dict)  # ServiceImports (multicluster)
+
+    def pod_running(self, namespace: str, address: str) -> bool:
+        """Whether a running pod of `namespace` has `address`."""
+        return self.pod_namespaces.get(address) == namespace or (namespace, address) in self.other_pod_ips
 
     @staticmethod
     def empty(synced: bool) -> Snapshot:

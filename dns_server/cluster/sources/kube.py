@@ -81,7 +81,7 @@ from dns_server.cluster.sources.events import (
     resource_version,
     update_for,
 )
-from dns_server.cluster.sources.pages import ListDecoder
+from dns_server.cluster.sources.pages import Item, ListDecoder, as_object, record_of
 from dns_server.cluster.sources.settings import SourceSettings
 from dns_server.cluster.updates import Put, Remove, Replace, Update
 from dns_server.errors import ConfigError, DnsServerError, MalformedInput
@@ -164,7 +164,7 @@ def list_everything(settings: SourceSettings) -> list[dict[str, Any]]:
     api = api_client(settings)
     try:
         calls = list_functions(api)
-        return [item for resource in resources_for(unselected)
+        return [as_object(resource.api_kind, item) for resource in resources_for(unselected)
                 for items, _ in list_batches(calls[resource.kind], resource) for item in items]
     finally:
         api.close()
@@ -406,7 +406,7 @@ class KubeSource:
         records: list[Record] = []
         version, pages = "", 0
         for items, page_version in list_batches(self._list_functions[resource.kind], resource, self._page_size):
-            _convert(items, records)
+            _convert(resource.api_kind, items, records)
             gc.freeze()  # the records stay: no later collection need walk them (runtime.freeze_heap)
             if page_version is not None:
                 version, pages = page_version, pages + 1
@@ -512,8 +512,8 @@ def list_functions(api: Any) -> dict[str, Callable[..., Any]]:
 
 
 def list_batches(list_function: Callable[..., Any], resource: Resource,
-                 page_size: int = PAGE_SIZE) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
-    """A listing as it streams in: batches of objects (only the fields DNS reads, each with its `kind`);
+                 page_size: int = PAGE_SIZE) -> Iterator[tuple[list[Item], str | None]]:
+    """A listing as it streams in: batches of list items (only the fields DNS reads, `pages.Item`);
     the last batch of each page comes with the list's resourceVersion, the others with None.  A page
     may hold the whole collection (the API's watch cache ignores `limit`): it is decoded a batch at a
     time, never held whole.  Raises Gone for a stale continue token, WatchFailed for an unreadable page."""
@@ -533,33 +533,27 @@ def list_batches(list_function: Callable[..., Any], resource: Resource,
             for data in response.stream(READ_SIZE):
                 items = decoder.feed(data)
                 if items:
-                    yield _with_kind(resource.api_kind, items), None
+                    yield items, None
             items, version, token = decoder.close()
         except MalformedInput as error:
             raise WatchFailed(str(error)) from None
         finally:
             response.release_conn()
-        yield _with_kind(resource.api_kind, items), version
+        yield items, version
         if not token:
             return
 
 
-def _with_kind(kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    for item in items:
-        item["kind"] = kind  # list items carry no kind of their own
-    return items
-
-
-def _convert(items: list[dict[str, Any]], records: list[Record]) -> None:
-    """Add the records of list items to `records`; a malformed item is logged and left out."""
+def _convert(kind: str, items: list[Item], records: list[Record]) -> None:
+    """Add the records of list items of `kind` to `records`; a malformed item is logged and left out."""
     for item in items:
         try:
-            update = update_for("ADDED", item)
+            record = record_of(kind, item)
         except MalformedObject as bad:
-            log.error("%s: %s", describe(item), bad)
+            log.error("%s: %s", describe(as_object(kind, item)), bad)
             continue
-        if isinstance(update, Put):
-            records.append(update.record)
+        if record is not None:
+            records.append(record)
 
 
 def _enter(resource: Resource, status: ResourceStatus, phase: Phase) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 
 from hypothesis import HealthCheck, given, settings
 
-from dns_server.cluster.records import KINDS, Key, Namespace, Record, Service
+from dns_server.cluster.records import KINDS, Key, Namespace, Pod, Record, Service
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.cluster.updates import Put, Remove, Replace, Update
@@ -23,7 +23,12 @@ from tests.unit.serving.test_invalidation import NAMESPACES, PORTS, batches
 
 def contents(snapshot: Snapshot) -> tuple[object, ...]:
     return (snapshot.namespaces, dict(snapshot.services), {a: sorted(n) for a, n in snapshot.reverse.items()},
-            snapshot.pod_ips, dict(snapshot.external))
+            dict(snapshot.pod_namespaces), snapshot.other_pod_ips, dict(snapshot.external))
+
+
+def running(snapshot: Snapshot) -> set[tuple[str, str]]:
+    """Every running pod's (namespace, address), from the snapshot's two indexes of them."""
+    return {(namespace, address) for address, namespace in snapshot.pod_namespaces.items()} | snapshot.other_pod_ips
 
 
 def differing(before: Mapping[Any, object], after: Mapping[Any, object]) -> set[Any]:
@@ -56,11 +61,13 @@ def test_a_snapshot_built_change_by_change_equals_one_built_from_scratch(
         scratch = Registry(required_kinds=KINDS)
         scratch.apply([Replace(frozenset(KINDS), tuple(objects.values()))], now=2)
         assert contents(registry.snapshot) == contents(scratch.snapshot)
+        assert running(registry.snapshot) == {(pod.namespace, address) for pod in objects.values()
+                                              if isinstance(pod, Pod) and pod.running for address in pod.ips}
         after = registry.snapshot
         change = changes[-1] if changes else Change()  # nothing published: nothing may differ
         assert differing(before.services, after.services) <= change.services
         assert before.namespaces ^ after.namespaces <= change.namespaces
-        assert before.pod_ips ^ after.pod_ips <= change.pods
+        assert running(before) ^ running(after) <= change.pods
         assert differing(before.reverse, after.reverse) <= change.addresses
         assert differing(before.external, after.external) <= change.external
 

@@ -18,6 +18,7 @@ from dns_server.cluster.records import (
 from dns_server.cluster.registry import Registry
 from dns_server.cluster.scope import FixedNamespaces, SelectedNamespaces
 from dns_server.cluster.updates import Put, Remove, Replace
+from tests.unit.cluster.test_registry import running
 
 HTTP = (Port("http", "TCP", 80),)
 
@@ -41,7 +42,7 @@ CLUSTER = (Namespace("shop"), Namespace("data"), svc("shop", "web", "10.96.0.1")
 
 def served(registry: Registry) -> tuple[set[str], set[tuple[str, str]], set[str], set[tuple[str, str]]]:
     snapshot = registry.snapshot
-    return (set(snapshot.namespaces), set(snapshot.services), set(snapshot.reverse), set(snapshot.pod_ips))
+    return (set(snapshot.namespaces), set(snapshot.services), set(snapshot.reverse), running(snapshot))
 
 
 def test_fixed_namespaces_filter_every_update_kind() -> None:

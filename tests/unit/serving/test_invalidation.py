@@ -81,7 +81,8 @@ slices = st.builds(EndpointSlice, st.sampled_from(NAMESPACES), st.sampled_from((
                    st.sampled_from(SERVICES), st.lists(endpoints, max_size=3).map(tuple),
                    st.lists(st.sampled_from(PORTS), max_size=2, unique=True).map(tuple))
 pods = st.builds(Pod, st.sampled_from(NAMESPACES), st.sampled_from(("p1", "p2")),
-                 st.lists(st.sampled_from(ENDPOINT_IPS), max_size=1).map(tuple), st.booleans())
+                 st.lists(st.sampled_from(ENDPOINT_IPS), max_size=1).map(tuple), st.booleans(),
+                 st.booleans(), st.booleans(), st.integers(0, 2))  # hostNetwork, terminating, created: autopath's claims
 namespaces = st.builds(Namespace, st.sampled_from(NAMESPACES + ("c",)))
 records = st.one_of(services, slices, pods, namespaces)
 updates = st.one_of(

@@ -12,11 +12,13 @@ from typing import Any
 
 import pytest
 
-from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, convert
+from hypothesis import example, given
+
+from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, MalformedObject, convert
 from dns_server.cluster.sources import pages
-from dns_server.cluster.sources.pages import ListDecoder, decode_list
+from dns_server.cluster.sources.pages import DecodedPod, ListDecoder, as_object, decode_list, record_of
 from dns_server.errors import MalformedInput
-from tests.unit.cluster.test_records import LIST_ITEMS
+from tests.unit.cluster.test_records import LIST_ITEMS, shapes
 
 BATCH = 256  # bytes: small enough that every page below is cut into many batches
 
@@ -60,7 +62,7 @@ def test_a_page_fed_in_pieces_gives_what_the_whole_page_gives(kind: str, piece: 
     whole, whole_version, whole_token = decode_list(kind, data)
     assert fed + rest == whole
     assert (version, token) == (whole_version, whole_token) == ("42", "next")
-    assert [convert({**i, "kind": kind}) for i in fed + rest] == [convert({**i, "kind": kind}) for i in whole]
+    assert [record_of(kind, i) for i in fed + rest] == [record_of(kind, i) for i in whole]
     if piece < len(data):
         assert len(fed) > len(rest)  # decoded as it arrived, not at the end
 
@@ -92,7 +94,7 @@ def test_an_item_of_an_unexpected_shape_costs_only_itself() -> None:
     fed, rest, _, _ = stream(POD, page_of(POD, items), 64)
     decoded = fed + rest
     assert len(decoded) == 30 and decoded[21]["status"] == []  # read whole: its converter rejects it
-    assert decoded[20]["metadata"]["name"] == "web-0-20"
+    assert as_object(POD, decoded[20])["metadata"]["name"] == "web-0-20"
 
 
 def test_a_page_that_cannot_be_cut_between_items_is_decoded_whole_at_its_end() -> None:
@@ -132,7 +134,7 @@ def test_a_list_page_gives_its_items_version_and_continue_token(kind: str) -> No
             "items": [item, item]}
     items, version, token = decode_list(kind, json.dumps(page).encode())
     assert (len(items), version, token) == (2, "42", "next-page")
-    assert convert({**items[0], "kind": kind}) == convert(LIST_ITEMS[kind])  # nothing DNS reads was lost
+    assert record_of(kind, items[0]) == convert(LIST_ITEMS[kind])  # nothing DNS reads was lost
 
 
 def test_a_list_page_keeps_only_what_dns_reads() -> None:
@@ -142,9 +144,9 @@ def test_a_list_page_keeps_only_what_dns_reads() -> None:
          "spec": {"containers": [{"name": "app"}], "hostNetwork": True},
          "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}], "conditions": []}}]}).encode()
     items, version, token = decode_list(POD, page)
-    assert items == [{"metadata": {"name": "p", "namespace": "ns", "creationTimestamp": "2024-05-01T10:00:00Z"},
-                      "spec": {"hostNetwork": True},
-                      "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}]}}]
+    assert [as_object(POD, item) for item in items] == [
+        {"kind": POD, "metadata": {"name": "p", "namespace": "ns", "creationTimestamp": "2024-05-01T10:00:00Z"},
+         "spec": {"hostNetwork": True}, "status": {"phase": "Running", "podIPs": [{"ip": "10.0.0.1"}]}}]
     assert (version, token) == ("42", "abc")
 
 
@@ -173,3 +175,31 @@ def test_a_page_that_is_not_a_list_page_says_why(data: bytes, reason: str) -> No
         decode_list(NAMESPACE, data)
     with pytest.raises(MalformedInput, match=reason):
         stream(NAMESPACE, data, 3)
+
+
+def outcome(item: Any) -> Any:
+    """What a pod list item becomes: its record, or the reason it is malformed."""
+    try:
+        return record_of(POD, item)
+    except MalformedObject as bad:
+        return str(bad)
+
+
+POD_ITEM = {"metadata": {"name": "Web-0", "namespace": "Shop", "creationTimestamp": "2024-05-01T10:00:00Z",
+                         "deletionTimestamp": "2024-05-02T00:00:00Z"},
+            "spec": {"hostNetwork": True},
+            "status": {"phase": "Running", "podIP": "10.0.0.2", "podIPs": [{"ip": "10.0.0.1"}]}}
+
+
+@given(shapes(POD_ITEM))
+@example(POD_ITEM)
+@example({**POD_ITEM, "status": {"phase": "Failed", "podIP": "10.0.0.2"}})
+def test_a_pod_decoded_as_its_struct_gives_what_its_dict_gives(fields: Any) -> None:
+    """A page's pods are made into records from their structs, without a dict: the same record, or the same
+    reason it is malformed, as `records.pod_from_api` gives for the object."""
+    [item] = decode_list(POD, json.dumps({"items": [fields]}).encode())[0]
+    assert outcome(item) == outcome(json.loads(json.dumps(fields)))
+
+
+def test_pods_of_the_expected_shape_come_as_their_structs() -> None:
+    assert all(isinstance(item, DecodedPod) for item in decode_list(POD, page_of(POD, [item_of(POD, 1)]))[0])
