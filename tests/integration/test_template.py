@@ -1,6 +1,6 @@
 """template in the real server process, asked by dnspython over UDP and TCP: the IPv4-only AAAA idiom in front
 of kubernetes (the bundled zones/ example cluster through `fixtures`), a match/answer template built from the
-regex's submatches, a bad rule stopping the start with one line, and the template counters on /metrics."""
+regex's submatches, a CNAME followed by its target's records, a bad rule stopping the start with one line, and the template counters on /metrics."""
 
 from __future__ import annotations
 
@@ -30,6 +30,9 @@ COREFILE = """\
         match "^ip-([0-9]+)-([0-9]+)[.]example[.]org[.]$"
         answer "{{ .Name }} 60 IN A 10.0.{{ index .Match 1 }}.{{ index .Match 2 }}"
         authority "example.org. 60 IN NS ns.example.org."
+    }
+    template IN A alias.example.net {
+        answer "{{ .Name }} 60 IN CNAME kubernetes.default.svc.cluster.local."
     }
 }
 """
@@ -63,6 +66,15 @@ def test_every_aaaa_is_noerror_with_aa_and_empty_sections(server: ServerProcess,
 def test_cluster_names_still_have_their_a_records(server: ServerProcess, via_tcp: bool) -> None:
     reply = exchange(server, "kubernetes.default.svc.cluster.local.", "A", via_tcp)
     assert [rrset.to_text() for rrset in reply.answer] == ["kubernetes.default.svc.cluster.local. 5 IN A 10.96.0.1"]
+
+
+@pytest.mark.parametrize("via_tcp", [False, True])
+def test_a_cname_is_followed_by_its_targets_records(server: ServerProcess, via_tcp: bool) -> None:
+    reply = exchange(server, "www.alias.example.net.", "A", via_tcp)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert [rrset.to_text() for rrset in reply.answer] == [
+        "www.alias.example.net. 60 IN CNAME kubernetes.default.svc.cluster.local.",
+        "kubernetes.default.svc.cluster.local. 5 IN A 10.96.0.1"]
 
 
 @pytest.mark.parametrize("via_tcp", [False, True])

@@ -12,8 +12,12 @@
   answers: `rcode SERVFAIL` a bare SERVFAIL; else AA, the rcode, and the records its templates
   render, in their sections.  After the last template, the next plugin.  A template that fails to
   render or to read as a record is SERVFAIL with the error (which `errors` logs), as in CoreDNS.
-The answer depends on no cluster data, so the answer table keeps it like any other; one that
-reads `.Remote` depends on the client and is never given to another.
+- A CNAME answered to an A or AAAA question: its target is looked up through the whole server
+  (any block, as CoreDNS's `upstream.Lookup`) in the question's type, and the answer records found
+  follow the CNAME, with that reply's TC bit (`CnameTarget`, which the router follows).
+The answer depends on no cluster data, so the answer table keeps it like any other (but one with a
+target to look up, which is made afresh each time); one that reads `.Remote` depends on the client
+and is never given to another.
 
 Metrics: an answer names the counters each of its replies adds one to (`Answer.counts`): CoreDNS's
 `coredns_template_matches_total{server,zone,view,class,type}` for every question a template
@@ -28,8 +32,11 @@ answer table counts as a fresh one does: every query a template answers, as Core
 from __future__ import annotations
 
 import re
+from typing import NamedTuple, Optional
 
+import dns.name
 import dns.rdatatype
+from dnslib import DNSRecord
 
 from dns_server.chain.plugin import Handler, Next, PluginSpec, Request
 from dns_server.config.model import ServerBlock
@@ -37,7 +44,7 @@ from dns_server.plugins.template.gotemplate import RenderError
 from dns_server.plugins.template.record import parse_record
 from dns_server.plugins.template.setup import CLASS_NAMES, NAME, Rule, TemplateSettings, setup
 from dns_server.protocol.answer import RR, Answer, Outcome
-from dns_server.protocol.codes import ANY, CLASS_ANY, NXDOMAIN, SERVFAIL
+from dns_server.protocol.codes import AAAA, ANY, CLASS_ANY, CNAME, NXDOMAIN, SERVFAIL, A
 from dns_server.protocol.names import canonical_address, longest_zone, zone_text
 
 OUTCOMES = {NXDOMAIN: Outcome.NXDOMAIN}  # NOERROR: ANSWER
@@ -121,7 +128,29 @@ def _answer(rule: Rule, pattern: str, match: re.Match[str], zone: str, printed: 
                                            "supported by this server")
     reply = request.reads.answer(OUTCOMES.get(rule.rcode, Outcome.ANSWER), answer, authority, additional, plugin=NAME,
                                  counts=(matched,))
+    if request.qtype in (A, AAAA) and len(answer) == 1 and answer[0].rtype == CNAME:  # setup allows no other
+        wire = answer[0].data
+        assert isinstance(wire, bytes)  # a template's records carry their RDATA in wire form
+        target = dns.name.from_wire(wire, 0)[0]
+        reply = reply._replace(follow=CnameTarget(target.to_text(omit_final_dot=True).lower(), request.qtype))
     return reply._replace(record_class=classes.pop()) if classes else reply
+
+
+class CnameTarget(NamedTuple):
+    """The target of a CNAME a template answered to an A or AAAA question, to look up (`protocol.answer.Follow`)."""
+
+    name: str
+    qtype: int
+
+    def target(self, reply: bytes) -> Optional[str]:
+        return self.name
+
+    def join(self, reply: bytes, looked_up: bytes) -> bytes:
+        """The template's reply with the answer records of the target's reply after its CNAME, and its TC bit."""
+        message, found = DNSRecord.parse(reply), DNSRecord.parse(looked_up)
+        message.rr += found.rr
+        message.header.tc = found.header.tc
+        return bytes(message.pack())
 
 
 def _type_name(qtype: int) -> str:

@@ -4,8 +4,9 @@ Options: `match REGEX...` (Go's RE2 syntax, compiled here with Python's `re` aft
 two read differently), `answer|additional|authority RR...` (gotemplate.py), `rcode CODE`,
 `fallthrough [ZONE...]` and `upstream` (which CoreDNS reads and ignores, as here).  Refused by name:
 `var`, `expr` (the expr language), `ederror` (EDNS options), the rcodes other than NOERROR,
-NXDOMAIN and SERVFAIL, and a CNAME answered to A or AAAA questions (CoreDNS resolves its target
-through the whole server again).  Every other option is CoreDNS's argument error.
+NXDOMAIN and SERVFAIL, and a CNAME beside other answer records to A or AAAA questions (CoreDNS
+looks each CNAME's target up after it; here one CNAME answer's is).  Every other option is
+CoreDNS's argument error.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def _rule(plugin: Reader, directive: Directive, context: SetupContext) -> Rule:
     zones = plugin.zones(args[2:]) if args[2:] else context.zones
     regexes: list[Regex] = []
     sections: dict[str, list[GoTemplate]] = {section: [] for section in SECTIONS}
+    answer_tokens: list[Token] = []
     rcode = NOERROR
     fall = NO_FALLTHROUGH
     for option in plugin.options(directive):
@@ -96,7 +98,9 @@ def _rule(plugin: Reader, directive: Directive, context: SetupContext) -> Rule:
             if not option.args:
                 raise plugin.arg_error(option.name)
             for token in option.args:
-                sections[name].append(_template(plugin, name, token, qtype))
+                sections[name].append(_template(plugin, name, token))
+                if name == "answer":
+                    answer_tokens.append(token)
         elif name == "rcode":
             if not option.args:
                 raise plugin.arg_error(option.name)
@@ -111,6 +115,11 @@ def _rule(plugin: Reader, directive: Directive, context: SetupContext) -> Rule:
             raise plugin.unknown(option)
         else:
             raise plugin.arg_error(option.name)
+    if qtype in (A, AAAA, ANY) and len(answer_tokens) > 1:
+        for token, template in zip(answer_tokens, sections["answer"]):
+            if header(template) == CNAME:
+                raise plugin.error(token, "a CNAME beside other answer records to A or AAAA questions is not "
+                                          "supported by this server (CoreDNS looks up each CNAME's target after it)")
     if not regexes:
         regexes.append(Regex(DEFAULT_REGEX, re.compile(DEFAULT_REGEX, re.ASCII)))
     templates = [template for section in SECTIONS for template in sections[section]]
@@ -139,15 +148,12 @@ def _rcode(plugin: Reader, token: Token) -> int:
     return rcode
 
 
-def _template(plugin: Reader, section: str, token: Token, qtype: int) -> GoTemplate:
+def _template(plugin: Reader, section: str, token: Token) -> GoTemplate:
     try:
         template = parse(section, token.text)
-        rtype = header(template)
+        header(template)
     except TemplateError as error:
         raise plugin.error(token, f"could not compile template: {token.text}, {error}") from None
-    if section == "answer" and rtype == CNAME and qtype in (A, AAAA, ANY):
-        raise plugin.error(token, "a CNAME answer to A or AAAA questions is not supported by this server (CoreDNS "
-                                  "resolves its target through the server again)")
     return template
 
 

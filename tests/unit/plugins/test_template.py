@@ -25,6 +25,9 @@ from dns_server.protocol.codes import CLASS_CH, TXT, A
 from dns_server.serving.router import Pipeline
 from tests.cluster_data import example_records, registry_with
 from tests.doubles import fakes, pipeline_for
+from tests.unit.plugins.test_rewrite import ask as ask_finished
+from tests.unit.plugins.test_rewrite import records
+from tests.unit.plugins.test_rewrite_cname import pipeline_with as forwarding_pipeline
 
 PEER = ("192.0.2.7", 40000)
 
@@ -129,10 +132,13 @@ BAD = [
      "the TTL, class and type of the record must be written out"),
     ('template IN A {\n        answer "{{ .Match }} 60 IN A 10.0.0.1"\n    }',
      "an owner name from .Match, .Group or .Regex"),
-    ('template IN A {\n        answer "{{ .Name }} 60 IN CNAME target.example.org."\n    }',
-     "Corefile:3 - Error during parsing: a CNAME answer to A or AAAA questions is not supported by this server"),
-    ('template ANY ANY {\n        answer "{{ .Name }} 60 IN CNAME target.example.org."\n    }',
-     "a CNAME answer to A or AAAA questions is not supported"),
+    ('template IN A {\n        answer "{{ .Name }} 60 IN CNAME target.example.org." "{{ .Name }} 60 IN A 10.0.0.1"'
+     '\n    }',
+     "Corefile:3 - Error during parsing: a CNAME beside other answer records to A or AAAA questions is not "
+     "supported by this server"),
+    ('template ANY ANY {\n        answer "{{ .Name }} 60 IN TXT x"\n'
+     '        answer "{{ .Name }} 60 IN CNAME target.example.org."\n    }',
+     "Corefile:4 - Error during parsing: a CNAME beside other answer records"),
 ]
 
 
@@ -145,13 +151,15 @@ def test_a_bad_template_is_one_line_naming_the_file_line_and_token(line: str, me
     assert message in text
 
 
-@pytest.mark.parametrize("line", [
-    'answer "{{ .Name }} 60 IN CNAME target.example.org."',  # no A or AAAA question reaches it
-    'additional "{{ .Name }} 60 IN CNAME target.example.org."',  # CoreDNS chases answers only
+@pytest.mark.parametrize("template", [
+    'template IN A {\n        answer "{{ .Name }} 60 IN CNAME t.example.org."\n    }',  # alone: its target looked up
+    'template IN CNAME {\n        answer "{{ .Name }} 60 IN CNAME t.example.org." "{{ .Name }} 60 IN CNAME u.example.org."'
+    '\n    }',  # no A or AAAA question reaches it
+    'template IN A {\n        additional "{{ .Name }} 60 IN CNAME t.example.org." "{{ .Name }} 60 IN A 10.0.0.1"'
+    '\n    }',  # CoreDNS looks up answers only
 ])
-def test_a_cname_is_refused_only_where_coredns_would_chase_it(line: str) -> None:
-    settings_of(f"example.org {{\n    template IN CNAME {{\n        {line}\n    }}\n    template IN A {{\n"
-                f"        {line.replace('answer', 'additional')}\n    }}\n}}\n")
+def test_a_cname_is_refused_only_beside_other_answers_to_a_or_aaaa(template: str) -> None:
+    settings_of(f"example.org {{\n    {template}\n}}\n")
 
 
 @pytest.mark.parametrize("pattern, python", [
@@ -418,3 +426,38 @@ def test_every_query_a_template_matched_counts_its_failures_too() -> None:
         'template="{{.Name}} 60 IN TXT {{index .Match 2}}",type="TXT",view="",zone="fail.test."} 1.0',
         'coredns_template_rr_failures_total{class="IN",section="answer",server="dns://:53",'
         'template="{{.Name}} 60 IN A {{.Group.ip}}",type="A",view="",zone="fail.test."} 1.0'])
+
+
+# -- a CNAME's target looked up (CoreDNS's upstream.Lookup) ------------------------------------------------
+
+def cname_pipeline(answer: str, qtype: str = "A") -> Pipeline:
+    """kubernetes for cluster.local, forward to a fake upstream (test_rewrite_cname's), and a template."""
+    return forwarding_pipeline("", extra=f'    template IN {qtype} app.example.org {{\n        answer "{answer}"\n    }}\n')
+
+
+@pytest.mark.parametrize("via_tcp", [False, True])
+def test_a_cname_to_a_cluster_name_is_followed_by_its_records(via_tcp: bool) -> None:
+    pipeline = cname_pipeline("{{ .Name }} 60 IN CNAME kubernetes.default.svc.cluster.local.")
+    for _ in range(2):  # never kept: made again the same way
+        reply = ask_finished(pipeline, "web.app.example.org", via_tcp=via_tcp)
+        assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
+        assert records(reply) == ["web.app.example.org. 60 IN CNAME kubernetes.default.svc.cluster.local.",
+                                  "kubernetes.default.svc.cluster.local. 5 IN A 10.96.0.1"]
+    assert not fakes(pipeline)[0].asked
+
+
+def test_a_cname_to_an_outside_name_is_followed_by_the_upstreams_records() -> None:
+    pipeline = cname_pipeline("{{ .Name }} 60 IN CNAME my-app.com.")
+    assert records(ask_finished(pipeline, "web.app.example.org")) == [
+        "web.app.example.org. 60 IN CNAME my-app.com.", "my-app.com. 200 IN CNAME my-app.example.",
+        "my-app.example. 200 IN CNAME my-app.com.cdn.example.net.", "my-app.com.cdn.example.net. 200 IN A 20.2.0.1"]
+    assert fakes(pipeline)[0].asked == ["my-app.com."]
+
+
+def test_a_cname_is_followed_for_a_and_aaaa_questions_only() -> None:
+    pipeline = cname_pipeline("{{ .Name }} 60 IN CNAME my-app.com.", qtype="ANY")
+    assert records(ask_finished(pipeline, "web.app.example.org", "MX")) == [
+        "web.app.example.org. 60 IN CNAME my-app.com."]
+    assert fakes(pipeline)[0].asked == []
+    ask_finished(pipeline, "web.app.example.org", "AAAA")
+    assert fakes(pipeline)[0].asked == ["my-app.com."]
