@@ -317,6 +317,7 @@ def _become_worker(generation: Generation, channel: socket.socket, index: int) -
     status = FAILED
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)  # held until the worker handles them
+        signal.set_wakeup_fd(-1)  # the supervisor loop's, closed below: the worker's loop would restore it on exit
         keep = {0, 1, 2, channel.fileno()}
         for name in os.listdir("/proc/self/fd"):
             if int(name) not in keep:
