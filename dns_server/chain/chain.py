@@ -10,7 +10,7 @@ rcodes the server gives before any block's chain runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from dns_server.chain.plugin import Handler, Next, Peer, Question, Reads, Request
 from dns_server.cluster.snapshot import ServiceKey, Snapshot
@@ -72,10 +72,10 @@ class Chain:
             reply = handler.forwarded(reply)
         return reply
 
-    def stub_questions(self, snapshot: Snapshot, services: Iterable[ServiceKey] | None = None) -> list[Question]:
-        """What the block's handlers list as worth answering ahead (Handler.stub_questions), each once."""
-        return list(dict.fromkeys(question for handler in self.handlers.values()
-                                  for question in handler.stub_questions(snapshot, services)))
+    def stub_questions(self, snapshot: Snapshot, services: Iterable[ServiceKey] | None = None) -> Iterator[Question]:
+        """What the block's handlers list as worth answering ahead (Handler.stub_questions), as they list it."""
+        for handler in self.handlers.values():
+            yield from handler.stub_questions(snapshot, services)
 
     def handler(self, name: str) -> Handler | None:
         return self.handlers.get(name)

@@ -175,10 +175,11 @@ class Runtime:
 
     def answer_ahead(self, view: View, services: list[ServiceKey] | None = None) -> None:
         """Answer ahead, on every listener, what pods will ask about `services` (None: all) of `view`."""
+        snapshot = view.snapshot
         for pipeline in self.pipelines:
-            questions = [question for _, block in pipeline.routes if block.view is view
-                         for question in block.chain.stub_questions(view.snapshot, services)]
-            self.warmup.add(pipeline, questions)
+            blocks = dict.fromkeys(block for _, block in pipeline.routes if block.view is view)
+            self.warmup.add(pipeline, (question for block in blocks
+                                       for question in block.chain.stub_questions(snapshot, services)))
 
     def adopt(self) -> None:
         """Make this the runtime its clusters publish to (after a reload has succeeded)."""

@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections import deque
 from time import perf_counter
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from dns_server.chain.plugin import Question
 from dns_server.serving.router import Pipeline
@@ -46,10 +46,10 @@ class Warmup:
         self.answered = 0
         self.on_warm: Callable[[], None] = lambda: None  # called once the start's warm-up is done
 
-    def add(self, pipeline: Pipeline, questions: list[Question]) -> None:
-        """Answer `questions` ahead on `pipeline` (none: the warm-up may still end its start with it)."""
-        if questions:
-            self._queue.append((pipeline, iter(questions)))
+    def add(self, pipeline: Pipeline, questions: Iterable[Question]) -> None:
+        """Answer `questions` ahead on `pipeline`, in turn (read as they are answered: a large cluster's
+        questions are never all listed at once)."""
+        self._queue.append((pipeline, iter(questions)))
         self._work.set()
 
     async def run(self) -> None:

@@ -35,7 +35,7 @@ RECORDS: list[Record] = [
 def questions(records: list[Record], services: list[tuple[str, str]] | None = None,
               **options: object) -> list[tuple[str, int]]:
     snapshot = registry_with(records).snapshot
-    return chain_for(block(**options)).stub_questions(snapshot, services)
+    return list(chain_for(block(**options)).stub_questions(snapshot, services))
 
 
 def test_every_service_gets_a_and_aaaa_and_srv_for_each_named_port_but_an_external_name_nothing() -> None:
@@ -136,7 +136,7 @@ def test_a_question_kept_already_is_left_alone() -> None:
 
 
 def test_a_block_without_kubernetes_lists_nothing() -> None:
-    assert chain_for(block(kubernetes=None)).stub_questions(registry_with(RECORDS).snapshot) == []
+    assert list(chain_for(block(kubernetes=None)).stub_questions(registry_with(RECORDS).snapshot)) == []
 
 
 def test_a_started_runtime_is_not_ready_until_its_first_warm_up_is_done() -> None:
