@@ -22,6 +22,8 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -272,6 +274,21 @@ def wait_for_answer(port: int, name: str, process: subprocess.Popen[bytes], log:
                 return time.monotonic() - started
             time.sleep(POLL)
     raise BenchError(f"no acceptable answer for {name} from port {port} within {deadline:g} s")
+
+
+def wait_for_ready(port: int, process: subprocess.Popen[bytes], *, started: float, deadline: float) -> float:
+    """Poll http://127.0.0.1:`port`/ready every POLL seconds until it says 200; returns the seconds since `started`."""
+    while time.monotonic() - started < deadline:
+        if process.poll() is not None:
+            raise BenchError(f"process {process.pid} exited with {process.returncode} before it was ready")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
+        except (urllib.error.URLError, OSError):
+            pass  # not listening yet, or 503: not ready yet
+        time.sleep(POLL)
+    raise BenchError(f"/ready on port {port} did not say OK within {deadline:g} s")
 
 
 class EveryWorker:

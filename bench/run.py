@@ -27,8 +27,11 @@ Before the rounds every server is asked a sample of questions and must give NSD'
 answer records, and the cold-answer cost is measured in this process: decoding, resolving and
 encoding questions never asked before, against the generated cluster (the median of N).  Each
 round then measures:
-1. start-up: from spawning a process until it answers A for the last of the services;
-2. a first pass through the query file (our answers are built here, lazily);
+1. start-up: from spawning a process until it answers A for the last of the services, and (ours)
+   until /ready says OK, which it does once the questions pods ask about services are answered
+   ahead (serving/warmup.py);
+2. a first pass through the query file, once every server is ready: what ours had not answered
+   ahead (search-path misses) is answered here;
 3. saturated UDP runs: `--clients` sockets keeping `--outstanding` queries in flight, which keeps a
    single-threaded server busy.  The servers take turns every `--slice` seconds until each has
    had `--duration` seconds, so load from other processes on the shared machine falls on all
@@ -113,6 +116,7 @@ from common import (
     require,
     run_main,
     wait_for_answer,
+    wait_for_ready,
 )
 from queries import (
     DEFAULT_COUNT,
@@ -191,6 +195,7 @@ class Server:
     query_file: Path | None = None
     port: int = 0
     metrics_port: int = 0
+    ready_port: int = 0  # ours: /ready, which says OK once its answers are made ahead (0: NSD has none)
     process: subprocess.Popen[bytes] | None = None
     log: Path = Path()
 
@@ -198,14 +203,20 @@ class Server:
         assert self.process is not None
         return family(self.process)
 
-    def start(self, processes: Processes, workdir: Path, probe: str) -> float:
-        """Start the server on a free port; returns the seconds from spawn until it answered A for `probe`."""
+    def start(self, processes: Processes, workdir: Path, probe: str) -> tuple[float, float]:
+        """Start the server on a free port; returns the seconds from spawn until it answered A for `probe`,
+        and until it was ready (NSD: the same)."""
         self.port, self.metrics_port = free_port(), free_port()
+        self.ready_port = 0 if self.name.startswith(NSD) else free_port()
         self.log = workdir / f"{self.name.replace(' ', '-')}-{self.port}.log"
         started = time.monotonic()
         command = self.command(self)
         self.process = processes.start(pinned(CORES.server, command) if self.pinned else command, self.log, self.cwd)
-        return wait_for_answer(self.port, probe, self.process, self.log, started=started, deadline=STARTUP_DEADLINE)
+        answered = wait_for_answer(self.port, probe, self.process, self.log, started=started,
+                                   deadline=STARTUP_DEADLINE)
+        if not self.ready_port:
+            return answered, answered
+        return answered, wait_for_ready(self.ready_port, self.process, started=started, deadline=STARTUP_DEADLINE)
 
     def queries_counted(self) -> int | None:
         """What /metrics says this server answered (coredns_dns_requests_total), None if it is not served."""
@@ -224,6 +235,7 @@ class Server:
 def flags_command(fixtures: Path, workers: int = 1) -> Callable[[Server], list[str]]:
     def flags(server: Server) -> list[str]:
         return [sys.executable, "-m", "dns_server", "--fixtures", str(fixtures), "--listen", f"127.0.0.1:{server.port}",
+                "--ready", f"127.0.0.1:{server.ready_port}",
                 *(["--workers", str(workers)] if workers > 1 else [])]  # one: pinned to one core, it is one process
 
     return flags
@@ -245,7 +257,7 @@ def servers(fixtures: Path, zone_file: Path, workdir: Path, questions: list[tupl
     def corefile(server: Server) -> list[str]:
         path = workdir / f"Corefile-{server.port}"
         path.write_text(COREFILE_TEXT.format(
-            port=server.port, health=free_port(), ready=free_port(), fixtures=fixtures,
+            port=server.port, health=free_port(), ready=server.ready_port, fixtures=fixtures,
             pods="verified" if autopath else "insecure", autopath="    autopath @kubernetes\n" if autopath else "",
             prometheus=f"    prometheus 127.0.0.1:{server.metrics_port}\n" if server.prometheus else "",
             rules=server.rules))
@@ -405,6 +417,7 @@ class Result:
     """One server in one round."""
 
     startup_s: float = 0.0
+    ready_s: float = 0.0  # until /ready said OK: the first pass starts after it
     cold: Run = field(default_factory=Run)
     saturated: Run = field(default_factory=Run)  # throughput runs (no per-query output to slow dnsperf)
     tail: Run = field(default_factory=Run)  # the same load with dnsperf -v: latency percentiles
@@ -479,7 +492,7 @@ def run_round(order: list[Server], processes: Processes, workdir: Path, scratch:
     verbose = scratch / "verbose.out"
     try:
         for server in order:
-            results[server.name].startup_s = server.start(processes, workdir, probe)
+            results[server.name].startup_s, results[server.name].ready_s = server.start(processes, workdir, probe)
             results[server.name].rcvbuf = receive_buffer(server.port)
         for server in order:
             results[server.name].cold = dnsperf(server.port, server.query_file or query_file, [*load, "-n", "1"])
@@ -605,6 +618,7 @@ def report(rounds: list[dict[str, Result]], cold_us: list[float], args: argparse
         ("peak RSS MB", lambda r: r.rss_mb, ".1f", every),
         ("RSS after the runs MB", lambda r: r.rss_end_mb, ".1f", every),
         ("start-up to first answer s", lambda r: r.startup_s, ".2f", every),
+        ("start-up to ready s (answers made ahead)", lambda r: r.ready_s, ".2f", every),
         ("server CPU % during saturated runs", lambda r: r.cpu_share * 100, ".0f", every),
         ("others' CPU % on server core", lambda r: r.foreign_share(r.foreign_server_core) * 100, ".0f", every),
         ("others' CPU % on dnsperf core", lambda r: r.foreign_share(r.foreign_client_core) * 100, ".0f", every),

@@ -85,12 +85,18 @@ class Generation:
     workers: list[WorkerHandle] = field(default_factory=list)
     listeners: list[tuple[str, int]] = field(default_factory=list)
     watchdog: asyncio.Task[None] | None = None
+    warm: bool = False  # every worker has once had its answers made ahead (a reload's: at once)
 
     def not_ready(self) -> list[str]:
-        """`kubernetes` until every cluster, and every worker's copy of it, has had its first sync."""
+        """`kubernetes` until every cluster, and every worker's copy of it, has had its first sync,
+        and, after a start, every worker its first warm-up (serving/warmup.py; a worker started again
+        later answers at once)."""
         if any(not cluster.synced for cluster in self.clusters.values()):
             return ["kubernetes"]
-        return ["kubernetes"] if any(not worker.synced for worker in self.workers) else []
+        if any(not worker.synced for worker in self.workers):
+            return ["kubernetes"]
+        self.warm = self.warm or all(worker.warm for worker in self.workers)
+        return [] if self.warm else ["kubernetes"]
 
     def late(self) -> bool:
         """Whether a worker has left a batch or a ping unacknowledged for `LATE`: it may not serve the current data."""
@@ -171,7 +177,8 @@ class Supervisor(Server):
             if cluster.registry not in self._cluster_ids:
                 number = self._cluster_ids[cluster.registry] = next(self._numbers)
                 cluster.registry.journal = self._journal(number)
-        generation = Generation(config, clusters, {s: self._cluster_ids[c.registry] for s, c in clusters.items()})
+        generation = Generation(config, clusters, {s: self._cluster_ids[c.registry] for s, c in clusters.items()},
+                                warm=previous is not None)
         try:
             for index in range(config.workers):
                 generation.workers.append(self._fork(generation, index))

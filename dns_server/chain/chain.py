@@ -10,10 +10,10 @@ rcodes the server gives before any block's chain runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
-from dns_server.chain.plugin import Handler, Next, Peer, Reads, Request
-from dns_server.cluster.snapshot import Snapshot
+from dns_server.chain.plugin import Handler, Next, Peer, Question, Reads, Request
+from dns_server.cluster.snapshot import ServiceKey, Snapshot
 from dns_server.protocol.answer import Answer, Outcome
 from dns_server.protocol.codes import BADVERS, CLASS_IN, FORMERR, NOERROR, NOTIMP, OPCODE_QUERY, REFUSED
 from dns_server.protocol.wire import Query
@@ -71,6 +71,11 @@ class Chain:
         for handler in self._rewrites:
             reply = handler.forwarded(reply)
         return reply
+
+    def stub_questions(self, snapshot: Snapshot, services: Iterable[ServiceKey] | None = None) -> Iterator[Question]:
+        """What the block's handlers list as worth answering ahead (Handler.stub_questions), as they list it."""
+        for handler in self.handlers.values():
+            yield from handler.stub_questions(snapshot, services)
 
     def handler(self, name: str) -> Handler | None:
         return self.handlers.get(name)

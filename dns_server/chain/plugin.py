@@ -25,7 +25,9 @@ A handler is pure: `serve(request, next) -> Answer`, no I/O, no clock.  How each
 - one that forwards (forward): returns `Outcome.FORWARD` naming its directive; the router hands the
   question to the block's outbound side (the `cache` plugin in front of the forwarders);
 - one that changes every reply (loadbalance): offers rotations of the answer it gets from `next`,
-  and turns forwarded replies in `forwarded(reply)`, the hook for replies the chain never saw.
+  and turns forwarded replies in `forwarded(reply)`, the hook for replies the chain never saw;
+- one whose data pods ask for by name (kubernetes): lists in `stub_questions(snapshot, services)` the
+  questions pods' stub resolvers ask of it, which the server answers ahead (serving/warmup.py).
 Plugins with no handler act around the chain: bind, bufsize, health, ready, reload (the server),
 prometheus, errors, log, nsid (the router observes every reply, cached ones too), cache and loop (the
 outbound side).  `in_chain` says whether CoreDNS has a handler for it (`coredns_plugin_enabled`, and
@@ -35,7 +37,7 @@ the plugin named in "no next plugin found").
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Any, Callable, Iterable, Iterator, NamedTuple, Optional
 
 from dns_server.cluster.snapshot import (
     SYNCED,
@@ -56,6 +58,7 @@ from dns_server.protocol.codes import CLASS_IN
 
 Peer = Optional[tuple[str, int]]  # the client's address and port, as the transport got them (or a trusted
 # node-local cache named them: plugins/trust_client_subnet.py)
+Question = tuple[str, int]  # a name (lower case, no trailing dot) and a type, asked in class IN
 CLIENT: Dependency = ("client",)  # an answer that depends on who asked: never served to another client
 # an answer that depends on the namespace of the pod that asked: served only to clients of that namespace
 CLIENT_NAMESPACE: Dependency = ("client namespace",)
@@ -169,6 +172,11 @@ class Handler:
     def forwarded(self, reply: bytes) -> bytes:
         """A reply from upstream (which no handler saw as an Answer), as this plugin would change it."""
         return reply
+
+    def stub_questions(self, snapshot: Snapshot, services: Iterable[ServiceKey] | None) -> Iterator[Question]:
+        """The questions (name, type) pods' stub resolvers ask of this plugin's data about `services`
+        (None: every one), worth answering before anyone asks."""
+        return iter(())
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from dns_server.protocol.codes import (
     CD,
+    CLASS_IN,
     DO,
     EDNS_OPTION,
     MAX_LABEL,
@@ -37,6 +38,8 @@ HEADER_LEN = 12
 MODE_EDNS, MODE_DO, MODE_RD, MODE_CD, MODE_NSID = 0x01, 0x02, 0x04, 0x08, 0x10
 _HEADER = struct.Struct("!HBBHHHH")
 _U16 = struct.Struct("!H")
+_STUB_HEADER = _HEADER.pack(0, RD, 0, 1, 0, 0, 0)
+_TYPE_CLASS = struct.Struct("!HH")
 
 
 class Drop(Exception):
@@ -292,6 +295,14 @@ def name_to_wire(name: str) -> bytes:
     if len(wire) > MAX_NAME_LEN:
         raise FormErr(f"{name!r} is longer than 255 bytes")
     return wire
+
+
+def stub_query(name: str, qtype: int) -> bytes:
+    """The query glibc's and musl's stub resolvers send for a name: ID 0, RD, class IN, no EDNS.
+
+    Raises FormErr for a name no query can carry.
+    """
+    return _STUB_HEADER + name_to_wire(name) + _TYPE_CLASS.pack(qtype, CLASS_IN)
 
 
 def with_options(key: bytes, options: bytes) -> bytes:

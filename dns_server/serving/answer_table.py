@@ -174,6 +174,10 @@ class AnswerTable:
     def __len__(self) -> int:
         return len(self.entries) + len(self.namespaced)
 
+    def room_ahead(self) -> bool:
+        """Whether answers made ahead (serving/warmup.py) may still be kept: they fill at most half the table."""
+        return len(self) < self._max_entries // 2
+
     def get(self, key: bytes) -> Entry | None:
         """The entry for a question key, its serial brought up to date."""
         entry = self.entries.get(key)

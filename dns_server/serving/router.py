@@ -44,7 +44,7 @@ from time import perf_counter
 from typing import Callable, NamedTuple, Optional, Protocol
 
 from dns_server.chain.chain import Chain, admission, undecodable
-from dns_server.chain.plugin import CLIENT, CLIENT_NAMESPACE
+from dns_server.chain.plugin import CLIENT, CLIENT_NAMESPACE, Question
 from dns_server.cluster.snapshot import Change, Snapshot
 from dns_server.config.model import ServerBlock
 from dns_server.plugins.bufsize import bufsize_of
@@ -72,6 +72,7 @@ from dns_server.protocol.wire import (
     plain_query,
     question_key,
     read_plain,
+    stub_query,
 )
 from dns_server.serving.answer_table import AnswerTable, Entry, View
 
@@ -192,6 +193,27 @@ class Pipeline:
     def publish(self, view: View, change: Change, serial_changed: bool) -> None:
         """`view` has moved on by `change`: the answers it touches are dropped (event loop thread)."""
         self.table.publish(view, change, serial_changed)
+
+    def answer_ahead(self, question: Question) -> None:
+        """Answer a question as glibc's and musl's resolvers ask it, and keep the reply (serving/warmup.py).
+
+        Nothing is sent, counted or logged.  A question kept already, or whose name no query can
+        carry, is left alone; one whose answer comes from upstream or depends on the client is not
+        kept (as for a query).
+        """
+        try:
+            data = stub_query(*question)
+        except FormErr:
+            return
+        plain = read_plain(data)
+        assert plain is not None  # a stub query is a plain one
+        key, end, payload = plain
+        if key in self.table.entries or key in self.table.namespaced:
+            return
+        try:
+            self._resolve(data, plain_query(data, key, end, payload), False, None)
+        except Exception:
+            self._log_bug()
 
     # -- the hot path ------------------------------------------------------------------------------
     def handle(self, data: bytes, via_tcp: bool, peer: Peer = None) -> bytes | Forward | None:

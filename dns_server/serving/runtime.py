@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Protocol
 
 from dns_server.cluster.registry import Registry
-from dns_server.cluster.snapshot import Change, Snapshot
+from dns_server.cluster.snapshot import Change, ServiceKey, Snapshot
 from dns_server.cluster.sources.fixtures import FixtureSource
 from dns_server.cluster.sources.replay import read_watch_file
 from dns_server.cluster.sources.settings import SourceSettings
@@ -52,6 +52,7 @@ from dns_server.serving.answer_table import AnswerTable, View
 from dns_server.serving.router import Block, ErrorReporter, Pipeline
 from dns_server.serving.tcp import TcpServer
 from dns_server.serving.udp import UdpServer
+from dns_server.serving.warmup import Warmup
 
 log = logging.getLogger("dns_server")
 
@@ -98,12 +99,20 @@ class Cluster:
         return self.registry.snapshot.synced
 
     def deliver(self, snapshot: Snapshot, change: Change) -> None:
-        """A publication of the registry, on the event loop: the view moves on, the pipelines invalidate."""
-        serial_changed = snapshot.serial != self.view.snapshot.serial
+        """A publication of the registry, on the event loop: the view moves on, the pipelines invalidate,
+        and the questions about what became readable are answered ahead."""
+        before = self.view.snapshot
+        serial_changed = snapshot.serial != before.serial
         self.view.snapshot = snapshot
         if self.runtime is not None:
             for pipeline in self.runtime.pipelines:
                 pipeline.publish(self.view, change, serial_changed)
+            if change.synced:
+                self.runtime.answer_ahead(self.view)
+            elif change.services and snapshot.synced:
+                added = [key for key in change.services if key in snapshot.services and key not in before.services]
+                if added:
+                    self.runtime.answer_ahead(self.view, added)
         if change.replaced and snapshot.synced:
             freeze_heap()
 
@@ -149,15 +158,28 @@ class Runtime:
     listeners: dict[tuple[str, int], Listener] = field(default_factory=dict)
     outbounds: list[Outbound] = field(default_factory=list)
     error_logs: list[ErrorLog] = field(default_factory=list)
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # hosts reloads, error summaries
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # hosts reloads, error summaries, warm-up
+    warmup: Warmup = field(default_factory=lambda: Warmup(starting=False, synced=lambda: True))
 
     @property
     def pipelines(self) -> list[Pipeline]:
         return [listener.pipeline for listener in self.listeners.values()]
 
+    def synced(self) -> bool:
+        return all(cluster.synced for cluster in self.clusters.values())
+
     def not_ready(self) -> list[str]:
-        """The plugins not ready yet (the `ready` plugin's list): `kubernetes` until every cluster synced."""
-        return ["kubernetes"] if any(not cluster.synced for cluster in self.clusters.values()) else []
+        """The plugins not ready yet (the `ready` plugin's list): `kubernetes` until every cluster synced
+        and, after a start, its stub questions were answered ahead (serving/warmup.py)."""
+        return ["kubernetes"] if not self.synced() or self.warmup.starting else []
+
+    def answer_ahead(self, view: View, services: list[ServiceKey] | None = None) -> None:
+        """Answer ahead, on every listener, what pods will ask about `services` (None: all) of `view`."""
+        snapshot = view.snapshot
+        for pipeline in self.pipelines:
+            blocks = dict.fromkeys(block for _, block in pipeline.routes if block.view is view)
+            self.warmup.add(pipeline, (question for block in blocks
+                                       for question in block.chain.stub_questions(snapshot, services)))
 
     def adopt(self) -> None:
         """Make this the runtime its clusters publish to (after a reload has succeeded)."""
@@ -243,6 +265,10 @@ async def start(config: Config, previous: Runtime | None = None, metrics: Metric
     for listener, pipeline in swaps:
         listener.pipeline = listener.udp.pipeline = listener.tcp.pipeline = pipeline
     runtime.tasks.append(asyncio.create_task(_freeze_new_answers(runtime)))
+    runtime.warmup = Warmup(starting=previous is None or not previous.listeners, synced=runtime.synced)
+    for view in dict.fromkeys(block.view for block in runtime.blocks if block.view.snapshot.synced):
+        runtime.answer_ahead(view)
+    runtime.tasks.append(asyncio.create_task(runtime.warmup.run()))
     for running in runtime.blocks:
         if running.loop is not None:
             host = running.settings.bind[0] if running.settings.bind else "127.0.0.1"

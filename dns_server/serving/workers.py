@@ -13,8 +13,9 @@ The channel is a socket pair carrying length-prefixed pickles, one message per f
 - worker -> supervisor: `("ack", number)` once a batch is published or a ping read, by the event
   loop that answers DNS (a worker that stops acknowledging is hung: the supervisor restarts it),
   `("up", listeners, synced)` once its listeners are bound, `("synced",)` when every cluster it
-  serves has had its first sync, `("failed", message)` when it cannot start, `("metrics",
-  families)` in reply to a scrape.
+  serves has had its first sync, `("warm",)` when its first answers made ahead are kept
+  (serving/warmup.py), `("failed", message)` when it cannot start, `("metrics", families)` in
+  reply to a scrape.
 A worker whose channel closes (its supervisor is gone) stops.
 """
 
@@ -198,6 +199,7 @@ async def _serve(config: Config, clusters: dict[SourceSettings, Cluster], ids: d
     runtime.adopt()
     _handle_signals(loop, config, stopping)
     link.send(("up", list(runtime.listeners), link.synced()))
+    runtime.warmup.on_warm = lambda: link.send(("warm",))
     await stopping.wait()
     await runtime.stop_unused(None)
     query_log.close()
@@ -239,6 +241,7 @@ class WorkerHandle:
         self.up: asyncio.Future[list[tuple[str, int]]] = loop.create_future()  # its listen addresses
         self.exited: asyncio.Future[int] = loop.create_future()  # its wait status
         self.synced = False
+        self.warm = False  # its first answers made ahead are kept
         self.retiring = False  # asked to stop: its exit is no crash
         self.hung = False  # killed for acknowledging nothing (supervisor.HUNG)
         self.last_families: list[Metric] = []  # its latest scrape: what it counted, once it is gone
@@ -303,6 +306,8 @@ class WorkerHandle:
                     self._unacknowledged.pop(message[1], None)
             elif message[0] == "synced":
                 self.synced = True
+            elif message[0] == "warm":
+                self.warm = True
             elif message[0] == "failed":
                 self._failure = message[1]
             elif message[0] == "metrics":

@@ -14,17 +14,20 @@ opens for every block whose settings read the same source.
 
 from __future__ import annotations
 
+from typing import Iterable, Iterator
+
 from dnslib import QTYPE
 
-from dns_server.chain.plugin import Handler, Next, PluginSpec, Request
+from dns_server.chain.plugin import Handler, Next, PluginSpec, Question, Request
+from dns_server.cluster.snapshot import ServiceKey, Snapshot
 from dns_server.config.model import ServerBlock
 from dns_server.plugins.kubernetes.setup import KubernetesSettings, setup
 from dns_server.plugins.kubernetes.zone import ANY_TYPES, Zone, merge, parse_in
 from dns_server.protocol.answer import REFUSE, Answer, Outcome
-from dns_server.protocol.names import longest_zone
+from dns_server.protocol.names import is_reverse_zone, longest_zone
 
 NAME = "kubernetes"
-ANY, AXFR, IXFR = QTYPE.ANY, QTYPE.AXFR, QTYPE.IXFR
+A, AAAA, ANY, AXFR, IXFR, SRV = QTYPE.A, QTYPE.AAAA, QTYPE.ANY, QTYPE.AXFR, QTYPE.IXFR, QTYPE.SRV
 
 
 class Kubernetes(Handler):
@@ -46,6 +49,29 @@ class Kubernetes(Handler):
                 and self.settings.fallthrough.covers(name)):
             return next(request)  # only a name that does not exist: an ExternalName's CNAME is ours to give
         return answer
+
+    def stub_questions(self, snapshot: Snapshot, services: Iterable[ServiceKey] | None) -> Iterator[Question]:
+        """Each service's A and AAAA, and SRV for each of its named ports, under the cluster domain.
+
+        Not an ExternalName's: its answer may need the upstream's records.  Not in a `multicluster`
+        zone, nor the names of a service's endpoints: few pods ask for them.
+        """
+        zone = self.settings.primary_zone
+        if zone in self.settings.multicluster or is_reverse_zone(zone):
+            return
+        entries = snapshot.services
+        for key in entries if services is None else services:
+            entry = entries.get(key)
+            if entry is None or entry.service.external_name:
+                continue
+            namespace, name = key
+            owner = f"{name}.{namespace}.svc.{zone}" if zone else f"{name}.{namespace}.svc"
+            yield owner, A
+            yield owner, AAAA
+            ports = [port for ep in entry.endpoints for port in ep.ports] if entry.service.headless \
+                else entry.service.ports
+            for port_name, protocol in dict.fromkeys((port.name, port.protocol.lower()) for port in ports if port.name):
+                yield f"_{port_name}._{protocol}.{owner}", SRV
 
 
 def settings_of(block: ServerBlock) -> KubernetesSettings | None:
