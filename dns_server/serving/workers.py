@@ -286,7 +286,8 @@ def _handle_signals(loop: asyncio.AbstractEventLoop, config: Config, stopping: a
 
 
 class WorkerHandle:
-    """The supervisor's end of one worker: its channel, a sending and a receiving thread.
+    """The supervisor's end of one worker: its channel, a receiving thread, and a sending one for
+    what the channel cannot take at once.
 
     `on_up(handle)` and `on_exit(handle, status)` are called on the supervisor's event loop.
     """
@@ -310,18 +311,30 @@ class WorkerHandle:
         self._scraping = threading.Lock()
         self._posting = threading.Lock()
         self._unacknowledged: dict[int, float] = {}  # number -> when posted (monotonic), oldest first
+        self._queued = 0  # frames (or their ends) left to the sending thread, not sent yet
 
     def start(self) -> None:
         threading.Thread(target=self._send, name=f"worker {self.index} out", daemon=True).start()
         threading.Thread(target=self._receive, name=f"worker {self.index} in", daemon=True).start()
 
     def post(self, data: bytes, number: int | None = None) -> None:
-        """Queue a frame for the worker (from any thread; never blocks); a `number`ed one (a batch,
-        a ping) is to be acknowledged."""
-        if number is not None:
-            with self._posting:
+        """Send a frame to the worker (from any thread; never blocks): what the socket takes at once
+        when nothing waits before it, the rest through the sending thread (whose waking up would
+        delay every batch on busy cores); a `number`ed one (a batch, a ping) is to be acknowledged."""
+        with self._posting:
+            if number is not None:
                 self._unacknowledged[number] = time.monotonic()
-        self._outbox.put(data)
+            if not self._queued:
+                try:
+                    data = data[self.channel.send(data, socket.MSG_DONTWAIT):]
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    return  # the worker is gone: `_receive` reports it
+                if not data:
+                    return
+            self._queued += 1
+            self._outbox.put(data)
 
     def silent_for(self, now: float) -> float:
         """Seconds the oldest message the worker has not acknowledged has waited (0 when none has)."""
@@ -353,6 +366,8 @@ class WorkerHandle:
                 self.channel.sendall(data)
             except OSError:
                 return  # the worker is gone: `_receive` reports it
+            with self._posting:
+                self._queued -= 1
 
     def _receive(self) -> None:
         while (message := read_message(self.channel)) is not None:

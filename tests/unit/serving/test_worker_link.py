@@ -1,11 +1,15 @@
-"""The channel between the supervisor and a worker: what the supervisor frames is what the worker
-applies, and the worker's event loop applies each batch as it arrives and acknowledges it after its
-publication (dns_server.serving.workers)."""
+"""The channel between the supervisor and a worker (dns_server.serving.workers): what the supervisor
+frames is what the worker applies, every frame arrives whole and in order however full the socket,
+and the worker's event loop applies each batch as it arrives and acknowledges it after its
+publication."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
+import subprocess
+import threading
 
 import dns.rcode
 
@@ -21,7 +25,7 @@ from dns_server.cluster.records import (
 )
 from dns_server.cluster.updates import Put, Remove, Replace
 from dns_server.observability.metrics import Metrics
-from dns_server.serving.workers import Message, WorkerLink, frame, unframe
+from dns_server.serving.workers import Message, WorkerHandle, WorkerLink, frame, unframe
 from tests.cluster_data import example_records, registry_with
 from tests.doubles import ask, pipeline_for
 
@@ -94,3 +98,43 @@ def test_the_event_loop_applies_each_batch_as_it_arrives_and_acknowledges_it_aft
     reply = ask(pipeline, NEW_NAME)
     assert reply.rcode() == dns.rcode.NOERROR
     assert [rdata.address for rdata in reply.answer[0]] == ["10.96.7.7"]
+
+
+def test_the_supervisor_sends_every_frame_whole_and_in_order_however_full_the_socket() -> None:
+    """Frames from two threads at once, far more than a socket pair holds, to a worker that reads
+    them meanwhile: sent at once while the socket takes them, the rest by the sending thread, the
+    worker reads each whole, in the order each thread posted them.  The worker is a real child
+    process (`sleep`), which the handle reaps once the channel closes."""
+    loop = asyncio.new_event_loop()
+    ours, theirs = socket.socketpair()
+    theirs.settimeout(10)
+    child = subprocess.Popen(["sleep", "60"])
+    exits: list[int] = []
+    handle = WorkerHandle(0, child.pid, ours, loop, lambda worker, status: exits.append(status))
+    handle.start()
+    payload = "x" * 50_000
+    messages: list[Message] = []
+
+    def read() -> None:
+        received = bytearray()
+        while len(messages) < 80:
+            received += theirs.recv(1 << 16)
+            messages.extend(unframe(received))
+
+    def post(thread: int) -> None:
+        for number in range(40):
+            handle.post(frame(("batch", number, thread, payload, None)))
+
+    threads = [threading.Thread(target=read), *(threading.Thread(target=post, args=(thread,)) for thread in (1, 2))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for poster in (1, 2):
+        assert [message[1] for message in messages if message[2] == poster] == list(range(40))
+    assert all(message[3] == payload for message in messages)
+    handle.signal(signal.SIGKILL)
+    theirs.close()
+    loop.run_until_complete(asyncio.wait_for(handle.exited, 10))
+    loop.close()
+    assert exits == [handle.exited.result()]
