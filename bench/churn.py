@@ -128,6 +128,7 @@ AUTOPATH_COREFILE = """\
 }}
 """
 RATE_SHORTFALL = 0.9  # an achieved rate below this share of the one asked is pointed out
+CLIENTS_PER_WORKER = 8  # dnsperf sockets per worker, so that the kernel spreads them about evenly
 CPU_USERS = ("server", "workers", "stand-in", "dnsperf")  # with workers, "server" is their supervisor
 
 
@@ -464,8 +465,8 @@ def report(rounds: list[dict[int, Measured]], correctness: Correctness, args: ar
                      f"{median(r[rate].tail.percentile_ms(0.99) for r in rounds):.3f}", f"{ratios[rate]:.1%}",
                      f"{max(r[rate].saturated.lost + r[rate].tail.lost for r in rounds):,}",
                      f"{event_p99[rate]:.1f}"))
-    where = f"on core {CORES.server}" if args.workers == 1 and not args.unpinned else \
-        f"with {args.workers} worker{'s' if args.workers > 1 else ''} on every core"
+    where = f"with {args.workers} workers on every core" if args.workers > 1 else \
+        "on every core (--unpinned)" if args.unpinned else f"on core {CORES.server}"
     print(f"\nmedians over {len(rounds)} round(s); server {where}, dnsperf -c {args.clients} -q "
           f"{args.outstanding} and the stand-in on core {CORES.client}")
     print_table(("events/s asked", "applied", "QPS", "p99 ms", f"QPS / at {base}", "lost (max)",
@@ -507,7 +508,10 @@ def main() -> int:
     parser.add_argument("--namespaces", type=int, default=50, help="namespaces (default %(default)s)")
     parser.add_argument("--queries", type=int, default=100_000,
                         help="questions in the query file (default %(default)s)")
-    parser.add_argument("--clients", type=int, default=4, help="dnsperf -c (default %(default)s)")
+    parser.add_argument("--clients", type=int,
+                        help="dnsperf -c (default 4, and 8 per worker with --workers N: the kernel gives each "
+                             "socket a worker by its port, so 4 sockets split 3:1 between 2 workers in half the "
+                             "runs, and the busier worker paces dnsperf's window)")
     parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q (default %(default)s)")
     parser.add_argument("--sample", type=int, default=SAMPLE,
                         help="names checked after each run with changes (default %(default)s)")
@@ -528,6 +532,8 @@ def main() -> int:
                         help="the server from a Corefile with `pods verified` and `autopath @kubernetes`, the load "
                              "from a pod's address (bench/cluster.py AUTOPATH_CLIENT)")
     args = parser.parse_args()
+    if args.clients is None:
+        args.clients = 4 if args.workers == 1 else CLIENTS_PER_WORKER * args.workers
     if args.quick:
         args.rounds, args.duration, args.services, args.headless, args.queries = 1, 2, 1000, 100, 10_000
         args.events = 20
