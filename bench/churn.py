@@ -22,7 +22,10 @@ EveryWorker: 8 sockets per worker, asked at once round after round, from the ben
 not the stand-in's, whose churn holds its interpreter lock).
 
 `--workers N` (N > 1) runs the server with N worker processes, not pinned: they share both cores
-with dnsperf and the stand-in.
+with dnsperf and the stand-in.  `--unpinned` runs one process that way too: the control that tells
+what sharing the cores costs from what the workers cost.  Under the table, the cores each process
+used during the saturated runs (from /proc: the server, or the supervisor and its workers; the
+stand-in; dnsperf).
 
 Each round measures every rate once (the order turns from round to round, so slow drift in the
 machine's load falls on all of them); the table holds medians over rounds, and the ratio to the
@@ -85,6 +88,9 @@ from common import (
     Processes,
     Run,
     Target,
+    children_cpu_seconds,
+    cpu_seconds,
+    descendants,
     dnsperf,
     free_port,
     median,
@@ -122,6 +128,8 @@ AUTOPATH_COREFILE = """\
 }}
 """
 RATE_SHORTFALL = 0.9  # an achieved rate below this share of the one asked is pointed out
+CLIENTS_PER_WORKER = 8  # dnsperf sockets per worker, so that the kernel spreads them about evenly
+CPU_USERS = ("server", "workers", "stand-in", "dnsperf")  # with workers, "server" is their supervisor
 
 
 # -- the cluster side: the stand-in and its changes, in a process of its own -----------------------------
@@ -220,6 +228,12 @@ def cluster_side(connection: Connection, sizes: dict[str, int], kubeconfig: Path
         else:
             api.stop()
             return
+
+
+def cpu_used(server: int, stand_in: int) -> tuple[float, ...]:
+    """CPU seconds used so far by each of CPU_USERS (dnsperf: this process's finished children)."""
+    return (cpu_seconds([server]), cpu_seconds(descendants(server)), cpu_seconds([stand_in]),
+            children_cpu_seconds())
 
 
 class ClusterSide:
@@ -351,6 +365,7 @@ class Measured:
     tail: Run = field(default_factory=Run)
     events_per_s: float = 0.0
     event_ms: list[float] = field(default_factory=list)  # event -> answer of PROBE's changes, every worker
+    cpu: dict[str, float] = field(default_factory=dict)  # cores used during the saturated run, by process
 
     def event_p99(self) -> float:
         return percentile(Counter(round(ms, 1) for ms in self.event_ms), 0.99)
@@ -392,11 +407,14 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
                 command = [sys.executable, "-m", "dns_server", "--kubeconfig", str(workdir / "kubeconfig"),
                            "--listen", f"127.0.0.1:{port}", "--resolv-conf", os.devnull]
             command += ["--workers", str(args.workers)]
-            server = processes.start(pinned(CORES.server, command) if args.workers == 1 else command, log, REPO)
+            alone = args.workers == 1 and not args.unpinned
+            server = processes.start(pinned(CORES.server, command) if alone else command, log, REPO)
             ready = wait_for_answer(port, f"no-such-service.ns0.svc.{ZONE}", server, log, started=started,
                                     deadline=READY_DEADLINE, accept=lambda r: r.rcode() == dns.rcode.NXDOMAIN)
             print(f"server synced in {ready:.1f} s; warming its answers with one pass of the query file", flush=True)
             load = ["-c", str(args.clients), "-q", str(args.outstanding)]
+            stand_in = side.process.pid
+            assert stand_in is not None
             dnsperf(port, query_file, [*load, "-n", "1"])
             rounds: list[dict[int, Measured]] = []
             correctness = Correctness()
@@ -408,7 +426,11 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
                 for rate in args.rates[turn:] + args.rates[:turn]:
                     results[rate] = measured = Measured()
                     side.ask("churn", rate)
+                    before, run_started = cpu_used(server.pid, stand_in), time.monotonic()
                     measured.saturated = dnsperf(port, query_file, [*load, "-l", str(args.duration)])
+                    elapsed = time.monotonic() - run_started
+                    measured.cpu = {who: (after - earlier) / elapsed for who, after, earlier
+                                    in zip(CPU_USERS, cpu_used(server.pid, stand_in), before)}
                     measured.tail = dnsperf(port, query_file, [*load, "-l", str(args.duration)],
                                             verbose_file=Path(scratch) / "verbose.out")
                     measured.event_ms = side.time_events(addresses, port, args.workers, args.events)
@@ -443,7 +465,8 @@ def report(rounds: list[dict[int, Measured]], correctness: Correctness, args: ar
                      f"{median(r[rate].tail.percentile_ms(0.99) for r in rounds):.3f}", f"{ratios[rate]:.1%}",
                      f"{max(r[rate].saturated.lost + r[rate].tail.lost for r in rounds):,}",
                      f"{event_p99[rate]:.1f}"))
-    where = f"on core {CORES.server}" if args.workers == 1 else f"with {args.workers} workers on every core"
+    where = f"with {args.workers} workers on every core" if args.workers > 1 else \
+        "on every core (--unpinned)" if args.unpinned else f"on core {CORES.server}"
     print(f"\nmedians over {len(rounds)} round(s); server {where}, dnsperf -c {args.clients} -q "
           f"{args.outstanding} and the stand-in on core {CORES.client}")
     print_table(("events/s asked", "applied", "QPS", "p99 ms", f"QPS / at {base}", "lost (max)",
@@ -453,6 +476,10 @@ def report(rounds: list[dict[int, Measured]], correctness: Correctness, args: ar
     if short:
         print(f"The stand-in fell short of {', '.join(map(str, short))} events/s (the 'applied' column): "
               "its core was too busy; those rows measure a lower rate.")
+    users = CPU_USERS if args.workers > 1 else tuple(who for who in CPU_USERS if who != "workers")
+    print("cores used during the saturated runs (medians): " + "; ".join(
+        f"{rate:,}/s " + ", ".join(f"{who} {median(r[rate].cpu[who] for r in rounds):.2f}" for who in users)
+        for rate in args.rates))
     print(f"correctness: {correctness.asked} sampled answers after the runs with changes: "
           f"{correctness.at_once} right at once, {correctness.caught_up} right within {args.settle:g} s, "
           f"{len(correctness.wrong)} wrong")
@@ -481,7 +508,10 @@ def main() -> int:
     parser.add_argument("--namespaces", type=int, default=50, help="namespaces (default %(default)s)")
     parser.add_argument("--queries", type=int, default=100_000,
                         help="questions in the query file (default %(default)s)")
-    parser.add_argument("--clients", type=int, default=4, help="dnsperf -c (default %(default)s)")
+    parser.add_argument("--clients", type=int,
+                        help="dnsperf -c (default 4, and 8 per worker with --workers N: the kernel gives each "
+                             "socket a worker by its port, so 4 sockets split 3:1 between 2 workers in half the "
+                             "runs, and the busier worker paces dnsperf's window)")
     parser.add_argument("--outstanding", type=int, default=200, help="dnsperf -q (default %(default)s)")
     parser.add_argument("--sample", type=int, default=SAMPLE,
                         help="names checked after each run with changes (default %(default)s)")
@@ -490,6 +520,9 @@ def main() -> int:
                              "(default %(default)s)")
     parser.add_argument("--workers", type=int, default=1,
                         help="the server's worker processes, not pinned when more than 1 (default %(default)s)")
+    parser.add_argument("--unpinned", action="store_true",
+                        help="one process not pinned either: it shares both cores with dnsperf and the stand-in, "
+                             "as --workers N do (their control)")
     parser.add_argument("--events", type=int, default=EVENTS,
                         help="changes timed for event -> answer per rate and round (default %(default)s)")
     parser.add_argument("--quick", action="store_true",
@@ -499,6 +532,8 @@ def main() -> int:
                         help="the server from a Corefile with `pods verified` and `autopath @kubernetes`, the load "
                              "from a pod's address (bench/cluster.py AUTOPATH_CLIENT)")
     args = parser.parse_args()
+    if args.clients is None:
+        args.clients = 4 if args.workers == 1 else CLIENTS_PER_WORKER * args.workers
     if args.quick:
         args.rounds, args.duration, args.services, args.headless, args.queries = 1, 2, 1000, 100, 10_000
         args.events = 20
