@@ -50,7 +50,9 @@ With `--workers N` (N > 1), as many rounds again of two more servers, in turns a
 N worker processes (`--workers N`) and NSD with N server processes (`server-count: N`), neither
 pinned, so both use both cores, while dnsperf stays pinned to core 1 and takes its share of them
 (on two cores, dnsperf competes with the servers: the table says how the cores were shared during
-the saturated runs: the server's CPU, dnsperf's, everyone else's).  Its table: QPS, p50/p99
+the saturated runs: the server's CPU, dnsperf's, everyone else's).  dnsperf then uses at least
+`CLIENTS_PER_WORKER` sockets per worker: the kernel gives each socket one worker (or one NSD server) by its
+port, and with four sockets it split them 3:1 between two workers in most runs.  Its table: QPS, p50/p99
 saturated, TCP, first pass, p99 and CPU per query at `--rate`, lost queries, PSS of all the
 server's processes together; then the QPS ratio and the p99 ratio.
 
@@ -128,6 +130,7 @@ from queries import (
 )
 
 STARTUP_DEADLINE = 60.0
+CLIENTS_PER_WORKER = 8  # dnsperf sockets per worker with --workers: enough for the kernel to spread them evenly
 CHECK_SAMPLE = 400  # questions asked of every server to confirm they give the same answers
 COLD_SAMPLE = 2000  # never-seen questions timed for the cold-answer cost
 TCP_CLIENTS = 16
@@ -711,7 +714,7 @@ def report_workers(rounds: list[dict[str, Result]], pair: list[Server], args: ar
     ]
     print(f"\n--workers {args.workers}: medians over {len(rounds)} round(s), the servers taking turns as above; "
           f"neither server pinned (both run on cores {CORES.server} and {CORES.client}), dnsperf on core "
-          f"{CORES.client}: it takes a share of the cores the servers would have")
+          f"{CORES.client} with {args.clients} sockets: it takes a share of the cores the servers would have")
     print_table(("", ours, nsd), [(label, format(med(ours, get), fmt), format(med(nsd, get), fmt))
                                   for label, get, fmt in rows])
     lost = max(r[ours].lost for r in rounds)
@@ -805,8 +808,10 @@ def measure(args: argparse.Namespace, processes: Processes) -> int:
             rounds.append({server.name: results[server.name] for server in every})
         held = report(rounds, cold_us, args)
         if pair:
+            clients = max(args.clients, CLIENTS_PER_WORKER * args.workers)
+            spread = argparse.Namespace(**{**vars(args), "clients": clients})
             report_workers([run_round(pair if number % 2 == 0 else pair[::-1], processes, workdir, Path(scratch),
-                                      query_file, probe, args) for number in range(args.rounds)], pair, args)
+                                      query_file, probe, spread) for number in range(args.rounds)], pair, spread)
         return 0 if held else 1
 
 
