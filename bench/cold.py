@@ -29,19 +29,18 @@ are printed side by side.  The machine is shared: compare columns of one run.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-REPO = Path(__file__).resolve().parents[1]
+from common import checkouts_in_turns, checkouts_parser
+
 BATCH = 1000  # questions timed together: many batches, so a burst of load on the machine moves few
 STAGES = ("decode", "resolve", "encode", "entry + index", "exact reply", "fresh, whole", "cached")
 
@@ -181,32 +180,12 @@ def measure(repeat: int) -> dict[str, float]:
     return result | answered_ahead(block)
 
 
-def measured_in(checkout: Path, repeat: int) -> dict[str, float]:
-    """`measure` in a process of its own, with `checkout`'s dns_server imported."""
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
-    output = subprocess.run([sys.executable, __file__, "--measure", "--repeat", str(repeat)], cwd=checkout, env=env,
-                            check=True, capture_output=True, text=True).stdout
-    result: dict[str, float] = json.loads(output)
-    return result
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--against", type=Path, help="another checkout, measured in turns with this one")
-    parser.add_argument("--repeat", type=int, default=7, help="repetitions over every question per process")
-    parser.add_argument("--rounds", type=int, default=3, help="processes per checkout, taken in turns")
-    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    args = checkouts_parser(__doc__.split("\n\n")[0], 7, "repetitions over every question per process").parse_args()
     if args.measure:
         print(json.dumps(measure(args.repeat)))
         return
-    checkouts = [REPO] if args.against is None else [args.against.resolve(), REPO]
-    if args.against is not None and not (args.against / "dns_server" / "serving" / "router.py").is_file():
-        sys.exit(f"bench: {args.against} is not a checkout of this project with dns_server/serving/router.py")
-    names = ["this"] if args.against is None else ["other", "this"]
-    rounds = [[measured_in(checkout, args.repeat) for checkout in checkouts] for _ in range(args.rounds)]
-    columns = [{figure: statistics.median(sides[index][figure] for sides in rounds) for figure in rounds[0][index]}
-               for index in range(len(checkouts))]
+    names, checkouts, columns = checkouts_in_turns(__file__, args)
     print(f"{int(columns[0]['questions']):,} distinct questions, CPU microseconds per question "
           f"(median of {args.rounds} processes x {args.repeat} repetitions x batches of {BATCH})")
     print(f"{'stage':<16}" + "".join(f"{name + ' median':>14}{'min':>8}" for name in names))

@@ -13,6 +13,8 @@ Rules the benchmarks keep through this module:
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import resource
 import shutil
@@ -484,3 +486,36 @@ def median(values: Iterable[float]) -> float:
     """The median (nan of nothing)."""
     values = list(values)
     return statistics.median(values) if values else float("nan")
+
+
+# -- two checkouts, in processes of their own, in turns (cold.py, warm.py) ------------------------------------
+def checkouts_parser(description: str, repeat: int, repeat_help: str) -> argparse.ArgumentParser:
+    """The command line of a benchmark that measures this checkout, and with `--against` another, in turns."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--against", type=Path, help="another checkout, measured in turns with this one")
+    parser.add_argument("--repeat", type=int, default=repeat, help=repeat_help)
+    parser.add_argument("--rounds", type=int, default=3, help="processes per checkout, taken in turns")
+    parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
+    return parser
+
+
+def checkouts_in_turns(script: str, args: argparse.Namespace) -> tuple[list[str], list[Path], list[dict[str, float]]]:
+    """`script --measure` run `args.rounds` times per checkout, in turns: the checkouts' names, paths and the
+    median of each figure over their rounds."""
+    if args.against is not None and not (args.against / "dns_server" / "serving" / "router.py").is_file():
+        sys.exit(f"bench: {args.against} is not a checkout of this project with dns_server/serving/router.py")
+    checkouts = [REPO] if args.against is None else [args.against.resolve(), REPO]
+    names = ["this"] if args.against is None else ["other", "this"]
+    rounds = [[_measured_in(script, checkout, args.repeat) for checkout in checkouts] for _ in range(args.rounds)]
+    columns = [{figure: statistics.median(sides[index][figure] for sides in rounds) for figure in rounds[0][index]}
+               for index in range(len(checkouts))]
+    return names, checkouts, columns
+
+
+def _measured_in(script: str, checkout: Path, repeat: int) -> dict[str, float]:
+    """`script --measure` in a process of its own, with `checkout`'s dns_server imported."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    output = subprocess.run([sys.executable, script, "--measure", "--repeat", str(repeat)], cwd=checkout, env=env,
+                            check=True, capture_output=True, text=True).stdout
+    result: dict[str, float] = json.loads(output)
+    return result

@@ -16,8 +16,11 @@ and tries the rest of the path in one go, so the pod gets its answer on the firs
   first record, with that record's TTL; a first-try hit has none.  When every try is NXDOMAIN the
   first try's answer is the reply.
 - The first try is the name asked itself, so it is made before the client is read: when it is not
-  NXDOMAIN it is every client's answer and the answer table keeps it.  Only a first-try NXDOMAIN
-  reads the client's namespace (`request.client_namespace()`): the answer table keeps that answer
+  NXDOMAIN it is every client's answer and the answer table keeps it.  So it is when N is no
+  namespace of the cluster (`x.com.svc.Z`, a pod's second search try for `x.com`): the snapshot
+  knows the namespace of every pod, so no client can be in N until N appears, which drops the
+  answer.  Only a first-try NXDOMAIN under a namespace the cluster has reads the client's
+  namespace (`request.client_namespace()`): the answer table keeps that answer
   per namespace and serves it only to clients whose address it takes for a pod of that namespace,
   looking the address up afresh for each query (an address that changes hands gets its new
   namespace's answer at once).  Clients that are no pod's (hostNetwork, finished, outside the
@@ -145,9 +148,11 @@ class Autopath(Handler):
         first = next(request)  # base.N.svc.Z is the name asked: the same answer for every client
         if first.outcome is not Outcome.NXDOMAIN:
             return first
+        if not request.reads.namespace_exists(labels[-2]):
+            return _with_reads(first, request)  # no pod is in N: every client's answer, until N appears
         namespace = request.client_namespace()
         if namespace != labels[-2]:
-            return _for_this_client(first, request)
+            return _with_reads(first, request)
         svc_zone = f"svc.{zone}" if zone else "svc"
         return self._walk(request, next, first, f"{namespace}.{svc_zone}", (svc_zone, zone) + self.search)
 
@@ -170,12 +175,12 @@ class Autopath(Handler):
             elif found.answer and found.answer[0].name != name:
                 owner = found.answer[0]
                 found = found._replace(answer=(RR(name, CNAME, owner.ttl, owner.name),) + found.answer)
-            return _for_this_client(found._replace(plugin=NAME), request)  # the plugin label counts successes
-        return _for_this_client(first, request)
+            return _with_reads(found._replace(plugin=NAME), request)  # the plugin label counts successes
+        return _with_reads(first, request)
 
 
-def _for_this_client(answer: Answer, request: Request) -> Answer:
-    """The answer, depending on everything the walk read (with @kubernetes, the client's namespace among it)."""
+def _with_reads(answer: Answer, request: Request) -> Answer:
+    """The answer, depending on everything autopath read (with @kubernetes, the client's namespace, if it did)."""
     return answer._replace(depends=answer.depends | request.reads.deps)
 
 

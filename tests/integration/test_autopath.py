@@ -90,9 +90,9 @@ API_COREFILE = """cluster.local {{
 CHANGE_WAIT = 15.0  # a change in the API until DNS serves it: generous, for a loaded machine
 
 
-def ask_from(server: ServerProcess, source: str, via_tcp: bool) -> tuple[str, list[str]]:
-    """(rcode, the answer's record types) of SEARCHED asked from `source`."""
-    query = dns.message.make_query(SEARCHED, "A")
+def ask_from(server: ServerProcess, source: str, via_tcp: bool, name: str = SEARCHED) -> tuple[str, list[str]]:
+    """(rcode, the answer's record types) of `name` asked from `source`."""
+    query = dns.message.make_query(name, "A")
     exchange = dns.query.tcp if via_tcp else dns.query.udp
     reply = exchange(query, server.host, port=server.port, timeout=5, source=source)
     return dns.rcode.to_text(reply.rcode()), [dns.rdatatype.to_text(rrset.rdtype) for rrset in reply.answer]
@@ -129,5 +129,29 @@ def test_pods_of_a_namespace_share_its_kept_answer_and_no_other_namespace_gets_i
             wait_for(lambda: ask_from(server, DATA_POD, via_tcp) == walked, CHANGE_WAIT,
                      "the address's new pod in shop to get shop's answer")
             assert ask_from(server, SHOP_POD, via_tcp) == walked
+    finally:
+        api.stop()
+
+
+NEW_POD = "127.0.0.8"
+UNDER_NEW = "frontend.shop.new.svc.cluster.local."  # `frontend.shop` with the first search element of namespace new
+
+
+@pytest.mark.parametrize("via_tcp", [False, True])
+def test_a_name_under_a_namespace_the_cluster_lacks_gets_walked_once_the_namespace_and_its_pod_appear(
+        tmp_path: Path, via_tcp: bool) -> None:
+    """Until namespace new exists no client can be in it (one answer for all); then its pod's query is walked."""
+    api = KubeApiStandIn(bookmark_interval=3600).start()
+    api.load([namespace("shop"), service("shop", "frontend", "10.96.0.10"), pod("shop", "web-0", SHOP_POD)])
+    text = API_COREFILE.format(kubeconfig=api.write_kubeconfig(tmp_path / "kubeconfig"), metrics=free_port())
+    try:
+        with ServerProcess.from_corefile(tmp_path, text, ready_name=FOUND, ready_type="A") as server:
+            for source in (NEW_POD, SHOP_POD, NEW_POD):  # resolved once, then the same kept answer for each
+                assert ask_from(server, source, via_tcp, UNDER_NEW) == ("NXDOMAIN", [])
+            api.apply(namespace("new"))
+            api.apply(pod("new", "app-0", NEW_POD))
+            wait_for(lambda: ask_from(server, NEW_POD, via_tcp, UNDER_NEW) == ("NOERROR", ["CNAME", "A"]),
+                     CHANGE_WAIT, "the new namespace's pod to get the walked answer")
+            assert ask_from(server, SHOP_POD, via_tcp, UNDER_NEW) == ("NXDOMAIN", [])
     finally:
         api.stop()

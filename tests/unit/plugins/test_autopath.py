@@ -297,6 +297,23 @@ def test_a_client_that_is_no_pod_gets_the_first_try_whatever_was_kept(peer: str,
     assert set(pipeline.table.namespaced[next(iter(pipeline.table.namespaced))].by_namespace) == {"shop", None}
 
 
+NEW_POD = "10.244.3.8"
+UNDER_NEW = "frontend.shop.new.svc.cluster.local."  # `frontend.shop` with the first search element of namespace new
+
+
+def test_a_name_under_a_namespace_the_cluster_lacks_is_one_answer_for_every_client_until_it_appears() -> None:
+    """No pod can be in a namespace the snapshot lacks: the first try is kept once for everyone, not per namespace."""
+    registry = registry_with(cluster(pod("shop", "web-0", SHOP_POD)))
+    pipeline = pipeline_of(registry=registry)
+    for peer in (SHOP_POD, NEW_POD, "192.0.2.9"):
+        assert ask(pipeline, UNDER_NEW, peer=peer).rcode() == dns.rcode.NXDOMAIN
+    assert not pipeline.table.namespaced and len(pipeline.table.entries) == 1
+    registry.apply([Put(pod("new", "app-0", NEW_POD))], now=1_700_000_100)
+    assert records(ask(pipeline, UNDER_NEW, peer=NEW_POD)) == [
+        (UNDER_NEW, "CNAME", FOUND), (FOUND, "A", "10.96.0.10")]
+    assert ask(pipeline, UNDER_NEW).rcode() == dns.rcode.NXDOMAIN
+
+
 def test_a_change_to_a_name_the_walk_read_drops_the_kept_answers() -> None:
     registry = registry_with(cluster(pod("shop", "web-0", SHOP_POD), pod("data", "pg-0", DATA_POD)))
     pipeline = pipeline_of(registry=registry)
