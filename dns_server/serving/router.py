@@ -30,8 +30,9 @@ event loop and drops only the answers that change touches (answer_table.py).  Ev
 escapes as an exception is a bug: the query gets SERVFAIL and a rate-limited log line.
 
 Counting for the `prometheus` plugin is per answer: each exact reply carries the `Tally` of its
-label set, so a counted query costs a clock read and a few increments.  `_observe` is the one
-place a reply is counted and logged; a listener with neither metrics nor a query log skips it.
+label set, so a counted query costs two clock reads and a few increments.  `_observe` counts and
+logs every reply but one kind: an exact reply on a listener without a query log, the bulk of a busy
+server's, is counted where it is found.  A listener with neither metrics nor a query log skips both.
 """
 
 from __future__ import annotations
@@ -240,7 +241,7 @@ class Pipeline:
 
     def _observe(self, data: bytes, reply: bytes, via_tcp: bool, peer: Peer, tally: Tally | None,
                  seconds: float) -> None:
-        """The one place a reply is counted (prometheus) and logged (log)."""
+        """Count a reply (prometheus) and log it (log); exact replies, unlogged, are counted in `_handle_observed`."""
         if tally is not None:
             tally.count += 1
             tally.seconds += seconds
