@@ -20,6 +20,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from dns_server.chain.chain import Chain
 from dns_server.chain.plugin import Handler, Next, Request
@@ -563,3 +565,18 @@ def test_a_metered_listener_counts_exact_replies_as_answer_cache_hits() -> None:
     for _ in range(3):
         assert ask(pipeline, asked).rcode() == dns.rcode.NOERROR
     assert (pipeline.table.counters.misses, pipeline.table.counters.hits) == (1, 2)
+
+
+def test_a_metered_listener_counts_every_exact_reply_as_a_request() -> None:
+    """coredns_dns_requests_total and the duration histogram's count: the first question is answered by
+    the chain, the second by its key, the last two by their bytes (counted where they are found)."""
+    metrics = Metrics()
+    pipeline = pipeline_for(metrics=metrics.queries)
+    asked = query(f"frontend.shop.svc.{Z}")
+    for _ in range(4):
+        assert ask(pipeline, asked).rcode() == dns.rcode.NOERROR
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
+        for sample in family.samples:
+            found[sample.name] = found.get(sample.name, 0) + sample.value
+    assert found["coredns_dns_requests_total"] == found["coredns_dns_request_duration_seconds_count"] == 4
