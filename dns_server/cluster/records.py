@@ -186,7 +186,7 @@ def key_of(obj: Mapping[str, Any]) -> Key | None:
     if kind not in API_KINDS or not isinstance(meta, _OBJECT) or not isinstance(meta.get("name"), str):
         return None
     namespace = "" if kind == NAMESPACE else str(meta.get("namespace") or "default").lower()
-    if kind == ENDPOINT_SLICE and _import_labels(meta) is not None:
+    if kind == ENDPOINT_SLICE and _import_labels(meta.get("labels")) is not None:
         kind = MULTICLUSTER_SLICE
     return (str(kind), namespace, meta["name"].lower())
 
@@ -202,7 +202,7 @@ def describe(obj: Mapping[str, Any]) -> str:
 
 def _meta(obj: Mapping[str, Any], namespaced: bool) -> tuple[str, str]:
     meta = _metadata(obj)
-    return _names(meta.get("name"), meta.get("namespace") if namespaced else None, namespaced)
+    return names_of(meta.get("name"), meta.get("namespace") if namespaced else None, namespaced)
 
 
 def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -212,7 +212,7 @@ def _metadata(obj: Mapping[str, Any]) -> Mapping[str, Any]:
     return meta
 
 
-def _names(name: Any, namespace: Any, namespaced: bool = True) -> tuple[str, str]:
+def names_of(name: Any, namespace: Any, namespaced: bool = True) -> tuple[str, str]:
     """(namespace, name) of metadata.namespace and metadata.name, lower case; namespace "" if not `namespaced`."""
     if not isinstance(name, str) or not name:
         raise MalformedObject("metadata.name is missing")
@@ -250,6 +250,17 @@ def _ip(text: Any, field: str) -> str:
         raise MalformedObject(f"{field} {text!r} is not an IP address") from None
 
 
+def _ips(addresses: Sequence[Any], field: str) -> tuple[str, ...]:
+    """Normalised addresses of the list at `field`; raises MalformedObject naming the first that is none.
+
+    An item's field name is spelt only for a malformed one, not for each address of a million pods.
+    """
+    try:
+        return tuple(map(normalize_ip, addresses))  # TypeError: fullmatch of what is not a string
+    except (TypeError, ValueError):
+        return tuple(_ip(address, f"{field}[{i}]") for i, address in enumerate(addresses))
+
+
 def _ports(items: Any, field: str, number_optional: bool = False) -> tuple[Port, ...]:
     ports = []
     for i, item in enumerate(_list(items, field)):
@@ -258,14 +269,19 @@ def _ports(items: Any, field: str, number_optional: bool = False) -> tuple[Port,
         number = item.get("port")
         if number is None and number_optional:
             continue  # an EndpointSlice port may leave the number unset ("all ports")
-        if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 65536:
-            raise MalformedObject(f"{field}[{i}].port {number!r} is not a port number")
-        name = item.get("name") or ""
-        protocol = item.get("protocol") or "TCP"
-        if not isinstance(name, str) or not isinstance(protocol, str):
-            raise MalformedObject(f"{field}[{i}] name or protocol is not a string")
-        ports.append(Port(sys.intern(name.lower()), sys.intern(protocol.upper()), number))
+        ports.append(port_record(number, item.get("name"), item.get("protocol"), f"{field}[{i}]"))
     return tuple(ports)
+
+
+def port_record(number: Any, name: Any, protocol: Any, field: str) -> Port:
+    """A Port of the fields of the port at `field`, however they were decoded; raises MalformedObject."""
+    if not isinstance(number, int) or isinstance(number, bool) or not 0 < number < 65536:
+        raise MalformedObject(f"{field}.port {number!r} is not a port number")
+    name = name or ""
+    protocol = protocol or "TCP"
+    if not isinstance(name, str) or not isinstance(protocol, str):
+        raise MalformedObject(f"{field} name or protocol is not a string")
+    return Port(sys.intern(name.lower()), sys.intern(protocol.upper()), number)
 
 
 def namespace_from_api(obj: Mapping[str, Any]) -> Namespace:
@@ -287,8 +303,7 @@ def service_from_api(obj: Mapping[str, Any]) -> Service:
     ips = _list(spec.get("clusterIPs"), "spec.clusterIPs") or (
         [spec["clusterIP"]] if spec.get("clusterIP") else [])
     headless = not ips or ips[0] == "None"
-    cluster_ips = () if headless else tuple(
-        _ip(ip, f"spec.clusterIPs[{i}]") for i, ip in enumerate(ips))
+    cluster_ips = () if headless else _ips(ips, "spec.clusterIPs")
     return Service(namespace, name, cluster_ips, headless, "", _ports(spec.get("ports"), "spec.ports"),
                    external_ips, external_hostname)
 
@@ -299,8 +314,7 @@ def _external(spec: Mapping[str, Any], status: Mapping[str, Any]) -> tuple[tuple
     The order is CoreDNS's (spec.externalIPs, then status.loadBalancer.ingress, an entry's ip before its
     hostname).  One name cannot be both a CNAME and addresses, so a hostname counts only without any ip.
     """
-    listed = _list(spec.get("externalIPs"), "spec.externalIPs")
-    ips = [_ip(ip, f"spec.externalIPs[{i}]") for i, ip in enumerate(listed)]
+    ips = list(_ips(_list(spec.get("externalIPs"), "spec.externalIPs"), "spec.externalIPs"))
     hostnames: list[str] = []
     load_balancer = status.get("loadBalancer") or {}
     if not isinstance(load_balancer, _OBJECT):
@@ -330,20 +344,23 @@ def _hostname(text: Any, field: str) -> str:
 def endpoint_slice_from_api(obj: Mapping[str, Any]) -> EndpointSlice | MulticlusterSlice:
     """A local service's slice, or (labelled multicluster.kubernetes.io/service-name) a ServiceImport's."""
     namespace, name = _meta(obj, namespaced=True)
-    meta = obj["metadata"]
-    imported = _import_labels(meta)
+    return slice_record(namespace, name, obj["metadata"].get("labels"), _endpoints(obj),
+                        _ports(obj.get("ports"), "ports", number_optional=True))
+
+
+def slice_record(namespace: str, name: str, labels: Any, endpoints: tuple[Endpoint, ...],
+                 ports: tuple[Port, ...]) -> EndpointSlice | MulticlusterSlice:
+    """A slice of its parts, however they were decoded: from an API object's dict (`endpoint_slice_from_api`)
+    or a list page's struct (`sources/pages.py`)."""
+    imported = _import_labels(labels)
     if imported is not None:
-        return MulticlusterSlice(namespace, name, imported[0], imported[1], _endpoints(obj),
-                                 _ports(obj.get("ports"), "ports", number_optional=True))
-    labels = meta.get("labels") or {}
+        return MulticlusterSlice(namespace, name, imported[0], imported[1], endpoints, ports)
     service = labels.get(SERVICE_NAME_LABEL, "") if isinstance(labels, _OBJECT) else ""
-    return EndpointSlice(namespace, name, str(service).lower(), _endpoints(obj),
-                         _ports(obj.get("ports"), "ports", number_optional=True))
+    return EndpointSlice(namespace, name, str(service).lower(), endpoints, ports)
 
 
-def _import_labels(meta: Mapping[str, Any]) -> tuple[str, str] | None:
+def _import_labels(labels: Any) -> tuple[str, str] | None:
     """(service, cluster) of a slice labelled for a ServiceImport; None for a local slice."""
-    labels = meta.get("labels")
     if not isinstance(labels, _OBJECT) or IMPORT_NAME_LABEL not in labels:
         return None
     return str(labels[IMPORT_NAME_LABEL]).lower(), str(labels.get(SOURCE_CLUSTER_LABEL) or "").lower()
@@ -357,15 +374,19 @@ def _endpoints(obj: Mapping[str, Any]) -> tuple[Endpoint, ...]:
             raise MalformedObject(f"endpoints[{i}] is not an object")
         if address_type == "FQDN":
             continue  # FQDN endpoints are deprecated and never served by cluster DNS
-        addresses = tuple(_ip(a, f"endpoints[{i}].addresses[{j}]")
-                          for j, a in enumerate(_list(item.get("addresses"), f"endpoints[{i}].addresses")))
+        addresses = _list(item.get("addresses"), f"endpoints[{i}].addresses")
         conditions = item.get("conditions") or {}
         ready = conditions.get("ready") if isinstance(conditions, _OBJECT) else None
-        hostname = item.get("hostname") or ""
         target = item.get("targetRef") or {}
         pod_name = target.get("name", "") if isinstance(target, _OBJECT) and target.get("kind") == "Pod" else ""
-        endpoints.append(Endpoint(addresses, ready is not False, str(hostname).lower(), str(pod_name).lower()))
+        endpoints.append(endpoint_record(addresses, ready, item.get("hostname"), pod_name, f"endpoints[{i}]"))
     return tuple(endpoints)
+
+
+def endpoint_record(addresses: Sequence[Any], ready: Any, hostname: Any, pod_name: Any, field: str) -> Endpoint:
+    """An Endpoint of the fields of the slice's endpoint at `field`, however they were decoded."""
+    return Endpoint(_ips(addresses, f"{field}.addresses"), ready is not False, str(hostname or "").lower(),
+                    str(pod_name).lower())
 
 
 def service_import_from_api(obj: Mapping[str, Any]) -> ServiceImport:
@@ -376,7 +397,7 @@ def service_import_from_api(obj: Mapping[str, Any]) -> ServiceImport:
         raise MalformedObject(f"spec.type {kind!r} is neither ClusterSetIP nor Headless")
     headless = kind == "Headless"
     listed = () if headless else _list(spec.get("ips"), "spec.ips")
-    ips = tuple(_ip(ip, f"spec.ips[{i}]") for i, ip in enumerate(listed))
+    ips = _ips(listed, "spec.ips")
     return ServiceImport(namespace, name, ips, headless, _ports(spec.get("ports"), "spec.ports"))
 
 
@@ -396,8 +417,8 @@ def pod_record(name: Any, namespace: Any, addresses: Sequence[Any], phase: Any, 
                deletion: Any, creation: Any) -> Pod:
     """A Pod from the fields DNS reads of it (status.podIPs, or status.podIP, as `addresses`), however
     they were decoded: from an API object's dict (`pod_from_api`) or a list page's struct (`sources/pages.py`)."""
-    namespace, name = _names(name, namespace)
-    ips = tuple(_ip(ip, f"status.podIPs[{i}]") for i, ip in enumerate(addresses))
+    namespace, name = names_of(name, namespace)
+    ips = _ips(addresses, "status.podIPs")
     if phase is not None and not isinstance(phase, str):
         raise MalformedObject("status.phase is not a string")
     host_network = host_network or False

@@ -3,8 +3,8 @@
 A pod's JSON is about 2 kB of which DNS reads a few dozen bytes; at 150,000 pods building every
 other field as Python objects was most of the time to sync.  So a page decodes (msgspec structs
 below) into only what the converters of `records.py` read: pods, nearly every object of a large
-cluster, straight from their structs into records (`DecodedPod.record`), the other kinds through
-plain dicts.
+cluster, and EndpointSlices, one per service, straight from their structs into records
+(`DecodedPod.record`, `DecodedSlice.record`), the other kinds through plain dicts.
 An item whose shape is not the expected one makes its part of the page be read whole instead, so
 one malformed object still costs only itself: its converter rejects it.
 
@@ -30,10 +30,16 @@ from dns_server.cluster.records import (
     POD,
     SERVICE,
     SERVICE_IMPORT,
+    EndpointSlice,
+    MulticlusterSlice,
     Pod,
     Record,
     convert,
+    endpoint_record,
+    names_of,
     pod_record,
+    port_record,
+    slice_record,
 )
 from dns_server.errors import MalformedInput
 
@@ -89,13 +95,6 @@ class _Service(msgspec.Struct, omit_defaults=True):
     status: _ServiceStatus | UnsetType = UNSET
 
 
-class _EndpointSlice(msgspec.Struct, omit_defaults=True):
-    metadata: _Meta | UnsetType = UNSET
-    addressType: Any = UNSET
-    endpoints: Any = UNSET
-    ports: Any = UNSET
-
-
 class _ServiceImportSpec(msgspec.Struct, omit_defaults=True):
     type: Any = UNSET
     ips: Any = UNSET
@@ -136,12 +135,69 @@ class DecodedPod(msgspec.Struct, omit_defaults=True, gc=False):
                           meta.deletionTimestamp, meta.creationTimestamp)
 
 
+class _SliceMeta(msgspec.Struct, omit_defaults=True, gc=False):
+    name: Any = None
+    namespace: Any = None
+    labels: Any = None
+
+
+class _Conditions(msgspec.Struct, omit_defaults=True, gc=False):
+    ready: Any = None
+
+
+class _TargetRef(msgspec.Struct, omit_defaults=True, gc=False):
+    kind: Any = None
+    name: Any = ""
+
+
+class _SliceEndpoint(msgspec.Struct, omit_defaults=True, gc=False):
+    addresses: list[Any] | None = None
+    conditions: _Conditions | None = None
+    hostname: Any = None
+    targetRef: _TargetRef | None = None
+
+
+class _SlicePort(msgspec.Struct, omit_defaults=True, gc=False):
+    name: Any = None
+    protocol: Any = None
+    port: Any = None
+
+
+class DecodedSlice(msgspec.Struct, omit_defaults=True, gc=False):
+    """An EndpointSlice of a list page, made into its record without a dict between (as `DecodedPod`).
+
+    Every level must be an object (conditions and targetRef absent or null too), every list a list: another
+    shape reads the batch as dicts for `records.endpoint_slice_from_api` to say what is wrong.
+    """
+
+    metadata: _SliceMeta
+    addressType: Any = "IPv4"
+    endpoints: list[_SliceEndpoint] | None = None
+    ports: list[_SlicePort] | None = None
+
+    def record(self) -> EndpointSlice | MulticlusterSlice:
+        """Its record, as `records.endpoint_slice_from_api` makes it of the same fields; raises MalformedObject."""
+        meta = self.metadata
+        namespace, name = names_of(meta.name, meta.namespace)
+        endpoints = () if self.addressType == "FQDN" else tuple(  # FQDN endpoints are never served
+            endpoint_record(endpoint.addresses or (), endpoint.conditions and endpoint.conditions.ready,
+                            endpoint.hostname, _pod_name(endpoint.targetRef), f"endpoints[{i}]")
+            for i, endpoint in enumerate(self.endpoints or ()))
+        ports = tuple(port_record(port.port, port.name, port.protocol, f"ports[{i}]")
+                      for i, port in enumerate(self.ports or ()) if port.port is not None)  # None: "all ports"
+        return slice_record(namespace, name, meta.labels, endpoints, ports)
+
+
+def _pod_name(target: _TargetRef | None) -> Any:
+    return target.name if target is not None and target.kind == "Pod" else ""
+
+
 class _ListMeta(msgspec.Struct):
     resourceVersion: Any = ""
     continue_: Any = msgspec.field(default="", name="continue")
 
 
-_ITEM_TYPES: dict[str, type] = {NAMESPACE: _Namespace, SERVICE: _Service, ENDPOINT_SLICE: _EndpointSlice,
+_ITEM_TYPES: dict[str, type] = {NAMESPACE: _Namespace, SERVICE: _Service, ENDPOINT_SLICE: DecodedSlice,
                                  POD: DecodedPod, SERVICE_IMPORT: _ServiceImport}
 
 
@@ -154,18 +210,20 @@ _PAGES = {kind: msgspec.json.Decoder(_page_of(item)) for kind, item in _ITEM_TYP
 _ITEM_LISTS = {kind: msgspec.json.Decoder(list[item]) for kind, item in _ITEM_TYPES.items()}  # type: ignore[valid-type]
 
 
-Item = dict[str, Any] | DecodedPod  # a list item as decoded: a pod as its struct, any other object as a dict
+Decoded = DecodedPod | DecodedSlice  # the kinds made into records straight from their structs
+_DECODED = (DecodedPod, DecodedSlice)
+Item = dict[str, Any] | Decoded  # a list item as decoded: a pod or slice as its struct, any other object as a dict
 
 
 def _items(decoded: list[Any]) -> list[Item]:
-    """Decoded items as they are handed on: pods as their structs, every other kind as plain dicts."""
-    return decoded if decoded and isinstance(decoded[0], DecodedPod) else msgspec.to_builtins(decoded)
+    """Decoded items as they are handed on: pods and slices as their structs, every other kind as plain dicts."""
+    return decoded if decoded and isinstance(decoded[0], _DECODED) else msgspec.to_builtins(decoded)
 
 
 def as_object(kind: str, item: Item) -> dict[str, Any]:
     """A list item as an API object, a dict with its `kind` (list items carry none of their own); an item
     that is not an object becomes one without metadata, which its converter rejects."""
-    obj: dict[str, Any] = msgspec.to_builtins(item) if isinstance(item, DecodedPod) else (
+    obj: dict[str, Any] = msgspec.to_builtins(item) if isinstance(item, _DECODED) else (
         item if isinstance(item, dict) else {})
     obj["kind"] = kind
     return obj
@@ -173,7 +231,7 @@ def as_object(kind: str, item: Item) -> dict[str, Any]:
 
 def record_of(kind: str, item: Item) -> Record | None:
     """The record of a list item, None for a kind DNS does not read; raises MalformedObject."""
-    return item.record() if isinstance(item, DecodedPod) else convert(as_object(kind, item))
+    return item.record() if isinstance(item, _DECODED) else convert(as_object(kind, item))
 
 
 def decode_list(kind: str, data: bytes) -> tuple[list[Item], str, str]:
@@ -273,7 +331,7 @@ class ListDecoder:
         self._searched = len(pending)  # the last item's start was the cut: none after it
         self.decoded += len(items)
         last = items[-1] if items else None
-        meta = msgspec.to_builtins(last.metadata) if isinstance(last, DecodedPod) else last and last.get("metadata")
+        meta = msgspec.to_builtins(last.metadata) if isinstance(last, _DECODED) else last and last.get("metadata")
         if isinstance(meta, dict):
             self.last = f"{meta.get('namespace') or ''}/{meta.get('name')}".lstrip("/")
         return items

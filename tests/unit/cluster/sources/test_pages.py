@@ -16,7 +16,7 @@ from hypothesis import example, given
 
 from dns_server.cluster.records import ENDPOINT_SLICE, NAMESPACE, POD, SERVICE, MalformedObject, convert
 from dns_server.cluster.sources import pages
-from dns_server.cluster.sources.pages import DecodedPod, ListDecoder, as_object, decode_list, record_of
+from dns_server.cluster.sources.pages import DecodedPod, DecodedSlice, ListDecoder, as_object, decode_list, record_of
 from dns_server.errors import MalformedInput
 from tests.unit.cluster.test_records import LIST_ITEMS, shapes
 
@@ -177,10 +177,10 @@ def test_a_page_that_is_not_a_list_page_says_why(data: bytes, reason: str) -> No
         stream(NAMESPACE, data, 3)
 
 
-def outcome(item: Any) -> Any:
-    """What a pod list item becomes: its record, or the reason it is malformed."""
+def outcome(kind: str, item: Any) -> Any:
+    """What a list item becomes: its record, or the reason it is malformed."""
     try:
-        return record_of(POD, item)
+        return record_of(kind, item)
     except MalformedObject as bad:
         return str(bad)
 
@@ -198,8 +198,32 @@ def test_a_pod_decoded_as_its_struct_gives_what_its_dict_gives(fields: Any) -> N
     """A page's pods are made into records from their structs, without a dict: the same record, or the same
     reason it is malformed, as `records.pod_from_api` gives for the object."""
     [item] = decode_list(POD, json.dumps({"items": [fields]}).encode())[0]
-    assert outcome(item) == outcome(json.loads(json.dumps(fields)))
+    assert outcome(POD, item) == outcome(POD, json.loads(json.dumps(fields)))
 
 
-def test_pods_of_the_expected_shape_come_as_their_structs() -> None:
-    assert all(isinstance(item, DecodedPod) for item in decode_list(POD, page_of(POD, [item_of(POD, 1)]))[0])
+SLICE_ITEM = {"metadata": {"name": "Web-ABC", "namespace": "Shop",
+                           "labels": {"kubernetes.io/service-name": "Web", "app": "web"}},
+              "addressType": "IPv4",
+              "endpoints": [{"addresses": ["10.0.0.1", "10.0.0.2"], "conditions": {"ready": False},
+                             "hostname": "Web-0", "targetRef": {"kind": "Pod", "name": "Web-0"}},
+                            {"addresses": ["10.0.0.3"], "targetRef": {"kind": "Node", "name": "n"}}],
+              "ports": [{"name": "HTTP", "protocol": "tcp", "port": 80}, {"name": "all"}]}
+IMPORT_LABELS = {"multicluster.kubernetes.io/service-name": "Web", "multicluster.kubernetes.io/source-cluster": "C1"}
+
+
+@given(shapes(SLICE_ITEM))
+@example(SLICE_ITEM)
+@example({**SLICE_ITEM, "addressType": "FQDN"})
+@example({**SLICE_ITEM, "metadata": {"name": "web-abc", "labels": IMPORT_LABELS}})
+@example({**SLICE_ITEM, "endpoints": [{"addresses": ["10.0.0.1"], "targetRef": {"kind": "Pod", "name": None}}]})
+def test_a_slice_decoded_as_its_struct_gives_what_its_dict_gives(fields: Any) -> None:
+    """A page's EndpointSlices, as its pods, are made into records from their structs (a local service's or
+    a ServiceImport's): the same record, or the same reason, as `records.endpoint_slice_from_api` gives."""
+    [item] = decode_list(ENDPOINT_SLICE, json.dumps({"items": [fields]}).encode())[0]
+    expected = outcome(ENDPOINT_SLICE, json.loads(json.dumps(fields)))
+    assert outcome(ENDPOINT_SLICE, item) == outcome(ENDPOINT_SLICE, as_object(ENDPOINT_SLICE, item)) == expected
+
+
+@pytest.mark.parametrize("kind, decoded", [(POD, DecodedPod), (ENDPOINT_SLICE, DecodedSlice)])
+def test_pods_and_slices_of_the_expected_shape_come_as_their_structs(kind: str, decoded: type) -> None:
+    assert all(isinstance(item, decoded) for item in decode_list(kind, page_of(kind, [item_of(kind, 1)]))[0])
