@@ -143,6 +143,8 @@ class _SliceMeta(msgspec.Struct, omit_defaults=True, gc=False):
 
 class _Conditions(msgspec.Struct, omit_defaults=True, gc=False):
     ready: Any = None
+    serving: Any = None  # serving and terminating are not served: `dns-server explain` shows them
+    terminating: Any = None
 
 
 class _TargetRef(msgspec.Struct, omit_defaults=True, gc=False):

@@ -150,6 +150,14 @@ def test_a_list_page_keeps_only_what_dns_reads() -> None:
     assert (version, token) == ("42", "abc")
 
 
+def test_a_slice_item_keeps_the_conditions_explain_shows() -> None:
+    """The server reads only `ready`; `dns-server explain` lists the same pages and shows serving and terminating."""
+    endpoint = {"addresses": ["10.1.0.6"], "conditions": {"ready": False, "serving": False, "terminating": True}}
+    page = json.dumps({"items": [{"metadata": {"name": "web-abcde", "namespace": "app"}, "endpoints": [endpoint]}]})
+    [item], _, _ = decode_list(ENDPOINT_SLICE, page.encode())
+    assert as_object(ENDPOINT_SLICE, item)["endpoints"] == [endpoint]
+
+
 @pytest.mark.parametrize("page", [{"items": None}, {"metadata": {}}, {}])
 def test_a_page_without_items_or_metadata_is_empty_and_the_last(page: dict[str, Any]) -> None:
     assert decode_list(SERVICE, json.dumps(page).encode()) == ([], "", "")
