@@ -130,8 +130,9 @@ class ServerProcess:
         assert self.process is not None
         if self.process.poll() is not None:
             raise AssertionError(f"server exited with {self.process.returncode}: {self.log()}")
-        try:
-            self.udp(dns.message.make_query(self.ready_name, self.ready_type), timeout=0.2)
+        try:  # ignore_errors: a late reply to an earlier poll, on a reused source port, is skipped, not an error
+            dns.query.udp(dns.message.make_query(self.ready_name, self.ready_type), self.host, port=self.port,
+                          timeout=0.2, ignore_errors=True)
         except (dns.exception.Timeout, ConnectionError, OSError):
             return False
         return True

@@ -172,7 +172,7 @@ remote-control:
                                  f"{self.process.stderr.read().decode(errors='replace')} {self.log()}")
         try:
             reply = dns.query.udp(dns.message.make_query(next(iter(self.zones)), "SOA"), self.host, port=self.port,
-                                  timeout=0.2)
+                                  timeout=0.2, ignore_errors=True)  # skip a late reply to an earlier poll
         except (dns.exception.Timeout, OSError):
             return False
         return bool(reply.answer)
