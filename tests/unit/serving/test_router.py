@@ -8,6 +8,7 @@ drops), and the table keeping answers across snapshots but for those a change to
 
 from __future__ import annotations
 
+import itertools
 import random
 import struct
 from typing import Any
@@ -36,7 +37,8 @@ from dns_server.observability.metrics import Metrics
 from dns_server.protocol.answer import Answer, Outcome
 from dns_server.protocol.wire import decode_query, question_key
 from dns_server.serving.answer_table import AnswerTable, View
-from dns_server.serving.router import Block, Forward, Pipeline
+from dns_server.serving import router
+from dns_server.serving.router import EXACT_TIMED, Block, Forward, Pipeline
 from tests.cluster_data import example_records, registry_with
 from tests.doubles import (
     Z,
@@ -567,6 +569,24 @@ def test_a_metered_listener_counts_exact_replies_as_answer_cache_hits() -> None:
     assert (pipeline.table.counters.misses, pipeline.table.counters.hits) == (1, 2)
 
 
+def test_a_metered_listener_times_one_exact_reply_in_64_and_adds_its_duration_for_the_others(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two clock reads cost more than the look-up they would time: every exact reply is counted, one in
+    EXACT_TIMED timed, and the others add that one's duration to the histogram's sum."""
+    ticks = itertools.count()
+    reads: list[float] = []
+    monkeypatch.setattr(router, "perf_counter", lambda: reads.append(next(ticks) * 1e-6) or reads[-1])
+    metrics = Metrics()
+    pipeline = pipeline_for(metrics=metrics.queries)
+    asked = query(f"frontend.shop.svc.{Z}")
+    for _ in range(2 + 4 * EXACT_TIMED):  # the chain's answer, the key's, then exact replies
+        assert ask(pipeline, asked).rcode() == dns.rcode.NOERROR
+    found = metric_sums(metrics)
+    assert found["coredns_dns_request_duration_seconds_count"] == 2 + 4 * EXACT_TIMED
+    assert found["coredns_dns_request_duration_seconds_sum"] == pytest.approx((2 + 4 * EXACT_TIMED) * 1e-6)
+    assert len(reads) <= 2 * (2 + 5)
+
+
 def test_a_metered_listener_counts_every_exact_reply_as_a_request() -> None:
     """coredns_dns_requests_total and the duration histogram's count: the first question is answered by
     the chain, the second by its key, the last two by their bytes (counted where they are found)."""
@@ -575,8 +595,14 @@ def test_a_metered_listener_counts_every_exact_reply_as_a_request() -> None:
     asked = query(f"frontend.shop.svc.{Z}")
     for _ in range(4):
         assert ask(pipeline, asked).rcode() == dns.rcode.NOERROR
+    found = metric_sums(metrics)
+    assert found["coredns_dns_requests_total"] == found["coredns_dns_request_duration_seconds_count"] == 4
+
+
+def metric_sums(metrics: Metrics) -> dict[str, float]:
+    """Each sample name's values added up, from /metrics' exposition."""
     found: dict[str, float] = {}
     for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
         for sample in family.samples:
             found[sample.name] = found.get(sample.name, 0) + sample.value
-    assert found["coredns_dns_requests_total"] == found["coredns_dns_request_duration_seconds_count"] == 4
+    return found
