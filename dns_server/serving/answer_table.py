@@ -17,7 +17,8 @@ DO); an entry holds the reply for that key with the question in lower case and s
 limit from it (`encode.fit`, kept per limit) and, with `loadbalance`, a few rotations of its address
 records.  In front of the keys, `exact` maps the exact bytes of a query (after its ID) to the final
 reply (after its ID): stub resolvers send the same bytes again and again, so most queries cost one
-dict lookup.  An exact entry belongs to the entry it was made from and goes with it.
+dict lookup; a loadbalanced answer's exact entry (`TurningHit`) holds every rotation and gives the
+next at each lookup.  An exact entry belongs to the entry it was made from and goes with it.
 
 An answer that depends on the namespace of the pod that asks (autopath's walk: the `CLIENT_NAMESPACE`
 dependency) is kept in `namespaced`, a `Namespaced` per question key holding one entry per namespace
@@ -85,6 +86,24 @@ class ExactHit:
 
 
 @dataclass(slots=True, eq=False)
+class TurningHit:
+    """The final replies for one query's exact bytes of a loadbalanced answer: each read of `tail`
+    is the next rotation, as `Entry.reply` takes them."""
+
+    tails: tuple[bytes, ...]  # every rotation without its ID
+    tally: Any
+    turn: int = 0  # the rotation sent last
+
+    @property
+    def tail(self) -> bytes:
+        self.turn = turn = (self.turn + 1) % len(self.tails)
+        return self.tails[turn]
+
+
+Hit = ExactHit | TurningHit  # what `exact` holds: `tail` is the reply to send after the query's ID
+
+
+@dataclass(slots=True, eq=False)
 class Entry:
     """The reply to one question key, and what it was read from.
 
@@ -105,7 +124,7 @@ class Entry:
     serial: int = 0  # the serial written at `serial_at`
     turn: int = 0
     fitted: dict[int, bytes] | None = None  # the reply cut to each UDP limit asked for (made when first needed)
-    exact: list[tuple[dict[Any, ExactHit], Any]] | None = None  # its exact replies (where they are kept, under what)
+    exact: list[tuple[dict[Any, Any], Any]] | None = None  # its exact replies (where they are kept, under what)
 
     def reply(self, limit: int) -> bytes:
         """The reply for a client that accepts `limit` bytes (a TCP client: 65535)."""
@@ -122,6 +141,10 @@ class Entry:
         if cut is None:
             cut = self.fitted[limit] = fit(wire, limit)
         return cut
+
+    def turns(self, limit: int) -> tuple[bytes, ...]:
+        """Every rotation for a client that accepts `limit` bytes, in the order `reply` takes them."""
+        return tuple(wire if len(wire) <= limit else fit(wire, limit) for wire in self.rotations)
 
     def restamp(self, serial: int) -> None:
         """Write a newer SOA serial into the reply (and its rotations), dropping the cut copies."""
@@ -161,8 +184,8 @@ class AnswerTable:
                  counters: AnswerCacheCounters | None = None) -> None:
         self.entries: dict[bytes, Entry] = {}
         self.namespaced: dict[bytes, Namespaced] = {}
-        self.exact_udp: dict[bytes, ExactHit] = {}
-        self.exact_tcp: dict[bytes, ExactHit] = {}
+        self.exact_udp: dict[bytes, Hit] = {}
+        self.exact_tcp: dict[bytes, Hit] = {}
         self.namespaced_udp: dict[bytes, NamespacedHits] = {}  # exact replies of questions kept per namespace
         self.namespaced_tcp: dict[bytes, NamespacedHits] = {}
         self._by_dependency: dict[Dependency, set[bytes]] = {}
@@ -230,13 +253,15 @@ class AnswerTable:
                 keys = self._by_dependency[dependency] = set()
             keys.add(key)
 
-    def remember(self, entry: Entry, via_tcp: bool, query: bytes, reply: bytes, tally: Any) -> None:
-        """Keep a final reply under its query's exact bytes (both without the ID)."""
-        if entry.rotations or entry.forward is not None:
-            return  # rotating answers turn per query; forwarded ones age: neither is fixed bytes
+    def remember(self, entry: Entry, via_tcp: bool, query: bytes, reply: bytes, tally: Any,
+                 turns: tuple[bytes, ...] = ()) -> None:
+        """Keep a final reply under its query's exact bytes (both without the ID).  A loadbalanced
+        entry's are `turns`, every rotation of the reply, `reply` the one its entry took last."""
+        if entry.forward is not None or (entry.rotations and not turns):
+            return  # forwarded answers age: not fixed bytes
         exact = self.exact_tcp if via_tcp else self.exact_udp
         if self._room_for_exact(entry, exact):
-            exact[query] = ExactHit(reply, tally)
+            exact[query] = TurningHit(turns, tally, entry.turn) if turns else ExactHit(reply, tally)
             self._kept_exact(entry, exact, query)
 
     def remember_for_namespace(self, entry: Entry, group: Namespaced, namespace: str | None, via_tcp: bool,
@@ -262,7 +287,7 @@ class AnswerTable:
             exact.clear()  # the entries keep their (now stale) references: dropping them is harmless
         return True
 
-    def _kept_exact(self, entry: Entry, exact: dict[Any, ExactHit], under: Any) -> None:
+    def _kept_exact(self, entry: Entry, exact: dict[Any, Any], under: Any) -> None:
         if entry.exact is None:
             entry.exact = []
         if entry.serial_at >= 0 and not entry.exact:
@@ -333,7 +358,7 @@ def _restamp_exact(entry: Entry, serial: int) -> None:
         hit = exact.get(query)
         if hit is None:
             continue
-        if len(hit.tail) == whole:
+        if hit.__class__ is ExactHit and len(hit.tail) == whole:
             hit.tail = patch_serial(hit.tail, entry.serial_at - 2, serial)
             kept.append((exact, query))
         else:

@@ -342,7 +342,8 @@ class Pipeline:
         if self.metrics is not None:
             labels = entry.labels
             tally = self._tally = self._tally_for(labels.zone, labels.plugin, data, reply, key, via_tcp, labels.counts)
-        self.table.remember(entry, via_tcp, data[2:], reply[2:], tally)
+        turns = tuple(_as_asked(data, wire, end)[2:] for wire in entry.turns(limit)) if entry.rotations else ()
+        self.table.remember(entry, via_tcp, data[2:], reply[2:], tally, turns)
         return reply
 
     def _serve_one_client(self, entry: Entry, data: bytes, key: bytes, end: int, payload: int, via_tcp: bool,

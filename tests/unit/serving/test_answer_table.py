@@ -121,14 +121,22 @@ def test_an_entry_whose_exact_replies_the_bound_dropped_is_dropped_cleanly() -> 
     assert set(table.entries) == {b"b"} and set(table.exact_udp) == {b"query b"}
 
 
-def test_rotating_and_forwarded_entries_are_not_kept_by_exact_bytes() -> None:
-    """A loadbalanced reply turns per query and a forwarded one ages: neither is fixed bytes."""
+def test_forwarded_entries_and_rotations_not_given_are_not_kept_by_exact_bytes() -> None:
+    """A forwarded reply ages; a loadbalanced one is kept only with every rotation."""
     table = AnswerTable()
     rotating = Entry(b"r0", -1, VIEW, frozenset(), 1232, rotations=(b"r0", b"r1"))
     forwarded = Entry(b"", -1, VIEW, frozenset(), 1232, forward=object())
     for kept in (rotating, forwarded):
         table.remember(kept, False, b"query", b"reply", None)
     assert not table.exact_udp
+
+
+def test_a_loadbalanced_exact_reply_turns_from_where_its_entry_was() -> None:
+    table = AnswerTable()
+    rotating = Entry(b"r0", -1, VIEW, frozenset(), 1232, rotations=(b"r0", b"r1", b"r2"))
+    taken = rotating.reply(65535)
+    table.remember(rotating, False, b"query", taken, None, (b"t0", b"t1", b"t2"))
+    assert taken == b"r1" and [table.exact_udp[b"query"].tail for _ in range(4)] == [b"t2", b"t0", b"t1", b"t2"]
 
 
 def test_eviction_drops_the_oldest_eighth_with_their_exact_replies() -> None:

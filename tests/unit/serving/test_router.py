@@ -324,6 +324,10 @@ def test_loadbalance_rotates_the_address_records_and_keeps_the_set() -> None:
         assert sorted(records) == expected
         orders.append(tuple(records))
     assert len(set(orders)) == 4  # every rotation of the four, each query the next
+    udp = [order for order, via_tcp in zip(orders, (False, True, False, False, True, False, False, False))
+           if not via_tcp]
+    assert udp[:4] == [udp[0][i:] + udp[0][:i] for i in range(4)] and udp[4:] == udp[:2]
+    assert q.to_wire()[2:] in pipeline.table.exact_udp  # the next one by a dict lookup, turned
     first = [rr.to_text() for rr in ask(plain, query(f"many.big.svc.{Z}")).answer[0]]
     assert [ask(plain, query(f"many.big.svc.{Z}")).answer[0][0].to_text() for _ in range(3)] == [first[0]] * 3
 
