@@ -281,7 +281,7 @@ class AnswerTable:
             self._kept_exact(entry, hits.by_namespace, namespace)
 
     def _room_for_exact(self, entry: Entry, exact: dict[bytes, Any]) -> bool:
-        if entry.exact is not None and len(entry.exact) >= MAX_EXACT_PER_ENTRY:
+        if not keeps_more_exact(entry):
             return False
         if len(exact) >= self._max_exact:
             exact.clear()  # the entries keep their (now stale) references: dropping them is harmless
@@ -342,6 +342,11 @@ def _current(entry: Entry) -> Entry:
     if entry.serial_at >= 0 and entry.serial != entry.view.snapshot.serial:
         entry.restamp(entry.view.snapshot.serial)
     return entry
+
+
+def keeps_more_exact(entry: Entry) -> bool:
+    """Whether another query pattern of this entry may be kept by its exact bytes (0x20 clients vary the case)."""
+    return entry.exact is None or len(entry.exact) < MAX_EXACT_PER_ENTRY
 
 
 def _restamp_exact(entry: Entry, serial: int) -> None:

@@ -75,7 +75,7 @@ from dns_server.protocol.wire import (
     read_plain,
     stub_query,
 )
-from dns_server.serving.answer_table import AnswerTable, Entry, View
+from dns_server.serving.answer_table import AnswerTable, Entry, View, keeps_more_exact
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +342,8 @@ class Pipeline:
         if self.metrics is not None:
             labels = entry.labels
             tally = self._tally = self._tally_for(labels.zone, labels.plugin, data, reply, key, via_tcp, labels.counts)
-        turns = tuple(_as_asked(data, wire, end)[2:] for wire in entry.turns(limit)) if entry.rotations else ()
+        turns = tuple(_as_asked(data, wire, end)[2:] for wire in entry.turns(limit)) \
+            if entry.rotations and keeps_more_exact(entry) else ()
         self.table.remember(entry, via_tcp, data[2:], reply[2:], tally, turns)
         return reply
 

@@ -36,7 +36,7 @@ from dns_server.plugins.hosts import HostsEntry, HostsSettings, HostsTable
 from dns_server.observability.metrics import Metrics
 from dns_server.protocol.answer import Answer, Outcome
 from dns_server.protocol.wire import decode_query, question_key
-from dns_server.serving.answer_table import AnswerTable, View
+from dns_server.serving.answer_table import MAX_EXACT_PER_ENTRY, AnswerTable, Entry, View
 from dns_server.serving import router
 from dns_server.serving.router import EXACT_TIMED, Block, Forward, Pipeline
 from tests.cluster_data import example_records, registry_with
@@ -330,6 +330,19 @@ def test_loadbalance_rotates_the_address_records_and_keeps_the_set() -> None:
     assert q.to_wire()[2:] in pipeline.table.exact_udp  # the next one by a dict lookup, turned
     first = [rr.to_text() for rr in ask(plain, query(f"many.big.svc.{Z}")).answer[0]]
     assert [ask(plain, query(f"many.big.svc.{Z}")).answer[0][0].to_text() for _ in range(3)] == [first[0]] * 3
+
+
+def test_a_loadbalanced_answer_past_its_exact_patterns_is_not_turned_into_more(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 0x20 client changes the name's case in every query: past MAX_EXACT_PER_ENTRY patterns the
+    key path serves it, without building every rotation for a pattern that will not be kept."""
+    pipeline = pipeline_for(big_headless(4), settings=block(loadbalance=True))
+    built: list[int] = []
+    turns = Entry.turns
+    monkeypatch.setattr(Entry, "turns", lambda entry, limit: built.append(limit) or turns(entry, limit))
+    names = ["".join(c.upper() if (bits >> i) & 1 else c for i, c in enumerate("many")) for bits in range(10)]
+    for name in names:
+        assert len(ask(pipeline, query(f"{name}.big.svc.{Z}")).answer[0]) == 4
+    assert len(built) == MAX_EXACT_PER_ENTRY and len(pipeline.table.exact_udp) == MAX_EXACT_PER_ENTRY
 
 
 # -- the answer table across snapshots ---------------------------------------------------------------
