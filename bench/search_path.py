@@ -5,7 +5,8 @@
 Needs root, `ip` (iproute2), `getent` (glibc) and unbound.  What runs:
 
 - two private network namespaces joined by a veth pair: the server's (10.254.0.1, and loopback)
-  and the pod's (10.254.0.5, the address of pod `client` in namespace `default` in the fixtures);
+  and the pod's (10.254.0.5, the address of pod `client` in namespace `default` in the fixtures),
+  each with an IPv6 address too, so that getaddrinfo asks AAAA as it does in a pod;
 - in the server's namespace, our server on 10.254.0.1:53 (`kubernetes` with `pods verified` on a
   small fixture cluster, `forward . ` to unbound, `prometheus` on its loopback), with and without
   `autopath @kubernetes`; and unbound on its loopback port 5301, answering `api.example.com A`
@@ -38,6 +39,7 @@ from pathlib import Path
 from common import REPO, BenchError, Processes, print_table, program, run_main
 
 SERVER_ADDRESS, POD_ADDRESS = "10.254.0.1", "10.254.0.5"
+SERVER_ADDRESS6, POD_ADDRESS6 = "fd00:254::1", "fd00:254::5"
 UPSTREAM_PORT = 5301
 METRICS = "127.0.0.1:9153"
 STARTUP_DEADLINE = 30.0
@@ -117,8 +119,13 @@ class Namespaces:
         server_link, pod_link = self._links
         _ip("link", "add", server_link, "netns", self.server, "type", "veth", "peer", "name", pod_link,
             "netns", self.pod)
-        for namespace, link, address in ((self.server, server_link, SERVER_ADDRESS), (self.pod, pod_link, POD_ADDRESS)):
+        for namespace, link, address, address6 in ((self.server, server_link, SERVER_ADDRESS, SERVER_ADDRESS6),
+                                                   (self.pod, pod_link, POD_ADDRESS, POD_ADDRESS6)):
             _ip("-n", namespace, "addr", "add", f"{address}/24", "dev", link)
+            # An IPv6 address from the start (nodad: usable at once), as a pod's eth0 has one: glibc's
+            # getaddrinfo (AI_ADDRCONFIG) asks AAAA only where the host has an IPv6 address, and the
+            # link-local one the kernel adds by itself may or may not be there yet when getent runs.
+            _ip("-n", namespace, "addr", "add", f"{address6}/64", "dev", link, "nodad")
             _ip("-n", namespace, "link", "set", link, "up")
             _ip("-n", namespace, "link", "set", "lo", "up")
         self._etc(self.server, {"resolv.conf": "nameserver 127.0.0.1\n"})  # autopath: no search domains of its own
