@@ -40,6 +40,7 @@ from dns_server.plugins.health import lameduck_of
 from dns_server.plugins.log import QueryLogWriter
 from dns_server.protocol.names import zone_text
 from dns_server.serving.http import EndpointError, HttpEndpoints
+from dns_server.serving import udp
 from dns_server.serving.runtime import Cluster, Runtime, start
 from dns_server.tools import explain
 
@@ -274,6 +275,9 @@ def announce(config: Config, runtime: Serving) -> None:
     for (host, port) in runtime.listeners:
         log_event(log, "startup", f"listening on {format_address(host, port)} (UDP and TCP)",
                   address=format_address(host, port))
+    if udp.MMSG is None:
+        log.info("UDP: one system call per datagram (%s)", "DNS_SERVER_PURE_PYTHON=1" if udp.PURE_PYTHON
+                 else "the compiled _mmsg module was not built: README, 'The compiled part'")
     if config.corefile_hash:
         log.info("plugin/reload: Running configuration SHA512 = %s", config.corefile_hash)
 

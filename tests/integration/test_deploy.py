@@ -524,11 +524,11 @@ def package_files(root: Path) -> set[Path]:
     return {p.relative_to(root) for p in root.rglob("*") if p.suffix == ".py" or p.name == "py.typed"}
 
 
-def test_package_installs_and_runs_as_the_dockerfile_installs_it(tmp_path: Path) -> None:
-    """Real: pip (this interpreter) builds and installs a copy of what the build stage copies into a
-    `--prefix`, as the Dockerfile does (its build requirements come from the package index, like
-    `scripts/test`'s install), and the installed `dns-server` entry point runs from there; the
-    dependencies are not installed again: they come from this virtualenv."""
+def install_as_the_dockerfile_does(tmp_path: Path, env: dict[str, str] | None = None) -> tuple[Path, dict[str, str]]:
+    """pip (this interpreter) builds and installs a copy of what the build stage copies into a
+    `--prefix`, as the Dockerfile does; its build requirements come from the package index, like
+    `scripts/test`'s install, and the dependencies are not installed again: they come from this
+    virtualenv.  Returns the prefix and the environment that imports the installed copy."""
     build, _ = read_dockerfile()
     context = tmp_path / "src"
     for instruction in build.every("COPY"):
@@ -537,7 +537,8 @@ def test_package_installs_and_runs_as_the_dockerfile_installs_it(tmp_path: Path)
         for source in sources:
             origin = REPO / source
             if origin.is_dir():  # Docker copies a directory's contents
-                shutil.copytree(origin, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(origin, target, dirs_exist_ok=True,
+                                ignore=shutil.ignore_patterns("__pycache__", "*.so"))  # .so: the checkout's own build
             elif destination.endswith("/") or len(sources) > 1:
                 target.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(origin, target / origin.name)
@@ -551,23 +552,52 @@ def test_package_installs_and_runs_as_the_dockerfile_installs_it(tmp_path: Path)
     pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--disable-pip-version-check",
            "--ignore-installed", f"--prefix={prefix}", str(context)]
     ours_before = _installed_here()
-    installed = subprocess.run(pip, capture_output=True, text=True, timeout=300)
+    installed = subprocess.run(pip, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
     assert installed.returncode == 0, installed.stderr
     assert _installed_here() == ours_before, "installing under a prefix removed this environment's own install"
 
-    site = sysconfig.get_path("purelib", "posix_prefix", {"base": str(prefix), "platbase": str(prefix)})
+    site = sysconfig.get_path("platlib", "posix_prefix", {"base": str(prefix), "platbase": str(prefix)})
     # Every module and py.typed, subpackages included (`--help` alone imports only a few).
     assert package_files(Path(site) / "dns_server") == package_files(REPO / "dns_server")
 
-    env = {**os.environ, "PYTHONPATH": site}
-    result = subprocess.run([str(prefix / "bin" / "dns-server"), "--help"], cwd=tmp_path, env=env,
+    installed_env = {**os.environ, "PYTHONPATH": site}
+    result = subprocess.run([str(prefix / "bin" / "dns-server"), "--help"], cwd=tmp_path, env=installed_env,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: dns-server")
-    # The installed copy answered, not the checkout or an editable install.
-    where = subprocess.run([sys.executable, "-c", "import dns_server; print(dns_server.__file__)"], cwd=tmp_path,
-                           env=env, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
-    assert Path(where).is_relative_to(prefix)
+    return prefix, installed_env
+
+
+def udp_path_installed(tmp_path: Path, env: dict[str, str]) -> str:
+    """Which UDP path the installed copy takes, checked to be the installed copy's."""
+    probe = "import dns_server.serving.udp as u; print(u.__file__); print('mmsg' if u.MMSG else 'per datagram')"
+    where, path = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True,
+                                 text=True, timeout=60, check=True).stdout.splitlines()
+    assert Path(where).is_relative_to(tmp_path / "install"), "the checkout or an editable install answered"
+    return path
+
+
+def test_package_installs_and_runs_as_the_dockerfile_installs_it(tmp_path: Path) -> None:
+    """Real: pip and this machine's C compiler, as the Dockerfile's build stage has them; then the
+    installed `dns-server` entry point, which reads UDP with recvmmsg (the compiled part)."""
+    _, env = install_as_the_dockerfile_does(tmp_path)
+    assert udp_path_installed(tmp_path, env) == "mmsg"
+
+
+def test_without_a_compiler_the_package_installs_and_takes_the_pure_python_path(tmp_path: Path) -> None:
+    """Real pip, with `CC=false` standing in for a machine without a C compiler: the install goes on
+    without the compiled part, and the installed server reads one datagram per system call."""
+    _, env = install_as_the_dockerfile_does(tmp_path, {"CC": "false"})
+    assert udp_path_installed(tmp_path, env) == "per datagram"
+
+
+def test_the_dockerfile_build_stage_has_a_compiler_and_the_image_does_not() -> None:
+    """Stand-in: the Dockerfile read instruction by instruction.  python:3.11-slim has no C compiler,
+    so the build stage installs one for the compiled part; the final stage gets only the install."""
+    build, final = read_dockerfile()
+    [apt] = [i.words() for i in build.every("RUN") if "apt-get" in i.words()]
+    assert {"gcc", "libc6-dev"} <= set(apt)
+    assert [i for i in final.every("RUN") if "apt-get" in i.words()] == []
 
 
 def _installed_here() -> bool:

@@ -221,6 +221,33 @@ def test_fuzzed_packets_never_stop_the_server(server: ServerProcess) -> None:
     assert server.process is not None and server.process.poll() is None
 
 
+def test_the_pure_python_udp_path_sends_the_same_bytes(server: ServerProcess, fixtures: Path) -> None:
+    """The same data served twice: by default (recvmmsg and sendmmsg, the compiled `_mmsg` module) and
+    with DNS_SERVER_PURE_PYTHON=1 (a recvfrom and a sendto per datagram), each question of this file
+    asked of both with the same ID: the replies are the same bytes, truncated ones included (but for
+    the SOA serial, which is each process's start time)."""
+    questions = [(name, qtype) for _, name, qtype, _ in ANSWERS] + [(name, qtype) for _, name, qtype, _ in NEGATIVE]
+    questions.append((f"many.big.svc.{Z}", "A"))
+    with ServerProcess("--fixtures", str(fixtures), "--resolv-conf", "/dev/null",
+                       env={"DNS_SERVER_PURE_PYTHON": "1"}) as pure:
+        assert "UDP: one system call per datagram (DNS_SERVER_PURE_PYTHON=1)" in pure.log()
+        assert "UDP: one system call per datagram" not in server.log()
+        for number, (name, qtype) in enumerate(questions):
+            query = dns.message.make_query(name, qtype, use_edns=number % 2 - 1)
+            wires = []
+            for running in (server, pure):
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+                    client.settimeout(5)
+                    client.sendto(query.to_wire(), (running.host, running.port))
+                    wires.append(client.recv(65535))
+            serials = [[rr.serial for rrset in dns.message.from_wire(wire).authority for rr in rrset
+                        if rr.rdtype == dns.rdatatype.SOA] for wire in wires]
+            if serials[0] != serials[1]:
+                wires[1] = wires[1].replace(struct.pack("!I", serials[1][0]), struct.pack("!I", serials[0][0]))
+            assert wires[0] == wires[1], (name, qtype)
+            assert dns.message.from_wire(wires[0]).id == query.id
+
+
 def test_flags_change_what_is_served(tmp_path: Path) -> None:
     args = ["--fixtures", str(ZONES), "--cluster-domain", "k8s.test", "--ttl", "30", "--endpoint-pod-names",
             "--pods", "verified", "--resolv-conf", "/dev/null"]
