@@ -8,7 +8,9 @@ so TCP connections and timers get their turn.
 Where the compiled `_mmsg` module was built (README, "The compiled part"), a batch is read with one
 recvmmsg call and its replies sent with one sendmmsg call; otherwise, or with
 DNS_SERVER_PURE_PYTHON=1, with a recvfrom and a sendto per datagram.  On one core, with dnsperf on
-the other, the system calls saved take this server from 86% of NSD's QPS to dnsperf's limit (bench/).
+the other, the system calls saved took this server from 160,099 to 188,060 queries a second, where
+NSD did 185,481 (bench/run.py --baseline, both held back by dnsperf's core), and its CPU per query
+below saturation from 9.2 to 8.3 µs (NSD: 7.2).
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ log = logging.getLogger(__name__)
 RECEIVE_BUFFER = 8 * 1024 * 1024  # bursts from many pods must not overflow the kernel queue
 SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)  # Linux: exceeds rmem_max when privileged
 BATCH = 64  # datagrams read per readiness callback before the loop runs anything else
-
-
 
 
 def _built() -> ModuleType | None:
