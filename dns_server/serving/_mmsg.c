@@ -57,8 +57,8 @@ parse_address(PyObject *tuple, struct sockaddr_storage *out)
 {
     if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) < 2)
         return 0;
-    const char *host = PyUnicode_AsUTF8(PyTuple_GET_ITEM(tuple, 0));
-    long port = PyLong_AsLong(PyTuple_GET_ITEM(tuple, 1));
+    const char *host = PyUnicode_Check(PyTuple_GET_ITEM(tuple, 0)) ? PyUnicode_AsUTF8(PyTuple_GET_ITEM(tuple, 0)) : NULL;
+    long port = host != NULL && PyLong_Check(PyTuple_GET_ITEM(tuple, 1)) ? PyLong_AsLong(PyTuple_GET_ITEM(tuple, 1)) : -1;
     if (host == NULL || port < 0 || port > 65535) {
         PyErr_Clear();
         return 0;

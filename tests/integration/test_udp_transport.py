@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from types import ModuleType
-from typing import Awaitable, Callable
+from typing import Any, Awaitable, Callable, Coroutine
 
 import dns.edns
 import dns.message
@@ -25,7 +25,7 @@ from dns_server.serving.udp import BATCH, UdpServer
 from tests.doubles import pipeline_for
 
 NAME = "frontend.shop.svc.cluster.local"
-LOOPS: dict[str, Callable[[Awaitable[None]], None]] = {"asyncio": asyncio.run, "uvloop": uvloop.run}
+LOOPS: dict[str, Callable[[Coroutine[Any, Any, None]], None]] = {"asyncio": asyncio.run, "uvloop": uvloop.run}
 PATHS: dict[str, ModuleType | None] = {"mmsg": _mmsg, "per datagram": None}
 
 
@@ -124,16 +124,18 @@ def test_both_paths_send_the_same_bytes_to_each_client(family: socket.AddressFam
 
 
 def test_send_drops_what_cannot_be_sent_and_sends_the_rest() -> None:
-    """The module alone on real sockets: an address that is not one, or one the kernel refuses
-    (IPv6 on an IPv4 socket), is skipped, as UDP drops it, and the datagrams after it still go."""
+    """The module alone on real sockets: an address that is not one (of the wrong types too), or one
+    the kernel refuses (IPv6 on an IPv4 socket), is skipped, as UDP drops it, and the datagrams
+    after it still go."""
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server, \
             socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         server.bind(("127.0.0.1", 0))
         client.bind(("127.0.0.1", 0))
         client.settimeout(10)
         peer = client.getsockname()
-        taken = _mmsg.send(server.fileno(), [(b"first", peer), (b"bad", ("not an address", 53)),
-                                             (b"refused", ("::1", 53, 0, 0)), (b"last", peer)])
+        replies: list[Any] = [(b"first", peer), (b"bad", ("not an address", 53)), (b"no host", (None, 53)),
+                              (b"no port", ("127.0.0.1", "53")), (b"refused", ("::1", 53, 0, 0)), (b"last", peer)]
+        taken = _mmsg.send(server.fileno(), replies)
         assert taken == 2
         assert [client.recv(100), client.recv(100)] == [b"first", b"last"]
 
