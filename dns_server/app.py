@@ -39,8 +39,8 @@ from dns_server.observability.metrics import Metrics
 from dns_server.plugins.health import lameduck_of
 from dns_server.plugins.log import QueryLogWriter
 from dns_server.protocol.names import zone_text
-from dns_server.serving.http import EndpointError, HttpEndpoints
 from dns_server.serving import udp
+from dns_server.serving.http import EndpointError, HttpEndpoints
 from dns_server.serving.runtime import Cluster, Runtime, start
 from dns_server.tools import explain
 
