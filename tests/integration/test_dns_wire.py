@@ -230,7 +230,8 @@ def test_the_pure_python_udp_path_sends_the_same_bytes(server: ServerProcess, fi
     questions.append((f"many.big.svc.{Z}", "A"))
     with ServerProcess("--fixtures", str(fixtures), "--resolv-conf", "/dev/null",
                        env={"DNS_SERVER_PURE_PYTHON": "1"}) as pure:
-        assert "UDP: one system call per datagram (DNS_SERVER_PURE_PYTHON=1)" in pure.log()
+        wait_for(lambda: "UDP: one system call per datagram (DNS_SERVER_PURE_PYTHON=1)" in pure.log(), 10,
+                 "the start-up line of the pure-Python path")
         assert "UDP: one system call per datagram" not in server.log()
         for number, (name, qtype) in enumerate(questions):
             query = dns.message.make_query(name, qtype, use_edns=number % 2 - 1)
