@@ -37,6 +37,7 @@ server's, is counted where it is found.  A listener with neither metrics nor a q
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 import time
@@ -83,6 +84,7 @@ DROPPED = "dropped"  # the metrics zone of queries no block takes (CoreDNS's var
 FIRST_BUCKET = 0.00025  # the first bucket of CoreDNS's TimeBuckets
 EXACT_TIMED = 64  # one counted exact reply in this many is timed (`Pipeline._handle_observed`); a power of two
 EXACT_UNTIMED = EXACT_TIMED - 1  # the mask: hits & EXACT_UNTIMED is 0 for the one timed
+RESTAMP_SLICE = 1_000  # kept replies given a new serial per turn of the event loop (about 2-5 ms)
 _TYPE_CLASS = struct.Struct("!HH")
 MAX_FOLLOWS = 8  # CNAME targets a rewrite cname rule may have looked up again for one query (CoreDNS: no bound)
 
@@ -198,14 +200,32 @@ class Pipeline:
         self._local = local  # our address, for the query log
         self._address = (local, port) if local else None  # the listener's, for the chain (rewrite's {server_ip})
         self._panicked = panicked  # counts internal errors (coredns_panics_total)
+        self._restamp_scheduled = False
         self._observed = metrics is not None or self._writer is not None
         # the transports' entry, chosen once: a listener that neither counts nor logs pays nothing for either
         self.handle: QueryHandler = self._handle_observed if self._observed else self._handle_plain
 
     # -- snapshots -------------------------------------------------------------------------------
     def publish(self, view: View, change: Change, serial_changed: bool) -> None:
-        """`view` has moved on by `change`: the answers it touches are dropped (event loop thread)."""
+        """`view` has moved on by `change`: the answers it touches are dropped (event loop thread).
+
+        A new serial is written into the kept negative replies `RESTAMP_SLICE` entries per turn of
+        the event loop (`AnswerTable.restamp`), all at once where no loop runs (tests, tools).
+        """
         self.table.publish(view, change, serial_changed)
+        if serial_changed and not self._restamp_scheduled:
+            self._restamp()
+
+    def _restamp(self) -> None:
+        self._restamp_scheduled = False
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.table.restamp()
+            return
+        if self.table.restamp(RESTAMP_SLICE):
+            self._restamp_scheduled = True
+            loop.call_soon(self._restamp)
 
     def answer_ahead(self, question: Question) -> None:
         """Answer a question as glibc's and musl's resolvers ask it, and keep the reply (serving/warmup.py).

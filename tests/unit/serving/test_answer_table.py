@@ -229,10 +229,46 @@ def test_a_negative_answer_served_after_a_serial_change_carries_the_new_serial()
     table.publish(view, changes[0], True)
     fresh = fresh_wire(view)
     assert fresh != before
+    assert table.exact_udp[data[2:]].tail == before[2:]  # not yet: restamped when the router asks
+    assert table.restamp() is False
     assert table.exact_udp[data[2:]].tail == fresh[2:]  # its exact reply restamped in place, as a fresh encode
     served = table.get(key)
     assert served is kept and served.serial == 1_700_000_042
     assert served.reply(65535) == fresh  # byte for byte a fresh encode
+
+
+def test_a_new_serial_is_written_a_given_number_of_entries_at_a_time() -> None:
+    """`restamp(count)` does `count` entries and says whether any are left; those restamped are
+    restamped again by the next serial change, those left get the newest serial."""
+    registry = registry_with(example_records())
+    view = View(registry.snapshot)
+    table = AnswerTable()
+    queries = []
+    for name in ("nope", "nada", "nix"):
+        key, kept, data = negative_entry(view, f"{name}.shop.svc.{Z}")
+        table.put(key, kept)
+        table.remember(kept, False, data[2:], kept.wire[2:], None)
+        queries.append(data)
+    change_at_42(registry, view)
+    table.publish(view, Change(services=frozenset({("shop", "other")})), True)
+
+    def serials() -> list[int]:
+        return [_serial_of(table.exact_udp[q[2:]].tail) for q in queries]
+
+    assert serials() == [1_700_000_000] * 3
+    assert table.restamp(2) is True
+    assert sorted(serials()) == [1_700_000_000, 1_700_000_042, 1_700_000_042]
+    registry.apply([Put(Service("shop", "fourth", ("10.96.10.96",), False, "", ()))], now=1_700_000_077.1)
+    view.snapshot = registry.snapshot
+    table.publish(view, Change(services=frozenset({("shop", "fourth")})), True)
+    assert table.restamp(10) is False
+    assert serials() == [1_700_000_077] * 3
+
+
+def _serial_of(tail: bytes) -> int:
+    """The SOA serial of a negative reply after its ID: dnspython reads it."""
+    reply = dns.message.from_wire(b"\x00\x00" + tail)
+    return int(reply.authority[0][0].serial)
 
 
 def test_a_cut_exact_reply_is_dropped_when_the_serial_changes() -> None:
@@ -242,6 +278,7 @@ def test_a_cut_exact_reply_is_dropped_when_the_serial_changes() -> None:
     table, key, kept, data = kept_negative(view, tail_end=-1)  # any tail shorter than the whole reply
     change_at_42(registry, view)
     table.publish(view, Change(services=frozenset({("shop", "other")})), True)
+    table.restamp()
     assert data[2:] not in table.exact_udp and table.get(key) is kept
 
 
@@ -251,6 +288,7 @@ def test_a_serial_change_of_another_view_leaves_the_exact_replies_alone() -> Non
     table, _, kept, data = kept_negative(view)
     before = kept.wire
     table.publish(other, Change(), True)
+    table.restamp()
     assert table.exact_udp[data[2:]].tail == before[2:] and kept.wire == before
     assert kept.serial == registry.snapshot.serial
 
@@ -296,6 +334,7 @@ def test_an_exact_reply_dropped_by_the_bound_does_not_stop_the_others_being_rest
     table.exact_udp.clear()  # what the bound on exact replies does when it is reached
     change_at_42(registry, view)
     table.publish(view, Change(services=frozenset({("shop", "other")})), True)
+    table.restamp()
     assert table.exact_tcp[data[2:]].tail == fresh_wire(view)[2:]
     table.publish(view, Change(services=frozenset({("shop", "nope")}), namespaces=frozenset({"shop"})), False)
     assert key not in table.entries and not table.exact_tcp  # dropped with its entry, the missing one skipped

@@ -8,6 +8,7 @@ drops), and the table keeping answers across snapshots but for those a change to
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import random
 import struct
@@ -392,6 +393,29 @@ def test_the_soa_serial_of_a_kept_negative_answer_follows_the_snapshot() -> None
     fresh = pipeline_for(registry=registry)
     again = query(f"nope.shop.svc.{Z}")
     assert reply_of(pipeline, again.to_wire()) == reply_of(fresh, again.to_wire())
+
+
+def test_on_an_event_loop_a_new_serial_reaches_the_kept_replies_a_slice_per_turn(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A serial change does not stop the loop while every kept negative reply is restamped: a slice
+    per turn (one entry here), queries answered in between; after a few turns every one is current."""
+    monkeypatch.setattr(router, "RESTAMP_SLICE", 1)
+    registry = registry_with(example_records())
+    pipeline = pipeline_for(registry=registry)
+    questions = [query(f"{name}.shop.svc.{Z}") for name in ("nope", "nada", "nix")]
+
+    def serials() -> list[int]:
+        return [int(ask(pipeline, q).authority[0][0].serial) for q in questions]
+
+    async def main() -> None:
+        assert serials() == serials() == [1_700_000_000] * 3  # the second round: exact replies
+        registry.apply([Put(Service("shop", "other", ("10.96.10.98",), False, "", ()))], now=1_700_000_042.5)
+        assert sorted(serials()) == [1_700_000_000, 1_700_000_000, 1_700_000_042]  # one done in publish
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert serials() == [1_700_000_042] * 3
+
+    asyncio.run(main())
 
 
 def test_answers_are_bounded() -> None:
